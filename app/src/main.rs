@@ -1,0 +1,2 @@
+//! The `ctfw` binary. (Skeleton.)
+fn main() {}

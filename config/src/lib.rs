@@ -1,0 +1,2 @@
+//! ctfw's configuration. (Skeleton: its owner replaces it.)
+#![forbid(unsafe_code)]

@@ -1,0 +1,251 @@
+//! Why a packet was dropped or judged INVALID, and the per-worker counters they index.
+//!
+//! [`Reason`] is a `Copy` enum whose discriminant indexes a flat counter array, so counting on
+//! the hot path is one add. Every malformed input the engine can meet has its own reason: a
+//! packet is never dropped silently.
+//!
+//! Reasons fall in three classes ([`ReasonClass`]):
+//! - `Unparsed`: the frame never reached connection tracking (like Linux's IP input dropping a
+//!   bad IPv4 header before netfilter sees it); the packet is dropped and its `ct_state` is none.
+//! - `Invalid`: connection tracking judged the packet INVALID (a malformed L4 header, a bad
+//!   checksum, an impossible TCP flag combination, an out-of-window segment, ...). The rule set
+//!   still decides its fate, exactly as `ct state invalid` rules do in nftables.
+//! - `Policy`: the packet was tracked and then dropped by a rule, the default policy, or
+//!   resource limits (a full table).
+
+use core::fmt;
+
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $name:ident = $text:literal, $class:ident; )*) => {
+        /// Why a packet was dropped or marked INVALID. Indexes [`Counters`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum Reason {
+            $( $(#[$doc])* $name, )*
+        }
+
+        impl Reason {
+            /// Every reason, in discriminant order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$name),*];
+            /// Number of reasons (the length of a counter array).
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// A stable snake_case name for logs, metrics and summaries.
+            pub const fn name(self) -> &'static str {
+                match self { $(Reason::$name => $text,)* }
+            }
+
+            /// Which class of outcome this reason belongs to.
+            pub const fn class(self) -> ReasonClass {
+                match self { $(Reason::$name => ReasonClass::$class,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    // ---- frame and network layer: dropped before connection tracking ----
+    /// Frame shorter than an Ethernet header.
+    EthTruncated = "eth_truncated", Unparsed;
+    /// A VLAN tag was cut short, or more VLAN tags than supported were stacked.
+    VlanTruncated = "vlan_truncated", Unparsed;
+    /// Not IPv4 or IPv6 (ARP, LLDP, ...) and the configuration drops non-IP frames.
+    NonIp = "non_ip", Unparsed;
+    /// Shorter than a minimal IPv4 header.
+    Ipv4Truncated = "ipv4_truncated", Unparsed;
+    /// IPv4 version field is not 4 (or the EtherType lies).
+    Ipv4BadVersion = "ipv4_bad_version", Unparsed;
+    /// IPv4 IHL below 5 or beyond the packet.
+    Ipv4BadIhl = "ipv4_bad_ihl", Unparsed;
+    /// IPv4 total length smaller than the header or larger than the frame.
+    Ipv4BadTotalLength = "ipv4_bad_total_length", Unparsed;
+    /// IPv4 header checksum does not verify.
+    Ipv4BadChecksum = "ipv4_bad_checksum", Unparsed;
+    /// IPv4 options are malformed.
+    Ipv4BadOptions = "ipv4_bad_options", Unparsed;
+    /// Source or destination is a martian Linux drops at IP input (e.g. loopback or multicast source).
+    Ipv4BadAddress = "ipv4_bad_address", Unparsed;
+    /// Shorter than the fixed IPv6 header.
+    Ipv6Truncated = "ipv6_truncated", Unparsed;
+    /// IPv6 version field is not 6.
+    Ipv6BadVersion = "ipv6_bad_version", Unparsed;
+    /// IPv6 payload length runs past the frame (or is a jumbogram, unsupported).
+    Ipv6BadPayloadLength = "ipv6_bad_payload_length", Unparsed;
+    /// An IPv6 extension header is cut short or malformed.
+    Ipv6BadExtHeader = "ipv6_bad_ext_header", Unparsed;
+    /// IPv6 source or destination Linux drops at IP input (e.g. multicast source).
+    Ipv6BadAddress = "ipv6_bad_address", Unparsed;
+    /// An IPv4 or IPv6 fragment, dropped by the fragment policy (the default).
+    Fragment = "fragment", Unparsed;
+
+    // ---- transport layer, malformed: connection tracking says INVALID ----
+    /// TCP header cut short, or data offset beyond the segment.
+    TcpTruncated = "tcp_truncated", Invalid;
+    /// TCP data offset below 5 words.
+    TcpBadDataOffset = "tcp_bad_data_offset", Invalid;
+    /// TCP checksum does not verify.
+    TcpBadChecksum = "tcp_bad_checksum", Invalid;
+    /// A TCP flag combination Linux rejects (SYN+FIN, SYN+RST, no flags, FIN without ACK, ...).
+    TcpBadFlags = "tcp_bad_flags", Invalid;
+    /// UDP header cut short.
+    UdpTruncated = "udp_truncated", Invalid;
+    /// UDP length field disagrees with the IP payload.
+    UdpBadLength = "udp_bad_length", Invalid;
+    /// UDP checksum does not verify.
+    UdpBadChecksum = "udp_bad_checksum", Invalid;
+    /// ICMP / ICMPv6 header cut short.
+    IcmpTruncated = "icmp_truncated", Invalid;
+    /// ICMP / ICMPv6 checksum does not verify.
+    IcmpBadChecksum = "icmp_bad_checksum", Invalid;
+    /// An ICMP error whose quoted packet cannot be parsed.
+    IcmpBadInner = "icmp_bad_inner", Invalid;
+    /// An ICMP error quoting a flow that is not tracked.
+    IcmpNoRelated = "icmp_no_related", Invalid;
+    /// An ICMP message that cannot start a connection (an echo reply without its request, ...).
+    IcmpInvalidNew = "icmp_invalid_new", Invalid;
+
+    // ---- TCP tracker: connection tracking says INVALID ----
+    /// A segment that cannot open a connection (no SYN, with loose pickup off or impossible).
+    TcpInvalidNew = "tcp_invalid_new", Invalid;
+    /// A flag class the state table forbids in this state (e.g. SYN/ACK from the client).
+    TcpInvalidState = "tcp_invalid_state", Invalid;
+    /// Sequence number above the receiver's window (`SEQ is over upper bound`).
+    TcpSeqOverWindow = "tcp_seq_over_window", Invalid;
+    /// Acknowledges data never sent (`ACK is over upper bound`).
+    TcpAckOverWindow = "tcp_ack_over_window", Invalid;
+    /// An RST whose sequence number is behind the peer's highest acknowledgment.
+    TcpInvalidRst = "tcp_invalid_rst", Invalid;
+
+    // ---- policy and resources ----
+    /// Dropped by a rule of the rule set.
+    RuleDrop = "rule_drop", Policy;
+    /// Dropped by the default policy (no rule matched).
+    DefaultPolicy = "default_policy", Policy;
+    /// The table was full and held no entry that may be evicted (only ASSURED entries nearby).
+    TableFull = "table_full", Policy;
+}
+
+/// The class of a [`Reason`]: see the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReasonClass {
+    /// Dropped before connection tracking saw it; no conntrack state.
+    Unparsed,
+    /// Connection tracking judged it INVALID; the rules decide.
+    Invalid,
+    /// Dropped by policy or by resource limits.
+    Policy,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Per-worker counters. Plain integers: each worker owns its own copy and the control plane
+/// reads them (or sums them) when the worker publishes a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets handed to the engine.
+    pub packets: u64,
+    /// Bytes handed to the engine (frame lengths).
+    pub bytes: u64,
+    /// Packets the engine decided to forward.
+    pub accepted: u64,
+    /// Packets the engine decided to drop.
+    pub dropped: u64,
+    /// Connection entries created.
+    pub created: u64,
+    /// Entries removed because they expired.
+    pub expired: u64,
+    /// Entries removed early by protocol logic (RST answering a SYN, re-opened connections).
+    pub closed: u64,
+    /// Non-ASSURED entries evicted to make room for a new connection.
+    pub evicted: u64,
+    /// Packets per reason: drops (`Unparsed`, `Policy`) and INVALID verdicts (`Invalid`).
+    pub by_reason: [u64; Reason::COUNT],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            packets: 0,
+            bytes: 0,
+            accepted: 0,
+            dropped: 0,
+            created: 0,
+            expired: 0,
+            closed: 0,
+            evicted: 0,
+            by_reason: [0; Reason::COUNT],
+        }
+    }
+}
+
+impl Counters {
+    /// Count one packet for `reason`.
+    #[inline]
+    pub fn count(&mut self, reason: Reason) {
+        self.by_reason[reason as usize] += 1;
+    }
+
+    /// The count for `reason`.
+    #[inline]
+    pub fn get(&self, reason: Reason) -> u64 {
+        self.by_reason[reason as usize]
+    }
+
+    /// Add `other` into `self` (the control plane sums workers this way).
+    pub fn merge(&mut self, other: &Counters) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        self.accepted += other.accepted;
+        self.dropped += other.dropped;
+        self.created += other.created;
+        self.expired += other.expired;
+        self.closed += other.closed;
+        self.evicted += other.evicted;
+        for (a, b) in self.by_reason.iter_mut().zip(other.by_reason.iter()) {
+            *a += b;
+        }
+    }
+
+    /// Non-zero reason counters, in discriminant order.
+    pub fn nonzero_reasons(&self) -> impl Iterator<Item = (Reason, u64)> + '_ {
+        Reason::ALL.iter().map(|&r| (r, self.get(r))).filter(|&(_, n)| n != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_index_their_own_slot() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = Reason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Reason::COUNT);
+    }
+
+    #[test]
+    fn merge_adds_every_field() {
+        let mut a = Counters::default();
+        let mut b = Counters::default();
+        b.packets = 3;
+        b.evicted = 2;
+        b.count(Reason::TableFull);
+        a.merge(&b);
+        a.merge(&b);
+        assert_eq!(a.packets, 6);
+        assert_eq!(a.evicted, 4);
+        assert_eq!(a.get(Reason::TableFull), 2);
+    }
+}

@@ -1,0 +1,233 @@
+//! Flow keys: one key per connection, whichever direction a packet travels.
+//!
+//! A [`FlowKey`] is canonical: for port-based protocols the two endpoints are ordered (lower
+//! `(address, port)` first), so both directions of a flow build the same key, hash the same and
+//! find the same table entry. ICMP queries are oriented instead by their type (an echo request
+//! travels ORIGINAL, its reply REPLY). [`Direction`] says how the packet relates to the entry's
+//! ORIGINAL tuple; it is resolved once per packet, here.
+//!
+//! Keys exist only from checked packets ([`crate::wire::Packet`]) or from the inner packet of
+//! a checked ICMP error.
+
+use crate::wire::{Family, IpAddrs};
+
+/// Direction of a packet relative to its connection's ORIGINAL tuple.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Direction {
+    /// Same direction as the packet that created the entry.
+    Original = 0,
+    /// The other way.
+    Reply = 1,
+}
+
+impl Direction {
+    /// Index for per-direction arrays (`seen[dir]` in Linux).
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The opposite direction.
+    #[inline]
+    pub const fn opposite(self) -> Direction {
+        match self {
+            Direction::Original => Direction::Reply,
+            Direction::Reply => Direction::Original,
+        }
+    }
+}
+
+/// The canonical identity of a connection.
+///
+/// For TCP, UDP and other port-based protocols `lo` is the lower `(addr, port)` endpoint.
+/// For ICMP queries `lo` is the requester, `hi` the responder, `lo_port` the identifier and
+/// `hi_port` `(request type << 8) | code`. For portless protocols both ports are zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct FlowKey {
+    /// Lower (or requesting) address.
+    pub lo_addr: u128,
+    /// Higher (or responding) address.
+    pub hi_addr: u128,
+    /// Port of `lo_addr` (ICMP: identifier).
+    pub lo_port: u16,
+    /// Port of `hi_addr` (ICMP: request type and code).
+    pub hi_port: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Address family.
+    pub family: Family,
+}
+
+/// One endpoint as the packet carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Addresses as on the wire.
+    pub addrs: IpAddrs,
+    /// Source port (or ICMP identifier).
+    pub sport: u16,
+    /// Destination port (or ICMP type/code word).
+    pub dport: u16,
+    /// IP protocol number.
+    pub proto: u8,
+}
+
+/// A key with the packet's direction relative to the canonical order.
+///
+/// `swapped` is true when the packet travels `hi -> lo`. The entry remembers whether its
+/// ORIGINAL tuple was swapped; the packet's [`Direction`] is the XOR of the two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyedPacket {
+    /// The canonical key.
+    pub key: FlowKey,
+    /// The packet travels from the `hi` endpoint to the `lo` endpoint.
+    pub swapped: bool,
+}
+
+impl FlowKey {
+    /// Canonical key for a port-based (or portless) protocol: orders the endpoints.
+    #[inline]
+    pub fn from_ports(e: Endpoints) -> KeyedPacket {
+        let a = (e.addrs.src, e.sport);
+        let b = (e.addrs.dst, e.dport);
+        let swapped = a > b;
+        let (lo, hi) = if swapped { (b, a) } else { (a, b) };
+        KeyedPacket {
+            key: FlowKey {
+                lo_addr: lo.0,
+                hi_addr: hi.0,
+                lo_port: lo.1,
+                hi_port: hi.1,
+                proto: e.proto,
+                family: e.addrs.family,
+            },
+            swapped,
+        }
+    }
+
+    /// Key for an ICMP query oriented by its type: `is_request` packets travel ORIGINAL
+    /// (`lo` = source), replies travel REPLY (`lo` = destination). `request_type` is the type
+    /// of the request whichever way the packet goes.
+    #[inline]
+    pub fn icmp_query(
+        addrs: IpAddrs,
+        proto: u8,
+        id: u16,
+        request_type: u8,
+        code: u8,
+        is_request: bool,
+    ) -> KeyedPacket {
+        let (lo, hi) = if is_request { (addrs.src, addrs.dst) } else { (addrs.dst, addrs.src) };
+        KeyedPacket {
+            key: FlowKey {
+                lo_addr: lo,
+                hi_addr: hi,
+                lo_port: id,
+                hi_port: ((request_type as u16) << 8) | code as u16,
+                proto,
+                family: addrs.family,
+            },
+            swapped: !is_request,
+        }
+    }
+
+    /// Whether this key is an ICMP query key (oriented, not ordered).
+    #[inline]
+    pub fn is_icmp(&self) -> bool {
+        matches!(
+            (self.family, self.proto),
+            (Family::V4, crate::wire::proto::ICMP) | (Family::V6, crate::wire::proto::ICMPV6)
+        )
+    }
+}
+
+/// Keyed, seeded hashing of flow keys (ahash): outside traffic cannot aim for collisions
+/// without the per-start random seed.
+#[derive(Clone, Debug)]
+pub struct FlowHasher {
+    state: ahash::RandomState,
+}
+
+impl FlowHasher {
+    /// A hasher with the given seeds (random per start in production, fixed in tests).
+    pub fn with_seeds(seeds: [u64; 4]) -> Self {
+        FlowHasher { state: ahash::RandomState::with_seeds(seeds[0], seeds[1], seeds[2], seeds[3]) }
+    }
+
+    /// 64-bit hash of a key. IPv4 keys hash two words, IPv6 keys five.
+    #[inline]
+    pub fn hash(&self, k: &FlowKey) -> u64 {
+        use core::hash::{BuildHasher, Hasher};
+        let mut h = self.state.build_hasher();
+        let meta = ((k.lo_port as u64) << 48)
+            | ((k.hi_port as u64) << 32)
+            | ((k.proto as u64) << 8)
+            | k.family as u64;
+        match k.family {
+            Family::V4 => {
+                h.write_u64(((k.lo_addr as u64) << 32) | (k.hi_addr as u64 & 0xffff_ffff));
+                h.write_u64(meta);
+            }
+            Family::V6 => {
+                h.write_u128(k.lo_addr);
+                h.write_u128(k.hi_addr);
+                h.write_u64(meta);
+            }
+        }
+        h.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(src: u32, dst: u32) -> IpAddrs {
+        IpAddrs { family: Family::V4, src: src as u128, dst: dst as u128 }
+    }
+
+    #[test]
+    fn both_directions_build_the_same_key() {
+        let fwd = FlowKey::from_ports(Endpoints {
+            addrs: v4(0x0a000102, 0x0a000202),
+            sport: 40000,
+            dport: 80,
+            proto: 6,
+        });
+        let rev = FlowKey::from_ports(Endpoints {
+            addrs: v4(0x0a000202, 0x0a000102),
+            sport: 80,
+            dport: 40000,
+            proto: 6,
+        });
+        assert_eq!(fwd.key, rev.key);
+        assert_ne!(fwd.swapped, rev.swapped);
+        let h = FlowHasher::with_seeds([1, 2, 3, 4]);
+        assert_eq!(h.hash(&fwd.key), h.hash(&rev.key));
+    }
+
+    #[test]
+    fn ports_break_ties_between_equal_addresses() {
+        let a = FlowKey::from_ports(Endpoints { addrs: v4(1, 1), sport: 2, dport: 1, proto: 17 });
+        assert!(a.swapped);
+        assert_eq!((a.key.lo_port, a.key.hi_port), (1, 2));
+    }
+
+    #[test]
+    fn echo_request_and_reply_share_a_key() {
+        let req = FlowKey::icmp_query(v4(1, 2), 1, 7, 8, 0, true);
+        let rep = FlowKey::icmp_query(v4(2, 1), 1, 7, 8, 0, false);
+        assert_eq!(req.key, rep.key);
+        assert!(!req.swapped);
+        assert!(rep.swapped);
+    }
+
+    #[test]
+    fn seeds_change_the_hash() {
+        let k = FlowKey::from_ports(Endpoints { addrs: v4(1, 2), sport: 3, dport: 4, proto: 6 }).key;
+        let a = FlowHasher::with_seeds([1, 2, 3, 4]).hash(&k);
+        let b = FlowHasher::with_seeds([5, 6, 7, 8]).hash(&k);
+        assert_ne!(a, b);
+    }
+}
