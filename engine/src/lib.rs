@@ -16,6 +16,7 @@
 
 pub mod counters;
 pub mod flow;
+pub mod pipeline;
 pub mod rules;
 pub mod time;
 pub mod track;
