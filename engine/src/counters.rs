@@ -212,7 +212,10 @@ impl Counters {
 
     /// Non-zero reason counters, in discriminant order.
     pub fn nonzero_reasons(&self) -> impl Iterator<Item = (Reason, u64)> + '_ {
-        Reason::ALL.iter().map(|&r| (r, self.get(r))).filter(|&(_, n)| n != 0)
+        Reason::ALL
+            .iter()
+            .map(|&r| (r, self.get(r)))
+            .filter(|&(_, n)| n != 0)
     }
 }
 

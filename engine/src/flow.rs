@@ -118,7 +118,11 @@ impl FlowKey {
         code: u8,
         is_request: bool,
     ) -> KeyedPacket {
-        let (lo, hi) = if is_request { (addrs.src, addrs.dst) } else { (addrs.dst, addrs.src) };
+        let (lo, hi) = if is_request {
+            (addrs.src, addrs.dst)
+        } else {
+            (addrs.dst, addrs.src)
+        };
         KeyedPacket {
             key: FlowKey {
                 lo_addr: lo,
@@ -152,7 +156,9 @@ pub struct FlowHasher {
 impl FlowHasher {
     /// A hasher with the given seeds (random per start in production, fixed in tests).
     pub fn with_seeds(seeds: [u64; 4]) -> Self {
-        FlowHasher { state: ahash::RandomState::with_seeds(seeds[0], seeds[1], seeds[2], seeds[3]) }
+        FlowHasher {
+            state: ahash::RandomState::with_seeds(seeds[0], seeds[1], seeds[2], seeds[3]),
+        }
     }
 
     /// 64-bit hash of a key. IPv4 keys hash two words, IPv6 keys five.
@@ -184,7 +190,11 @@ mod tests {
     use super::*;
 
     fn v4(src: u32, dst: u32) -> IpAddrs {
-        IpAddrs { family: Family::V4, src: src as u128, dst: dst as u128 }
+        IpAddrs {
+            family: Family::V4,
+            src: src as u128,
+            dst: dst as u128,
+        }
     }
 
     #[test]
@@ -209,7 +219,12 @@ mod tests {
 
     #[test]
     fn ports_break_ties_between_equal_addresses() {
-        let a = FlowKey::from_ports(Endpoints { addrs: v4(1, 1), sport: 2, dport: 1, proto: 17 });
+        let a = FlowKey::from_ports(Endpoints {
+            addrs: v4(1, 1),
+            sport: 2,
+            dport: 1,
+            proto: 17,
+        });
         assert!(a.swapped);
         assert_eq!((a.key.lo_port, a.key.hi_port), (1, 2));
     }
@@ -225,7 +240,13 @@ mod tests {
 
     #[test]
     fn seeds_change_the_hash() {
-        let k = FlowKey::from_ports(Endpoints { addrs: v4(1, 2), sport: 3, dport: 4, proto: 6 }).key;
+        let k = FlowKey::from_ports(Endpoints {
+            addrs: v4(1, 2),
+            sport: 3,
+            dport: 4,
+            proto: 6,
+        })
+        .key;
         let a = FlowHasher::with_seeds([1, 2, 3, 4]).hash(&k);
         let b = FlowHasher::with_seeds([5, 6, 7, 8]).hash(&k);
         assert_ne!(a, b);

@@ -18,6 +18,7 @@ pub mod counters;
 pub mod flow;
 pub mod pipeline;
 pub mod rules;
+pub mod table;
 pub mod time;
 pub mod track;
 pub mod wire;

@@ -58,6 +58,9 @@ pub struct RuleSet {
 impl RuleSet {
     /// Evaluate the rules in order; the first match decides, else the default policy.
     pub fn evaluate(&self, _input: &RuleInput) -> Decision {
-        Decision { action: self.default, rule: None }
+        Decision {
+            action: self.default,
+            rule: None,
+        }
     }
 }

@@ -212,7 +212,9 @@ pub struct ParseConfig {
 
 impl Default for ParseConfig {
     fn default() -> Self {
-        ParseConfig { verify_l4_checksum: true }
+        ParseConfig {
+            verify_l4_checksum: true,
+        }
     }
 }
 

@@ -1,0 +1,803 @@
+//! The connection table: fixed capacity, allocated up front, no allocation afterwards.
+//!
+//! Layout, chosen for a burst pipeline that overlaps cache misses:
+//! - `entries`: a pool of `capacity` [`Entry`] values, 96 bytes each (two cache lines at most),
+//!   holding the canonical key, the deadline, the status bits and the protocol state.
+//!   A free list of pool indices makes insertion O(1).
+//! - `buckets`: the index, a bucketised cuckoo hash. A bucket is one 64-byte cache line of 16
+//!   slots; a slot packs an 8-bit tag from the hash with a 24-bit pool index (`0` = empty).
+//!   Every key has two candidate buckets, so a lookup reads at most two bucket lines (both
+//!   known from the hash, fetched in parallel) and, after a tag match, one entry.
+//!   The bucket count keeps the load at or below 80%, where 2x16-way cuckoo insertion
+//!   practically never fails; when it does, the insert is treated like a full table.
+//!
+//! Invariants:
+//! - an entry is LIVE iff exactly one slot in one of its key's two buckets refers to it;
+//! - `len` counts LIVE entries and equals `capacity - free.len()`;
+//! - an expired entry is never returned by [`Table::find`]: lookups reclaim it on the spot,
+//!   and [`Table::sweep`] reclaims the rest with bounded work per call.
+//!
+//! Overflow is defined: when an insert finds no room, [`Table::insert`] evicts from the new
+//! key's neighbourhood (the entries its two buckets refer to: at most 32), an expired entry
+//! first, else the non-ASSURED entry closest to expiry. ASSURED entries are never evicted;
+//! if every neighbour is ASSURED the insert fails and the caller drops and counts the packet.
+
+use crate::flow::{FlowHasher, FlowKey};
+use crate::time::Tick;
+use crate::track::{CtFlags, ProtoState};
+use crate::wire::Family;
+
+/// Largest supported capacity: pool indices are 24 bits in a slot.
+pub const MAX_CAPACITY: u32 = (1 << 24) - 1;
+/// Smallest capacity (keeps the neighbourhood meaningful).
+pub const MIN_CAPACITY: u32 = 16;
+
+const SLOTS: usize = 16;
+const EMPTY: u32 = 0;
+const IDX_MASK: u32 = 0x00ff_ffff;
+/// Target load of the index: at most 80% of slots used when the pool is full.
+const LOAD_NUM: u64 = 4;
+const LOAD_DEN: u64 = 5;
+/// Buckets a cuckoo displacement search may visit before an insert counts as "no room".
+const MAX_KICKS: usize = 64;
+/// Table-private status bit: the entry is in use.
+const LIVE: u8 = 0x80;
+
+/// One tracked connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(32))]
+pub struct Entry {
+    /// Canonical key: lower (or requesting) address.
+    pub lo_addr: u128,
+    /// Canonical key: higher (or responding) address.
+    pub hi_addr: u128,
+    /// When the entry expires.
+    pub expires: Tick,
+    /// Canonical key: port of `lo_addr` (ICMP: identifier).
+    pub lo_port: u16,
+    /// Canonical key: port of `hi_addr` (ICMP: request type and code).
+    pub hi_port: u16,
+    /// Canonical key: IP protocol.
+    pub proto: u8,
+    /// Canonical key: address family.
+    pub family: Family,
+    /// Status bits: [`CtFlags`] plus the table's LIVE bit.
+    pub flags: CtFlags,
+    /// Protocol-specific tracking state.
+    pub state: ProtoState,
+}
+
+const _: () = assert!(core::mem::size_of::<Entry>() <= 96);
+const _: () = assert!(core::mem::size_of::<Bucket>() == 64);
+
+impl Entry {
+    /// A fresh entry for `key` (not yet in a table).
+    pub fn new(key: &FlowKey, orig_swapped: bool, expires: Tick, state: ProtoState) -> Entry {
+        let mut flags = CtFlags::default();
+        if orig_swapped {
+            flags.set(CtFlags::ORIG_SWAPPED);
+        }
+        Entry {
+            lo_addr: key.lo_addr,
+            hi_addr: key.hi_addr,
+            expires,
+            lo_port: key.lo_port,
+            hi_port: key.hi_port,
+            proto: key.proto,
+            family: key.family,
+            flags,
+            state,
+        }
+    }
+
+    /// The canonical key.
+    #[inline]
+    pub fn key(&self) -> FlowKey {
+        FlowKey {
+            lo_addr: self.lo_addr,
+            hi_addr: self.hi_addr,
+            lo_port: self.lo_port,
+            hi_port: self.hi_port,
+            proto: self.proto,
+            family: self.family,
+        }
+    }
+
+    #[inline]
+    fn matches(&self, k: &FlowKey) -> bool {
+        self.lo_addr == k.lo_addr
+            && self.hi_addr == k.hi_addr
+            && self.lo_port == k.lo_port
+            && self.hi_port == k.hi_port
+            && self.proto == k.proto
+            && self.family == k.family
+    }
+
+    /// Whether the ORIGINAL tuple runs `hi -> lo`.
+    #[inline]
+    pub fn orig_swapped(&self) -> bool {
+        self.flags.0 & CtFlags::ORIG_SWAPPED != 0
+    }
+
+    /// Whether the entry's deadline has passed at `now`.
+    #[inline]
+    pub fn is_expired(&self, now: Tick) -> bool {
+        !self.expires.is_after(now)
+    }
+
+    #[inline]
+    fn is_live(&self) -> bool {
+        self.flags.0 & LIVE != 0
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Bucket {
+    slots: [u32; SLOTS],
+}
+
+impl Bucket {
+    const EMPTY: Bucket = Bucket {
+        slots: [EMPTY; SLOTS],
+    };
+
+    /// Bit mask of slots whose tag equals `tag` (empty slots have tag 0 and index 0, so they
+    /// are excluded by the index check).
+    #[inline]
+    fn tag_hits(&self, tag: u32) -> u32 {
+        let mut m = 0u32;
+        for (i, &s) in self.slots.iter().enumerate() {
+            m |= (((s >> 24) == tag && s != EMPTY) as u32) << i;
+        }
+        m
+    }
+
+    #[inline]
+    fn free_slot(&self) -> Option<usize> {
+        self.slots.iter().position(|&s| s == EMPTY)
+    }
+}
+
+/// Where a key may live, derived once per packet from its hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hashed {
+    /// Primary bucket.
+    b1: u32,
+    /// Secondary bucket.
+    b2: u32,
+    /// Tag (top 8 bits of a slot).
+    tag: u32,
+}
+
+/// Why an insert failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableFull;
+
+/// What [`Table::insert`] had to do to make room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InsertOutcome {
+    /// An expired neighbour was reclaimed.
+    pub reclaimed_expired: bool,
+    /// A live non-ASSURED neighbour was evicted.
+    pub evicted: bool,
+}
+
+/// The connection table of one worker.
+#[derive(Debug)]
+pub struct Table {
+    entries: Vec<Entry>,
+    buckets: Vec<Bucket>,
+    free: Vec<u32>,
+    hasher: FlowHasher,
+    sweep_cursor: u32,
+}
+
+impl Table {
+    /// A table for `capacity` entries (clamped to `MIN_CAPACITY..=MAX_CAPACITY`), all memory
+    /// allocated now.
+    pub fn new(capacity: u32, hasher: FlowHasher) -> Table {
+        let capacity = capacity.clamp(MIN_CAPACITY, MAX_CAPACITY);
+        let slots_needed = (capacity as u64 * LOAD_DEN).div_ceil(LOAD_NUM);
+        let nbuckets = slots_needed.div_ceil(SLOTS as u64).max(2) as usize;
+        let blank = Entry::new(
+            &FlowKey {
+                lo_addr: 0,
+                hi_addr: 0,
+                lo_port: 0,
+                hi_port: 0,
+                proto: 0,
+                family: Family::V4,
+            },
+            false,
+            Tick(0),
+            ProtoState::Generic,
+        );
+        Table {
+            entries: vec![blank; capacity as usize],
+            buckets: vec![Bucket::EMPTY; nbuckets],
+            // Pop order hands out low indices first, which keeps small tables dense.
+            free: (0..capacity).rev().collect(),
+            hasher,
+            sweep_cursor: 0,
+        }
+    }
+
+    /// Maximum number of entries.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Number of live entries (expired ones not yet reclaimed included).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.entries.len() - self.free.len()
+    }
+
+    /// Whether the table holds no entry.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of memory held: entries, index and free list.
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.capacity() * core::mem::size_of::<Entry>()
+            + self.buckets.capacity() * core::mem::size_of::<Bucket>()
+            + self.free.capacity() * core::mem::size_of::<u32>()
+    }
+
+    /// Hash a key and derive its buckets and tag.
+    #[inline]
+    pub fn hash(&self, key: &FlowKey) -> Hashed {
+        let h = self.hasher.hash(key);
+        let n = self.buckets.len() as u64;
+        // Multiply-shift range reduction (no modulo): any bucket count works.
+        let b1 = (((h & 0xffff_ffff) * n) >> 32) as u32;
+        let mut b2 = ((((h >> 24) & 0xffff_ffff) * n) >> 32) as u32;
+        if b2 == b1 {
+            b2 = if b1 + 1 == n as u32 { 0 } else { b1 + 1 };
+        }
+        // Tags 1..=255: a zero tag would look like an empty slot's.
+        let tag = ((h >> 56) as u32).max(1);
+        Hashed { b1, b2, tag }
+    }
+
+    /// Bring the two candidate buckets towards the cache (first stage of a burst lookup).
+    #[inline]
+    pub fn prefetch_buckets(&self, h: &Hashed) -> u32 {
+        // A plain load per line: the engine is free of unsafe code, and an independent load
+        // that misses overlaps with the rest of the burst just as a prefetch would.
+        self.buckets[h.b1 as usize].slots[0] ^ self.buckets[h.b2 as usize].slots[0]
+    }
+
+    /// Bring the entries whose tags match towards the cache (second stage).
+    #[inline]
+    pub fn prefetch_entries(&self, h: &Hashed) -> u32 {
+        let mut acc = 0u32;
+        for b in [h.b1, h.b2] {
+            let bucket = &self.buckets[b as usize];
+            let mut hits = bucket.tag_hits(h.tag);
+            while hits != 0 {
+                let i = hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                let e = &self.entries[((bucket.slots[i] & IDX_MASK) - 1) as usize];
+                // Both cache lines an entry may span.
+                acc ^= e.expires.0 ^ e.flags.0 as u32;
+            }
+        }
+        acc
+    }
+
+    /// The live, unexpired entry for `key`, if any. An expired entry found on the way is
+    /// reclaimed (and counted in `expired`).
+    #[inline]
+    pub fn find(&mut self, key: &FlowKey, h: &Hashed, now: Tick, expired: &mut u64) -> Option<u32> {
+        let (b, slot, idx) = self.locate(key, h)?;
+        if self.entries[idx as usize].is_expired(now) {
+            self.release(b, slot, idx);
+            *expired += 1;
+            return None;
+        }
+        Some(idx)
+    }
+
+    /// The live entry for `key` without expiry checks or side effects.
+    #[inline]
+    pub fn peek(&self, key: &FlowKey, h: &Hashed) -> Option<u32> {
+        self.locate(key, h).map(|(_, _, idx)| idx)
+    }
+
+    #[inline]
+    fn locate(&self, key: &FlowKey, h: &Hashed) -> Option<(u32, usize, u32)> {
+        for b in [h.b1, h.b2] {
+            let bucket = &self.buckets[b as usize];
+            let mut hits = bucket.tag_hits(h.tag);
+            while hits != 0 {
+                let i = hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                let idx = (bucket.slots[i] & IDX_MASK) - 1;
+                if self.entries[idx as usize].matches(key) {
+                    return Some((b, i, idx));
+                }
+            }
+        }
+        None
+    }
+
+    /// The entry at pool index `idx`.
+    #[inline]
+    pub fn get(&self, idx: u32) -> &Entry {
+        &self.entries[idx as usize]
+    }
+
+    /// The entry at pool index `idx`, mutably. Callers must not change its key.
+    #[inline]
+    pub fn get_mut(&mut self, idx: u32) -> &mut Entry {
+        &mut self.entries[idx as usize]
+    }
+
+    /// Insert `entry` (whose key must not be in the table), making room if needed.
+    /// `key`/`h` are the entry's key and hash. Fails only when the new key's neighbourhood
+    /// holds nothing but ASSURED entries.
+    pub fn insert(
+        &mut self,
+        h: &Hashed,
+        mut entry: Entry,
+        now: Tick,
+    ) -> Result<(u32, InsertOutcome), TableFull> {
+        entry.flags.set(LIVE);
+        let mut outcome = InsertOutcome::default();
+        for attempt in 0..2 {
+            if !self.free.is_empty() {
+                if let Some((b, slot)) = self.room_for(h) {
+                    let idx = self.free.pop().unwrap_or_default();
+                    self.entries[idx as usize] = entry;
+                    self.buckets[b as usize].slots[slot] = (h.tag << 24) | (idx + 1);
+                    return Ok((idx, outcome));
+                }
+            }
+            if attempt == 0 {
+                match self.evict_near(h, now) {
+                    Some(Victim::Expired) => outcome.reclaimed_expired = true,
+                    Some(Victim::Evicted) => outcome.evicted = true,
+                    None => return Err(TableFull),
+                }
+            }
+        }
+        Err(TableFull)
+    }
+
+    /// A free slot in one of `h`'s buckets, moving other keys to their alternate buckets
+    /// (cuckoo displacement, breadth-first over at most `MAX_KICKS` buckets) if needed.
+    fn room_for(&mut self, h: &Hashed) -> Option<(u32, usize)> {
+        for b in [h.b1, h.b2] {
+            if let Some(s) = self.buckets[b as usize].free_slot() {
+                return Some((b, s));
+            }
+        }
+        // nodes[i] = (bucket, parent node, slot in the parent's bucket whose key moves here)
+        let mut nodes = [(0u32, u8::MAX, 0u8); MAX_KICKS];
+        nodes[0].0 = h.b1;
+        nodes[1].0 = h.b2;
+        let mut len = 2;
+        let mut i = 0;
+        while i < len {
+            let b = nodes[i].0;
+            for slot in 0..SLOTS {
+                let idx = (self.buckets[b as usize].slots[slot] & IDX_MASK) - 1;
+                let kh = self.hash(&self.entries[idx as usize].key());
+                let alt = if kh.b1 == b { kh.b2 } else { kh.b1 };
+                if let Some(free) = self.buckets[alt as usize].free_slot() {
+                    return Some(self.shift_path(&nodes, i, slot, alt, free));
+                }
+                // Each bucket enters the search once, so a path never revisits a bucket and
+                // its moves cannot disturb one another.
+                if len < MAX_KICKS && !nodes[..len].iter().any(|n| n.0 == alt) {
+                    nodes[len] = (alt, i as u8, slot as u8);
+                    len += 1;
+                }
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// Execute a displacement path found by [`Table::room_for`]: the key in `(node i, slot)`
+    /// moves to `(alt, free)`, then each ancestor's key moves into the slot just vacated.
+    /// Returns the vacated slot in the root bucket.
+    fn shift_path(
+        &mut self,
+        nodes: &[(u32, u8, u8)],
+        mut i: usize,
+        mut slot: usize,
+        alt: u32,
+        free: usize,
+    ) -> (u32, usize) {
+        let (mut to_b, mut to_s) = (alt, free);
+        loop {
+            let b = nodes[i].0;
+            let s = self.buckets[b as usize].slots[slot];
+            self.buckets[to_b as usize].slots[to_s] = s;
+            self.buckets[b as usize].slots[slot] = EMPTY;
+            let (_, parent, pslot) = nodes[i];
+            if parent == u8::MAX {
+                return (b, slot);
+            }
+            (to_b, to_s) = (b, slot);
+            i = parent as usize;
+            slot = pslot as usize;
+        }
+    }
+
+    /// Make room near `h`: reclaim an expired neighbour, else evict the non-ASSURED
+    /// neighbour closest to expiry. `None` when every neighbour is ASSURED and alive.
+    fn evict_near(&mut self, h: &Hashed, now: Tick) -> Option<Victim> {
+        let mut best: Option<(u32, usize, u32, u32)> = None; // (bucket, slot, idx, remaining)
+        for b in [h.b1, h.b2] {
+            for (slot, &s) in self.buckets[b as usize].slots.iter().enumerate() {
+                if s == EMPTY {
+                    continue;
+                }
+                let idx = (s & IDX_MASK) - 1;
+                let e = &self.entries[idx as usize];
+                if e.is_expired(now) {
+                    self.release(b, slot, idx);
+                    return Some(Victim::Expired);
+                }
+                if e.flags.assured() {
+                    continue;
+                }
+                let left = e.expires.remaining(now).0;
+                if best.is_none_or(|(_, _, _, l)| left < l) {
+                    best = Some((b, slot, idx, left));
+                }
+            }
+        }
+        let (b, slot, idx, _) = best?;
+        self.release(b, slot, idx);
+        Some(Victim::Evicted)
+    }
+
+    /// Remove the entry at pool index `idx` (which must be live).
+    pub fn remove(&mut self, idx: u32) {
+        let key = self.entries[idx as usize].key();
+        let h = self.hash(&key);
+        for b in [h.b1, h.b2] {
+            if let Some(slot) = self.buckets[b as usize]
+                .slots
+                .iter()
+                .position(|&s| s != EMPTY && (s & IDX_MASK) - 1 == idx)
+            {
+                self.release(b, slot, idx);
+                return;
+            }
+        }
+        debug_assert!(false, "remove of an entry that is not indexed");
+    }
+
+    #[inline]
+    fn release(&mut self, b: u32, slot: usize, idx: u32) {
+        self.buckets[b as usize].slots[slot] = EMPTY;
+        self.entries[idx as usize].flags.clear(LIVE);
+        self.free.push(idx);
+    }
+
+    /// Reclaim expired entries, examining at most `budget` pool slots from where the last
+    /// call stopped. Returns how many entries were reclaimed. Bounded work per call keeps a
+    /// worker's latency flat; calling it between bursts covers the pool in
+    /// `capacity / budget` calls.
+    pub fn sweep(&mut self, now: Tick, budget: usize) -> usize {
+        let n = self.entries.len() as u32;
+        let mut reclaimed = 0;
+        for _ in 0..budget.min(n as usize) {
+            let idx = self.sweep_cursor;
+            self.sweep_cursor = if idx + 1 == n { 0 } else { idx + 1 };
+            let e = &self.entries[idx as usize];
+            if e.is_live() && e.is_expired(now) {
+                self.remove(idx);
+                reclaimed += 1;
+            }
+        }
+        reclaimed
+    }
+
+    /// Live, unexpired entries with their pool index, in pool order.
+    pub fn iter(&self, now: Tick) -> impl Iterator<Item = (u32, &Entry)> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(move |(_, e)| e.is_live() && !e.is_expired(now))
+            .map(|(i, e)| (i as u32, e))
+    }
+
+    /// Remove every entry.
+    pub fn clear(&mut self) {
+        for b in &mut self.buckets {
+            *b = Bucket::EMPTY;
+        }
+        for e in &mut self.entries {
+            e.flags.clear(LIVE);
+        }
+        self.free.clear();
+        self.free.extend((0..self.entries.len() as u32).rev());
+    }
+
+    /// Check every invariant (tests and debug tooling; O(capacity)).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut seen = vec![false; self.entries.len()];
+        for (b, bucket) in self.buckets.iter().enumerate() {
+            for &s in &bucket.slots {
+                if s == EMPTY {
+                    continue;
+                }
+                let idx = ((s & IDX_MASK) - 1) as usize;
+                let e = self
+                    .entries
+                    .get(idx)
+                    .ok_or(format!("slot refers to {idx}: out of pool"))?;
+                if !e.is_live() {
+                    return Err(format!("slot in bucket {b} refers to dead entry {idx}"));
+                }
+                if std::mem::replace(&mut seen[idx], true) {
+                    return Err(format!("entry {idx} indexed twice"));
+                }
+                let h = self.hash(&e.key());
+                if h.b1 as usize != b && h.b2 as usize != b {
+                    return Err(format!(
+                        "entry {idx} sits in bucket {b}, not one of its own"
+                    ));
+                }
+                if s >> 24 != h.tag {
+                    return Err(format!("entry {idx} has a stale tag"));
+                }
+            }
+        }
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.is_live() != seen[i] {
+                return Err(format!(
+                    "entry {i}: live={} indexed={}",
+                    e.is_live(),
+                    seen[i]
+                ));
+            }
+        }
+        let live = seen.iter().filter(|&&s| s).count();
+        if live != self.len() {
+            return Err(format!("len {} but {live} live entries", self.len()));
+        }
+        Ok(())
+    }
+}
+
+enum Victim {
+    Expired,
+    Evicted,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{Endpoints, FlowKey};
+    use crate::time::Ticks;
+    use crate::wire::IpAddrs;
+    use proptest::prelude::*;
+
+    fn key(n: u32) -> FlowKey {
+        FlowKey::from_ports(Endpoints {
+            addrs: IpAddrs {
+                family: Family::V4,
+                src: 0x0a00_0000 | n as u128,
+                dst: 0x0b00_0001,
+            },
+            sport: 1024 + (n % 50000) as u16,
+            dport: 80,
+            proto: 6,
+        })
+        .key
+    }
+
+    fn table(cap: u32) -> Table {
+        Table::new(cap, FlowHasher::with_seeds([11, 22, 33, 44]))
+    }
+
+    fn put(t: &mut Table, k: &FlowKey, expires: Tick, assured: bool) -> Result<u32, TableFull> {
+        let mut e = Entry::new(k, false, expires, ProtoState::Generic);
+        if assured {
+            e.flags.set(CtFlags::ASSURED);
+        }
+        let h = t.hash(k);
+        t.insert(&h, e, Tick(0)).map(|(i, _)| i)
+    }
+
+    #[test]
+    fn entry_fits_in_two_cache_lines() {
+        assert!(core::mem::size_of::<Entry>() <= 96);
+        assert_eq!(core::mem::align_of::<Entry>(), 32);
+    }
+
+    #[test]
+    fn insert_find_remove() {
+        let mut t = table(1024);
+        let k = key(1);
+        let idx = put(&mut t, &k, Tick(1000), false).unwrap();
+        let h = t.hash(&k);
+        let mut expired = 0;
+        assert_eq!(t.find(&k, &h, Tick(1), &mut expired), Some(idx));
+        assert_eq!(
+            t.find(&key(2), &t.hash(&key(2)), Tick(1), &mut expired),
+            None
+        );
+        t.remove(idx);
+        assert_eq!(t.find(&k, &h, Tick(1), &mut expired), None);
+        assert!(t.is_empty());
+        t.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn expired_entries_are_absent_and_reclaimed_on_lookup() {
+        let mut t = table(1024);
+        let k = key(7);
+        put(&mut t, &k, Tick(100), false).unwrap();
+        let h = t.hash(&k);
+        let mut expired = 0;
+        assert!(t.find(&k, &h, Tick(99), &mut expired).is_some());
+        assert_eq!(t.find(&k, &h, Tick(100), &mut expired), None);
+        assert_eq!(expired, 1);
+        assert!(t.is_empty());
+        t.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn fills_to_capacity_then_evicts_non_assured() {
+        let cap = 4096;
+        let mut t = table(cap);
+        for n in 0..cap {
+            put(&mut t, &key(n), Tick(10_000 + n), false).unwrap();
+        }
+        assert_eq!(t.len(), cap as usize);
+        t.check_invariants().unwrap();
+        // One more: a neighbour is evicted, the table stays full.
+        let k = key(cap + 1);
+        let h = t.hash(&k);
+        let e = Entry::new(&k, false, Tick(50_000), ProtoState::Generic);
+        let (_, outcome) = t.insert(&h, e, Tick(0)).unwrap();
+        assert!(outcome.evicted);
+        assert_eq!(t.len(), cap as usize);
+        t.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn assured_entries_are_never_evicted() {
+        let cap = 2048;
+        let mut t = table(cap);
+        for n in 0..cap {
+            put(&mut t, &key(n), Tick(100_000), true).unwrap();
+        }
+        let mut refused = 0;
+        for n in cap..cap + 10_000 {
+            if put(&mut t, &key(n), Tick(100_000), false).is_err() {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 10_000);
+        // Every original entry is still there.
+        let mut expired = 0;
+        for n in 0..cap {
+            let k = key(n);
+            let h = t.hash(&k);
+            assert!(
+                t.find(&k, &h, Tick(1), &mut expired).is_some(),
+                "assured entry {n} lost"
+            );
+        }
+        t.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn expired_neighbour_is_reclaimed_before_evicting() {
+        let cap = 1024;
+        let mut t = table(cap);
+        for n in 0..cap {
+            put(
+                &mut t,
+                &key(n),
+                Tick(if n % 2 == 0 { 10 } else { 100_000 }),
+                n % 2 == 1,
+            )
+            .unwrap();
+        }
+        let k = key(cap + 5);
+        let h = t.hash(&k);
+        let (_, outcome) = t
+            .insert(
+                &h,
+                Entry::new(&k, false, Tick(200_000), ProtoState::Generic),
+                Tick(50),
+            )
+            .unwrap();
+        // Every live neighbour is ASSURED, so the only way in is reclaiming an expired one.
+        assert!(outcome.reclaimed_expired && !outcome.evicted);
+        t.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn sweep_reclaims_with_bounded_work() {
+        let mut t = table(1000);
+        for n in 0..1000 {
+            put(&mut t, &key(n), Tick(if n < 600 { 5 } else { 500 }), false).unwrap();
+        }
+        assert_eq!(t.sweep(Tick(10), 100), 100);
+        let mut total = 100;
+        while total < 600 {
+            let n = t.sweep(Tick(10), 100);
+            assert!(n <= 100);
+            total += n;
+        }
+        assert_eq!(total, 600);
+        assert_eq!(t.len(), 400);
+        assert_eq!(t.sweep(Tick(10), 1000), 0);
+        t.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn iter_skips_expired_and_dead_entries() {
+        let mut t = table(64);
+        for n in 0..10 {
+            put(&mut t, &key(n), Tick(if n < 4 { 5 } else { 500 }), false).unwrap();
+        }
+        assert_eq!(t.iter(Tick(10)).count(), 6);
+    }
+
+    #[test]
+    fn high_load_insertions_keep_invariants() {
+        // Index sized for 80% load: fill the pool completely without any eviction.
+        let cap = 50_000;
+        let mut t = table(cap);
+        let mut evictions = 0;
+        for n in 0..cap {
+            let k = key(n);
+            let h = t.hash(&k);
+            let e = Entry::new(&k, false, Tick(1).after(Ticks(1000)), ProtoState::Generic);
+            let (_, o) = t.insert(&h, e, Tick(0)).unwrap();
+            evictions += o.evicted as u32;
+        }
+        assert_eq!(
+            evictions, 0,
+            "the index must hold a full pool without evicting"
+        );
+        t.check_invariants().unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn random_operations_keep_invariants(ops in prop::collection::vec((0u8..4, 0u32..300, 0u32..50), 1..400)) {
+            let mut t = table(128);
+            let mut expired = 0;
+            for (op, n, when) in ops {
+                let k = key(n);
+                let h = t.hash(&k);
+                let now = Tick(when);
+                match op {
+                    0 | 1 => {
+                        if t.find(&k, &h, now, &mut expired).is_none() {
+                            let e = Entry::new(&k, false, now.after(Ticks(20)), ProtoState::Generic);
+                            let _ = t.insert(&h, e, now);
+                        }
+                    }
+                    2 => {
+                        if let Some(i) = t.find(&k, &h, now, &mut expired) {
+                            t.remove(i);
+                        }
+                    }
+                    _ => {
+                        t.sweep(now, 17);
+                    }
+                }
+                prop_assert!(t.check_invariants().is_ok(), "{:?}", t.check_invariants());
+            }
+        }
+    }
+}
