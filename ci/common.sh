@@ -1,0 +1,35 @@
+# Shared helpers for the ci/ scripts (sourced, not run).
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# ensure_packages PKG...: install the Debian packages that are missing (needs root or sudo).
+ensure_packages() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q >/dev/null
+    $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The packages ctfw builds and tests with.
+ensure_build_deps() {
+    ensure_packages pkg-config libdpdk-dev dpdk clang libclang-dev libpcap-dev python3
+    command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+}
+
+# The Linux conformance set: the shared one when present, else the vendored copy.
+conformance_dir() {
+    if [ -n "${CTFW_CONFORMANCE_DIR:-}" ]; then echo "$CTFW_CONFORMANCE_DIR"
+    elif [ -f "$ROOT/../shared/conformance/compare.py" ]; then (cd "$ROOT/../shared/conformance" && pwd)
+    else echo "$ROOT/tests/linux-conformance"
+    fi
+}
