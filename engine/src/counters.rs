@@ -101,6 +101,10 @@ reasons! {
     IcmpBadInner = "icmp_bad_inner", Invalid;
     /// An ICMP error quoting a flow that is not tracked.
     IcmpNoRelated = "icmp_no_related", Invalid;
+    /// An ICMPv4 type above 18, which Linux calls "invalid icmp type".
+    IcmpBadType = "icmp_bad_type", Invalid;
+    /// An ICMP error whose outer destination is not the quoted packet's source.
+    IcmpBadErrorAddress = "icmp_bad_error_address", Invalid;
     /// An ICMP message that cannot start a connection (an echo reply without its request, ...).
     IcmpInvalidNew = "icmp_invalid_new", Invalid;
 
@@ -241,9 +245,7 @@ mod tests {
     #[test]
     fn merge_adds_every_field() {
         let mut a = Counters::default();
-        let mut b = Counters::default();
-        b.packets = 3;
-        b.evicted = 2;
+        let mut b = Counters { packets: 3, evicted: 2, ..Counters::default() };
         b.count(Reason::TableFull);
         a.merge(&b);
         a.merge(&b);

@@ -109,7 +109,7 @@ fn classify_v4(type_: u8) -> IcmpClass {
     };
     match type_ {
         // "invalid icmp type": RFC 1122 says unknown types must be discarded.
-        t if t > NR_ICMP_TYPES => IcmpClass::Invalid(Reason::IcmpInvalidNew),
+        t if t > NR_ICMP_TYPES => IcmpClass::Invalid(Reason::IcmpBadType),
         // icmp_is_err(): unreachable, source quench, redirect, time exceeded, parameter problem.
         3 | 4 | 5 | 11 | 12 => IcmpClass::Error,
         8 => query(8, true),
@@ -177,7 +177,7 @@ mod tests {
             0 => q(8, false),
             14 | 16 | 18 => q(t - 1, false),
             1 | 2 | 6 | 7 | 9 | 10 => INVALID,
-            19..=255 => INVALID,
+            19..=255 => IcmpClass::Invalid(Reason::IcmpBadType),
         }
     }
 
