@@ -7,7 +7,7 @@
 //! | `tcp_new` | [`TcpConn::new`] |
 //! | `nf_conntrack_tcp_packet` (minus `tcp_error`) | [`TcpConn::packet`] |
 //! | `tcp_conntracks` | `TRANSITIONS` |
-//! | `tcp_in_window`, `tcp_init_sender`, `tcp_options`, `tcp_sack` | private functions of the same names |
+//! | `tcp_in_window`, `tcp_init_sender`, `tcp_options`, `tcp_sack` | `in_window`, `init_sender`, `tcp_options`, `tcp_sack` (private) |
 //! | `nf_tcp_log_invalid`, `nf_tcp_handle_invalid` | `log_invalid`, `handle_invalid` |
 //!
 //! The port is deliberately literal, quirks included (the timestamp-only fast path of
@@ -2925,6 +2925,841 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Replays the TCP traces of the Linux conformance set through the tracker and compares
+    /// states, flags and timeouts after every packet with what the kernel did.
+    ///
+    /// Test-only scaffolding stands in for the parts ctfw has elsewhere: a pcapng reader and a
+    /// frame decoder (with the TCP checks of `tcp_error`), a table keyed by the ORIGINAL tuple
+    /// with expiry, the pipeline's handling of the tracker's verdicts, and the `classic` /
+    /// `classic_synchk` rulesets (a NEW entry is kept only if its packet is accepted, as Linux
+    /// confirms conntracks only for accepted packets).
+    mod conformance {
+        use super::*;
+        use crate::time::Instant;
+        use std::fmt::Write as _;
+        use std::path::{Path, PathBuf};
+
+        // ---- a minimal JSON reader (the engine has no serde) ----
+
+        #[derive(Clone, Debug, PartialEq)]
+        enum Json {
+            Null,
+            Bool(bool),
+            Num(f64),
+            Str(String),
+            Arr(Vec<Json>),
+            Obj(Vec<(String, Json)>),
+        }
+
+        impl Json {
+            fn get(&self, key: &str) -> Option<&Json> {
+                match self {
+                    Json::Obj(kv) => kv.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+                    _ => None,
+                }
+            }
+            fn str(&self) -> Option<&str> {
+                if let Json::Str(s) = self {
+                    Some(s)
+                } else {
+                    None
+                }
+            }
+            fn num(&self) -> Option<f64> {
+                if let Json::Num(n) = self {
+                    Some(*n)
+                } else {
+                    None
+                }
+            }
+            fn arr(&self) -> Option<&[Json]> {
+                if let Json::Arr(a) = self {
+                    Some(a)
+                } else {
+                    None
+                }
+            }
+            fn bool(&self) -> Option<bool> {
+                if let Json::Bool(b) = self {
+                    Some(*b)
+                } else {
+                    None
+                }
+            }
+        }
+
+        struct JsonParser<'a> {
+            s: &'a [u8],
+            i: usize,
+        }
+
+        impl JsonParser<'_> {
+            fn parse(text: &str) -> Result<Json, String> {
+                let mut p = JsonParser {
+                    s: text.as_bytes(),
+                    i: 0,
+                };
+                let v = p.value()?;
+                p.ws();
+                if p.i != p.s.len() {
+                    return Err(format!("trailing data at byte {}", p.i));
+                }
+                Ok(v)
+            }
+
+            fn ws(&mut self) {
+                while self.s.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
+                    self.i += 1;
+                }
+            }
+
+            fn peek(&self) -> Option<u8> {
+                self.s.get(self.i).copied()
+            }
+
+            fn expect(&mut self, c: u8) -> Result<(), String> {
+                if self.peek() == Some(c) {
+                    self.i += 1;
+                    Ok(())
+                } else {
+                    Err(format!("expected '{}' at byte {}", c as char, self.i))
+                }
+            }
+
+            fn lit(&mut self, word: &str, v: Json) -> Result<Json, String> {
+                if self.s.get(self.i..self.i + word.len()) == Some(word.as_bytes()) {
+                    self.i += word.len();
+                    Ok(v)
+                } else {
+                    Err(format!("bad literal at byte {}", self.i))
+                }
+            }
+
+            fn value(&mut self) -> Result<Json, String> {
+                self.ws();
+                match self.peek() {
+                    Some(b'{') => {
+                        self.i += 1;
+                        let mut kv = Vec::new();
+                        self.ws();
+                        if self.peek() == Some(b'}') {
+                            self.i += 1;
+                            return Ok(Json::Obj(kv));
+                        }
+                        loop {
+                            self.ws();
+                            let k = self.string()?;
+                            self.ws();
+                            self.expect(b':')?;
+                            kv.push((k, self.value()?));
+                            self.ws();
+                            match self.peek() {
+                                Some(b',') => self.i += 1,
+                                Some(b'}') => {
+                                    self.i += 1;
+                                    return Ok(Json::Obj(kv));
+                                }
+                                _ => return Err(format!("bad object at byte {}", self.i)),
+                            }
+                        }
+                    }
+                    Some(b'[') => {
+                        self.i += 1;
+                        let mut v = Vec::new();
+                        self.ws();
+                        if self.peek() == Some(b']') {
+                            self.i += 1;
+                            return Ok(Json::Arr(v));
+                        }
+                        loop {
+                            v.push(self.value()?);
+                            self.ws();
+                            match self.peek() {
+                                Some(b',') => self.i += 1,
+                                Some(b']') => {
+                                    self.i += 1;
+                                    return Ok(Json::Arr(v));
+                                }
+                                _ => return Err(format!("bad array at byte {}", self.i)),
+                            }
+                        }
+                    }
+                    Some(b'"') => Ok(Json::Str(self.string()?)),
+                    Some(b't') => self.lit("true", Json::Bool(true)),
+                    Some(b'f') => self.lit("false", Json::Bool(false)),
+                    Some(b'n') => self.lit("null", Json::Null),
+                    Some(c) if c == b'-' || c.is_ascii_digit() => {
+                        let start = self.i;
+                        while self
+                            .peek()
+                            .is_some_and(|c| c.is_ascii_digit() || b"+-.eE".contains(&c))
+                        {
+                            self.i += 1;
+                        }
+                        let text = std::str::from_utf8(&self.s[start..self.i])
+                            .map_err(|e| e.to_string())?;
+                        text.parse()
+                            .map(Json::Num)
+                            .map_err(|e| format!("{text}: {e}"))
+                    }
+                    _ => Err(format!("unexpected input at byte {}", self.i)),
+                }
+            }
+
+            fn string(&mut self) -> Result<String, String> {
+                self.expect(b'"')?;
+                let mut out = Vec::new();
+                loop {
+                    let c = self.peek().ok_or("unterminated string")?;
+                    self.i += 1;
+                    match c {
+                        b'"' => break,
+                        b'\\' => {
+                            let e = self.peek().ok_or("unterminated escape")?;
+                            self.i += 1;
+                            let ch = match e {
+                                b'n' => '\n',
+                                b't' => '\t',
+                                b'r' => '\r',
+                                b'b' => '\u{8}',
+                                b'f' => '\u{c}',
+                                b'u' => {
+                                    let hex = self
+                                        .s
+                                        .get(self.i..self.i + 4)
+                                        .and_then(|h| std::str::from_utf8(h).ok())
+                                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                                        .ok_or("bad \\u escape")?;
+                                    self.i += 4;
+                                    char::from_u32(hex).unwrap_or('\u{fffd}')
+                                }
+                                other => other as char,
+                            };
+                            let mut buf = [0u8; 4];
+                            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        }
+                        _ => out.push(c),
+                    }
+                }
+                String::from_utf8(out).map_err(|e| e.to_string())
+            }
+        }
+
+        #[test]
+        fn json_reader_reads_records() {
+            let j = JsonParser::parse(
+                r#"{"a":[1,-2.5e1,true,null],"b":{"c":"x\"\u0041"},"d":[],"e":{}}"#,
+            )
+            .expect("valid JSON");
+            assert_eq!(j.get("a").and_then(|a| a.arr()).map(|a| a.len()), Some(4));
+            assert_eq!(
+                j.get("a").and_then(|a| a.arr()).and_then(|a| a[1].num()),
+                Some(-25.0)
+            );
+            assert_eq!(
+                j.get("b").and_then(|b| b.get("c")).and_then(Json::str),
+                Some("x\"A")
+            );
+            assert!(JsonParser::parse("{\"a\":1,}").is_err());
+            assert!(JsonParser::parse("[1 2]").is_err());
+        }
+
+        // ---- pcapng ----
+
+        struct Frame {
+            iface: u32,
+            ts_ns: u64,
+            data: Vec<u8>,
+        }
+
+        fn le32(b: &[u8], at: usize) -> Result<u32, String> {
+            b.get(at..at + 4)
+                .and_then(|w| w.try_into().ok())
+                .map(u32::from_le_bytes)
+                .ok_or_else(|| format!("pcapng: short read at {at}"))
+        }
+
+        fn read_pcapng(b: &[u8]) -> Result<Vec<Frame>, String> {
+            let mut frames = Vec::new();
+            // Timestamp units per second, per interface (default: microseconds).
+            let mut units: Vec<u64> = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                let kind = le32(b, i)?;
+                let len = le32(b, i + 4)? as usize;
+                if len < 12 || len % 4 != 0 || i + len > b.len() {
+                    return Err(format!("pcapng: bad block length {len} at {i}"));
+                }
+                let body = &b[i + 8..i + len - 4];
+                match kind {
+                    0x0A0D_0D0A if le32(body, 0)? != 0x1A2B_3C4D => {
+                        return Err("pcapng: only little-endian sections are supported".into());
+                    }
+                    1 => {
+                        let mut u = 1_000_000u64;
+                        let mut o = 8;
+                        while o + 4 <= body.len() {
+                            let code = u16::from_le_bytes([body[o], body[o + 1]]);
+                            let olen = usize::from(u16::from_le_bytes([body[o + 2], body[o + 3]]));
+                            if code == 0 {
+                                break;
+                            }
+                            if code == 9 && olen == 1 {
+                                let r = *body.get(o + 4).ok_or("pcapng: short if_tsresol")?;
+                                u = if r & 0x80 == 0 {
+                                    10u64.pow(u32::from(r))
+                                } else {
+                                    1u64 << (r & 0x7f)
+                                };
+                            }
+                            o += 4 + olen.div_ceil(4) * 4;
+                        }
+                        units.push(u);
+                    }
+                    6 => {
+                        let iface = le32(body, 0)?;
+                        let ts = (u64::from(le32(body, 4)?) << 32) | u64::from(le32(body, 8)?);
+                        let caplen = le32(body, 12)? as usize;
+                        let data = body.get(20..20 + caplen).ok_or("pcapng: short packet")?;
+                        let u = *units
+                            .get(iface as usize)
+                            .ok_or("pcapng: unknown interface")?;
+                        let ts_ns = (u128::from(ts) * 1_000_000_000 / u128::from(u)) as u64;
+                        frames.push(Frame {
+                            iface,
+                            ts_ns,
+                            data: data.to_vec(),
+                        });
+                    }
+                    _ => {}
+                }
+                i += len;
+            }
+            Ok(frames)
+        }
+
+        // ---- frames ----
+
+        /// A TCP segment as decoded from a frame, owning its options.
+        #[derive(Debug)]
+        struct Pkt {
+            src: u128,
+            dst: u128,
+            sport: u16,
+            dport: u16,
+            seq: u32,
+            ack: u32,
+            flags: u8,
+            window: u16,
+            payload_len: u32,
+            options: Vec<u8>,
+        }
+
+        impl Pkt {
+            fn seg(&self) -> TcpSeg<'_> {
+                TcpSeg {
+                    sport: self.sport,
+                    dport: self.dport,
+                    seq: self.seq,
+                    ack: self.ack,
+                    flags: TcpFlags(self.flags),
+                    window: self.window,
+                    payload_len: self.payload_len,
+                    options: &self.options,
+                }
+            }
+        }
+
+        enum Decoded {
+            Tcp(Pkt),
+            /// Conntrack sees it and calls it INVALID (`tcp_error`: truncated, bad offset, bad
+            /// checksum).
+            Invalid,
+            /// Never reaches conntrack.
+            Unparsed,
+        }
+
+        fn be16(b: &[u8], at: usize) -> u16 {
+            u16::from_be_bytes([b[at], b[at + 1]])
+        }
+
+        fn be32(b: &[u8], at: usize) -> u32 {
+            u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+        }
+
+        fn checksum_ok(pseudo: &[u8], l4: &[u8]) -> bool {
+            let mut sum = 0u32;
+            for chunk in pseudo.chunks(2).chain(l4.chunks(2)) {
+                let hi = u32::from(chunk[0]) << 8;
+                sum += hi | chunk.get(1).map_or(0, |&b| u32::from(b));
+            }
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            sum == 0xffff
+        }
+
+        fn decode(f: &[u8]) -> Decoded {
+            if f.len() < 14 {
+                return Decoded::Unparsed;
+            }
+            let mut et = be16(f, 12);
+            let mut off = 14;
+            if et == 0x8100 {
+                if f.len() < 18 {
+                    return Decoded::Unparsed;
+                }
+                et = be16(f, 16);
+                off = 18;
+            }
+            let ip = &f[off..];
+            let (src, dst, l4, pseudo) = match et {
+                0x0800 => {
+                    if ip.len() < 20 || ip[0] >> 4 != 4 {
+                        return Decoded::Unparsed;
+                    }
+                    let ihl = usize::from(ip[0] & 0x0f) * 4;
+                    let total = usize::from(be16(ip, 2));
+                    if ihl < 20 || total < ihl || total > ip.len() || ip[9] != 6 {
+                        return Decoded::Unparsed;
+                    }
+                    if be16(ip, 6) & 0x3fff != 0 {
+                        return Decoded::Unparsed; // fragment
+                    }
+                    let l4 = &ip[ihl..total];
+                    let mut pseudo = ip[12..20].to_vec();
+                    pseudo.extend_from_slice(&[0, 6]);
+                    pseudo.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+                    (
+                        u128::from(be32(ip, 12)),
+                        u128::from(be32(ip, 16)),
+                        l4,
+                        pseudo,
+                    )
+                }
+                0x86dd => {
+                    if ip.len() < 40 || ip[0] >> 4 != 6 {
+                        return Decoded::Unparsed;
+                    }
+                    let plen = usize::from(be16(ip, 4));
+                    if ip[6] != 6 || 40 + plen > ip.len() {
+                        return Decoded::Unparsed;
+                    }
+                    let l4 = &ip[40..40 + plen];
+                    let mut pseudo = ip[8..40].to_vec();
+                    pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
+                    pseudo.extend_from_slice(&[0, 0, 0, 6]);
+                    let addr = |at: usize| {
+                        ip[at..at + 16]
+                            .iter()
+                            .fold(0u128, |a, &b| (a << 8) | u128::from(b))
+                    };
+                    (addr(8), addr(24), l4, pseudo)
+                }
+                _ => return Decoded::Unparsed,
+            };
+            if l4.len() < 20 {
+                return Decoded::Invalid;
+            }
+            let doff = usize::from(l4[12] >> 4) * 4;
+            if doff < 20 || doff > l4.len() || !checksum_ok(&pseudo, l4) {
+                return Decoded::Invalid;
+            }
+            Decoded::Tcp(Pkt {
+                src,
+                dst,
+                sport: be16(l4, 0),
+                dport: be16(l4, 2),
+                seq: be32(l4, 4),
+                ack: be32(l4, 8),
+                flags: l4[13],
+                window: be16(l4, 14),
+                payload_len: (l4.len() - doff) as u32,
+                options: l4[20..doff].to_vec(),
+            })
+        }
+
+        /// The kernel side's one-line summary (`... [SA] seq=.. ack=.. win=.. len=..`)
+        /// must describe the segment we decoded.
+        fn check_summary(summary: &str, p: &Pkt) -> Result<(), String> {
+            if !summary.contains("seq=") || summary.contains('(') {
+                return Ok(());
+            }
+            let field = |name: &str| -> Option<u64> {
+                let rest = summary.split(&format!(" {name}=")).nth(1)?;
+                rest.split(' ').next()?.parse().ok()
+            };
+            let got = (field("seq"), field("ack"), field("win"), field("len"));
+            let want = (
+                Some(u64::from(p.seq)),
+                Some(u64::from(p.ack)),
+                Some(u64::from(p.window)),
+                Some(u64::from(p.payload_len)),
+            );
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("summary {got:?} != decoded {want:?}"))
+            }
+        }
+
+        // ---- the mini pipeline ----
+
+        type Tuple = (u128, u128, u16, u16);
+
+        struct Entry {
+            orig: Tuple,
+            conn: TcpConn,
+            meta: EntryMeta,
+        }
+
+        struct RunConfig {
+            tcp: TcpConfig,
+            synchk: bool,
+        }
+
+        /// The `classic` ruleset (and `classic_synchk`'s extra first rule).
+        fn ruleset(cfg: &RunConfig, ct_state: &str, from_inside: bool, flags: u8) -> bool {
+            let core = flags & (FIN | SYN | RST | ACK);
+            if cfg.synchk && ct_state == "new" && core != SYN {
+                return false;
+            }
+            ct_state == "established" || (ct_state == "new" && from_inside)
+        }
+
+        /// One packet through tracking and rules: (ct_state, forwarded).
+        fn track(
+            table: &mut Vec<Entry>,
+            cfg: &RunConfig,
+            p: &Pkt,
+            now: Tick,
+            from_inside: bool,
+        ) -> Result<(&'static str, bool), String> {
+            let seg = p.seg();
+            if !flags_valid(seg.flags) {
+                return Ok(("invalid", false));
+            }
+            let fwd: Tuple = (p.src, p.dst, p.sport, p.dport);
+            let rev: Tuple = (p.dst, p.src, p.dport, p.sport);
+            if let Some(pos) = table.iter().position(|e| e.orig == fwd || e.orig == rev) {
+                let e = &mut table[pos];
+                let dir = if e.orig == fwd { ORIG } else { REPLY };
+                let ct_state = if dir == REPLY || e.meta.flags.seen_reply() {
+                    "established"
+                } else {
+                    "new"
+                };
+                match e.conn.packet(&mut e.meta, now, dir, &seg, &cfg.tcp) {
+                    TcpAction::Invalid(_) => return Ok(("invalid", false)),
+                    TcpAction::Kill => {
+                        table.remove(pos);
+                        return Ok((ct_state, ruleset(cfg, ct_state, from_inside, p.flags)));
+                    }
+                    TcpAction::Reopen => {
+                        table.remove(pos);
+                    }
+                    TcpAction::Accept | TcpAction::Ignore => {
+                        if dir == REPLY {
+                            e.meta.flags.set(CtFlags::SEEN_REPLY);
+                        }
+                        return Ok((ct_state, ruleset(cfg, ct_state, from_inside, p.flags)));
+                    }
+                }
+            }
+            let Ok(mut conn) = TcpConn::new(&seg, &cfg.tcp) else {
+                return Ok(("invalid", false));
+            };
+            let mut meta = EntryMeta {
+                flags: CtFlags::default(),
+                expires: now,
+            };
+            match conn.packet(&mut meta, now, ORIG, &seg, &cfg.tcp) {
+                TcpAction::Accept => {}
+                TcpAction::Invalid(_) => return Ok(("invalid", false)),
+                other => return Err(format!("new entry's first packet gave {other:?}")),
+            }
+            let forwarded = ruleset(cfg, "new", from_inside, p.flags);
+            if forwarded {
+                table.push(Entry {
+                    orig: fwd,
+                    conn,
+                    meta,
+                });
+            }
+            Ok(("new", forwarded))
+        }
+
+        fn parse_addr(s: &str) -> Option<u128> {
+            match s.parse::<std::net::IpAddr>().ok()? {
+                std::net::IpAddr::V4(a) => Some(u128::from(u32::from(a))),
+                std::net::IpAddr::V6(a) => Some(u128::from(a)),
+            }
+        }
+
+        /// Compares our table after one packet with the kernel's.
+        fn compare_entries(
+            table: &[Entry],
+            rec: &Json,
+            now: Tick,
+            tol: f64,
+            diffs: &mut Vec<String>,
+            i: usize,
+        ) -> Result<(), String> {
+            let expected = rec
+                .get("ct_entries")
+                .and_then(Json::arr)
+                .ok_or("no ct_entries")?;
+            let mut matched = vec![false; table.len()];
+            for x in expected {
+                let s = |k: &str| {
+                    x.get(k)
+                        .and_then(Json::str)
+                        .ok_or(format!("entry without {k}"))
+                };
+                let n = |k: &str| {
+                    x.get(k)
+                        .and_then(Json::num)
+                        .ok_or(format!("entry without {k}"))
+                };
+                if s("proto")? != "tcp" {
+                    diffs.push(format!("#{i}: unexpected non-TCP entry"));
+                    continue;
+                }
+                let key: Tuple = (
+                    parse_addr(s("src")?).ok_or("bad src")?,
+                    parse_addr(s("dst")?).ok_or("bad dst")?,
+                    n("sport")? as u16,
+                    n("dport")? as u16,
+                );
+                let Some(pos) = table.iter().position(|e| e.orig == key) else {
+                    diffs.push(format!("#{i}: missing entry {key:x?} ({})", s("state")?));
+                    continue;
+                };
+                matched[pos] = true;
+                let e = &table[pos];
+                if e.conn.state().name() != s("state")? {
+                    diffs.push(format!(
+                        "#{i}: state {} != expected {}",
+                        e.conn.state().name(),
+                        s("state")?
+                    ));
+                }
+                let mut want: Vec<&str> = x
+                    .get("flags")
+                    .and_then(Json::arr)
+                    .ok_or("entry without flags")?
+                    .iter()
+                    .filter_map(Json::str)
+                    .collect();
+                want.sort_unstable();
+                let mut got = Vec::new();
+                if e.meta.flags.assured() {
+                    got.push("ASSURED");
+                }
+                if !e.meta.flags.seen_reply() {
+                    got.push("UNREPLIED");
+                }
+                if got != want {
+                    diffs.push(format!("#{i}: flags {got:?} != expected {want:?}"));
+                }
+                let left = f64::from(e.meta.expires.remaining(now).whole_secs());
+                let want_left = n("timeout")?;
+                if (left - want_left).abs() > tol + 1e-9 {
+                    diffs.push(format!("#{i}: timeout {left} != expected {want_left}"));
+                }
+            }
+            for (e, m) in table.iter().zip(matched) {
+                if !m {
+                    diffs.push(format!(
+                        "#{i}: extra entry {:x?} ({})",
+                        e.orig,
+                        e.conn.state().name()
+                    ));
+                }
+            }
+            Ok(())
+        }
+
+        /// Runs one trace; returns the differences.
+        fn run_trace(cfg: &RunConfig, pcap: &Path, jsonl: &Path) -> Result<Vec<String>, String> {
+            let bytes = std::fs::read(pcap).map_err(|e| format!("{}: {e}", pcap.display()))?;
+            let frames = read_pcapng(&bytes)?;
+            let text =
+                std::fs::read_to_string(jsonl).map_err(|e| format!("{}: {e}", jsonl.display()))?;
+            let records: Vec<Json> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(JsonParser::parse)
+                .collect::<Result<_, _>>()?;
+            let mut diffs = Vec::new();
+            if frames.len() != records.len() {
+                diffs.push(format!(
+                    "{} frames but {} records",
+                    frames.len(),
+                    records.len()
+                ));
+            }
+            let t0 = frames.first().map_or(0, |f| f.ts_ns);
+            let mut table: Vec<Entry> = Vec::new();
+            for (i, (frame, rec)) in frames.iter().zip(&records).enumerate() {
+                let now = Instant(frame.ts_ns - t0).tick();
+                table.retain(|e| e.meta.expires.is_after(now));
+                let from_inside = frame.iface == 0;
+                let want_dir = if from_inside { "c2s" } else { "s2c" };
+                if rec.get("direction").and_then(Json::str) != Some(want_dir) {
+                    diffs.push(format!(
+                        "#{i}: interface {} disagrees with the record",
+                        frame.iface
+                    ));
+                }
+                let (ct_state, forwarded) = match decode(&frame.data) {
+                    Decoded::Unparsed => (None, false),
+                    Decoded::Invalid => (Some("invalid"), false),
+                    Decoded::Tcp(p) => {
+                        if let Some(summary) = rec.get("summary").and_then(Json::str) {
+                            if let Err(e) = check_summary(summary, &p) {
+                                diffs.push(format!("#{i}: {e}"));
+                            }
+                        }
+                        let (s, f) = track(&mut table, cfg, &p, now, from_inside)?;
+                        (Some(s), f)
+                    }
+                };
+                let want_state = rec.get("ct_state").and_then(Json::str);
+                if want_state != ct_state {
+                    diffs.push(format!(
+                        "#{i}: ct_state {ct_state:?} != expected {want_state:?}"
+                    ));
+                }
+                let want_fwd = rec
+                    .get("forwarded")
+                    .and_then(Json::bool)
+                    .ok_or("no forwarded")?;
+                if want_fwd != forwarded {
+                    diffs.push(format!(
+                        "#{i}: forwarded {forwarded} != expected {want_fwd}"
+                    ));
+                }
+                let t = rec.get("t").and_then(Json::num).unwrap_or(0.0);
+                let wall = rec.get("wall_t").and_then(Json::num).unwrap_or(t);
+                compare_entries(&table, rec, now, 2.0 + (wall - t).abs(), &mut diffs, i)?;
+            }
+            Ok(diffs)
+        }
+
+        /// The knobs of one config folder, from its `run_info.json`.
+        fn run_config(dir: &Path) -> Result<RunConfig, String> {
+            let path = dir.join("run_info.json");
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let info = JsonParser::parse(&text)?;
+            let sys = info
+                .get("sysctls_in_effect")
+                .ok_or("no sysctls_in_effect")?;
+            let knob = |name: &str| -> Result<u32, String> {
+                let key = format!("nf_conntrack_tcp_{name}");
+                sys.get(&key)
+                    .and_then(Json::num)
+                    .map(|v| v as u32)
+                    .ok_or(format!("no {key}"))
+            };
+            let t = |name: &str| knob(&format!("timeout_{name}")).map(Ticks::from_secs);
+            let timeouts = TcpTimeouts {
+                syn_sent: t("syn_sent")?,
+                syn_recv: t("syn_recv")?,
+                established: t("established")?,
+                fin_wait: t("fin_wait")?,
+                close_wait: t("close_wait")?,
+                last_ack: t("last_ack")?,
+                time_wait: t("time_wait")?,
+                close: t("close")?,
+                // Linux has no sysctl for SYN_SENT2.
+                syn_sent2: TcpTimeouts::default().syn_sent2,
+                retrans: t("max_retrans")?,
+                unack: t("unacknowledged")?,
+            };
+            let tcp = TcpConfig {
+                timeouts,
+                loose: knob("loose")? != 0,
+                be_liberal: knob("be_liberal")? != 0,
+                max_retrans: u8::try_from(knob("max_retrans")?).map_err(|e| e.to_string())?,
+                ignore_invalid_rst: knob("ignore_invalid_rst")? != 0,
+            };
+            let synchk = match info.get("ruleset").and_then(Json::str) {
+                Some("classic") => false,
+                Some("classic_synchk") => true,
+                other => return Err(format!("unknown ruleset {other:?}")),
+            };
+            Ok(RunConfig { tcp, synchk })
+        }
+
+        fn conformance_dir() -> PathBuf {
+            match std::env::var_os("CTFW_CONFORMANCE_DIR") {
+                Some(d) => PathBuf::from(d),
+                None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"),
+            }
+        }
+
+        #[test]
+        fn linux_tcp_traces_agree() {
+            let root = conformance_dir();
+            let expected = root.join("expected");
+            assert!(
+                expected.is_dir(),
+                "conformance set not found at {}: set CTFW_CONFORMANCE_DIR to the folder holding \
+                 expected/ and traces/ (e.g. /work/shared/conformance)",
+                root.display()
+            );
+            let mut configs: Vec<PathBuf> = std::fs::read_dir(&expected)
+                .expect("read expected/")
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect();
+            configs.sort();
+            let (mut passed, mut report) = (0, String::new());
+            let mut failed = 0;
+            for dir in &configs {
+                let cfg = run_config(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+                let mut names: Vec<String> = std::fs::read_dir(dir)
+                    .expect("read config folder")
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| {
+                        n.ends_with(".jsonl")
+                            && (n.starts_with("tcp_") || n.starts_with("ipv6_tcp_"))
+                    })
+                    .collect();
+                names.sort();
+                for name in names {
+                    let trace = name.trim_end_matches(".jsonl");
+                    let pcap = root.join("traces").join(format!("{trace}.pcapng"));
+                    let config = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+                    let config = config.unwrap_or_default();
+                    match run_trace(&cfg, &pcap, &dir.join(&name)) {
+                        Ok(d) if d.is_empty() => passed += 1,
+                        Ok(d) => {
+                            failed += 1;
+                            let _ = writeln!(report, "{config}/{trace}:");
+                            for x in d.iter().take(10) {
+                                let _ = writeln!(report, "    {x}");
+                            }
+                        }
+                        Err(e) => {
+                            failed += 1;
+                            let _ = writeln!(report, "{config}/{trace}: {e}");
+                        }
+                    }
+                }
+            }
+            println!("conformance: {passed} TCP traces agree, {failed} differ");
+            assert!(
+                passed + failed > 0,
+                "no TCP traces found under {}",
+                expected.display()
+            );
+            assert!(failed == 0, "traces that differ from Linux:\n{report}");
         }
     }
 }
