@@ -3699,7 +3699,7 @@ mod tests {
         fn conformance_dir() -> PathBuf {
             match std::env::var_os("CTFW_CONFORMANCE_DIR") {
                 Some(d) => PathBuf::from(d),
-                None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"),
+                None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/linux-conformance"),
             }
         }
 
@@ -3710,7 +3710,7 @@ mod tests {
             assert!(
                 expected.is_dir(),
                 "conformance set not found at {}: set CTFW_CONFORMANCE_DIR to the folder holding \
-                 expected/ and traces/ (e.g. /work/shared/conformance)",
+                 expected/ and traces/ (the repository vendors one in tests/linux-conformance)",
                 root.display()
             );
             let mut configs: Vec<PathBuf> = std::fs::read_dir(&expected)
