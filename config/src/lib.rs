@@ -1,2 +1,290 @@
-//! ctfw's configuration. (Skeleton: its owner replaces it.)
+//! ctfw's configuration: a YAML file becomes an immutable, validated [`Config`].
+//!
+//! The path is YAML -> serde structs that mirror the schema (`raw`, unknown keys refused) ->
+//! validation (`build`) -> runtime types: [`Port`]s, [`Dataplane`] settings, the engine's
+//! [`EngineConfig`] and the compiled [`RuleSet`]. Every mistake is found at load time and
+//! reported as a [`ConfigError`] naming the file, the line and column, the key path and what
+//! was expected; nothing is checked again at packet time. The schema reference is
+//! `docs/config.md`.
+//!
+//! Mechanism stays apart from policy: this crate knows nothing of DPDK (a port's device is an
+//! opaque string here) and the default is deny: no rules means every packet meets the default
+//! policy, which is `drop` unless the file says otherwise.
+//!
+//! ```
+//! let cfg = ctfw_config::Config::from_str(
+//!     "ports:\n  - {name: inside, device: net_null0, peer: outside}\n  - {name: outside, device: net_null1, peer: inside}\n",
+//!     "example.yaml",
+//! )
+//! .expect("valid");
+//! assert_eq!(cfg.ports.len(), 2);
+//! assert!(cfg.rules.is_empty());
+//! ```
+
 #![forbid(unsafe_code)]
+
+mod build;
+mod error;
+mod raw;
+mod summary;
+
+use std::path::{Path, PathBuf};
+
+use ctfw_engine::pipeline::EngineConfig;
+use ctfw_engine::rules::{PortId, RuleSet};
+use serde_path_to_error::Segment;
+use serde_saphyr::MessageFormatter;
+
+pub use error::{ConfigError, Diagnostic, Pos, Problem};
+
+/// A validated configuration. Immutable: reloading means loading a new one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it was loaded from (as given, for messages).
+    pub source: PathBuf,
+    /// The ports; a port's [`PortId`] is its index here.
+    pub ports: Vec<Port>,
+    /// Data-plane (DPDK) settings.
+    pub dataplane: Dataplane,
+    /// Engine settings: capacity, tracking knobs and timeouts, parser, fragment and non-IP
+    /// policies, peers (`engine.peers[p]` is `ports[p].peer`).
+    pub engine: EngineConfig,
+    /// The compiled rules and default policy.
+    pub rules: RuleSet,
+}
+
+/// One port of the firewall.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    /// Unique name (`[a-z0-9_-]+`).
+    pub name: String,
+    /// DPDK device: a PCI address or vdev arguments, opaque to this crate.
+    pub device: String,
+    /// The port accepted packets leave on. Peers are mutual and never the port itself.
+    pub peer: PortId,
+}
+
+/// Whether the EAL uses hugepages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Hugepages {
+    /// Use them if the system has them mounted, else run without.
+    #[default]
+    Auto,
+    /// Require them.
+    On,
+    /// Never use them (`--no-huge`).
+    Off,
+}
+
+/// Settings for the DPDK data plane. All have defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dataplane {
+    /// Worker lcores (1..=64; default 1).
+    pub workers: u16,
+    /// Explicit EAL lcore list (`-l`/`--lcores`), if given.
+    pub lcores: Option<String>,
+    /// EAL main lcore, if given.
+    pub main_lcore: Option<u16>,
+    /// Memory to reserve, in MiB (default 256).
+    pub memory_mb: u32,
+    /// Hugepage use (default auto).
+    pub hugepages: Hugepages,
+    /// EAL `--file-prefix`; `None` means one unique to the process.
+    pub file_prefix: Option<String>,
+    /// Packets per RX/TX burst (1..=256; default 32).
+    pub burst: u16,
+    /// RX descriptors per queue (default 1024).
+    pub rx_descriptors: u16,
+    /// TX descriptors per queue (default 1024).
+    pub tx_descriptors: u16,
+    /// Mbufs in each port's packet pool (default 8191).
+    pub mbufs_per_port: u32,
+    /// Extra EAL arguments, appended last.
+    pub eal_args: Vec<String>,
+}
+
+impl Default for Dataplane {
+    fn default() -> Self {
+        Dataplane {
+            workers: 1,
+            lcores: None,
+            main_lcore: None,
+            memory_mb: 256,
+            hugepages: Hugepages::Auto,
+            file_prefix: None,
+            burst: 32,
+            rx_descriptors: 1024,
+            tx_descriptors: 1024,
+            mbufs_per_port: 8191,
+            eal_args: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_str(&text, path)
+    }
+
+    /// Validates the configuration `text`; `path` names it in messages and in
+    /// [`Config::source`].
+    #[allow(clippy::should_implement_trait)] // FromStr has no place for the path.
+    pub fn from_str(text: &str, path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        // A byte-order mark would shift every offset the parser reports.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let ctx = build::Ctx {
+            file: path.as_ref(),
+            text,
+        };
+        let raw = parse(text, &ctx)?;
+        build::build(raw, &ctx)
+    }
+
+    /// The id of the port named `name`.
+    pub fn port_by_name(&self, name: &str) -> Option<PortId> {
+        // At most RuleSet::MAX_PORTS ports, so the index fits.
+        self.ports
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| PortId(i as u16))
+    }
+
+    /// The port with id `id`.
+    pub fn port(&self, id: PortId) -> Option<&Port> {
+        self.ports.get(usize::from(id.0))
+    }
+
+    /// A multi-line human summary (for `ctfw check-config`): ports and peers, data-plane
+    /// settings, conntrack knobs and non-default timeouts, the rules one per line in an
+    /// iptables-like notation, and the default policy.
+    pub fn summary(&self) -> String {
+        summary::summary(self)
+    }
+}
+
+/// Deserializes the document's shape, turning parser errors into diagnostics.
+fn parse(text: &str, ctx: &build::Ctx<'_>) -> Result<raw::RawConfig, ConfigError> {
+    let mut options = serde_saphyr::Options::default();
+    // We render our own messages; `yes`/`on` are not booleans (they would silently change
+    // meaning in `hugepages: on`).
+    options.with_snippet = false;
+    options.strict_booleans = true;
+    let mut path = None;
+    let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = Some(e.path().clone());
+            e.into_inner()
+        })
+    });
+    parsed.map_err(|e| yaml_error(&e, path.as_ref(), ctx))
+}
+
+/// A parser error as a diagnostic: unknown keys become [`Problem::UnknownKey`] with a
+/// suggestion, wrong shapes [`Problem::Expected`], the rest [`Problem::Yaml`].
+fn yaml_error(
+    e: &serde_saphyr::Error,
+    path: Option<&serde_path_to_error::Path>,
+    ctx: &build::Ctx<'_>,
+) -> ConfigError {
+    let at = e.location().filter(|l| l.line() > 0).map(|l| Pos {
+        line: l.line(),
+        column: l.column(),
+    });
+    let msg = serde_saphyr::UserMessageFormatter
+        .format_message(e)
+        .into_owned();
+    let segments: Vec<&Segment> = path.map(|p| p.iter().collect()).unwrap_or_default();
+
+    if let Some((key, valid)) = parse_unknown_field(&msg) {
+        // The path ends with the unknown key itself; the rest is where it was found.
+        let parent = key_path(segments.split_last().map_or(&[][..], |(_, init)| init));
+        let full = if parent.is_empty() {
+            key.clone()
+        } else {
+            format!("{parent}.{key}")
+        };
+        let suggestion = error::closest(&key, valid.iter().map(String::as_str));
+        return ctx.err_at(
+            at,
+            full,
+            Problem::UnknownKey {
+                key,
+                valid,
+                suggestion,
+            },
+        );
+    }
+    let key = key_path(&segments);
+    if let Some(rest) = msg.strip_prefix("invalid type: ") {
+        if let Some((found, expected)) = rest.split_once(", expected ") {
+            let got = match found {
+                "sequence" => "a list".to_owned(),
+                "map" => "a mapping".to_owned(),
+                other => other.to_owned(),
+            };
+            return ctx.err_at(
+                at,
+                key,
+                Problem::Expected {
+                    expected: expected.to_owned(),
+                    got,
+                },
+            );
+        }
+    }
+    let msg = match msg.as_str() {
+        "expected mapping start" => "expected a mapping (`key: value` lines) here".to_owned(),
+        "expected sequence start" => "expected a list here".to_owned(),
+        // serde-saphyr's advice on duplicate keys names its own API, not something a user
+        // can do.
+        _ => match msg.split_once(", set DuplicateKeyPolicy") {
+            Some((head, _)) => head.to_owned(),
+            None => msg,
+        },
+    };
+    ctx.err_at(at, key, Problem::Yaml(msg))
+}
+
+/// `unknown field `x`, expected one of a, b` -> (`x`, [a, b]).
+fn parse_unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let list = rest.strip_prefix(", expected ").unwrap_or("");
+    let list = list.strip_prefix("one of ").unwrap_or(list);
+    let valid = list
+        .split(", ")
+        .flat_map(|s| s.split(" or "))
+        .map(|s| s.trim().trim_matches('`').to_owned())
+        .filter(|s| !s.is_empty() && s != "there are no fields")
+        .collect();
+    Some((key.to_owned(), valid))
+}
+
+/// `rules[2].dport` from a serde path. Each located value (`Spanned`) adds a `value` segment
+/// of its own, which is not a key of the file; an unknown segment ends the path.
+fn key_path(segments: &[&Segment]) -> String {
+    let mut out = String::new();
+    for seg in segments {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } if key == "value" => {}
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => break,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
