@@ -1,0 +1,326 @@
+//! [`super::parse`] against the Linux conformance captures.
+//!
+//! Every packet of every `traces/*.pcapng` is parsed and compared with the summary the
+//! kernel-side harness wrote for it in `expected/classic-loose1-liberal0/<trace>.jsonl`
+//! (addresses, ports, TCP flags, sequence and acknowledgment numbers, window, payload
+//! length, ICMP type, code and identifier), and with whether it reached netfilter at all.
+//! The malformed packets are matched to their reasons through the summary and note texts.
+//!
+//! The set lives outside the repository: `CTFW_CONFORMANCE_DIR` names it, defaulting to
+//! `/work/shared/conformance`. Without it the test says so and passes.
+
+use super::{ChecksumHint, Family, InnerL4, L4, Packet, ParseConfig, TcpFlags, parse};
+use crate::counters::Reason;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+/// The packets of a pcapng file: the data of its Enhanced Packet Blocks, in order.
+///
+/// Only what the captures use: little-endian sections, EPBs (type 6); other blocks are
+/// skipped by their length.
+fn read_pcapng(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let u32_at = |off: usize| -> u32 {
+        let b = &bytes[off..off + 4];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    };
+    // Section Header Block with the little-endian byte-order magic.
+    assert_eq!(u32_at(0), 0x0a0d_0d0a, "not a pcapng file");
+    assert_eq!(
+        u32_at(8),
+        0x1a2b_3c4d,
+        "big-endian pcapng is not supported here"
+    );
+    let mut packets = Vec::new();
+    let mut off = 0;
+    while off + 12 <= bytes.len() {
+        let (kind, len) = (u32_at(off), u32_at(off + 4) as usize);
+        assert!(
+            len >= 12 && off + len <= bytes.len(),
+            "bad block length at {off}"
+        );
+        if kind == 6 {
+            // interface id, timestamp (2 words), captured length, original length, data.
+            let captured = u32_at(off + 20) as usize;
+            packets.push(bytes[off + 28..off + 28 + captured].to_vec());
+        }
+        off += len;
+    }
+    packets
+}
+
+/// Value of a string field in one JSON line (the harness writes no escaped quotes).
+fn json_str<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let len = line[start..].find('"')?;
+    Some(&line[start..start + len])
+}
+
+fn conformance_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("CTFW_CONFORMANCE_DIR")
+        .map_or_else(|| PathBuf::from("/work/shared/conformance"), PathBuf::from);
+    dir.join("traces").is_dir().then_some(dir)
+}
+
+/// Parse `a:port` where `a` is an IPv4 or IPv6 address; IPv4 addresses as `u32 as u128`.
+fn endpoint(s: &str) -> (u128, u16) {
+    let (addr, port) = s.rsplit_once(':').expect("endpoint");
+    (address(addr), port.parse().expect("port"))
+}
+
+fn address(s: &str) -> u128 {
+    match s.parse::<Ipv4Addr>() {
+        Ok(a) => u128::from(u32::from(a)),
+        Err(_) => u128::from(s.parse::<Ipv6Addr>().expect("address")),
+    }
+}
+
+/// `key=value` from the words of a summary.
+fn num<T: std::str::FromStr>(words: &[&str], key: &str) -> T {
+    words
+        .iter()
+        .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {words:?}"))
+}
+
+fn tcp_flags(letters: &str) -> TcpFlags {
+    let letters = letters.trim_start_matches('[').trim_end_matches(']');
+    let mut f = 0;
+    if letters != "none" {
+        for c in letters.chars() {
+            f |= match c {
+                'F' => TcpFlags::FIN,
+                'S' => TcpFlags::SYN,
+                'R' => TcpFlags::RST,
+                'P' => TcpFlags::PSH,
+                'A' => TcpFlags::ACK,
+                'U' => TcpFlags::URG,
+                'E' => TcpFlags::ECE,
+                'C' | 'W' => TcpFlags::CWR,
+                other => panic!("unknown flag letter {other}"),
+            };
+        }
+    }
+    TcpFlags(f)
+}
+
+/// Check one parsed packet against the harness's summary and note for it.
+fn check(trace: &str, index: usize, summary: &str, note: &str, got: Result<Packet<'_>, Reason>) {
+    let ctx = format!("{trace}#{index}: {summary} ({note}) -> {got:?}");
+    let words: Vec<&str> = summary.split_whitespace().collect();
+    // Malformed packets, named by the harness's summary or note.
+    if summary.contains("bad IHL") {
+        assert_eq!(got, Err(Reason::Ipv4BadIhl), "{ctx}");
+        return;
+    }
+    let got = got.unwrap_or_else(|e| panic!("{ctx}: unexpected {e:?}"));
+    let family = if words[0] == "IPv4" {
+        Family::V4
+    } else {
+        Family::V6
+    };
+    assert_eq!(got.addrs.family, family, "{ctx}");
+    let expect_l4 = |r: Reason| assert_eq!(got.l4, L4::Malformed(r), "{ctx}");
+    if summary.contains("(truncated TCP header") {
+        return expect_l4(Reason::TcpTruncated);
+    }
+    if let Some(doff) = summary.split("(bad TCP data offset ").nth(1) {
+        // Below 5 words is a bad data offset; a header longer than the segment is cut short.
+        let doff: u8 = doff.trim_end_matches(')').parse().expect("doff");
+        return expect_l4(if doff < 5 {
+            Reason::TcpBadDataOffset
+        } else {
+            Reason::TcpTruncated
+        });
+    }
+    if note.contains("bad TCP checksum") {
+        return expect_l4(Reason::TcpBadChecksum);
+    }
+    match words[1] {
+        "TCP" => {
+            let (src, sport) = endpoint(words[2]);
+            let (dst, dport) = endpoint(words[4]);
+            assert_eq!(
+                (got.addrs.src, got.addrs.dst, got.proto),
+                (src, dst, 6),
+                "{ctx}"
+            );
+            let L4::Tcp(seg) = got.l4 else {
+                panic!("{ctx}: not TCP")
+            };
+            assert_eq!((seg.sport, seg.dport), (sport, dport), "{ctx}");
+            assert_eq!(seg.flags, tcp_flags(words[5]), "{ctx}");
+            assert_eq!(seg.seq, num::<u32>(&words, "seq"), "{ctx}");
+            assert_eq!(seg.ack, num::<u32>(&words, "ack"), "{ctx}");
+            assert_eq!(seg.window, num::<u16>(&words, "win"), "{ctx}");
+            assert_eq!(seg.payload_len, num::<u32>(&words, "len"), "{ctx}");
+        }
+        "UDP" => {
+            let (src, sport) = endpoint(words[2]);
+            let (dst, dport) = endpoint(words[4]);
+            assert_eq!(
+                (got.addrs.src, got.addrs.dst, got.proto),
+                (src, dst, 17),
+                "{ctx}"
+            );
+            let L4::Udp(d) = got.l4 else {
+                panic!("{ctx}: not UDP")
+            };
+            assert_eq!((d.sport, d.dport), (sport, dport), "{ctx}");
+        }
+        "ICMP" | "ICMPv6" => {
+            let proto = if family == Family::V4 { 1 } else { 58 };
+            assert_eq!(
+                (got.addrs.src, got.addrs.dst, got.proto),
+                (address(words[2]), address(words[4]), proto),
+                "{ctx}"
+            );
+            let L4::Icmp(m) = got.l4 else {
+                panic!("{ctx}: not ICMP")
+            };
+            assert_eq!(
+                (m.type_, m.code),
+                (num(&words, "type"), num(&words, "code")),
+                "{ctx}"
+            );
+            if summary.contains("id=") {
+                assert_eq!(m.id, num::<u16>(&words, "id"), "{ctx}");
+            }
+            let is_error = if family == Family::V4 {
+                m.type_ == 3
+            } else {
+                m.type_ < 128
+            };
+            if is_error {
+                // The one error in the set quotes the client's UDP flow.
+                let inner = m.inner.expect("error has an inner").expect("inner parses");
+                assert_eq!(inner.proto, 17, "{ctx}");
+                assert!(matches!(inner.l4, InnerL4::Ports { .. }), "{ctx}");
+            } else {
+                assert_eq!(m.inner, None, "{ctx}");
+            }
+        }
+        other => panic!("{ctx}: unknown summary kind {other}"),
+    }
+}
+
+fn run_trace(dir: &Path, name: &str) -> usize {
+    let pcap = std::fs::read(dir.join("traces").join(format!("{name}.pcapng"))).expect("trace");
+    let expected = std::fs::read_to_string(
+        dir.join("expected")
+            .join("classic-loose1-liberal0")
+            .join(format!("{name}.jsonl")),
+    )
+    .expect("expected results");
+    let lines: Vec<&str> = expected.lines().collect();
+    let packets = read_pcapng(&pcap);
+    assert_eq!(packets.len(), lines.len(), "{name}: packet count");
+    let cfg = ParseConfig::default();
+    for (index, (frame, line)) in packets.iter().zip(&lines).enumerate() {
+        let got = parse(frame, &cfg, ChecksumHint::Unknown);
+        let reached = line.contains("\"reached_netfilter\":true");
+        assert_eq!(got.is_ok(), reached, "{name}#{index}: {got:?} vs {line}");
+        let summary = json_str(line, "summary").expect("summary");
+        let note = json_str(line, "note").unwrap_or("");
+        check(name, index, summary, note, got);
+        // The NIC hint and the checksum switch only ever relax the result.
+        let relaxed = parse(
+            frame,
+            &ParseConfig {
+                verify_l4_checksum: false,
+            },
+            ChecksumHint::Good,
+        );
+        if got.is_ok() {
+            assert!(relaxed.is_ok(), "{name}#{index}");
+        }
+    }
+    packets.len()
+}
+
+#[test]
+fn every_captured_packet_parses_as_the_kernel_saw_it() {
+    let Some(dir) = conformance_dir() else {
+        eprintln!("conformance set not found (set CTFW_CONFORMANCE_DIR); skipping");
+        return;
+    };
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("traces"))
+        .expect("traces dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".pcapng").map(str::to_owned))
+        .collect();
+    names.sort();
+    assert!(
+        names.len() >= 30,
+        "expected the whole set, found {}",
+        names.len()
+    );
+    let total: usize = names.iter().map(|n| run_trace(&dir, n)).sum();
+    assert!(total > 400, "only {total} packets");
+}
+
+#[test]
+fn malformed_traces_give_their_reasons() {
+    let Some(dir) = conformance_dir() else { return };
+    let load = |name: &str| -> Vec<Vec<u8>> {
+        read_pcapng(&std::fs::read(dir.join("traces").join(format!("{name}.pcapng"))).unwrap())
+    };
+    let cfg = ParseConfig::default();
+    fn l4(frame: &[u8]) -> Result<L4<'_>, Reason> {
+        parse(frame, &ParseConfig::default(), ChecksumHint::Unknown).map(|p| p.l4)
+    }
+
+    let ihl = load("ipv4_bad_ihl");
+    assert_eq!(l4(&ihl[0]), Err(Reason::Ipv4BadIhl)); // IHL 4
+    assert_eq!(l4(&ihl[1]), Err(Reason::Ipv4BadIhl)); // IHL 15, header past the packet
+    assert!(matches!(l4(&ihl[2]), Ok(L4::Tcp(_))));
+
+    let csum = load("tcp_bad_checksum");
+    assert_eq!(l4(&csum[0]), Ok(L4::Malformed(Reason::TcpBadChecksum)));
+    assert!(matches!(l4(&csum[1]), Ok(L4::Tcp(_))));
+    // Hardware said good, or verification is off: the bad checksum goes unnoticed.
+    assert!(matches!(
+        parse(&csum[0], &cfg, ChecksumHint::Good).map(|p| p.l4),
+        Ok(L4::Tcp(_))
+    ));
+    let off = ParseConfig {
+        verify_l4_checksum: false,
+    };
+    assert!(matches!(
+        parse(&csum[0], &off, ChecksumHint::Unknown).map(|p| p.l4),
+        Ok(L4::Tcp(_))
+    ));
+
+    let doff = load("tcp_bad_data_offset");
+    assert_eq!(l4(&doff[0]), Ok(L4::Malformed(Reason::TcpTruncated))); // doff 15 in 20 bytes
+    assert_eq!(l4(&doff[1]), Ok(L4::Malformed(Reason::TcpBadDataOffset))); // doff 4
+    assert!(matches!(l4(&doff[2]), Ok(L4::Tcp(_))));
+
+    let trunc = load("tcp_truncated_header");
+    assert_eq!(l4(&trunc[0]), Ok(L4::Malformed(Reason::TcpTruncated)));
+    assert!(matches!(l4(&trunc[1]), Ok(L4::Tcp(_))));
+}
+
+#[test]
+fn pcapng_reader_reads_blocks() {
+    // A minimal file: SHB (28 bytes), IDB (20 bytes), one EPB with 3 bytes of data.
+    let mut f = Vec::new();
+    f.extend_from_slice(&0x0a0d_0d0au32.to_le_bytes());
+    f.extend_from_slice(&28u32.to_le_bytes());
+    f.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+    f.extend_from_slice(&[1, 0, 0, 0]); // version 1.0
+    f.extend_from_slice(&u64::MAX.to_le_bytes()); // section length unknown
+    f.extend_from_slice(&28u32.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&20u32.to_le_bytes());
+    f.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // Ethernet, reserved, snaplen 0
+    f.extend_from_slice(&20u32.to_le_bytes());
+    f.extend_from_slice(&6u32.to_le_bytes());
+    f.extend_from_slice(&36u32.to_le_bytes());
+    f.extend_from_slice(&[0; 12]); // interface, timestamp
+    f.extend_from_slice(&3u32.to_le_bytes());
+    f.extend_from_slice(&3u32.to_le_bytes());
+    f.extend_from_slice(&[7, 8, 9, 0]); // data + padding
+    f.extend_from_slice(&36u32.to_le_bytes());
+    assert_eq!(read_pcapng(&f), vec![vec![7, 8, 9]]);
+}
