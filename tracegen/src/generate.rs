@@ -1,0 +1,1 @@
+//! Generators (to come).
