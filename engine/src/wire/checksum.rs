@@ -6,9 +6,10 @@
 //! the `verify` helpers test. Linux's `csum_fold(..) == 0` is the same test, complemented.
 //!
 //! Why the sum is done in native byte order: one's-complement addition commutes with swapping
-//! the two bytes of every 16-bit word (RFC 1071 §2(B)), so the data is summed as native 32-bit
-//! words widened into a 64-bit accumulator (no carry handling needed below 2^32 words, and the
-//! loop auto-vectorises), folded, and swapped once at the end on little-endian machines.
+//! the two bytes of every 16-bit word (RFC 1071 §2(B)), so the data is summed as native 64-bit
+//! words with end-around carry (or, where wide vectors make it faster, 32-bit words widened
+//! into a 64-bit accumulator), folded, and swapped once at the end on little-endian machines.
+//! Nothing is summed byte by byte.
 
 use super::{Family, IpAddrs};
 
@@ -17,7 +18,23 @@ use super::{Family, IpAddrs};
 /// An odd trailing byte is padded with a zero byte, as RFC 1071 prescribes.
 #[inline]
 pub fn data(data: &[u8]) -> u16 {
-    let mut acc: u64 = 0;
+    // Two loops, chosen at compile time: with 256-bit (AVX2) or NEON vectors, widening 32-bit
+    // words into 64-bit lanes vectorises to about 3x the speed of the scalar carry chains;
+    // with baseline x86-64 vectors it is the other way round (measured: ~25 vs ~38 bytes/ns
+    // on 1480 bytes on the development machine).
+    let acc = if cfg!(any(target_feature = "avx2", target_feature = "neon")) {
+        sum_words32(data, 0)
+    } else {
+        sum_words64(data)
+    };
+    // Native-order sum to big-endian value: a no-op on big-endian hosts.
+    u16::from_be(fold(acc))
+}
+
+/// Sum of `data` as native 32-bit words in a 64-bit accumulator, plus the 0..3-byte tail.
+/// Cannot overflow below 2^32 words.
+#[inline]
+fn sum_words32(data: &[u8], mut acc: u64) -> u64 {
     let mut words = data.chunks_exact(4);
     for w in &mut words {
         acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
@@ -32,8 +49,34 @@ pub fn data(data: &[u8]) -> u16 {
     if let [a] = *odd {
         acc += u64::from(u16::from_ne_bytes([a, 0]));
     }
-    // Native-order sum to big-endian value: a no-op on big-endian hosts.
-    u16::from_be(fold(acc))
+    acc
+}
+
+/// Sum of `data` as native 64-bit words with end-around carry, in four independent chains
+/// (32 bytes per round) so that the adds overlap; the tail goes through `sum_words32`.
+#[inline]
+fn sum_words64(data: &[u8]) -> u64 {
+    #[inline(always)]
+    fn add(acc: u64, w: &[u8]) -> u64 {
+        let w = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let (s, carry) = acc.overflowing_add(w);
+        s + u64::from(carry)
+    }
+    let (mut a0, mut a1, mut a2, mut a3) = (0u64, 0u64, 0u64, 0u64);
+    let mut blocks = data.chunks_exact(32);
+    for b in &mut blocks {
+        a0 = add(a0, &b[0..8]);
+        a1 = add(a1, &b[8..16]);
+        a2 = add(a2, &b[16..24]);
+        a3 = add(a3, &b[24..32]);
+    }
+    // Halve each chain to 33 bits (2^32 = 1 modulo 0xffff, so this keeps the sum), leaving
+    // room for the tail's words.
+    let half = |x: u64| (x & 0xffff_ffff) + (x >> 32);
+    sum_words32(
+        blocks.remainder(),
+        half(a0) + half(a1) + half(a2) + half(a3),
+    )
 }
 
 /// One's-complement sum of several partial sums.
@@ -154,6 +197,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn both_loops_agree() {
+        let buf: Vec<u8> = (0..2000u32)
+            .map(|i| (i.wrapping_mul(97) >> 2) as u8)
+            .collect();
+        for end in 0..buf.len() {
+            let b = &buf[..end];
+            assert_eq!(
+                fold(sum_words32(b, 0)),
+                fold(sum_words64(b)),
+                "length {end}"
+            );
+        }
+        let ones = vec![0xffu8; 4096];
+        assert_eq!(fold(sum_words32(&ones, 0)), fold(sum_words64(&ones)));
     }
 
     #[test]
