@@ -1,2 +1,64 @@
-//! The `ctfw` binary. (Skeleton.)
-fn main() {}
+//! `ctfw`: a stateful firewall with Linux-exact connection tracking.
+//!
+//! Subcommands:
+//! - `check-config FILE`: validate a configuration and print a summary;
+//! - `replay --config FILE TRACE`: run the engine's burst pipeline over a capture with the
+//!   packet timestamps as the clock; print a summary or write per-packet JSON records.
+
+mod capture;
+mod records;
+mod replay;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// ctfw: a stateful firewall with Linux-exact connection tracking.
+#[derive(Debug, Parser)]
+#[command(name = "ctfw", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a configuration file and print what it means.
+    CheckConfig {
+        /// The YAML configuration.
+        file: PathBuf,
+    },
+    /// Run the engine over a capture (pcapng or pcap), packet timestamps as the clock.
+    Replay(replay::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CTFW_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Replay(args) => replay::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ctfw: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = ctfw_config::Config::load(file)?;
+    println!("{}: OK", file.display());
+    print!("{}", cfg.summary());
+    Ok(())
+}

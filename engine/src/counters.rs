@@ -245,7 +245,11 @@ mod tests {
     #[test]
     fn merge_adds_every_field() {
         let mut a = Counters::default();
-        let mut b = Counters { packets: 3, evicted: 2, ..Counters::default() };
+        let mut b = Counters {
+            packets: 3,
+            evicted: 2,
+            ..Counters::default()
+        };
         b.count(Reason::TableFull);
         a.merge(&b);
         a.merge(&b);

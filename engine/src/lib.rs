@@ -21,6 +21,7 @@ pub mod rules;
 pub mod table;
 pub mod time;
 pub mod track;
+pub mod view;
 pub mod wire;
 
 pub use counters::{Counters, Reason, ReasonClass};

@@ -41,3 +41,556 @@ pub struct EngineConfig {
     /// `peers[p]` is the port a packet accepted on port `p` leaves on.
     pub peers: Vec<PortId>,
 }
+
+use crate::counters::{Counters, Reason};
+use crate::flow::{Direction, Endpoints, FlowHasher, FlowKey, KeyedPacket};
+use crate::rules::{Action, RuleInput, RuleSet};
+use crate::table::{Entry, Hashed, Table};
+use crate::time::{Instant, Tick};
+use crate::track::icmp::{self, IcmpClass};
+use crate::track::tcp::{self, TcpAction, TcpConn};
+use crate::track::udp::UdpConn;
+use crate::track::{CtFlags, CtState, EntryMeta, ProtoState};
+use crate::wire::{self, ChecksumHint, InnerL4, InnerTuple, L4, Packet};
+
+/// Packets processed together: keys built, buckets and entries fetched for the whole group
+/// before any of them is tracked. Longer bursts are processed in groups of this size.
+pub const BURST: usize = 32;
+
+/// One packet handed to the engine.
+#[derive(Clone, Copy, Debug)]
+pub struct Pkt<'a> {
+    /// The frame, from the Ethernet header on.
+    pub data: &'a [u8],
+    /// The port it arrived on.
+    pub port: PortId,
+    /// What the NIC already verified.
+    pub csum: ChecksumHint,
+}
+
+/// The engine's decision for one packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// The port to send the packet out of, or `None` to drop it.
+    pub forward: Option<PortId>,
+    /// The conntrack state the packet was given, or `None` when it never reached tracking.
+    pub ct: Option<CtState>,
+    /// Why tracking called it INVALID, if it did (counted whether or not it is forwarded).
+    pub invalid: Option<Reason>,
+    /// Why it was dropped, if it was.
+    pub dropped: Option<Reason>,
+    /// Index of the rule that decided, or `None` for the default policy (or no rule at all).
+    pub rule: Option<u16>,
+    /// Direction of the packet in its connection, when it belongs to one.
+    pub dir: Option<Direction>,
+}
+
+/// What tracking concluded, before the rules run.
+#[derive(Clone, Copy, Debug)]
+struct Tracked {
+    ct: Option<CtState>,
+    invalid: Option<Reason>,
+    dir: Option<Direction>,
+    /// A new connection waiting for the rules' verdict: inserted only if the packet is
+    /// accepted, as Linux confirms a conntrack only when its first packet survives the rules.
+    pending: Option<(Entry, Hashed)>,
+}
+
+impl Tracked {
+    const fn state(ct: CtState) -> Tracked {
+        Tracked {
+            ct: Some(ct),
+            invalid: None,
+            dir: None,
+            pending: None,
+        }
+    }
+    const fn invalid(r: Reason) -> Tracked {
+        Tracked {
+            ct: Some(CtState::Invalid),
+            invalid: Some(r),
+            dir: None,
+            pending: None,
+        }
+    }
+}
+
+/// How a parsed packet meets the table.
+#[derive(Clone, Copy, Debug)]
+enum Plan {
+    /// No lookup: the verdict is already known.
+    Fixed(Tracked),
+    /// Track as part of a connection.
+    Track(KeyedPacket, Hashed),
+    /// An ICMP error: RELATED if its inner flow is tracked.
+    Related(KeyedPacket, Hashed),
+}
+
+/// One worker's engine: table, configuration, rules and counters.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    rules: RuleSet,
+    table: Table,
+    counters: Counters,
+    rule_hits: Vec<u64>,
+}
+
+impl Engine {
+    /// An engine with the given configuration and rules. `seeds` key the flow hash: random per
+    /// start in production, fixed for reproducible tests.
+    pub fn new(cfg: EngineConfig, rules: RuleSet, seeds: [u64; 4]) -> Engine {
+        let table = Table::new(cfg.capacity, FlowHasher::with_seeds(seeds));
+        let rule_hits = vec![0; rules.len() + 1];
+        Engine {
+            cfg,
+            rules,
+            table,
+            counters: Counters::default(),
+            rule_hits,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// The table.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Packets decided by each rule, then (last) by the default policy.
+    pub fn rule_hits(&self) -> &[u64] {
+        &self.rule_hits
+    }
+
+    /// Process one packet (a burst of one).
+    pub fn process(&mut self, now: Instant, pkt: Pkt<'_>) -> Verdict {
+        let mut out = [Verdict::default()];
+        self.process_burst(now, &[pkt], &mut out);
+        out[0]
+    }
+
+    /// Process a burst: `out[i]` receives the verdict for `pkts[i]`. `now` is read once per
+    /// burst by the caller. Panics if `out` is shorter than `pkts` (a caller bug, not input).
+    pub fn process_burst(&mut self, now: Instant, pkts: &[Pkt<'_>], out: &mut [Verdict]) {
+        assert!(
+            out.len() >= pkts.len(),
+            "verdict buffer shorter than the burst"
+        );
+        let tick = now.tick();
+        for (group, verdicts) in pkts.chunks(BURST).zip(out.chunks_mut(BURST)) {
+            self.process_group(tick, group, verdicts);
+        }
+    }
+
+    fn process_group(&mut self, now: Tick, pkts: &[Pkt<'_>], out: &mut [Verdict]) {
+        let parse_cfg = self.cfg.parse;
+        let mut parsed = [Err(Reason::EthTruncated); BURST];
+        let mut plans = [Plan::Fixed(Tracked::state(CtState::Invalid)); BURST];
+        // Stage 1: parse, key, hash; start fetching the buckets.
+        let mut sink = 0u32;
+        for (i, pkt) in pkts.iter().enumerate() {
+            parsed[i] = wire::parse(pkt.data, &parse_cfg, pkt.csum);
+            plans[i] = match &parsed[i] {
+                Ok(p) => self.plan(p),
+                Err(_) => Plan::Fixed(Tracked {
+                    ct: None,
+                    invalid: None,
+                    dir: None,
+                    pending: None,
+                }),
+            };
+            if let Plan::Track(_, h) | Plan::Related(_, h) = &plans[i] {
+                sink ^= self.table.prefetch_buckets(h);
+            }
+        }
+        // Stage 2: the buckets are on their way; start fetching the candidate entries.
+        for plan in &plans[..pkts.len()] {
+            if let Plan::Track(_, h) | Plan::Related(_, h) = plan {
+                sink ^= self.table.prefetch_entries(h);
+            }
+        }
+        core::hint::black_box(sink);
+        // Stage 3: track and decide, in order (a packet may create the entry the next uses).
+        for i in 0..pkts.len() {
+            out[i] = self.decide(now, &pkts[i], &parsed[i], plans[i]);
+        }
+    }
+
+    /// Work out how a parsed packet meets the table (key and hash), or its fixed outcome.
+    fn plan(&self, p: &Packet<'_>) -> Plan {
+        let keyed = match p.l4 {
+            L4::Tcp(seg) => {
+                if !tcp::flags_valid(seg.flags) {
+                    return Plan::Fixed(Tracked::invalid(Reason::TcpBadFlags));
+                }
+                FlowKey::from_ports(Endpoints {
+                    addrs: p.addrs,
+                    sport: seg.sport,
+                    dport: seg.dport,
+                    proto: p.proto,
+                })
+            }
+            L4::Udp(d) => FlowKey::from_ports(Endpoints {
+                addrs: p.addrs,
+                sport: d.sport,
+                dport: d.dport,
+                proto: p.proto,
+            }),
+            L4::Icmp(m) => match icmp::classify(p.addrs.family, m.type_, m.code) {
+                IcmpClass::Query {
+                    request_type,
+                    is_request,
+                } => FlowKey::icmp_query(p.addrs, p.proto, m.id, request_type, m.code, is_request),
+                IcmpClass::Error => {
+                    return match m.inner {
+                        // Linux `nf_conntrack_inet_error`: the error must travel back to
+                        // the quoted packet's sender.
+                        Some(Ok(inner)) if inner.addrs.src != p.addrs.dst => {
+                            Plan::Fixed(Tracked::invalid(Reason::IcmpBadErrorAddress))
+                        }
+                        Some(Ok(inner)) => match inner_key(&inner) {
+                            Some(k) => Plan::Related(k, self.table.hash(&k.key)),
+                            None => Plan::Fixed(Tracked::invalid(Reason::IcmpNoRelated)),
+                        },
+                        Some(Err(r)) => Plan::Fixed(Tracked::invalid(r)),
+                        None => Plan::Fixed(Tracked::invalid(Reason::IcmpBadInner)),
+                    };
+                }
+                IcmpClass::Untracked => return Plan::Fixed(Tracked::state(CtState::Untracked)),
+                IcmpClass::Invalid(r) => return Plan::Fixed(Tracked::invalid(r)),
+            },
+            L4::Other => FlowKey::from_ports(Endpoints {
+                addrs: p.addrs,
+                sport: 0,
+                dport: 0,
+                proto: p.proto,
+            }),
+            L4::Fragment => {
+                return Plan::Fixed(match self.cfg.fragments {
+                    FragmentPolicy::Drop => Tracked {
+                        ct: None,
+                        invalid: None,
+                        dir: None,
+                        pending: None,
+                    },
+                    FragmentPolicy::Untracked => Tracked::state(CtState::Untracked),
+                });
+            }
+            L4::Malformed(r) => return Plan::Fixed(Tracked::invalid(r)),
+        };
+        Plan::Track(keyed, self.table.hash(&keyed.key))
+    }
+
+    fn decide(
+        &mut self,
+        now: Tick,
+        pkt: &Pkt<'_>,
+        parsed: &Result<Packet<'_>, Reason>,
+        plan: Plan,
+    ) -> Verdict {
+        self.counters.packets += 1;
+        self.counters.bytes += pkt.data.len() as u64;
+        let out_port = self.cfg.peers.get(pkt.port.0 as usize).copied();
+        let p = match parsed {
+            Ok(p) => p,
+            Err(Reason::NonIp) if self.cfg.non_ip == NonIpPolicy::Forward && out_port.is_some() => {
+                self.counters.accepted += 1;
+                return Verdict {
+                    forward: out_port,
+                    ..Verdict::default()
+                };
+            }
+            Err(r) => return self.drop(Verdict::default(), *r),
+        };
+        if matches!(p.l4, L4::Fragment) && self.cfg.fragments == FragmentPolicy::Drop {
+            return self.drop(Verdict::default(), Reason::Fragment);
+        }
+        let tracked = match plan {
+            Plan::Fixed(t) => t,
+            Plan::Track(k, h) => self.track(now, p, k, h),
+            Plan::Related(k, h) => self.related(now, k, h),
+        };
+        if let Some(r) = tracked.invalid {
+            self.counters.count(r);
+        }
+        let mut verdict = Verdict {
+            forward: None,
+            ct: tracked.ct,
+            invalid: tracked.invalid,
+            dropped: None,
+            rule: None,
+            dir: tracked.dir,
+        };
+        let Some(out_port) = out_port else {
+            // A port without a peer cannot forward anything (config validation prevents it).
+            return self.drop(verdict, Reason::DefaultPolicy);
+        };
+        let (ports, tcp_flags) = match p.l4 {
+            L4::Tcp(s) => (Some((s.sport, s.dport)), Some(s.flags.0)),
+            L4::Udp(d) => (Some((d.sport, d.dport)), None),
+            _ => (None, None),
+        };
+        let decision = self.rules.evaluate(&RuleInput {
+            ct: tracked.ct,
+            in_port: pkt.port,
+            out_port,
+            family: p.addrs.family,
+            proto: p.proto,
+            src: p.addrs.src,
+            dst: p.addrs.dst,
+            ports,
+            tcp_flags,
+        });
+        verdict.rule = decision.rule;
+        let hit = decision
+            .rule
+            .map_or(self.rule_hits.len() - 1, |r| r as usize);
+        self.rule_hits[hit] += 1;
+        match decision.action {
+            Action::Drop => {
+                let why = if decision.rule.is_some() {
+                    Reason::RuleDrop
+                } else {
+                    Reason::DefaultPolicy
+                };
+                self.drop(verdict, why)
+            }
+            Action::Accept => {
+                if let Some((entry, h)) = tracked.pending {
+                    match self.table.insert(&h, entry, now) {
+                        Ok((_, o)) => {
+                            self.counters.created += 1;
+                            self.counters.expired += o.reclaimed_expired as u64;
+                            self.counters.evicted += o.evicted as u64;
+                        }
+                        Err(_) => return self.drop(verdict, Reason::TableFull),
+                    }
+                }
+                self.counters.accepted += 1;
+                verdict.forward = Some(out_port);
+                verdict
+            }
+        }
+    }
+
+    fn drop(&mut self, mut v: Verdict, why: Reason) -> Verdict {
+        self.counters.dropped += 1;
+        self.counters.count(why);
+        v.forward = None;
+        v.dropped = Some(why);
+        v
+    }
+
+    /// Connection tracking proper: find or create the entry, run the protocol tracker.
+    fn track(&mut self, now: Tick, p: &Packet<'_>, k: KeyedPacket, h: Hashed) -> Tracked {
+        let found = self.table.find(&k.key, &h, now, &mut self.counters.expired);
+        let Some(idx) = found else {
+            return self.track_new(now, p, k, h);
+        };
+        let tcp_cfg = self.cfg.track.tcp;
+        let other = self.cfg.track.other;
+        let entry = self.table.get_mut(idx);
+        let dir = if k.swapped == entry.orig_swapped() {
+            Direction::Original
+        } else {
+            Direction::Reply
+        };
+        let ct = if dir == Direction::Reply || entry.flags.seen_reply() {
+            CtState::Established
+        } else {
+            CtState::New
+        };
+        let mut meta = EntryMeta {
+            flags: entry.flags,
+            expires: entry.expires,
+        };
+        let action = match (&mut entry.state, p.l4) {
+            (ProtoState::Tcp(conn), L4::Tcp(seg)) => {
+                conn.packet(&mut meta, now, dir, &seg, &tcp_cfg)
+            }
+            (ProtoState::Udp(conn), L4::Udp(_)) => {
+                conn.packet(&mut meta, now, &other);
+                TcpAction::Accept
+            }
+            (ProtoState::Icmp, L4::Icmp(_)) => {
+                icmp::packet(&mut meta, now, p.addrs.family, &other);
+                TcpAction::Accept
+            }
+            (ProtoState::Generic, _) => {
+                meta.expires = now.after(other.generic);
+                TcpAction::Accept
+            }
+            // The key includes the protocol, so an entry's state always fits its packets.
+            _ => TcpAction::Invalid(Reason::TcpInvalidState),
+        };
+        match action {
+            TcpAction::Accept | TcpAction::Ignore => {
+                if dir == Direction::Reply {
+                    meta.flags.set(CtFlags::SEEN_REPLY);
+                }
+                entry.flags = meta.flags;
+                entry.expires = meta.expires;
+                Tracked {
+                    ct: Some(ct),
+                    invalid: None,
+                    dir: Some(dir),
+                    pending: None,
+                }
+            }
+            TcpAction::Invalid(r) => {
+                entry.flags = meta.flags;
+                entry.expires = meta.expires;
+                Tracked {
+                    dir: Some(dir),
+                    ..Tracked::invalid(r)
+                }
+            }
+            TcpAction::Kill => {
+                self.table.remove(idx);
+                self.counters.closed += 1;
+                Tracked {
+                    ct: Some(ct),
+                    invalid: None,
+                    dir: Some(dir),
+                    pending: None,
+                }
+            }
+            TcpAction::Reopen => {
+                self.table.remove(idx);
+                self.counters.closed += 1;
+                self.track_new(now, p, k, h)
+            }
+        }
+    }
+
+    /// A packet that found no entry: may it start a connection?
+    fn track_new(&mut self, now: Tick, p: &Packet<'_>, k: KeyedPacket, h: Hashed) -> Tracked {
+        let mut meta = EntryMeta {
+            flags: CtFlags::default(),
+            expires: now,
+        };
+        let other = self.cfg.track.other;
+        let state = match p.l4 {
+            L4::Tcp(seg) => {
+                let tcp_cfg = self.cfg.track.tcp;
+                let mut conn = match TcpConn::new(&seg, &tcp_cfg) {
+                    Ok(c) => c,
+                    Err(r) => return Tracked::invalid(r),
+                };
+                match conn.packet(&mut meta, now, Direction::Original, &seg, &tcp_cfg) {
+                    TcpAction::Accept | TcpAction::Ignore => ProtoState::Tcp(conn),
+                    TcpAction::Invalid(r) => return Tracked::invalid(r),
+                    // Neither happens to a connection's first segment; if it did, the packet
+                    // would leave no entry behind, as Linux's unconfirmed conntrack would not.
+                    TcpAction::Kill | TcpAction::Reopen => {
+                        return Tracked {
+                            dir: Some(Direction::Original),
+                            ..Tracked::state(CtState::New)
+                        };
+                    }
+                }
+            }
+            L4::Udp(_) => {
+                let mut conn = UdpConn::new(now);
+                conn.packet(&mut meta, now, &other);
+                ProtoState::Udp(conn)
+            }
+            L4::Icmp(_) => {
+                if k.swapped {
+                    // An answer (echo reply, ...) without its question.
+                    return Tracked::invalid(Reason::IcmpInvalidNew);
+                }
+                icmp::packet(&mut meta, now, p.addrs.family, &other);
+                ProtoState::Icmp
+            }
+            _ => {
+                meta.expires = now.after(other.generic);
+                ProtoState::Generic
+            }
+        };
+        let mut entry = Entry::new(&k.key, k.swapped, meta.expires, state);
+        entry.flags.set(meta.flags.0);
+        Tracked {
+            ct: Some(CtState::New),
+            invalid: None,
+            dir: Some(Direction::Original),
+            pending: Some((entry, h)),
+        }
+    }
+
+    /// An ICMP error: RELATED to the connection it quotes, else INVALID. Never refreshes.
+    fn related(&mut self, now: Tick, k: KeyedPacket, h: Hashed) -> Tracked {
+        match self.table.find(&k.key, &h, now, &mut self.counters.expired) {
+            Some(idx) => {
+                let e = self.table.get(idx);
+                // The quoted packet travelled the way `k.swapped` says; the error travels back.
+                let quoted = if k.swapped == e.orig_swapped() {
+                    Direction::Original
+                } else {
+                    Direction::Reply
+                };
+                Tracked {
+                    dir: Some(quoted.opposite()),
+                    ..Tracked::state(CtState::Related)
+                }
+            }
+            None => Tracked::invalid(Reason::IcmpNoRelated),
+        }
+    }
+
+    /// Reclaim expired entries with at most `budget` entries examined. Call between bursts.
+    pub fn sweep(&mut self, now: Instant, budget: usize) -> usize {
+        let n = self.table.sweep(now.tick(), budget);
+        self.counters.expired += n as u64;
+        n
+    }
+}
+
+/// The key of the connection an ICMP error quotes.
+fn inner_key(inner: &InnerTuple) -> Option<KeyedPacket> {
+    match inner.l4 {
+        InnerL4::Ports { sport, dport } => Some(FlowKey::from_ports(Endpoints {
+            addrs: inner.addrs,
+            sport,
+            dport,
+            proto: inner.proto,
+        })),
+        InnerL4::Icmp { type_, code, id } => {
+            match icmp::classify(inner.addrs.family, type_, code) {
+                IcmpClass::Query {
+                    request_type,
+                    is_request,
+                } => Some(FlowKey::icmp_query(
+                    inner.addrs,
+                    inner.proto,
+                    id,
+                    request_type,
+                    code,
+                    is_request,
+                )),
+                // An error quoting an error (or an untrackable message) relates to nothing.
+                _ => None,
+            }
+        }
+        InnerL4::None => Some(FlowKey::from_ports(Endpoints {
+            addrs: inner.addrs,
+            sport: 0,
+            dport: 0,
+            proto: inner.proto,
+        })),
+    }
+}

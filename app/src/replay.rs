@@ -1,0 +1,336 @@
+//! `ctfw replay`: the engine's burst pipeline over a capture, deterministically.
+//!
+//! The packet timestamps are the clock, the flow hash has a fixed seed, and packets are fed in
+//! capture order, so a replay gives the same verdicts every time. pcapng interface names select
+//! the ingress port by name; classic pcap files carry no interface, so `--port` names one port
+//! for every packet and `--map PREFIX=PORT` chooses by source address.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Instant as WallClock;
+
+use anyhow::{Context, Result, bail};
+use ctfw_config::Config;
+use ctfw_engine::ReasonClass;
+use ctfw_engine::pipeline::{Engine, Pkt, Verdict};
+use ctfw_engine::rules::PortId;
+use ctfw_engine::time::Instant;
+use ctfw_engine::view::EntryView;
+use ctfw_engine::wire::{self, ChecksumHint, Family, ParseConfig};
+
+use crate::capture::Capture;
+use crate::records;
+
+/// Fixed flow-hash seeds: replay is reproducible (the data plane uses random seeds).
+const REPLAY_SEEDS: [u64; 4] = [0x6374_6677_7265_706c, 0x6179_0000_0000_0001, 7, 11];
+/// Table entries examined by the sweeper after each burst, as a data-plane worker does.
+const SWEEP_BUDGET: usize = 64;
+
+/// Arguments of `ctfw replay`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The YAML configuration (ports, conntrack knobs, rules).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The capture: pcapng (interface names select ports) or classic pcap.
+    trace: PathBuf,
+    /// Write one JSON record per packet here (the Linux conformance format) instead of a summary.
+    #[arg(long, value_name = "OUT.jsonl")]
+    jsonl: Option<PathBuf>,
+    /// Ingress port for every packet (needed for classic pcap unless --map covers it).
+    #[arg(long, value_name = "NAME")]
+    port: Option<String>,
+    /// Ingress port by source prefix, e.g. `--map 10.0.1.0/24=inside`; repeatable; the
+    /// longest matching prefix wins, --port is the fallback.
+    #[arg(long, value_name = "PREFIX=NAME")]
+    map: Vec<String>,
+    /// Packets per burst (1..=256). With --jsonl the burst is always 1, to record the table
+    /// after every packet.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
+    burst: u16,
+    /// Entries of the final table to print in the summary.
+    #[arg(long, default_value_t = 50)]
+    max_entries: usize,
+}
+
+/// How packets are assigned an ingress port.
+struct PortChooser {
+    fixed: Option<PortId>,
+    map: Vec<(Family, u128, u8, PortId)>,
+}
+
+impl PortChooser {
+    fn new(args: &Args, cfg: &Config) -> Result<PortChooser> {
+        let lookup = |name: &str| -> Result<PortId> {
+            cfg.port_by_name(name).with_context(|| {
+                let names: Vec<_> = cfg.ports.iter().map(|p| p.name.as_str()).collect();
+                format!(
+                    "no port named {name:?} in {} (ports: {})",
+                    cfg.source.display(),
+                    names.join(", ")
+                )
+            })
+        };
+        let fixed = args.port.as_deref().map(lookup).transpose()?;
+        let mut map = Vec::new();
+        for m in &args.map {
+            let (prefix, name) = m.split_once('=').with_context(|| {
+                format!("--map {m:?}: expected PREFIX=PORT, e.g. 10.0.1.0/24=inside")
+            })?;
+            let (family, net, len) =
+                parse_prefix(prefix).with_context(|| format!("--map {m:?}"))?;
+            map.push((family, net, len, lookup(name)?));
+        }
+        // Longest prefix first.
+        map.sort_by(|a, b| b.2.cmp(&a.2));
+        Ok(PortChooser { fixed, map })
+    }
+
+    /// The port for a packet: --map by source, then --port, then the pcapng interface name.
+    fn choose(&self, frame: &[u8], iface: Option<PortId>) -> Option<PortId> {
+        if !self.map.is_empty() {
+            let cfg = ParseConfig {
+                verify_l4_checksum: false,
+            };
+            if let Ok(p) = wire::parse(frame, &cfg, ChecksumHint::Good) {
+                for &(family, net, len, port) in &self.map {
+                    if family == p.addrs.family && prefix_mask(family, len) & p.addrs.src == net {
+                        return Some(port);
+                    }
+                }
+            }
+        }
+        self.fixed.or(iface)
+    }
+}
+
+fn prefix_mask(family: Family, len: u8) -> u128 {
+    let bits = if family == Family::V4 { 32 } else { 128 };
+    if len == 0 {
+        0
+    } else {
+        (u128::MAX >> (128 - bits)) & !((1u128 << (bits - len as u32)) - 1)
+    }
+}
+
+fn parse_prefix(s: &str) -> Result<(Family, u128, u8)> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (
+            a,
+            Some(l.parse::<u8>().context("prefix length is not a number")?),
+        ),
+        None => (s, None),
+    };
+    let ip: std::net::IpAddr = addr
+        .parse()
+        .with_context(|| format!("{addr:?} is not an IP address"))?;
+    let (family, value, max) = match ip {
+        std::net::IpAddr::V4(a) => (Family::V4, u32::from(a) as u128, 32),
+        std::net::IpAddr::V6(a) => (Family::V6, u128::from(a), 128),
+    };
+    let len = len.unwrap_or(max);
+    if len > max {
+        bail!("prefix length {len} is longer than {max}");
+    }
+    Ok((family, value & prefix_mask(family, len), len))
+}
+
+/// Run `ctfw replay`.
+pub fn run(args: &Args) -> Result<()> {
+    let cfg = Config::load(&args.config)?;
+    let chooser = PortChooser::new(args, &cfg)?;
+    let mut capture = Capture::open(&args.trace)?;
+    let mut engine = Engine::new(cfg.engine.clone(), cfg.rules.clone(), REPLAY_SEEDS);
+    let mut jsonl = match &args.jsonl {
+        Some(p) => Some(BufWriter::new(
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let burst = if jsonl.is_some() {
+        1
+    } else {
+        args.burst as usize
+    };
+
+    // Map pcapng interface indices to ports once.
+    let iface_port = |capture: &Capture, i: u32| -> Result<Option<PortId>> {
+        match capture.interface_name(i) {
+            Some(name) => Ok(cfg.port_by_name(name)),
+            None => Ok(None),
+        }
+    };
+
+    let mut bufs: Vec<Vec<u8>> = vec![Vec::with_capacity(2048); burst];
+    let mut ports = vec![PortId(0); burst];
+    let mut stamps = vec![0u64; burst];
+    let mut verdicts = vec![Verdict::default(); burst];
+    let mut first_ts: Option<u64> = None;
+    let mut index: u64 = 0;
+    let mut engine_time = std::time::Duration::ZERO;
+    let started = WallClock::now();
+    let mut now = Instant(0);
+    loop {
+        let mut n = 0;
+        while n < burst {
+            let Some(meta) = capture.next_into(&mut bufs[n])? else {
+                break;
+            };
+            let iface = match meta.interface {
+                Some(i) => iface_port(&capture, i)?,
+                None => None,
+            };
+            let Some(port) = chooser.choose(&bufs[n], iface) else {
+                bail!(
+                    "{}: packet {}: cannot tell its ingress port: {}",
+                    args.trace.display(),
+                    index + n as u64,
+                    match meta.interface.and_then(|i| capture.interface_name(i)) {
+                        Some(name) => format!(
+                            "interface {name:?} is not a configured port; use --port or --map"
+                        ),
+                        None =>
+                            "the capture names no interface; use --port NAME or --map PREFIX=NAME"
+                                .into(),
+                    }
+                );
+            };
+            ports[n] = port;
+            stamps[n] = meta.ts_ns;
+            n += 1;
+        }
+        if n == 0 {
+            break;
+        }
+        let t0 = *first_ts.get_or_insert(stamps[0]);
+        now = Instant(stamps[0]);
+        let pkts: Vec<Pkt<'_>> = (0..n)
+            .map(|i| Pkt {
+                data: &bufs[i],
+                port: ports[i],
+                csum: ChecksumHint::Unknown,
+            })
+            .collect();
+        let t = WallClock::now();
+        engine.process_burst(now, &pkts, &mut verdicts[..n]);
+        engine.sweep(now, SWEEP_BUDGET);
+        engine_time += t.elapsed();
+        if let Some(out) = jsonl.as_mut() {
+            let entries = snapshot(&engine, now);
+            let rec = records::packet_json(
+                index,
+                (stamps[0] - t0) as f64 / 1e9,
+                &cfg.ports[ports[0].0 as usize].name,
+                &verdicts[0],
+                engine.rules(),
+                &entries,
+            );
+            serde_json::to_writer(&mut *out, &rec)?;
+            out.write_all(b"\n")?;
+        }
+        index += n as u64;
+    }
+    if let Some(mut out) = jsonl {
+        out.flush()?;
+        return Ok(());
+    }
+    print_summary(args, &engine, now, index, started.elapsed(), engine_time);
+    Ok(())
+}
+
+/// The table at `now`, in a stable order.
+fn snapshot(engine: &Engine, now: Instant) -> Vec<EntryView> {
+    let tick = now.tick();
+    let mut v: Vec<EntryView> = engine
+        .table()
+        .iter(tick)
+        .map(|(_, e)| EntryView::new(e, tick))
+        .collect();
+    v.sort_by_key(|e| {
+        (
+            e.family,
+            e.proto,
+            e.orig.src,
+            e.orig.dst,
+            e.orig.sport,
+            e.orig.dport,
+        )
+    });
+    v
+}
+
+fn print_summary(
+    args: &Args,
+    engine: &Engine,
+    now: Instant,
+    packets: u64,
+    wall: std::time::Duration,
+    engine_time: std::time::Duration,
+) {
+    let c = engine.counters();
+    let rate = |d: std::time::Duration| packets as f64 / d.as_secs_f64().max(1e-9);
+    println!("ctfw replay: {}", args.trace.display());
+    println!(
+        "  packets {}  accepted {}  dropped {}  bytes {}",
+        c.packets, c.accepted, c.dropped, c.bytes
+    );
+    println!(
+        "  time {:.3} s total ({:.2} Mpps), {:.3} s in the engine ({:.2} Mpps)",
+        wall.as_secs_f64(),
+        rate(wall) / 1e6,
+        engine_time.as_secs_f64(),
+        rate(engine_time) / 1e6
+    );
+    println!(
+        "  connections: {} created, {} expired, {} closed, {} evicted; {} in the table (capacity {})",
+        c.created,
+        c.expired,
+        c.closed,
+        c.evicted,
+        engine.table().len(),
+        engine.table().capacity()
+    );
+    let mut drops: Vec<_> = c
+        .nonzero_reasons()
+        .filter(|(r, _)| r.class() != ReasonClass::Invalid)
+        .collect();
+    let invalid: Vec<_> = c
+        .nonzero_reasons()
+        .filter(|(r, _)| r.class() == ReasonClass::Invalid)
+        .collect();
+    drops.sort_by_key(|&(r, _)| r as u8);
+    if !drops.is_empty() {
+        println!("  dropped by reason:");
+        for (r, n) in drops {
+            println!("    {:<28} {n}", r.name());
+        }
+    }
+    if !invalid.is_empty() {
+        println!("  invalid by reason (the rules then decided):");
+        for (r, n) in invalid {
+            println!("    {:<28} {n}", r.name());
+        }
+    }
+    println!("  rule hits:");
+    let rules = engine.rules();
+    for (i, n) in engine.rule_hits().iter().enumerate() {
+        let name = if i < rules.len() {
+            rules.name(i as u16)
+        } else {
+            "(default policy)"
+        };
+        println!("    {name:<28} {n}");
+    }
+    let entries = snapshot(engine, now);
+    println!("conntrack table ({} entries):", entries.len());
+    for e in entries.iter().take(args.max_entries) {
+        println!("{e}");
+    }
+    if entries.len() > args.max_entries {
+        println!(
+            "... {} more (raise --max-entries to see them)",
+            entries.len() - args.max_entries
+        );
+    }
+}
