@@ -83,7 +83,7 @@ impl PortChooser {
             map.push((family, net, len, lookup(name)?));
         }
         // Longest prefix first.
-        map.sort_by(|a, b| b.2.cmp(&a.2));
+        map.sort_by_key(|m| std::cmp::Reverse(m.2));
         Ok(PortChooser { fixed, map })
     }
 

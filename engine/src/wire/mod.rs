@@ -242,7 +242,8 @@ pub enum ChecksumHint {
     /// Nothing: verify in software.
     #[default]
     Unknown,
-    /// The NIC verified the IPv4 header and L4 checksums and found them good.
+    /// The NIC verified the IPv4 header checksum and the TCP or UDP checksum and found them
+    /// good. ICMP checksums are always verified in software: NICs do not check them.
     Good,
 }
 
@@ -317,7 +318,7 @@ pub fn parse_ipv4<'a>(
     let l4 = if ip.is_fragment() {
         L4::Fragment
     } else {
-        parse_l4(&addrs, proto, ip.payload(), verify_l4(cfg, hint))
+        parse_l4(&addrs, proto, ip.payload(), cfg, hint)
     };
     Ok(Packet { addrs, proto, l4 })
 }
@@ -364,12 +365,7 @@ pub fn parse_ipv6<'a>(
             l4: L4::Fragment,
         });
     }
-    let l4 = parse_l4(
-        &addrs,
-        chain.proto,
-        &payload[chain.offset..],
-        verify_l4(cfg, hint),
-    );
+    let l4 = parse_l4(&addrs, chain.proto, &payload[chain.offset..], cfg, hint);
     Ok(Packet {
         addrs,
         proto: chain.proto,
@@ -385,11 +381,21 @@ fn verify_l4(cfg: &ParseConfig, hint: ChecksumHint) -> bool {
 /// The transport layer of an unfragmented packet; `l4` is exactly the IP payload after any
 /// extension headers.
 #[inline]
-fn parse_l4<'a>(addrs: &IpAddrs, proto: u8, l4: &'a [u8], verify: bool) -> L4<'a> {
+fn parse_l4<'a>(
+    addrs: &IpAddrs,
+    proto: u8,
+    l4: &'a [u8],
+    cfg: &ParseConfig,
+    hint: ChecksumHint,
+) -> L4<'a> {
+    let verify = verify_l4(cfg, hint);
     match (addrs.family, proto) {
         (_, proto::TCP) => parse_tcp(addrs, l4, verify),
         (_, proto::UDP) => parse_udp(addrs, l4, verify),
-        (Family::V4, proto::ICMP) | (Family::V6, proto::ICMPV6) => parse_icmp(addrs, l4, verify),
+        // NICs verify TCP and UDP checksums, not ICMP's: the hint never covers ICMP.
+        (Family::V4, proto::ICMP) | (Family::V6, proto::ICMPV6) => {
+            parse_icmp(addrs, l4, cfg.verify_l4_checksum)
+        }
         // ICMPv6 over IPv4 or ICMP over IPv6: conntrack reads the 8-byte header for the
         // tuple, then its ICMP tracker refuses the wrong family ("can't create new conn").
         (Family::V4, proto::ICMPV6) | (Family::V6, proto::ICMP) => {

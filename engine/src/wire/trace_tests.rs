@@ -6,8 +6,8 @@
 //! length, ICMP type, code and identifier), and with whether it reached netfilter at all.
 //! The malformed packets are matched to their reasons through the summary and note texts.
 //!
-//! The set lives outside the repository: `CTFW_CONFORMANCE_DIR` names it, defaulting to
-//! `/work/shared/conformance`. Without it the test says so and passes.
+//! The set is vendored in `tests/linux-conformance`; `CTFW_CONFORMANCE_DIR` may name another
+//! copy. A missing set fails the test: it is never skipped.
 
 use super::{ChecksumHint, Family, InnerL4, L4, Packet, ParseConfig, TcpFlags, parse};
 use crate::counters::Reason;
@@ -56,8 +56,10 @@ fn json_str<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 fn conformance_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("CTFW_CONFORMANCE_DIR")
-        .map_or_else(|| PathBuf::from("/work/shared/conformance"), PathBuf::from);
+    let dir = std::env::var_os("CTFW_CONFORMANCE_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/linux-conformance"),
+        PathBuf::from,
+    );
     dir.join("traces").is_dir().then_some(dir)
 }
 
@@ -240,10 +242,9 @@ fn run_trace(dir: &Path, name: &str) -> usize {
 
 #[test]
 fn every_captured_packet_parses_as_the_kernel_saw_it() {
-    let Some(dir) = conformance_dir() else {
-        eprintln!("conformance set not found (set CTFW_CONFORMANCE_DIR); skipping");
-        return;
-    };
+    let dir = conformance_dir().expect(
+        "conformance set not found: expected tests/linux-conformance or CTFW_CONFORMANCE_DIR",
+    );
     let mut names: Vec<String> = std::fs::read_dir(dir.join("traces"))
         .expect("traces dir")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
