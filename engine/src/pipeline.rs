@@ -118,8 +118,8 @@ impl Tracked {
 /// How a parsed packet meets the table.
 #[derive(Clone, Copy, Debug)]
 enum Plan {
-    /// No lookup: the verdict is already known.
-    Fixed(Tracked),
+    /// No lookup: the conntrack state (and INVALID reason) is already known.
+    Fixed(Option<CtState>, Option<Reason>),
     /// Track as part of a connection.
     Track(KeyedPacket, Hashed),
     /// An ICMP error: RELATED if its inner flow is tracked.
@@ -199,19 +199,14 @@ impl Engine {
     fn process_group(&mut self, now: Tick, pkts: &[Pkt<'_>], out: &mut [Verdict]) {
         let parse_cfg = self.cfg.parse;
         let mut parsed = [Err(Reason::EthTruncated); BURST];
-        let mut plans = [Plan::Fixed(Tracked::state(CtState::Invalid)); BURST];
+        let mut plans = [Plan::Fixed(None, None); BURST];
         // Stage 1: parse, key, hash; start fetching the buckets.
         let mut sink = 0u32;
         for (i, pkt) in pkts.iter().enumerate() {
             parsed[i] = wire::parse(pkt.data, &parse_cfg, pkt.csum);
             plans[i] = match &parsed[i] {
                 Ok(p) => self.plan(p),
-                Err(_) => Plan::Fixed(Tracked {
-                    ct: None,
-                    invalid: None,
-                    dir: None,
-                    pending: None,
-                }),
+                Err(_) => Plan::Fixed(None, None),
             };
             if let Plan::Track(_, h) | Plan::Related(_, h) = &plans[i] {
                 sink ^= self.table.prefetch_buckets(h);
@@ -235,7 +230,7 @@ impl Engine {
         let keyed = match p.l4 {
             L4::Tcp(seg) => {
                 if !tcp::flags_valid(seg.flags) {
-                    return Plan::Fixed(Tracked::invalid(Reason::TcpBadFlags));
+                    return Plan::Fixed(Some(CtState::Invalid), Some(Reason::TcpBadFlags));
                 }
                 FlowKey::from_ports(Endpoints {
                     addrs: p.addrs,
@@ -260,18 +255,18 @@ impl Engine {
                         // Linux `nf_conntrack_inet_error`: the error must travel back to
                         // the quoted packet's sender.
                         Some(Ok(inner)) if inner.addrs.src != p.addrs.dst => {
-                            Plan::Fixed(Tracked::invalid(Reason::IcmpBadErrorAddress))
+                            Plan::Fixed(Some(CtState::Invalid), Some(Reason::IcmpBadErrorAddress))
                         }
                         Some(Ok(inner)) => match inner_key(&inner) {
                             Some(k) => Plan::Related(k, self.table.hash(&k.key)),
-                            None => Plan::Fixed(Tracked::invalid(Reason::IcmpNoRelated)),
+                            None => Plan::Fixed(Some(CtState::Invalid), Some(Reason::IcmpNoRelated)),
                         },
-                        Some(Err(r)) => Plan::Fixed(Tracked::invalid(r)),
-                        None => Plan::Fixed(Tracked::invalid(Reason::IcmpBadInner)),
+                        Some(Err(r)) => Plan::Fixed(Some(CtState::Invalid), Some(r)),
+                        None => Plan::Fixed(Some(CtState::Invalid), Some(Reason::IcmpBadInner)),
                     };
                 }
-                IcmpClass::Untracked => return Plan::Fixed(Tracked::state(CtState::Untracked)),
-                IcmpClass::Invalid(r) => return Plan::Fixed(Tracked::invalid(r)),
+                IcmpClass::Untracked => return Plan::Fixed(Some(CtState::Untracked), None),
+                IcmpClass::Invalid(r) => return Plan::Fixed(Some(CtState::Invalid), Some(r)),
             },
             L4::Other => FlowKey::from_ports(Endpoints {
                 addrs: p.addrs,
@@ -280,17 +275,12 @@ impl Engine {
                 proto: p.proto,
             }),
             L4::Fragment => {
-                return Plan::Fixed(match self.cfg.fragments {
-                    FragmentPolicy::Drop => Tracked {
-                        ct: None,
-                        invalid: None,
-                        dir: None,
-                        pending: None,
-                    },
-                    FragmentPolicy::Untracked => Tracked::state(CtState::Untracked),
-                });
+                return match self.cfg.fragments {
+                    FragmentPolicy::Drop => Plan::Fixed(None, None),
+                    FragmentPolicy::Untracked => Plan::Fixed(Some(CtState::Untracked), None),
+                };
             }
-            L4::Malformed(r) => return Plan::Fixed(Tracked::invalid(r)),
+            L4::Malformed(r) => return Plan::Fixed(Some(CtState::Invalid), Some(r)),
         };
         Plan::Track(keyed, self.table.hash(&keyed.key))
     }
@@ -320,7 +310,7 @@ impl Engine {
             return self.drop(Verdict::default(), Reason::Fragment);
         }
         let tracked = match plan {
-            Plan::Fixed(t) => t,
+            Plan::Fixed(ct, invalid) => Tracked { ct, invalid, dir: None, pending: None },
             Plan::Track(k, h) => self.track(now, p, k, h),
             Plan::Related(k, h) => self.related(now, k, h),
         };
