@@ -310,6 +310,8 @@ enum Step {
     /// RST/ACK from a closed port answering the SYN.
     ClosedPortRst,
     Dgram(Dir, u16),
+    /// A DNS query (false) or its answer (true).
+    Dns(bool),
     EchoRequest,
     EchoReply,
 }
@@ -404,8 +406,8 @@ fn new_conv(i: u64, rng: &mut Rng) -> Conv {
         1 => {
             // DNS-like: one query, one answer.
             let (c, s) = AddressPlan::endpoints(i, v6, 53);
-            steps.push_back(Step::Dgram(Dir::C2s, 30 + rng.below(40) as u16));
-            steps.push_back(Step::Dgram(Dir::S2c, 60 + rng.below(300) as u16));
+            steps.push_back(Step::Dns(false));
+            steps.push_back(Step::Dns(true));
             ConvKind::Dgram { c, s, fill: b'd' }
         }
         2 => {
@@ -502,7 +504,9 @@ fn tcp_plan(rng: &mut Rng, steps: &mut VecDeque<Step>) {
         if lose_at.is_some() {
             steps.push_back(Step::Retransmit(Dir::S2c));
         }
-        steps.push_back(Step::Ack(Dir::C2s));
+        if unacked > 0 || lose_at.is_some() {
+            steps.push_back(Step::Ack(Dir::C2s));
+        }
     }
     match rng.below(100) {
         0..=69 => steps.extend([
@@ -575,8 +579,13 @@ fn step_conv<S: PacketSink + ?Sized>(conv: &mut Conv, out: &mut Out<'_, S>) -> i
             _ => {}
         }),
         ConvKind::Dgram { c, s, fill } => {
-            let Step::Dgram(dir, len) = step else {
-                return Ok(());
+            let (dir, payload) = match step {
+                Step::Dgram(dir, len) => (dir, vec![*fill; usize::from(len)]),
+                Step::Dns(answer) => {
+                    let dir = if answer { Dir::S2c } else { Dir::C2s };
+                    (dir, dns_message(c.port(), answer))
+                }
+                _ => return Ok(()),
             };
             let (from, to) = if dir == Dir::C2s { (*c, *s) } else { (*s, *c) };
             let k = usize::from(dir == Dir::S2c);
@@ -585,7 +594,7 @@ fn step_conv<S: PacketSink + ?Sized>(conv: &mut Conv, out: &mut Out<'_, S>) -> i
                 .macs(src_mac, dst_mac)
                 .ip_id(conv.ip_id[k])
                 .udp(from.port(), to.port())
-                .payload(&vec![*fill; usize::from(len)]);
+                .payload(&payload);
             f.vlans.clone_from(&conv.vlans);
             conv.ip_id[k] = conv.ip_id[k].wrapping_add(1);
             out.frame(dir.side(), f.build())
