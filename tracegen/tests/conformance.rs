@@ -1,11 +1,10 @@
 //! The reader and the generator against the Linux conformance traces in
-//! `shared/conformance/`: every trace reads back with the right packet count and interface
+//! `tests/linux-conformance/`: every trace reads back with the right packet count and interface
 //! names (cross-checked with the independent `pcap-file` crate), and the generator rebuilds
 //! whole trace files byte for byte from the same fields.
 //!
-//! The conformance folder is found by walking up from this crate to a directory holding
-//! `shared/conformance/traces`, or from `CTFW_CONFORMANCE`. Without it the tests are skipped
-//! with a message, except under CI (`CI` set), where its absence fails them.
+//! The set is the copy vendored in `tests/linux-conformance` (or `CTFW_CONFORMANCE_DIR`); a
+//! missing set fails the tests.
 
 #![allow(clippy::unwrap_used)] // A test file: a failed unwrap is a failed test.
 
@@ -18,22 +17,17 @@ use ctfw_tracegen::write::PcapngWriter;
 use ctfw_tracegen::{Dir, Frame, Packet, PacketSink, Side, TcpSim};
 
 fn conformance_dir() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("CTFW_CONFORMANCE") {
-        return Some(PathBuf::from(p));
-    }
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = here
-        .ancestors()
-        .map(|a| a.join("shared/conformance"))
-        .find(|p| p.join("traces").is_dir());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "shared/conformance not found under CI"
-        );
-        eprintln!("shared/conformance not found: skipping");
-    }
-    found
+    let dir = std::env::var_os("CTFW_CONFORMANCE_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/linux-conformance"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("traces").is_dir(),
+        "conformance set not found at {} (vendored in tests/linux-conformance; \
+         CTFW_CONFORMANCE_DIR may name another copy)",
+        dir.display()
+    );
+    Some(dir)
 }
 
 fn trace(name: &str) -> Option<Vec<u8>> {
