@@ -259,7 +259,9 @@ impl Engine {
                         }
                         Some(Ok(inner)) => match inner_key(&inner) {
                             Some(k) => Plan::Related(k, self.table.hash(&k.key)),
-                            None => Plan::Fixed(Some(CtState::Invalid), Some(Reason::IcmpNoRelated)),
+                            None => {
+                                Plan::Fixed(Some(CtState::Invalid), Some(Reason::IcmpNoRelated))
+                            }
                         },
                         Some(Err(r)) => Plan::Fixed(Some(CtState::Invalid), Some(r)),
                         None => Plan::Fixed(Some(CtState::Invalid), Some(Reason::IcmpBadInner)),
@@ -310,7 +312,12 @@ impl Engine {
             return self.drop(Verdict::default(), Reason::Fragment);
         }
         let tracked = match plan {
-            Plan::Fixed(ct, invalid) => Tracked { ct, invalid, dir: None, pending: None },
+            Plan::Fixed(ct, invalid) => Tracked {
+                ct,
+                invalid,
+                dir: None,
+                pending: None,
+            },
             Plan::Track(k, h) => self.track(now, p, k, h),
             Plan::Related(k, h) => self.related(now, k, h),
         };
