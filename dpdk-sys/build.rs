@@ -148,8 +148,12 @@ struct FlagWidth;
 
 impl bindgen::callbacks::ParseCallbacks for FlagWidth {
     fn int_macro(&self, name: &str, _value: i64) -> Option<bindgen::callbacks::IntKind> {
-        const U64_FAMILIES: &[&str] =
-            &["RTE_ETH_RSS_", "RTE_ETH_RX_OFFLOAD_", "RTE_ETH_TX_OFFLOAD_", "RTE_MBUF_F_"];
+        const U64_FAMILIES: &[&str] = &[
+            "RTE_ETH_RSS_",
+            "RTE_ETH_RX_OFFLOAD_",
+            "RTE_ETH_TX_OFFLOAD_",
+            "RTE_MBUF_F_",
+        ];
         U64_FAMILIES
             .iter()
             .any(|prefix| name.starts_with(prefix))
@@ -207,7 +211,8 @@ fn generate_bindings(cflags: &[String]) {
     }
 
     // bindgen panics when libclang cannot be loaded; turn that into the install hint.
-    let generated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || builder.generate()));
+    let generated =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || builder.generate()));
     let bindings = match generated {
         Ok(Ok(bindings)) => bindings,
         Ok(Err(err)) => panic!("dpdk-sys: bindgen failed on the DPDK headers: {err}"),

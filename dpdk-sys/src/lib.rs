@@ -40,11 +40,21 @@
 //! Every function here is `unsafe` and follows DPDK's own contract (see the DPDK API docs).
 //! Shim functions document theirs below.
 
-#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
-#![allow(missing_debug_implementations, clippy::missing_safety_doc)]
-#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+pub use bindings::*;
 
-include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+/// The bindgen output. Lints are relaxed here only: the code is generated (bitfield accessors
+/// with unsafe blocks and identity transmutes, C naming, DPDK's doxygen text as docs).
+#[allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
+#[allow(missing_debug_implementations, unsafe_op_in_unsafe_fn)]
+#[allow(
+    clippy::all,
+    clippy::missing_safety_doc,
+    clippy::undocumented_unsafe_blocks
+)]
+#[allow(rustdoc::all)]
+mod bindings {
+    include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+}
 
 /// `RTE_BIT64(63)`, from `rte_ethdev.h`: hash only on the L3 source address. bindgen's macro
 /// fallback drops it (the value does not fit in `i64`).
