@@ -66,6 +66,7 @@ const FUNCTIONS: &[&str] = &[
     "rte_eth_xstats_get",
     "rte_eth_dev_rss_hash_conf_get",
     "rte_eth_dev_rss_hash_update",
+    "rte_eth_dev_get_mtu",
     "rte_eth_macaddr_get",
 ];
 

@@ -261,11 +261,3 @@ impl<T> Drop for LaunchHandle<T> {
         drop(self.wait());
     }
 }
-
-impl<T> std::fmt::Debug for Slot<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Slot")
-            .field("pending", &self.f.is_some())
-            .finish()
-    }
-}

@@ -27,10 +27,16 @@
 //!   up reads out of bounds, hence the checks in [`Port`].
 //! - `rte_eth_dev_configure` rejects (does not mask) RSS flow types or offloads the device
 //!   lacks; [`Port::configure`] masks them itself and returns what it asked for.
-//! - `net_null` accepts an RSS configuration but keeps its own default key until
-//!   `rte_eth_dev_rss_hash_update`; read it back with [`Port::rss_hash_conf_get`].
+//! - `net_null` advertises RSS (`flow_type_rss_offloads` = `RTE_ETH_RSS_PROTO_MASK`,
+//!   `reta_size` 128) and echoes the configured flow types through
+//!   `rte_eth_dev_rss_hash_conf_get`, but reports `hash_key_size` 0 although it keeps a
+//!   40-byte key internally: no key can be set or read through the generic API. Its RX
+//!   hands out 64-byte mbufs from the queue's pool; its TX frees everything.
 //! - `net_ring` vdevs (`--vdev=net_ring0`) loop TX queue *i* back to RX queue *i* through a
-//!   ring of 1024 slots (1023 usable), and report no RSS support.
+//!   ring of 1024 slots (1023 usable; the 1024th mbuf of a burst is refused and stays with
+//!   the caller). They report no RSS, and count packets but not bytes.
+//! - `--lcores=0@C,1@C` (two lcores on one CPU) works: idle workers block in DPDK's wait,
+//!   they do not spin. In hugepage mode the EAL warns that no 1 GB pages are free; harmless.
 
 mod eal;
 mod error;
