@@ -116,6 +116,8 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim.c");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG_LIBDIR");
+    println!("cargo:rerun-if-env-changed=LIBCLANG_PATH");
 
     let cflags = pkg_config(&["--cflags", "libdpdk"]);
     let libs = pkg_config(&["--libs", "libdpdk"]);

@@ -133,45 +133,9 @@ pub fn run_checks(test_name: &str, eal: Eal) -> ExitCode {
         failed: 0,
     };
 
-    checks.run("eal_init_is_once_per_process", || {
-        eal_init_is_once_per_process(&ctx)
-    });
-    checks.run("lcores_sockets_and_tsc", || lcores_sockets_and_tsc(&ctx));
-    checks.run("mempool_create", || mempool_create(&mut ctx));
-    checks.run("mbuf_alloc_lowers_avail_and_drop_restores_it", || {
-        mbuf_alloc(&ctx)
-    });
-    checks.run("mbuf_contents_and_flags", || mbuf_contents(&ctx));
-    checks.run("burst_push_take_drain_keep_ownership", || {
-        burst_ownership(&ctx)
-    });
-    checks.run("net_ring_probes_and_configures_without_rss", || {
-        net_ring_configure(&mut ctx)
-    });
-    checks.run("net_ring_round_trip_is_byte_exact", || {
-        net_ring_round_trip(&mut ctx)
-    });
-    checks.run("tx_overflow_leaves_unsent_with_caller", || {
-        net_ring_tx_overflow(&mut ctx)
-    });
-    checks.run("port_queue_claims_are_exclusive", || {
-        port_queue_claims(&mut ctx)
-    });
-    checks.run("launch_runs_closure_on_worker_and_joins", || {
-        launch_join(&ctx)
-    });
-    checks.run("launch_on_busy_lcore_is_refused", || launch_busy(&ctx));
-    checks.run("port_queue_polled_from_worker_lcore", || {
-        port_queue_on_worker(&mut ctx)
-    });
-    checks.run("ring_mpmc_moves_ownership", || ring_mpmc(&ctx));
-    checks.run("ring_spsc_across_lcores", || ring_spsc(&ctx));
-    checks.run("net_null_rss_reports_accepted_hf", || {
-        net_null_rss(&mut ctx)
-    });
-    checks.run("xstats_and_stats", || xstats(&ctx));
-    checks.run("close_releases_the_vdev", || close_port(&mut ctx));
-    checks.run("no_mbuf_leaked", || no_leaks(&mut ctx));
+    for (name, check) in CHECKS {
+        checks.run(name, || check(&mut ctx));
+    }
 
     println!(
         "{test_name}: {} passed, {} failed",
@@ -183,6 +147,37 @@ pub fn run_checks(test_name: &str, eal: Eal) -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+type Check = fn(&mut Ctx) -> Result<(), String>;
+
+/// The checks, in the order they run; later ones use what earlier ones set up in `Ctx`.
+const CHECKS: &[(&str, Check)] = &[
+    ("eal_init_is_once_per_process", eal_init_is_once_per_process),
+    ("lcores_sockets_and_tsc", lcores_sockets_and_tsc),
+    ("mempool_create", mempool_create),
+    ("mbuf_alloc_lowers_avail_and_drop_restores_it", mbuf_alloc),
+    ("mbuf_contents_and_flags", mbuf_contents),
+    ("burst_push_take_drain_keep_ownership", burst_ownership),
+    (
+        "net_ring_probes_and_configures_without_rss",
+        net_ring_configure,
+    ),
+    ("net_ring_round_trip_is_byte_exact", net_ring_round_trip),
+    (
+        "tx_overflow_leaves_unsent_with_caller",
+        net_ring_tx_overflow,
+    ),
+    ("port_queue_claims_are_exclusive", port_queue_claims),
+    ("launch_runs_closure_on_worker_and_joins", launch_join),
+    ("launch_on_busy_lcore_is_refused", launch_busy),
+    ("port_queue_polled_from_worker_lcore", port_queue_on_worker),
+    ("ring_mpmc_moves_ownership", ring_mpmc),
+    ("ring_spsc_across_lcores", ring_spsc),
+    ("net_null_rss_reports_accepted_hf", net_null_rss),
+    ("xstats_and_stats", xstats),
+    ("close_releases_the_vdev", close_port),
+    ("no_mbuf_leaked", no_leaks),
+];
 
 struct Ctx {
     eal: Eal,
@@ -277,7 +272,7 @@ fn fill_burst<const N: usize>(
     Ok(())
 }
 
-fn eal_init_is_once_per_process(ctx: &Ctx) -> Result<(), String> {
+fn eal_init_is_once_per_process(ctx: &mut Ctx) -> Result<(), String> {
     let again = Eal::init(&["again".to_string()]);
     ensure!(
         matches!(again, Err(RteError::AlreadyInitialized)),
@@ -287,7 +282,7 @@ fn eal_init_is_once_per_process(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
-fn lcores_sockets_and_tsc(ctx: &Ctx) -> Result<(), String> {
+fn lcores_sockets_and_tsc(ctx: &mut Ctx) -> Result<(), String> {
     let eal = &ctx.eal;
     let workers = eal.worker_lcores();
     note(format!(
@@ -349,7 +344,7 @@ fn mempool_create(ctx: &mut Ctx) -> Result<(), String> {
     Ok(())
 }
 
-fn mbuf_alloc(ctx: &Ctx) -> Result<(), String> {
+fn mbuf_alloc(ctx: &mut Ctx) -> Result<(), String> {
     let pool = ctx.pool()?;
     let mbufs: Vec<Mbuf> = (0..100).filter_map(|_| Mbuf::alloc(pool)).collect();
     ensure!(mbufs.len() == 100, "allocated {}", mbufs.len());
@@ -368,7 +363,7 @@ fn mbuf_alloc(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
-fn mbuf_contents(ctx: &Ctx) -> Result<(), String> {
+fn mbuf_contents(ctx: &mut Ctx) -> Result<(), String> {
     let pool = ctx.pool()?;
     let bytes = frame(3, 128);
     let mut m = Mbuf::from_slice(pool, &bytes).map_err(err)?;
@@ -405,7 +400,7 @@ fn mbuf_contents(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
-fn burst_ownership(ctx: &Ctx) -> Result<(), String> {
+fn burst_ownership(ctx: &mut Ctx) -> Result<(), String> {
     let pool = ctx.pool()?;
     let mut burst = MbufBurst::<8>::new();
     fill_burst(pool, &mut burst, 8, 10)?;
@@ -604,7 +599,7 @@ fn port_queue_claims(ctx: &mut Ctx) -> Result<(), String> {
     Ok(())
 }
 
-fn launch_join(ctx: &Ctx) -> Result<(), String> {
+fn launch_join(ctx: &mut Ctx) -> Result<(), String> {
     let worker = ctx.worker()?;
     let handle = ctx
         .eal
@@ -656,7 +651,7 @@ fn launch_join(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
-fn launch_busy(ctx: &Ctx) -> Result<(), String> {
+fn launch_busy(ctx: &mut Ctx) -> Result<(), String> {
     let worker = ctx.worker()?;
     let release = Arc::new(AtomicBool::new(false));
     let flag = release.clone();
@@ -707,7 +702,7 @@ fn port_queue_on_worker(ctx: &mut Ctx) -> Result<(), String> {
     Ok(())
 }
 
-fn ring_mpmc(ctx: &Ctx) -> Result<(), String> {
+fn ring_mpmc(ctx: &mut Ctx) -> Result<(), String> {
     let pool = ctx.pool()?;
     let ring = Ring::new(&ctx.eal, "rte_test_mpmc", 64, -1).map_err(err)?;
     ensure!(ring.capacity() == 64 && ring.count() == 0, "fresh ring");
@@ -749,7 +744,7 @@ fn ring_mpmc(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
-fn ring_spsc(ctx: &Ctx) -> Result<(), String> {
+fn ring_spsc(ctx: &mut Ctx) -> Result<(), String> {
     const TOTAL: usize = 300;
     let pool = ctx.pool()?;
     let (mut producer, mut consumer) =
@@ -885,7 +880,7 @@ fn net_null_rss(ctx: &mut Ctx) -> Result<(), String> {
     Ok(())
 }
 
-fn xstats(ctx: &Ctx) -> Result<(), String> {
+fn xstats(ctx: &mut Ctx) -> Result<(), String> {
     let port = ctx.ring_port.as_ref().ok_or("needs net_ring0")?;
     let stats = port.stats().map_err(err)?;
     note(format!("net_ring0 stats: {stats:?}"));
