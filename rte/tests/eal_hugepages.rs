@@ -31,8 +31,9 @@ fn main() -> ExitCode {
     }
     args.push("--in-memory".into());
     let label = format!("hugepages (--in-memory; {free} free 2 MB pages)");
-    match common::init(TEST_NAME, &common::Mode { label, args }) {
-        Ok(eal) => common::run_checks(TEST_NAME, eal),
+    let mode = common::Mode { label, args };
+    match common::init(TEST_NAME, &mode) {
+        Ok(eal) => common::run_checks(TEST_NAME, &mode, eal),
         Err(err) => {
             println!("{TEST_NAME}: hugepage EAL init failed ({err}); re-running with --no-huge");
             rerun_without_hugepages()

@@ -46,6 +46,28 @@ pub fn base_args(prefix: &str) -> Vec<String> {
     ]
 }
 
+/// Removes the per-prefix runtime directory the EAL creates even with `--no-shconf` or
+/// `--in-memory` (empty, but one per run would pile up). Only an empty directory is removed.
+fn remove_runtime_dir(mode: &Mode) {
+    let Some(prefix) = mode
+        .args
+        .iter()
+        .find_map(|a| a.strip_prefix("--file-prefix="))
+    else {
+        return;
+    };
+    let bases = [
+        Some("/var/run/dpdk".into()),
+        std::env::var("XDG_RUNTIME_DIR")
+            .ok()
+            .map(|d| format!("{d}/dpdk")),
+        Some("/tmp/dpdk".into()),
+    ];
+    for base in bases.into_iter().flatten() {
+        let _ = std::fs::remove_dir(format!("{base}/{prefix}"));
+    }
+}
+
 fn first_allowed_cpu() -> u32 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -102,7 +124,7 @@ pub fn handle_cli(test_name: &str) -> Option<ExitCode> {
 /// Initialises the EAL with `mode` and runs every check; the exit code says whether all passed.
 pub fn run(test_name: &str, mode: Mode) -> ExitCode {
     match init(test_name, &mode) {
-        Ok(eal) => run_checks(test_name, eal),
+        Ok(eal) => run_checks(test_name, &mode, eal),
         Err(err) => {
             println!("{test_name}: EAL init failed: {err}");
             println!("{test_name}: 0 passed, 1 failed");
@@ -118,8 +140,9 @@ pub fn init(test_name: &str, mode: &Mode) -> Result<Eal, RteError> {
     Eal::init(&mode.args)
 }
 
-/// Runs every check against an initialised EAL; the exit code says whether all passed.
-pub fn run_checks(test_name: &str, eal: Eal) -> ExitCode {
+/// Runs every check against the EAL initialised from `mode`, then cleans the EAL up; the exit
+/// code says whether all passed.
+pub fn run_checks(test_name: &str, mode: &Mode, eal: Eal) -> ExitCode {
     let mut ctx = Ctx {
         eal,
         pool: None,
@@ -136,6 +159,8 @@ pub fn run_checks(test_name: &str, eal: Eal) -> ExitCode {
     for (name, check) in CHECKS {
         checks.run(name, || check(&mut ctx));
     }
+    drop(ctx); // the last Eal handle: rte_eal_cleanup
+    remove_runtime_dir(mode);
 
     println!(
         "{test_name}: {} passed, {} failed",
