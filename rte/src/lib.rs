@@ -1,0 +1,91 @@
+//! Safe wrappers over DPDK for ctfw: EAL, lcores, mempools, mbufs, ethdev ports and rings.
+//!
+//! Everything unsafe about DPDK is contained here (on top of the raw `dpdk-sys`); code using
+//! `rte` needs no `unsafe`. The design rules, each enforced by types rather than docs:
+//!
+//! - **One EAL per process.** [`Eal::init`] succeeds once; every object that uses DPDK
+//!   memory holds an [`Eal`] handle, and `rte_eal_cleanup` runs when the last one drops.
+//! - **Packets are owned.** An [`Mbuf`] frees itself on drop; TX and ring enqueue *move*
+//!   mbufs out of an [`MbufBurst`] and leave whatever was not accepted in it, so nothing is
+//!   freed twice and nothing is lost.
+//! - **Pools outlive packets.** Ports keep their [`Mempool`] alive; a pool whose last
+//!   handle goes while its mbufs are still out is leaked rather than freed
+//!   ([`leaked_pools`] counts them; the EAL is then not cleaned up).
+//! - **One poller per queue.** A [`Port`] has a single owner; [`PortQueue`]s hand queue pairs
+//!   to workers, and the port cannot be reconfigured or stopped while they are out.
+//!   Single-producer/consumer rings come as separate [`RingProducer`]/[`RingConsumer`] ends.
+//! - **No unwinding into C.** Closures run on worker lcores via [`Eal::launch`] have their
+//!   panics caught and returned by [`LaunchHandle::join`].
+//!
+//! # DPDK behaviour worth knowing (22.11, Debian)
+//! - `rte_eal_init` cannot be repeated in a process, not even after a failure or
+//!   `rte_eal_cleanup`; tests that need the EAL run one process per configuration
+//!   (`harness = false` test binaries).
+//! - PMDs (including `mempool_ring`, needed by every mbuf pool) are shared objects that the
+//!   EAL loads from Debian's plugin directory; nothing links them explicitly.
+//! - The fast path does not check queue ids: `rte_eth_rx_burst` on a queue that was never set
+//!   up reads out of bounds, hence the checks in [`Port`].
+//! - `rte_eth_dev_configure` rejects (does not mask) RSS flow types or offloads the device
+//!   lacks; [`Port::configure`] masks them itself and returns what it asked for.
+//! - `net_null` advertises RSS (`flow_type_rss_offloads` = `RTE_ETH_RSS_PROTO_MASK`,
+//!   `reta_size` 128) and echoes the configured flow types through
+//!   `rte_eth_dev_rss_hash_conf_get`, but reports `hash_key_size` 0 although it keeps a
+//!   40-byte key internally: no key can be set or read through the generic API. Its RX
+//!   hands out 64-byte mbufs from the queue's pool; its TX frees everything.
+//! - `net_ring` vdevs (`--vdev=net_ring0`) loop TX queue *i* back to RX queue *i* through a
+//!   ring of 1024 slots (1023 usable; the 1024th mbuf of a burst is refused and stays with
+//!   the caller). They report no RSS, and count packets but not bytes.
+//! - `--lcores=0@C,1@C` (two lcores on one CPU) works: idle workers block in DPDK's wait,
+//!   they do not spin. In hugepage mode the EAL warns that no 1 GB pages are free; harmless.
+
+mod eal;
+mod error;
+mod mbuf;
+mod mempool;
+mod port;
+mod ring;
+
+pub use eal::{Eal, LaunchHandle, leaked_pools};
+pub use error::RteError;
+pub use mbuf::{CksumStatus, Drain, Mbuf, MbufBurst};
+pub use mempool::Mempool;
+pub use port::{DevInfo, Link, Port, PortConf, PortQueue, PortStats, RssConf};
+pub use ring::{Ring, RingConsumer, RingProducer};
+
+pub use dpdk_sys as sys;
+
+use dpdk_sys::LCORE_ID_ANY;
+
+/// The time-stamp counter (`rte_rdtsc`).
+#[inline]
+pub fn tsc() -> u64 {
+    // SAFETY: reads the TSC; no memory is touched.
+    unsafe { dpdk_sys::ctfw_rte_rdtsc() }
+}
+
+/// TSC cycles per second as measured by the EAL (0 before [`Eal::init`]).
+pub fn tsc_hz() -> u64 {
+    // SAFETY: reads a value the EAL stores at init; 0 before that.
+    unsafe { dpdk_sys::rte_get_tsc_hz() }
+}
+
+/// Hints the cache line holding `value` into all cache levels (`rte_prefetch0`).
+#[inline]
+pub fn prefetch0<T>(value: &T) {
+    // SAFETY: a prefetch never faults, and `value` is a valid reference anyway.
+    unsafe { dpdk_sys::ctfw_rte_prefetch0(std::ptr::from_ref(value).cast()) }
+}
+
+/// The calling thread's lcore id; `None` on threads the EAL did not create.
+#[inline]
+pub fn lcore_id() -> Option<u32> {
+    // SAFETY: reads the calling thread's lcore id thread-local.
+    let id = unsafe { dpdk_sys::ctfw_rte_lcore_id() };
+    (id != LCORE_ID_ANY).then_some(id)
+}
+
+/// The calling thread's NUMA socket; `SOCKET_ID_ANY` (-1) on non-EAL threads.
+pub fn socket_id() -> i32 {
+    // SAFETY: reads the calling thread's socket id thread-local.
+    unsafe { dpdk_sys::rte_socket_id() as i32 }
+}

@@ -1,0 +1,581 @@
+//! `Mbuf`, an owned packet buffer, and `MbufBurst`, a fixed-capacity array of them.
+//!
+//! Ownership rules (the point of this module):
+//! - An [`Mbuf`] is the only reference to its `rte_mbuf` and frees it on `Drop`. `rte` never
+//!   clones or attaches mbufs, so the reference count of an `Mbuf` is always 1 and
+//!   [`Mbuf::data_mut`] is exclusive.
+//! - An [`MbufBurst`] owns exactly its first `len` slots. Anything that gives mbufs away
+//!   (TX, ring enqueue) takes them from the front and the burst forgets exactly those; what
+//!   was not taken stays owned by the burst. Anything that receives (RX, ring dequeue) fills
+//!   the free tail. So safe code can neither free an mbuf twice nor lose one: the worst it
+//!   can do is `mem::forget`, which leaks.
+//! - Mbufs never keep their pool alive; see [`Mempool`](crate::Mempool) for why that is safe.
+//!
+//! Multi-segment mbufs: [`Mbuf::data`] is the first segment only; [`Mbuf::nb_segs`] tells.
+
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::ptr::{self, NonNull};
+use std::slice;
+
+use dpdk_sys as sys;
+
+use crate::{Mempool, RteError};
+
+/// An owned packet buffer (`struct rte_mbuf`), freed on drop.
+#[repr(transparent)]
+pub struct Mbuf(NonNull<sys::rte_mbuf>);
+
+// SAFETY: an Mbuf is the sole reference to its rte_mbuf, and returning an mbuf to its pool is
+// allowed from any thread (mempool ops are multi-producer; non-EAL threads bypass the cache).
+unsafe impl Send for Mbuf {}
+
+/// What the NIC found when it checked a checksum (`RTE_MBUF_F_RX_{IP,L4}_CKSUM_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CksumStatus {
+    /// No information: not checked (software must check if it cares).
+    Unknown,
+    /// The checksum in the packet is wrong.
+    Bad,
+    /// The checksum in the packet is right.
+    Good,
+    /// The checksum field is not correct in the packet data, but the data's integrity was
+    /// verified (e.g. the NIC checked and the field will be filled on TX).
+    DataValid,
+}
+
+impl CksumStatus {
+    /// Decodes the IP checksum status from `ol_flags`.
+    pub fn ip_from_ol_flags(ol_flags: u64) -> CksumStatus {
+        Self::decode(
+            ol_flags & sys::RTE_MBUF_F_RX_IP_CKSUM_MASK,
+            sys::RTE_MBUF_F_RX_IP_CKSUM_BAD,
+            sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD,
+        )
+    }
+
+    /// Decodes the L4 (TCP/UDP/SCTP) checksum status from `ol_flags`.
+    pub fn l4_from_ol_flags(ol_flags: u64) -> CksumStatus {
+        Self::decode(
+            ol_flags & sys::RTE_MBUF_F_RX_L4_CKSUM_MASK,
+            sys::RTE_MBUF_F_RX_L4_CKSUM_BAD,
+            sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD,
+        )
+    }
+
+    // Two bits per field: neither = unknown, both = "none" (data valid), one = bad or good.
+    fn decode(bits: u64, bad: u64, good: u64) -> CksumStatus {
+        match (bits & bad != 0, bits & good != 0) {
+            (false, false) => CksumStatus::Unknown,
+            (true, false) => CksumStatus::Bad,
+            (false, true) => CksumStatus::Good,
+            (true, true) => CksumStatus::DataValid,
+        }
+    }
+}
+
+impl Mbuf {
+    /// Allocates an empty mbuf (zero length, default headroom); `None` if the pool is empty.
+    pub fn alloc(pool: &Mempool) -> Option<Mbuf> {
+        // SAFETY: the pool is a live pktmbuf pool while the handle exists.
+        let ptr = unsafe { sys::ctfw_rte_pktmbuf_alloc(pool.as_ptr()) };
+        NonNull::new(ptr).map(Mbuf)
+    }
+
+    /// Allocates an mbuf holding a copy of `bytes` (for tests and packet generators).
+    pub fn from_slice(pool: &Mempool, bytes: &[u8]) -> Result<Mbuf, RteError> {
+        let mut mbuf = Mbuf::alloc(pool)
+            .ok_or_else(|| RteError::Exhausted(format!("no free mbuf in pool {}", pool.name())))?;
+        mbuf.extend_from_slice(bytes)?;
+        Ok(mbuf)
+    }
+
+    /// Takes ownership of a raw mbuf.
+    ///
+    /// # Safety
+    /// `ptr` must be a valid mbuf that the caller owns (nobody else will free or use it),
+    /// with reference count 1, whose pool outlives it as [`Mempool`] describes.
+    pub unsafe fn from_raw(ptr: NonNull<sys::rte_mbuf>) -> Mbuf {
+        Mbuf(ptr)
+    }
+
+    /// Gives up ownership without freeing; the caller must free or re-wrap the pointer.
+    pub fn into_raw(self) -> NonNull<sys::rte_mbuf> {
+        let ptr = self.0;
+        std::mem::forget(self);
+        ptr
+    }
+
+    /// The raw mbuf, valid while `self` lives; for DPDK calls `rte` does not wrap.
+    pub fn as_ptr(&self) -> *mut sys::rte_mbuf {
+        self.0.as_ptr()
+    }
+
+    /// The packet bytes of the first segment.
+    pub fn data(&self) -> &[u8] {
+        let (ptr, len) = self.raw_data();
+        // SAFETY: DPDK keeps data_off + data_len within the buffer, so ptr..ptr+len is
+        // readable; `&self` keeps the mbuf alive and (sole owner) unchanged meanwhile.
+        unsafe { slice::from_raw_parts(ptr, len) }
+    }
+
+    /// The packet bytes of the first segment, writable.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let (ptr, len) = self.raw_data();
+        // SAFETY: as for data(); `&mut self` and reference count 1 make the access exclusive.
+        unsafe { slice::from_raw_parts_mut(ptr, len) }
+    }
+
+    fn raw_data(&self) -> (*mut u8, usize) {
+        let m = self.0.as_ptr();
+        // SAFETY: m is a valid mbuf (type invariant); these only read its fields.
+        unsafe {
+            (
+                sys::ctfw_rte_pktmbuf_mtod(m).cast(),
+                usize::from(sys::ctfw_rte_mbuf_data_len(m)),
+            )
+        }
+    }
+
+    /// Bytes in the first segment (`data_len`), the length of [`data`](Self::data).
+    pub fn len(&self) -> usize {
+        // SAFETY: valid mbuf (type invariant); reads a field.
+        usize::from(unsafe { sys::ctfw_rte_mbuf_data_len(self.0.as_ptr()) })
+    }
+
+    /// Whether the first segment is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes in all segments (`pkt_len`).
+    pub fn pkt_len(&self) -> u32 {
+        // SAFETY: valid mbuf (type invariant); reads a field.
+        unsafe { sys::ctfw_rte_mbuf_pkt_len(self.0.as_ptr()) }
+    }
+
+    /// Number of segments.
+    pub fn nb_segs(&self) -> u16 {
+        // SAFETY: valid mbuf (type invariant); reads a field.
+        unsafe { sys::ctfw_rte_mbuf_nb_segs(self.0.as_ptr()) }
+    }
+
+    /// Free bytes after the data of the last segment.
+    pub fn tailroom(&self) -> usize {
+        // SAFETY: valid mbuf (type invariant); reads fields.
+        usize::from(unsafe { sys::ctfw_rte_pktmbuf_tailroom(self.0.as_ptr()) })
+    }
+
+    /// The input port set by the driver on RX.
+    pub fn port(&self) -> u16 {
+        // SAFETY: valid mbuf (type invariant); reads a field.
+        unsafe { sys::ctfw_rte_mbuf_port(self.0.as_ptr()) }
+    }
+
+    /// Sets the port field (e.g. for mbufs built in software).
+    pub fn set_port(&mut self, port: u16) {
+        // SAFETY: valid mbuf, exclusively owned; writes a plain field.
+        unsafe { sys::ctfw_rte_mbuf_set_port(self.0.as_ptr(), port) }
+    }
+
+    /// The offload flags (`RTE_MBUF_F_*`).
+    pub fn ol_flags(&self) -> u64 {
+        // SAFETY: valid mbuf (type invariant); reads a field.
+        unsafe { sys::ctfw_rte_mbuf_ol_flags(self.0.as_ptr()) }
+    }
+
+    /// The RSS hash the NIC computed, if it set `RTE_MBUF_F_RX_RSS_HASH`.
+    pub fn rss_hash(&self) -> Option<u32> {
+        (self.ol_flags() & sys::RTE_MBUF_F_RX_RSS_HASH != 0)
+            // SAFETY: valid mbuf (type invariant); reads a field, meaningful under this flag.
+            .then(|| unsafe { sys::ctfw_rte_mbuf_rss_hash(self.0.as_ptr()) })
+    }
+
+    /// Sets the RSS hash and its flag (software RSS, tests).
+    pub fn set_rss_hash(&mut self, hash: u32) {
+        let flags = self.ol_flags() | sys::RTE_MBUF_F_RX_RSS_HASH;
+        // SAFETY: valid mbuf, exclusively owned; writes plain fields.
+        unsafe {
+            sys::ctfw_rte_mbuf_set_rss_hash(self.0.as_ptr(), hash);
+            sys::ctfw_rte_mbuf_set_ol_flags(self.0.as_ptr(), flags);
+        }
+    }
+
+    /// IP header checksum status reported by the NIC.
+    pub fn ip_cksum(&self) -> CksumStatus {
+        CksumStatus::ip_from_ol_flags(self.ol_flags())
+    }
+
+    /// L4 checksum status reported by the NIC.
+    pub fn l4_cksum(&self) -> CksumStatus {
+        CksumStatus::l4_from_ol_flags(self.ol_flags())
+    }
+
+    /// Appends `len` zeroed bytes and returns them; `None` (nothing changed) if the tailroom
+    /// is too small.
+    pub fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        let len16 = u16::try_from(len).ok()?;
+        // SAFETY: valid mbuf, exclusively owned; append checks the tailroom itself.
+        let ptr = unsafe { sys::ctfw_rte_pktmbuf_append(self.0.as_ptr(), len16) };
+        let ptr = NonNull::new(ptr.cast::<u8>())?;
+        // SAFETY: append returned len writable bytes inside the buffer, ours via &mut self;
+        // they are zeroed before a slice is made so no uninitialised byte is exposed.
+        unsafe {
+            ptr::write_bytes(ptr.as_ptr(), 0, len);
+            Some(slice::from_raw_parts_mut(ptr.as_ptr(), len))
+        }
+    }
+
+    /// Appends a copy of `bytes`; fails (nothing changed) if the tailroom is too small.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) -> Result<(), RteError> {
+        let tailroom = self.tailroom();
+        let dst = self.append(bytes.len()).ok_or_else(|| {
+            RteError::Exhausted(format!("mbuf tailroom {tailroom} < {} bytes", bytes.len()))
+        })?;
+        dst.copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf (type invariant) and never use it again.
+        unsafe { sys::ctfw_rte_pktmbuf_free(self.0.as_ptr()) }
+    }
+}
+
+impl fmt::Debug for Mbuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mbuf")
+            .field("len", &self.len())
+            .field("pkt_len", &self.pkt_len())
+            .field("port", &self.port())
+            .field("ol_flags", &format_args!("{:#x}", self.ol_flags()))
+            .finish()
+    }
+}
+
+/// Up to `N` owned mbufs, in order. RX and dequeue fill the free tail; TX and enqueue take
+/// from the front, and whatever they did not take stays here. Dropping frees what is left.
+pub struct MbufBurst<const N: usize> {
+    /// Invariant: `bufs[..len]` are initialised, owned mbufs; the rest are uninitialised.
+    len: usize,
+    bufs: [MaybeUninit<Mbuf>; N],
+}
+
+impl<const N: usize> MbufBurst<N> {
+    const CAPACITY_FITS_U16: () = assert!(N <= u16::MAX as usize, "burst capacity > u16::MAX");
+
+    /// An empty burst.
+    pub const fn new() -> Self {
+        let () = Self::CAPACITY_FITS_U16;
+        MbufBurst {
+            len: 0,
+            bufs: [const { MaybeUninit::uninit() }; N],
+        }
+    }
+
+    /// Number of mbufs held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no mbuf is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `N` mbufs are held.
+    pub fn is_full(&self) -> bool {
+        self.len == N
+    }
+
+    /// `N`.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// The held mbufs.
+    pub fn as_slice(&self) -> &[Mbuf] {
+        // SAFETY: bufs[..len] are initialised (invariant); MaybeUninit<Mbuf> has Mbuf's layout.
+        unsafe { slice::from_raw_parts(self.bufs.as_ptr().cast::<Mbuf>(), self.len) }
+    }
+
+    /// The held mbufs, mutably (swapping or replacing them keeps ownership intact).
+    pub fn as_mut_slice(&mut self) -> &mut [Mbuf] {
+        // SAFETY: as for as_slice, with exclusive access through &mut self.
+        unsafe { slice::from_raw_parts_mut(self.bufs.as_mut_ptr().cast::<Mbuf>(), self.len) }
+    }
+
+    /// Iterates over the held mbufs.
+    pub fn iter(&self) -> slice::Iter<'_, Mbuf> {
+        self.as_slice().iter()
+    }
+
+    /// Iterates mutably over the held mbufs.
+    pub fn iter_mut(&mut self) -> slice::IterMut<'_, Mbuf> {
+        self.as_mut_slice().iter_mut()
+    }
+
+    /// Appends `mbuf`, or gives it back if the burst is full.
+    pub fn push(&mut self, mbuf: Mbuf) -> Result<(), Mbuf> {
+        if self.len == N {
+            return Err(mbuf);
+        }
+        self.bufs[self.len].write(mbuf);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Removes and returns the last mbuf.
+    pub fn pop(&mut self) -> Option<Mbuf> {
+        self.len = self.len.checked_sub(1)?;
+        // SAFETY: slot len was initialised and is now outside bufs[..len]: moved out once.
+        Some(unsafe { self.bufs[self.len].assume_init_read() })
+    }
+
+    /// Removes and returns the mbuf at `index`, keeping the order of the rest.
+    pub fn take(&mut self, index: usize) -> Option<Mbuf> {
+        if index >= self.len {
+            return None;
+        }
+        let base = self.bufs.as_mut_ptr();
+        // SAFETY: index < len, so the slot is initialised; it is read once, then the
+        // initialised tail index+1..len slides down over it (ptr::copy allows overlap) and
+        // len shrinks by one, so every remaining owned mbuf is in bufs[..len] exactly once.
+        unsafe {
+            let mbuf = (*base.add(index)).assume_init_read();
+            ptr::copy(base.add(index + 1), base.add(index), self.len - index - 1);
+            self.len -= 1;
+            Some(mbuf)
+        }
+    }
+
+    /// Moves every mbuf out, in order. Mbufs not consumed by the iterator are freed when it
+    /// is dropped; the burst is empty afterwards either way.
+    pub fn drain(&mut self) -> Drain<'_, N> {
+        let end = self.len;
+        // Set first: if the Drain is leaked, the remaining mbufs leak rather than double-free.
+        self.len = 0;
+        Drain {
+            burst: self,
+            next: 0,
+            end,
+        }
+    }
+
+    /// Frees every mbuf (one `rte_pktmbuf_free_bulk` call).
+    pub fn clear(&mut self) {
+        let count = self.len;
+        self.len = 0;
+        // SAFETY: the first `count` slots were owned mbufs; len is already 0 so they are
+        // freed exactly once. free_bulk handles mbufs from different pools.
+        unsafe { free_raw(self.raw_ptr(), count) };
+    }
+
+    /// The storage as the `struct rte_mbuf **` array DPDK burst functions take.
+    pub fn as_mut_ptr(&mut self) -> *mut *mut sys::rte_mbuf {
+        self.raw_ptr()
+    }
+
+    fn raw_ptr(&mut self) -> *mut *mut sys::rte_mbuf {
+        // Mbuf is a transparent NonNull<rte_mbuf>, which has the layout of *mut rte_mbuf.
+        self.bufs.as_mut_ptr().cast()
+    }
+
+    /// Sets the number of held mbufs after raw code wrote into [`as_mut_ptr`](Self::as_mut_ptr).
+    ///
+    /// # Safety
+    /// `len <= N`, and slots `..len` must hold valid mbufs owned by this burst (the ones
+    /// already held, plus new ones the caller transfers ownership of).
+    pub unsafe fn set_len(&mut self, len: usize) {
+        debug_assert!(len <= N);
+        self.len = len;
+    }
+
+    /// Forgets the first `count` mbufs without freeing them, sliding the rest to the front.
+    ///
+    /// # Safety
+    /// `count <= len`, and ownership of those mbufs must have passed elsewhere (e.g. a
+    /// driver accepted them for transmission).
+    pub unsafe fn forget_front(&mut self, count: usize) {
+        debug_assert!(count <= self.len);
+        let base = self.bufs.as_mut_ptr();
+        // SAFETY: bufs[count..len] are initialised; moving them to the front (overlap
+        // allowed) and shrinking len leaves each remaining mbuf owned exactly once.
+        unsafe { ptr::copy(base.add(count), base, self.len - count) };
+        self.len -= count;
+    }
+
+    /// Fills the free tail with `fill(ptr, room)`, which writes up to `room` mbufs at `ptr`
+    /// and returns how many; returns that count.
+    ///
+    /// # Safety
+    /// `fill` must write exactly as many valid, owned mbufs as it returns (at most `room`).
+    pub(crate) unsafe fn fill_tail(
+        &mut self,
+        fill: impl FnOnce(*mut *mut sys::rte_mbuf, u16) -> u16,
+    ) -> usize {
+        let room = (N - self.len) as u16; // N <= u16::MAX (CAPACITY_FITS_U16)
+        // SAFETY: the tail starts at len <= N, inside the array.
+        let tail = unsafe { self.raw_ptr().add(self.len) };
+        let got = usize::from(fill(tail, room)).min(usize::from(room));
+        self.len += got;
+        got
+    }
+
+    /// Offers all held mbufs to `send(ptr, count)`, which takes ownership of the first `n`
+    /// and returns `n`; those are forgotten, the rest stay. Returns `n`.
+    ///
+    /// # Safety
+    /// `send` must take ownership of exactly the first `n` mbufs it reports, `n <= count`.
+    pub(crate) unsafe fn send_front(
+        &mut self,
+        send: impl FnOnce(*mut *mut sys::rte_mbuf, u16) -> u16,
+    ) -> usize {
+        let count = self.len as u16; // len <= N <= u16::MAX
+        let sent = usize::from(send(self.raw_ptr(), count)).min(self.len);
+        // SAFETY: per this function's contract, the first `sent` mbufs now belong elsewhere.
+        unsafe { self.forget_front(sent) };
+        sent
+    }
+}
+
+/// Frees `count` owned mbufs at `ptr` with one bulk call.
+///
+/// # Safety
+/// `ptr[..count]` must be valid mbufs owned by the caller, never used again.
+unsafe fn free_raw(ptr: *mut *mut sys::rte_mbuf, count: usize) {
+    if count > 0 {
+        // SAFETY: per the contract; count <= u16::MAX fits in u32.
+        unsafe { sys::rte_pktmbuf_free_bulk(ptr, count as u32) };
+    }
+}
+
+impl<const N: usize> Default for MbufBurst<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Drop for MbufBurst<N> {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+impl<const N: usize> fmt::Debug for MbufBurst<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MbufBurst")
+            .field("len", &self.len)
+            .field("capacity", &N)
+            .finish()
+    }
+}
+
+impl<'a, const N: usize> IntoIterator for &'a MbufBurst<N> {
+    type Item = &'a Mbuf;
+    type IntoIter = slice::Iter<'a, Mbuf>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Iterator returned by [`MbufBurst::drain`].
+pub struct Drain<'a, const N: usize> {
+    burst: &'a mut MbufBurst<N>,
+    /// Slots `next..end` are still owned by this iterator.
+    next: usize,
+    end: usize,
+}
+
+impl<const N: usize> Iterator for Drain<'_, N> {
+    type Item = Mbuf;
+
+    fn next(&mut self) -> Option<Mbuf> {
+        if self.next == self.end {
+            return None;
+        }
+        // SAFETY: next < end <= N, slot initialised and owned by the iterator; read once.
+        let mbuf = unsafe { self.burst.bufs[self.next].assume_init_read() };
+        self.next += 1;
+        Some(mbuf)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.end - self.next;
+        (left, Some(left))
+    }
+}
+
+impl<const N: usize> ExactSizeIterator for Drain<'_, N> {}
+
+impl<const N: usize> Drop for Drain<'_, N> {
+    fn drop(&mut self) {
+        let left = self.end - self.next;
+        // SAFETY: slots next..end are owned by the iterator and not yet handed out; the
+        // burst's len is 0 so nothing else frees them.
+        unsafe { free_raw(self.burst.raw_ptr().add(self.next), left) };
+    }
+}
+
+impl<const N: usize> fmt::Debug for Drain<'_, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Drain")
+            .field("left", &(self.end - self.next))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cksum_status_decodes_both_bits() {
+        use CksumStatus::*;
+        assert_eq!(CksumStatus::ip_from_ol_flags(0), Unknown);
+        assert_eq!(
+            CksumStatus::ip_from_ol_flags(sys::RTE_MBUF_F_RX_IP_CKSUM_BAD),
+            Bad
+        );
+        assert_eq!(
+            CksumStatus::ip_from_ol_flags(sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD),
+            Good
+        );
+        assert_eq!(
+            CksumStatus::ip_from_ol_flags(sys::RTE_MBUF_F_RX_IP_CKSUM_NONE),
+            DataValid
+        );
+        assert_eq!(
+            CksumStatus::l4_from_ol_flags(sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD),
+            Good
+        );
+        assert_eq!(
+            CksumStatus::l4_from_ol_flags(sys::RTE_MBUF_F_RX_L4_CKSUM_NONE),
+            DataValid
+        );
+        // The two fields do not bleed into each other.
+        assert_eq!(
+            CksumStatus::l4_from_ol_flags(sys::RTE_MBUF_F_RX_IP_CKSUM_BAD),
+            Unknown
+        );
+        assert_eq!(
+            CksumStatus::ip_from_ol_flags(sys::RTE_MBUF_F_RX_L4_CKSUM_BAD),
+            Unknown
+        );
+    }
+
+    #[test]
+    fn empty_burst_needs_no_dpdk() {
+        let mut burst = MbufBurst::<32>::new();
+        assert!(burst.is_empty() && !burst.is_full());
+        assert_eq!(burst.capacity(), 32);
+        assert!(burst.pop().is_none() && burst.take(0).is_none());
+        assert_eq!(burst.drain().count(), 0);
+        assert_eq!(
+            std::mem::size_of::<Mbuf>(),
+            std::mem::size_of::<*mut sys::rte_mbuf>()
+        );
+    }
+}
