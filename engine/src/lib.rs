@@ -17,6 +17,7 @@
 pub mod counters;
 pub mod flow;
 pub mod pipeline;
+pub mod rss;
 pub mod rules;
 pub mod table;
 pub mod time;
