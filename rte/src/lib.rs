@@ -49,7 +49,7 @@ pub use eal::{Eal, LaunchHandle, leaked_pools};
 pub use error::RteError;
 pub use mbuf::{CksumStatus, Drain, Mbuf, MbufBurst};
 pub use mempool::Mempool;
-pub use port::{DevInfo, Link, Port, PortConf, PortQueue, PortStats, RssConf};
+pub use port::{DevInfo, Link, Port, PortConf, PortQueue, PortStats, RssConf, RxQueue, TxQueue};
 pub use ring::{Ring, RingConsumer, RingProducer};
 
 pub use dpdk_sys as sys;

@@ -139,8 +139,10 @@ struct PortShared {
     started: bool,
     rx_queues: u16,
     tx_queues: u16,
-    /// Queue ids held by a `PortQueue` (index = queue id).
-    claimed: Mutex<Vec<bool>>,
+    /// RX queue ids held by a `PortQueue` or `RxQueue` (index = queue id).
+    rx_claimed: Mutex<Vec<bool>>,
+    /// TX queue ids held by a `PortQueue` or `TxQueue` (index = queue id).
+    tx_claimed: Mutex<Vec<bool>>,
     /// Every pool an RX queue of this port was set up with.
     pools: Vec<Mempool>,
     _eal: Eal,
@@ -164,7 +166,8 @@ impl Port {
             started: false,
             rx_queues: 0,
             tx_queues: 0,
-            claimed: Mutex::new(Vec::new()),
+            rx_claimed: Mutex::new(Vec::new()),
+            tx_claimed: Mutex::new(Vec::new()),
             pools: Vec::new(),
             _eal: eal.clone(),
         };
@@ -338,7 +341,8 @@ impl Port {
         shared.configured = true;
         shared.rx_queues = conf.rx_queues;
         shared.tx_queues = conf.tx_queues;
-        *lock(&shared.claimed) = vec![false; usize::from(conf.rx_queues.max(conf.tx_queues))];
+        *lock(&shared.rx_claimed) = vec![false; usize::from(conf.rx_queues)];
+        *lock(&shared.tx_claimed) = vec![false; usize::from(conf.tx_queues)];
         Ok(PortConf {
             rx_queues: conf.rx_queues,
             tx_queues: conf.tx_queues,
@@ -503,7 +507,7 @@ impl Port {
         queue: u16,
         burst: &mut MbufBurst<N>,
     ) -> Result<usize, RteError> {
-        self.check_unclaimed(queue, self.shared.rx_queues)?;
+        self.check_unclaimed(queue, self.shared.rx_queues, &self.shared.rx_claimed)?;
         // SAFETY: queue was set up (checked) and nobody else polls it (unclaimed, &mut self).
         Ok(unsafe { rx(self.id(), queue, burst) })
     }
@@ -515,7 +519,7 @@ impl Port {
         queue: u16,
         burst: &mut MbufBurst<N>,
     ) -> Result<usize, RteError> {
-        self.check_unclaimed(queue, self.shared.tx_queues)?;
+        self.check_unclaimed(queue, self.shared.tx_queues, &self.shared.tx_claimed)?;
         // SAFETY: as for rx_burst.
         Ok(unsafe { tx(self.id(), queue, burst) })
     }
@@ -531,9 +535,13 @@ impl Port {
                 shared.id
             )));
         }
-        let mut claimed = lock(&shared.claimed);
-        match claimed.get_mut(usize::from(queue)) {
-            Some(slot) if !*slot => *slot = true,
+        let mut rx = lock(&shared.rx_claimed);
+        let mut tx = lock(&shared.tx_claimed);
+        match (
+            rx.get_mut(usize::from(queue)),
+            tx.get_mut(usize::from(queue)),
+        ) {
+            (Some(r), Some(t)) if !*r && !*t => (*r, *t) = (true, true),
             _ => return Err(RteError::Busy(format!("port {} queue {queue}", shared.id))),
         }
         Ok(PortQueue {
@@ -543,7 +551,88 @@ impl Port {
         })
     }
 
-    fn check_unclaimed(&self, queue: u16, set_up: u16) -> Result<(), RteError> {
+    /// Hands out RX queue `queue` alone (for a port whose RX and TX queues are polled by
+    /// different threads, e.g. one RX queue read by a distributor and one TX queue per
+    /// worker). Same rules as [`Port::queue`].
+    pub fn rx_queue(&self, queue: u16) -> Result<RxQueue, RteError> {
+        claim(
+            &self.shared,
+            queue,
+            self.shared.rx_queues,
+            &self.shared.rx_claimed,
+            "RX",
+        )?;
+        Ok(RxQueue {
+            shared: self.shared.clone(),
+            queue,
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// Hands out TX queue `queue` alone. Same rules as [`Port::queue`].
+    pub fn tx_queue(&self, queue: u16) -> Result<TxQueue, RteError> {
+        claim(
+            &self.shared,
+            queue,
+            self.shared.tx_queues,
+            &self.shared.tx_claimed,
+            "TX",
+        )?;
+        Ok(TxQueue {
+            shared: self.shared.clone(),
+            queue,
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// Programs the RSS redirection table: hash bucket `i` goes to RX queue `reta[i]`.
+    /// `reta.len()` must equal [`DevInfo::reta_size`]; every entry must be a configured RX
+    /// queue. Only meaningful on a configured port with RSS on.
+    pub fn set_reta(&mut self, reta: &[u16]) -> Result<(), RteError> {
+        let id = self.id();
+        let info = self.raw_dev_info()?;
+        if reta.len() != usize::from(info.reta_size) || reta.is_empty() {
+            return Err(RteError::InvalidArgument(format!(
+                "port {id}: RETA of {} entries, device has {}",
+                reta.len(),
+                info.reta_size
+            )));
+        }
+        if let Some(q) = reta.iter().find(|&&q| q >= self.shared.rx_queues) {
+            return Err(RteError::InvalidArgument(format!(
+                "port {id}: RETA names RX queue {q}, only {} are set up",
+                self.shared.rx_queues
+            )));
+        }
+        let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+        let mut conf: Vec<sys::rte_eth_rss_reta_entry64> = reta
+            .chunks(group)
+            .map(|chunk| {
+                let mut e = sys::rte_eth_rss_reta_entry64 {
+                    mask: if chunk.len() == 64 {
+                        u64::MAX
+                    } else {
+                        (1u64 << chunk.len()) - 1
+                    },
+                    ..Default::default()
+                };
+                e.reta[..chunk.len()].copy_from_slice(chunk);
+                e
+            })
+            .collect();
+        // SAFETY: conf holds ceil(reta_size / 64) groups, as the call requires for reta_size
+        // entries; it lives across the call.
+        let ret =
+            unsafe { sys::rte_eth_dev_rss_reta_update(id, conf.as_mut_ptr(), info.reta_size) };
+        RteError::check("rte_eth_dev_rss_reta_update", ret).map(drop)
+    }
+
+    fn check_unclaimed(
+        &self,
+        queue: u16,
+        set_up: u16,
+        claimed: &Mutex<Vec<bool>>,
+    ) -> Result<(), RteError> {
         let shared = &self.shared;
         if !shared.configured || queue >= set_up {
             return Err(RteError::InvalidArgument(format!(
@@ -551,7 +640,7 @@ impl Port {
                 shared.id
             )));
         }
-        if lock(&shared.claimed)
+        if lock(claimed)
             .get(usize::from(queue))
             .copied()
             .unwrap_or(false)
@@ -628,9 +717,108 @@ impl PortQueue {
 
 impl Drop for PortQueue {
     fn drop(&mut self) {
-        if let Some(slot) = lock(&self.shared.claimed).get_mut(usize::from(self.queue)) {
-            *slot = false;
+        release(&self.shared.rx_claimed, self.queue);
+        release(&self.shared.tx_claimed, self.queue);
+    }
+}
+
+/// RX queue `queue` of a port, for one thread: `Send`, not `Sync`.
+#[derive(Debug)]
+pub struct RxQueue {
+    shared: Arc<PortShared>,
+    queue: u16,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl RxQueue {
+    /// The port id.
+    pub fn port_id(&self) -> u16 {
+        self.shared.id
+    }
+
+    /// The queue id.
+    pub fn queue_id(&self) -> u16 {
+        self.queue
+    }
+
+    /// Receives into the free room of `burst`; returns how many arrived.
+    #[inline]
+    pub fn rx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
+        // SAFETY: the queue was set up (checked when claimed), this handle is its only user
+        // (claimed, !Sync, &mut self), and the port cannot be reconfigured or closed while we
+        // hold a reference.
+        unsafe { rx(self.shared.id, self.queue, burst) }
+    }
+}
+
+impl Drop for RxQueue {
+    fn drop(&mut self) {
+        release(&self.shared.rx_claimed, self.queue);
+    }
+}
+
+/// TX queue `queue` of a port, for one thread: `Send`, not `Sync`.
+#[derive(Debug)]
+pub struct TxQueue {
+    shared: Arc<PortShared>,
+    queue: u16,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl TxQueue {
+    /// The port id.
+    pub fn port_id(&self) -> u16 {
+        self.shared.id
+    }
+
+    /// The queue id.
+    pub fn queue_id(&self) -> u16 {
+        self.queue
+    }
+
+    /// Transmits from the front of `burst`; returns how many the driver took. The rest stay
+    /// in `burst`, still owned.
+    #[inline]
+    pub fn tx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
+        // SAFETY: as for RxQueue::rx_burst.
+        unsafe { tx(self.shared.id, self.queue, burst) }
+    }
+}
+
+impl Drop for TxQueue {
+    fn drop(&mut self) {
+        release(&self.shared.tx_claimed, self.queue);
+    }
+}
+
+fn claim(
+    shared: &PortShared,
+    queue: u16,
+    set_up: u16,
+    claimed: &Mutex<Vec<bool>>,
+    what: &str,
+) -> Result<(), RteError> {
+    if !shared.configured || queue >= set_up {
+        return Err(RteError::InvalidArgument(format!(
+            "port {}: {what} queue {queue} is not set up",
+            shared.id
+        )));
+    }
+    match lock(claimed).get_mut(usize::from(queue)) {
+        Some(slot) if !*slot => {
+            *slot = true;
+            Ok(())
         }
+        _ => Err(RteError::Busy(format!(
+            "port {} {what} queue {queue}",
+            shared.id
+        ))),
+    }
+}
+
+fn release(claimed: &Mutex<Vec<bool>>, queue: u16) {
+    if let Some(slot) = lock(claimed).get_mut(usize::from(queue)) {
+        *slot = false;
     }
 }
 
