@@ -291,3 +291,16 @@ pub fn assert_tcp(view: Option<EntryView>, state: TcpState, timeout: u32) {
     assert_eq!(v.tcp_state, Some(state), "TCP state of {v:?}");
     assert_eq!(v.timeout, timeout, "timeout of {v:?}");
 }
+
+/// Every live entry's view now, in a canonical order (for comparing two engines).
+pub fn all_views(fw: &Fw) -> Vec<String> {
+    let now = fw.now().tick();
+    let mut v: Vec<String> = fw
+        .eng
+        .table()
+        .iter(now)
+        .map(|(_, e)| format!("{:?}", EntryView::new(e, now)))
+        .collect();
+    v.sort();
+    v
+}

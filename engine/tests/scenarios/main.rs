@@ -10,6 +10,7 @@
 //! engine.
 
 mod common;
+mod traces;
 
 mod bulk;
 mod burst;
