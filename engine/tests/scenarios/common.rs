@@ -53,7 +53,9 @@ pub const R_NEW_C2S: u16 = 1;
 pub const R_INVALID: u16 = 2;
 
 fn port_set(p: PortId) -> PortSet {
-    PortSet::EMPTY.with(p).expect("port below RuleSet::MAX_PORTS")
+    PortSet::EMPTY
+        .with(p)
+        .expect("port below RuleSet::MAX_PORTS")
 }
 
 /// The classic rules without the default policy, so that variants can append to them.
@@ -273,7 +275,11 @@ pub fn assert_invalid(v: &Verdict, why: Reason) {
     assert_eq!(v.ct, Some(CtState::Invalid), "conntrack state of {v:?}");
     assert_eq!(v.invalid, Some(why), "invalid reason of {v:?}");
     assert_eq!(v.forward, None, "dropped: {v:?}");
-    assert_eq!(v.dropped, Some(Reason::RuleDrop), "dropped by a rule: {v:?}");
+    assert_eq!(
+        v.dropped,
+        Some(Reason::RuleDrop),
+        "dropped by a rule: {v:?}"
+    );
     assert_eq!(v.rule, Some(R_INVALID), "dropped by invalid_drop: {v:?}");
 }
 

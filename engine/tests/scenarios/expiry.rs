@@ -184,7 +184,11 @@ fn drive(case: &Case) -> (Fw, TcpSim, Vec<u8>) {
     for (i, (offset, p)) in pkts.iter().enumerate() {
         fw.set_tick(T0 + offset);
         let v = fw.pkt(p);
-        assert!(v.forward.is_some(), "{:?} drive packet {i}: {v:?}", case.state);
+        assert!(
+            v.forward.is_some(),
+            "{:?} drive packet {i}: {v:?}",
+            case.state
+        );
     }
     (fw, sim, key)
 }
@@ -210,7 +214,7 @@ fn every_tcp_state_expires_at_its_kernel_timeout() {
 
         // At the deadline: gone; a lone ACK from the client is a loose pickup: NEW,
         // ESTABLISHED without a reply, capped at UNACK (300 s).
-        let (mut fw, mut sim, key) = drive(&case);
+        let (mut fw, sim, key) = drive(&case);
         fw.set_tick(T0 + case.deadline);
         assert!(fw.view(&key).is_none(), "{name}: expired at the deadline");
         let ack = sim.craft(Dir::C2s, TcpFlags::ACK, 0).build();
@@ -226,7 +230,7 @@ fn every_tcp_state_expires_at_its_kernel_timeout() {
         fw.check();
 
         // At the deadline, a SYN opens a new connection: SYN_SENT, 120 s.
-        let (mut fw, mut sim, key) = drive(&case);
+        let (mut fw, sim, key) = drive(&case);
         fw.set_tick(T0 + case.deadline);
         let syn = sim.craft(Dir::C2s, TcpFlags::SYN, 0).build();
         assert_fwd(&fw.send(&syn, INSIDE), CtState::New, OUTSIDE);
@@ -271,13 +275,19 @@ fn an_unreplied_pickup_is_capped_until_the_other_side_answers() {
     let first = one(sim.ack_c2s());
     assert_fwd(&fw.pkt(&first), CtState::New, OUTSIDE);
     let view = fw.view(&first.data).expect("entry");
-    assert_eq!((view.seen_reply, view.assured, view.timeout), (false, false, 300));
+    assert_eq!(
+        (view.seen_reply, view.assured, view.timeout),
+        (false, false, 300)
+    );
     // The server answers: ESTABLISHED (reply direction), still refreshed with SEEN_REPLY
     // unset (it is set after the tracker, in nf_conntrack_in): 300 s again.
     fw.advance(SEC);
     assert_fwd(&fw.pkt(&one(sim.ack_s2c())), CtState::Established, INSIDE);
     let view = fw.view(&first.data).expect("entry");
-    assert_eq!((view.seen_reply, view.assured, view.timeout), (true, false, 300));
+    assert_eq!(
+        (view.seen_reply, view.assured, view.timeout),
+        (true, false, 300)
+    );
     // The next client segment: "a valid answer for a picked up connection" -> ASSURED,
     // 5 days.
     fw.advance(SEC);
@@ -339,13 +349,19 @@ fn udp_unreplied_expires_after_30s() {
     let mut fw = Fw::classic(64);
     assert_fwd(&fw.send(&req, INSIDE), CtState::New, OUTSIDE);
     let view = fw.view(&req).expect("entry");
-    assert_eq!((view.timeout, view.seen_reply, view.assured), (30, false, false));
+    assert_eq!(
+        (view.timeout, view.seen_reply, view.assured),
+        (30, false, false)
+    );
     // One tick before: the reply continues it (and, being the first reply, still gets the
     // unreplied timeout: SEEN_REPLY is set after the tracker).
     fw.set_tick(T0 + 30 * SEC - 1);
     assert_fwd(&fw.send(&rep, OUTSIDE), CtState::Established, INSIDE);
     let view = fw.view(&req).expect("entry");
-    assert_eq!((view.timeout, view.seen_reply, view.assured), (30, true, false));
+    assert_eq!(
+        (view.timeout, view.seen_reply, view.assured),
+        (30, true, false)
+    );
 
     // At the deadline: gone. The reply is now a NEW packet from the outside, which the
     // classic policy drops (and, never confirmed, it leaves no entry); the request is NEW.
@@ -387,7 +403,10 @@ fn udp_becomes_a_stream_strictly_after_two_seconds() {
     assert!(fw.view(&req).is_none());
     assert_fwd(&fw.send(&req, INSIDE), CtState::New, OUTSIDE);
     let view = fw.view(&req).expect("entry");
-    assert_eq!((view.timeout, view.assured, view.seen_reply), (30, false, false));
+    assert_eq!(
+        (view.timeout, view.assured, view.seen_reply),
+        (30, false, false)
+    );
 }
 
 /// An echo request and reply of one family.
@@ -432,8 +451,14 @@ fn icmp_and_icmpv6_echo_expire_after_30s() {
 fn a_generic_protocol_expires_after_600s() {
     // ESP (50) has no tracker in Linux 6.x: `nf_ct_l4proto_find` falls back to
     // `nf_conntrack_l4proto_generic`, `generic_packet` refreshes with 600 s.
-    let out = Frame::ipv4(C4, S4).raw(50).payload(&[0, 0, 0, 1, 0, 0, 0, 1]).build();
-    let back = Frame::ipv4(S4, C4).raw(50).payload(&[0, 0, 0, 2, 0, 0, 0, 1]).build();
+    let out = Frame::ipv4(C4, S4)
+        .raw(50)
+        .payload(&[0, 0, 0, 1, 0, 0, 0, 1])
+        .build();
+    let back = Frame::ipv4(S4, C4)
+        .raw(50)
+        .payload(&[0, 0, 0, 2, 0, 0, 0, 1])
+        .build();
     let mut fw = Fw::classic(64);
     assert_fwd(&fw.send(&out, INSIDE), CtState::New, OUTSIDE);
     assert_eq!(fw.view(&out).expect("entry").timeout, 600);

@@ -47,7 +47,11 @@ fn fragments_are_dropped_and_counted_by_default() {
         let v = fw.send(data, INSIDE);
         assert_dropped(&v, Reason::Fragment);
         // Dropped before tracking: no conntrack state, no rule consulted.
-        assert_eq!((v.ct, v.rule, v.invalid), (None, None, None), "first={first}");
+        assert_eq!(
+            (v.ct, v.rule, v.invalid),
+            (None, None, None),
+            "first={first}"
+        );
     }
     let c = fw.counters();
     let n = frags.len() as u64;
@@ -95,7 +99,10 @@ fn untracked_fragments_meet_the_rules() {
         let v = fw.send(data, port);
         assert_eq!(v.ct, Some(CtState::Untracked));
         assert_eq!(v.rule, Some(0));
-        assert_eq!(v.forward, Some(if port == INSIDE { OUTSIDE } else { INSIDE }));
+        assert_eq!(
+            v.forward,
+            Some(if port == INSIDE { OUTSIDE } else { INSIDE })
+        );
     }
     // Untracked: no entry was created.
     assert_eq!(fw.counters().created, 0);

@@ -52,8 +52,14 @@ fn neighbour_discovery_and_mld_are_untracked_and_the_classic_policy_drops_them()
         ("RS", icmpv6(ll_a, all_routers, 133, &[], false)),
         ("RA", icmpv6(ll_b, all_nodes, 134, &[0; 8], false)),
         ("MLD query", icmpv6(ll_b, all_nodes, 130, &[0; 16], true)),
-        ("MLD report", icmpv6(ll_a, solicited, 131, &solicited.octets(), true)),
-        ("MLD done", icmpv6(ll_a, all_routers, 132, &solicited.octets(), true)),
+        (
+            "MLD report",
+            icmpv6(ll_a, solicited, 131, &solicited.octets(), true),
+        ),
+        (
+            "MLD done",
+            icmpv6(ll_a, all_routers, 132, &solicited.octets(), true),
+        ),
         ("MLDv2 report", icmpv6(ll_a, mldv2, 143, &[0; 4], true)),
     ];
     let mut fw = Fw::classic(64);

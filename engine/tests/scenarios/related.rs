@@ -54,7 +54,11 @@ fn an_error_about_the_reply_direction_is_related_original() {
     let req = udp_request();
     fw.send(&req.build(), INSIDE);
     let rep = Frame::ipv4(S4, C4).udp(9999, 5353).payload(b"hi");
-    assert_fwd(&fw.send(&rep.build(), OUTSIDE), CtState::Established, INSIDE);
+    assert_fwd(
+        &fw.send(&rep.build(), OUTSIDE),
+        CtState::Established,
+        INSIDE,
+    );
     let err = Frame::ipv4(C4, S4).icmp_error(icmp::DEST_UNREACH, icmp::PORT_UNREACH, &rep);
     let v = fw.send(&err.build(), INSIDE);
     assert_fwd(&v, CtState::Related, OUTSIDE);
@@ -84,7 +88,11 @@ fn packet_too_big_for_a_tcp_segment_is_related() {
     let mut fw = Fw::classic(64);
     sim.handshake();
     fw.pkts(&sim.take_packets());
-    let seg = sim.craft(Dir::C2s, ctfw_tracegen::TcpFlags::ACK | ctfw_tracegen::TcpFlags::PSH, 1400);
+    let seg = sim.craft(
+        Dir::C2s,
+        ctfw_tracegen::TcpFlags::ACK | ctfw_tracegen::TcpFlags::PSH,
+        1400,
+    );
     sim.push(Dir::C2s, &seg);
     fw.pkts(&sim.take_packets());
     let router = "fd00:2::1".parse().expect("an address");
@@ -133,7 +141,8 @@ fn an_error_sent_elsewhere_than_the_quoted_source_is_invalid() {
 #[test]
 fn an_error_quoting_an_untracked_flow_is_invalid() {
     let mut fw = Fw::classic(64);
-    let err = Frame::ipv4(S4, C4).icmp_error(icmp::DEST_UNREACH, icmp::PORT_UNREACH, &udp_request());
+    let err =
+        Frame::ipv4(S4, C4).icmp_error(icmp::DEST_UNREACH, icmp::PORT_UNREACH, &udp_request());
     assert_invalid(&fw.send(&err.build(), OUTSIDE), Reason::IcmpNoRelated);
     // Nor does an error create anything.
     assert!(fw.eng.table().is_empty());

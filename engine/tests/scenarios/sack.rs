@@ -107,7 +107,11 @@ fn only_the_highest_right_edge_of_the_first_sack_option_counts() {
     // tcp_sack walks every block of the first SACK option and keeps the highest right edge:
     // a block beyond td_end anywhere in the option makes the segment INVALID.
     let (mut fw, sim, _) = setup(true);
-    let blocks = vec![(C + 2001, C + 2501), (C + 3001, C + 3002), (C + 2501, C + 3001)];
+    let blocks = vec![
+        (C + 2001, C + 2501),
+        (C + 3001, C + 3002),
+        (C + 2501, C + 3001),
+    ];
     let v = fw.send(&server_sack(&sim, blocks), OUTSIDE);
     assert_invalid(&v, Reason::TcpAckOverWindow);
     // Right edges all within td_end: fine.

@@ -58,8 +58,14 @@ fn from_server(f: Frame, tags: &[VlanTag]) -> Frame {
 /// The mixed trace with every frame carrying `tags` (outermost first).
 pub fn mixed(tags: &[VlanTag]) -> Vec<Packet> {
     let mut out = Vec::new();
-    let v4 = TcpSim::new(SocketAddr::new(C4.into(), 40_000), SocketAddr::new(S4.into(), 80));
-    let v6 = TcpSim::new(SocketAddr::new(C6.into(), 40_200), SocketAddr::new(S6.into(), 80));
+    let v4 = TcpSim::new(
+        SocketAddr::new(C4.into(), 40_000),
+        SocketAddr::new(S4.into(), 80),
+    );
+    let v6 = TcpSim::new(
+        SocketAddr::new(C6.into(), 40_200),
+        SocketAddr::new(S6.into(), 80),
+    );
     for sim in [v4, v6] {
         let mut sim = sim.vlans(tags.to_vec());
         sim.handshake().exchange(100, 500).close();
@@ -133,8 +139,10 @@ pub fn assert_mixed_verdicts(pkts: &[Packet], verdicts: &[Verdict]) {
             assert_fwd_pkt(v, CtState::Related, p);
         } else if new_at.contains(&i) {
             assert_fwd_pkt(v, CtState::New, p);
+            assert_eq!(v.rule, Some(R_NEW_C2S));
         } else {
             assert_fwd_pkt(v, CtState::Established, p);
+            assert_eq!(v.rule, Some(R_ESTREL));
         }
     }
 }

@@ -161,13 +161,23 @@ fn beyond_the_scaled_window_is_invalid_too() {
     assert_tcp(fw.view(&key), TcpState::Established, 432_000);
     // The next accepted segment sees the flag: a server ACK short of td_end leaves it set,
     // so the timeout is capped at TCP_CONNTRACK_UNACK (300 s) ...
-    let mut ack = sim.craft(Dir::S2c, TcpFlags::ACK, 0).window(SERVER_WIN_FIELD);
+    let mut ack = sim
+        .craft(Dir::S2c, TcpFlags::ACK, 0)
+        .window(SERVER_WIN_FIELD);
     ack.tcp_mut().expect("TCP").ack = end - 1000;
-    assert_fwd(&fw.send(&ack.build(), OUTSIDE), CtState::Established, INSIDE);
+    assert_fwd(
+        &fw.send(&ack.build(), OUTSIDE),
+        CtState::Established,
+        INSIDE,
+    );
     assert_tcp(fw.view(&key), TcpState::Established, 300);
     // ... and an ACK of td_end clears it (`if (ack == receiver->td_end)`): 5 days again.
     ack.tcp_mut().expect("TCP").ack = end;
-    assert_fwd(&fw.send(&ack.build(), OUTSIDE), CtState::Established, INSIDE);
+    assert_fwd(
+        &fw.send(&ack.build(), OUTSIDE),
+        CtState::Established,
+        INSIDE,
+    );
     assert_tcp(fw.view(&key), TcpState::Established, 432_000);
 }
 
