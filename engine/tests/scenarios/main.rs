@@ -20,6 +20,7 @@ mod fuzz;
 mod icmpv6_nonip;
 mod ipv6_ext;
 mod many_flows;
+mod quirks;
 mod related;
 mod sack;
 mod table_full;
