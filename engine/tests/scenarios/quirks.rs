@@ -9,7 +9,12 @@ use ctfw_tracegen::{Dir, TcpFlags, TcpSim};
 
 use crate::common::*;
 
-fn send(fw: &mut Fw, sim: &mut TcpSim, dir: Dir, f: &ctfw_tracegen::Frame) -> ctfw_engine::pipeline::Verdict {
+fn send(
+    fw: &mut Fw,
+    sim: &mut TcpSim,
+    dir: Dir,
+    f: &ctfw_tracegen::Frame,
+) -> ctfw_engine::pipeline::Verdict {
     sim.push(dir, f);
     let p = sim.take_packets().remove(0);
     fw.pkt(&p)
@@ -30,10 +35,18 @@ fn an_ignored_reply_still_counts_as_a_reply() {
 
     fw.advance(10 * SEC);
     let ack = sim.craft(Dir::S2c, TcpFlags::ACK, 0);
-    assert_fwd(&send(&mut fw, &mut sim, Dir::S2c, &ack), CtState::Established, INSIDE);
+    assert_fwd(
+        &send(&mut fw, &mut sim, Dir::S2c, &ack),
+        CtState::Established,
+        INSIDE,
+    );
     let view = fw.view(&syn.data).expect("entry");
     assert_eq!(view.tcp_state, Some(TcpState::SynSent));
-    assert_eq!((view.seen_reply, view.timeout), (true, 110), "ignored: no refresh");
+    assert_eq!(
+        (view.seen_reply, view.timeout),
+        (true, 110),
+        "ignored: no refresh"
+    );
 
     fw.advance(10 * SEC);
     sim.syn();
@@ -87,7 +100,12 @@ fn a_challenge_ack_in_last_ack_is_not_the_last_ack() {
     for with_syn in [true, false] {
         let mut sim = TcpSim::default_v4();
         let mut fw = Fw::classic(64);
-        let pkts = sim.handshake().exchange(10, 10).fin_c2s().fin_s2c().take_packets();
+        let pkts = sim
+            .handshake()
+            .exchange(10, 10)
+            .fin_c2s()
+            .fin_s2c()
+            .take_packets();
         fw.pkts(&pkts);
         let key = &pkts[0].data;
         assert_tcp(fw.view(key), TcpState::LastAck, 30);
@@ -152,14 +170,16 @@ fn simultaneous_open_reaches_established() {
         } else {
             (Dir::S2c, sisn + 1, cisn + 1)
         };
-        let f = sim
-            .craft(dir, TcpFlags::ACK, 0)
-            .seq_ack(seq, ack);
+        let f = sim.craft(dir, TcpFlags::ACK, 0).seq_ack(seq, ack);
         let v = send(&mut fw, &mut sim, dir, &f);
         assert_eq!(v.ct, Some(CtState::Established));
         assert!(v.forward.is_some());
         let view = fw.view(&key).expect("entry");
-        assert_eq!(view.tcp_state, Some(TcpState::Established), "client first: {client_acks_first}");
+        assert_eq!(
+            view.tcp_state,
+            Some(TcpState::Established),
+            "client first: {client_acks_first}"
+        );
         assert!(view.assured, "client first: {client_acks_first}");
         assert_eq!(view.timeout, 432_000);
     }
@@ -181,7 +201,11 @@ fn a_tuple_equal_to_its_inverse_is_matched_as_reply_like_linux() {
     let mut fw = Fw::classic(64);
     assert_fwd(&fw.send(&udp, INSIDE), CtState::New, OUTSIDE);
     let v = fw.send(&udp, INSIDE);
-    assert_eq!((v.ct, v.dir), (Some(CtState::Established), Some(Direction::Reply)), "{v:?}");
+    assert_eq!(
+        (v.ct, v.dir),
+        (Some(CtState::Established), Some(Direction::Reply)),
+        "{v:?}"
+    );
     assert!(fw.view(&udp).expect("entry").seen_reply);
 
     let syn = Frame::ipv4(x, x)
@@ -193,6 +217,47 @@ fn a_tuple_equal_to_its_inverse_is_matched_as_reply_like_linux() {
     let mut fw = Fw::classic(64);
     assert_fwd(&fw.send(&syn, INSIDE), CtState::New, OUTSIDE);
     let v = fw.send(&syn, INSIDE);
-    assert_eq!((v.ct, v.dir), (Some(CtState::Established), Some(Direction::Reply)), "{v:?}");
-    assert_eq!(fw.view(&syn).and_then(|v| v.tcp_state), Some(TcpState::SynSent2));
+    assert_eq!(
+        (v.ct, v.dir),
+        (Some(CtState::Established), Some(Direction::Reply)),
+        "{v:?}"
+    );
+    assert_eq!(
+        fw.view(&syn).and_then(|v| v.tcp_state),
+        Some(TcpState::SynSent2)
+    );
+}
+
+/// TIME_WAIT + SYN is `sSS`; the connection was closed by FINs (`IP_CT_TCP_FLAG_CLOSE_INIT`),
+/// so `nf_conntrack_tcp_packet` kills the entry and returns `-NF_REPEAT`: the SYN is looked
+/// up again and creates a fresh, unconfirmed entry with its sender as the originator. From
+/// the client that entry is confirmed (NEW, accepted). From the server the SYN is NEW from
+/// the outside: the classic policy drops it, the new entry is never confirmed, and the old
+/// one is gone all the same (`nf_ct_kill` ran in PREROUTING).
+#[test]
+fn a_syn_reopens_time_wait_from_either_side() {
+    for from_client in [true, false] {
+        let mut sim = TcpSim::default_v4();
+        let mut fw = Fw::classic(64);
+        let pkts = sim.handshake().exchange(10, 10).close().take_packets();
+        fw.pkts(&pkts);
+        let key = &pkts[0].data;
+        assert_tcp(fw.view(key), TcpState::TimeWait, 120);
+        fw.advance(SEC);
+        let dir = if from_client { Dir::C2s } else { Dir::S2c };
+        let mut syn = sim.craft(dir, TcpFlags::SYN, 0);
+        syn.tcp_mut().expect("TCP").seq = 0x1234_5678;
+        let v = send(&mut fw, &mut sim, dir, &syn);
+        assert_eq!(v.ct, Some(CtState::New), "{v:?}");
+        if from_client {
+            assert_fwd(&v, CtState::New, OUTSIDE);
+            assert_tcp(fw.view(key), TcpState::SynSent, 120);
+            let view = fw.view(key).expect("entry");
+            assert!(!view.seen_reply && !view.assured);
+        } else {
+            assert_dropped(&v, Reason::DefaultPolicy);
+            assert!(fw.view(key).is_none(), "the old entry was killed");
+            assert!(fw.eng.table().is_empty());
+        }
+    }
 }

@@ -185,3 +185,44 @@ fn an_error_quoting_an_error_is_invalid() {
     let outer = Frame::ipv6(C6, S6).icmp_error(icmp::V6_DEST_UNREACH, 0, &inner);
     assert_invalid(&fw.send(&outer.build(), INSIDE), Reason::IcmpNoRelated);
 }
+
+/// `nf_ct_get_tuplepr` needs only the quoted IP header and the 4 port bytes of TCP or UDP
+/// (`nf_ct_get_tuple_ports`), and does not check the quoted total length: a quote cut right
+/// after the ports still relates.
+#[test]
+fn a_quote_of_header_and_ports_is_enough() {
+    for v6 in [false, true] {
+        let (req, outer, ip_len) = if v6 {
+            (
+                Frame::ipv6(C6, S6).udp(5353, 9999).payload(b"hello"),
+                Frame::ipv6(S6, C6),
+                40,
+            )
+        } else {
+            (udp_request(), Frame::ipv4(S4, C4), 20)
+        };
+        let mut fw = Fw::classic(64);
+        fw.send(&req.build(), INSIDE);
+        let mut err = outer;
+        let (ty, code) = if v6 {
+            (icmp::V6_DEST_UNREACH, icmp::V6_PORT_UNREACH)
+        } else {
+            (icmp::DEST_UNREACH, icmp::PORT_UNREACH)
+        };
+        let hdr = Icmp {
+            ty,
+            code,
+            rest: [0; 4],
+            checksum: Default::default(),
+        };
+        err.l4 = if v6 { L4::Icmpv6(hdr) } else { L4::Icmp(hdr) };
+        err.payload = req.build_ip()[..ip_len + 4].to_vec();
+        let v = fw.send(&err.build(), OUTSIDE);
+        assert_fwd(&v, CtState::Related, INSIDE);
+        // Three port bytes are not enough: the tuple cannot be built, INVALID.
+        err.payload.truncate(ip_len + 3);
+        let v = fw.send(&err.build(), OUTSIDE);
+        assert_eq!(v.ct, Some(CtState::Invalid), "v6={v6}: {v:?}");
+        assert_eq!(v.forward, None);
+    }
+}
