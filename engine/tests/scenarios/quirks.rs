@@ -1,6 +1,7 @@
 //! Rarely travelled paths of `nf_conntrack_tcp_packet`, each derived from the kernel source:
 //! ignored packets that still count as replies, `nf_tcp_handle_invalid`, the RFC 5961
-//! challenge ACK in LAST_ACK, and simultaneous open.
+//! challenge ACK in LAST_ACK, simultaneous open, a tuple equal to its own inverse, and the
+//! re-opening of TIME_WAIT from either side.
 
 use ctfw_engine::Reason;
 use ctfw_engine::track::CtState;
@@ -9,6 +10,7 @@ use ctfw_tracegen::{Dir, TcpFlags, TcpSim};
 
 use crate::common::*;
 
+/// Records a crafted frame in the sim (which leaves its TCP state alone) and sends it now.
 fn send(
     fw: &mut Fw,
     sim: &mut TcpSim,
