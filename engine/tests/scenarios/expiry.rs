@@ -505,3 +505,30 @@ fn the_sweeper_reclaims_exactly_what_expired() {
     assert_eq!(fw.counters().expired, 100);
     fw.check();
 }
+
+/// GRE is not generic in the reference kernel: `sysctl_defaults.txt` (6.18) lists
+/// `nf_conntrack_gre_timeout = 30` and `nf_conntrack_gre_timeout_stream = 180`, i.e.
+/// `nf_conntrack_proto_gre.c` is built in (`CONFIG_NF_CT_PROTO_GRE`, selected by PPTP
+/// support). For GRE version 0 `gre_pkt_to_tuple` zeroes the key ("try to behave like
+/// nf_conntrack_proto_generic"), so the tuple is the generic one, but
+/// `nf_conntrack_gre_packet` refreshes with 30 s until IPS_SEEN_REPLY, then with 180 s and
+/// sets ASSURED.
+#[test]
+fn gre_uses_the_gre_tracker_like_the_reference_kernel() {
+    // GRE v0 header: no flags, version 0, protocol IPv4; then a few bytes.
+    let gre = [0, 0, 0x08, 0x00, 0x45, 0, 0, 20];
+    let out = Frame::ipv4(C4, S4).raw(47).payload(&gre).build();
+    let back = Frame::ipv4(S4, C4).raw(47).payload(&gre).build();
+    let mut fw = Fw::classic(64);
+    assert_fwd(&fw.send(&out, INSIDE), CtState::New, OUTSIDE);
+    let view = fw.view(&out).expect("entry");
+    assert_eq!((view.timeout, view.assured), (30, false), "unreplied");
+    fw.advance(SEC);
+    // The first reply: SEEN_REPLY is set after the tracker, so still the unreplied timeout.
+    assert_fwd(&fw.send(&back, OUTSIDE), CtState::Established, INSIDE);
+    assert_eq!(fw.view(&out).expect("entry").timeout, 30);
+    fw.advance(SEC);
+    assert_fwd(&fw.send(&out, INSIDE), CtState::Established, OUTSIDE);
+    let view = fw.view(&out).expect("entry");
+    assert_eq!((view.timeout, view.assured), (180, true), "replied: stream");
+}
