@@ -1,0 +1,312 @@
+//! The harness every scenario shares: the classic policy, an engine with Linux's default
+//! knobs, a clock in ticks, and lookups of a frame's table entry.
+//!
+//! The policy is `config/conformance/classic-loose1-liberal0.yaml` (the nft rule set of the
+//! conformance traces) rebuilt from `ctfw_engine::rules` types, because an engine test cannot
+//! depend on `ctfw-config`:
+//!
+//! ```text
+//! 0 estrel_accept   ct state established,related accept
+//! 1 new_c2s_accept  iif inside oif outside ct state new accept
+//! 2 invalid_drop    ct state invalid drop
+//!   policy drop
+//! ```
+//!
+//! Port 0 is inside (clients), port 1 outside (servers), as in the conformance captures.
+//!
+//! Time: the engine keeps deadlines in ticks of 1/256 s. Scenarios set the clock in ticks
+//! ([`Fw::set_tick`]) so that "one tick before the deadline" and "at the deadline" are exact;
+//! Linux calls an entry expired at its deadline itself (`nf_ct_is_expired`:
+//! `(__s32)(ct->timeout - nfct_time_stamp) <= 0`).
+
+use ctfw_engine::Instant;
+use ctfw_engine::flow::{Endpoints, FlowKey};
+use ctfw_engine::pipeline::{Engine, EngineConfig, FragmentPolicy, NonIpPolicy, Pkt, Verdict};
+use ctfw_engine::rules::{Action, CtStateSet, PortId, PortSet, Rule, RuleSet};
+use ctfw_engine::table::Entry;
+use ctfw_engine::time::TICKS_PER_SEC;
+use ctfw_engine::track::icmp::{self, IcmpClass};
+use ctfw_engine::track::tcp::{TcpConn, TcpState};
+use ctfw_engine::track::{CtState, ProtoState, TrackConfig};
+use ctfw_engine::view::EntryView;
+use ctfw_engine::wire::{self, ChecksumHint, L4, ParseConfig};
+use ctfw_engine::{Counters, Reason};
+use ctfw_tracegen::Side;
+
+/// The inside port (clients).
+pub const INSIDE: PortId = PortId(0);
+/// The outside port (servers).
+pub const OUTSIDE: PortId = PortId(1);
+
+/// Ticks per second, as `u64` for clock arithmetic.
+pub const SEC: u64 = TICKS_PER_SEC as u64;
+/// Nanoseconds per tick (1e9 / 256, exact).
+const NS_PER_TICK: u64 = 3_906_250;
+/// Where scenario clocks start: far from zero so that nothing depends on an epoch.
+pub const T0: u64 = 10_000 * SEC;
+
+/// Index of `estrel_accept` in [`classic_rules`].
+pub const R_ESTREL: u16 = 0;
+/// Index of `new_c2s_accept`.
+pub const R_NEW_C2S: u16 = 1;
+/// Index of `invalid_drop`.
+pub const R_INVALID: u16 = 2;
+
+fn port_set(p: PortId) -> PortSet {
+    PortSet::EMPTY
+        .with(p)
+        .expect("port below RuleSet::MAX_PORTS")
+}
+
+/// The classic rules without the default policy, so that variants can append to them.
+pub fn classic_rule_list() -> Vec<(String, Rule)> {
+    vec![
+        (
+            "estrel_accept".into(),
+            Rule {
+                ct: Some(CtStateSet::of(&[CtState::Established, CtState::Related])),
+                ..Rule::new(Action::Accept)
+            },
+        ),
+        (
+            "new_c2s_accept".into(),
+            Rule {
+                ct: Some(CtStateSet::of(&[CtState::New])),
+                in_port: Some(port_set(INSIDE)),
+                out_port: Some(port_set(OUTSIDE)),
+                ..Rule::new(Action::Accept)
+            },
+        ),
+        (
+            "invalid_drop".into(),
+            Rule {
+                ct: Some(CtStateSet::of(&[CtState::Invalid])),
+                ..Rule::new(Action::Drop)
+            },
+        ),
+    ]
+}
+
+/// A rule set from `(name, rule)` pairs with a drop policy.
+pub fn rule_set(list: Vec<(String, Rule)>) -> RuleSet {
+    let (names, rules): (Vec<String>, Vec<Rule>) = list.into_iter().unzip();
+    RuleSet::new(rules, Action::Drop, names).expect("a valid rule set")
+}
+
+/// The classic policy (see the module documentation).
+pub fn classic_rules() -> RuleSet {
+    rule_set(classic_rule_list())
+}
+
+/// Linux's default knobs: `TrackConfig::default()` (loose 1, be_liberal 0, max_retrans 3,
+/// default timeouts), checksums verified, fragments and non-IP dropped, inside <-> outside.
+pub fn linux_defaults(capacity: u32) -> EngineConfig {
+    EngineConfig {
+        capacity,
+        track: TrackConfig::default(),
+        parse: ParseConfig::default(),
+        fragments: FragmentPolicy::Drop,
+        non_ip: NonIpPolicy::Drop,
+        peers: vec![OUTSIDE, INSIDE],
+    }
+}
+
+/// The port a tracegen side arrives on.
+pub fn port_of(side: Side) -> PortId {
+    match side {
+        Side::Inside => INSIDE,
+        Side::Outside => OUTSIDE,
+    }
+}
+
+/// The port a packet arriving on `side` leaves on.
+pub fn peer_of(side: Side) -> PortId {
+    port_of(side.opposite())
+}
+
+/// The engine instant of tick `t`.
+pub fn instant(t: u64) -> Instant {
+    Instant(t * NS_PER_TICK)
+}
+
+/// An engine plus the clock the scenario drives it with.
+#[derive(Debug)]
+pub struct Fw {
+    /// The engine under test.
+    pub eng: Engine,
+    /// Current time, in ticks.
+    pub tick: u64,
+}
+
+impl Fw {
+    /// An engine with the classic policy and Linux defaults, clock at [`T0`].
+    pub fn classic(capacity: u32) -> Fw {
+        Fw::new(linux_defaults(capacity), classic_rules())
+    }
+
+    /// An engine with this configuration and rules, clock at [`T0`].
+    pub fn new(cfg: EngineConfig, rules: RuleSet) -> Fw {
+        Fw {
+            eng: Engine::new(cfg, rules, [1, 2, 3, 4]),
+            tick: T0,
+        }
+    }
+
+    /// The current instant.
+    pub fn now(&self) -> Instant {
+        instant(self.tick)
+    }
+
+    /// Set the clock (ticks).
+    pub fn set_tick(&mut self, t: u64) {
+        self.tick = t;
+    }
+
+    /// Advance the clock by `ticks`.
+    pub fn advance(&mut self, ticks: u64) {
+        self.tick += ticks;
+    }
+
+    /// Process one frame arriving on `port` now.
+    pub fn send(&mut self, data: &[u8], port: PortId) -> Verdict {
+        let now = self.now();
+        self.eng.process(
+            now,
+            Pkt {
+                data,
+                port,
+                csum: ChecksumHint::Unknown,
+            },
+        )
+    }
+
+    /// Process one captured packet now, on the port of its side (its timestamp is ignored).
+    pub fn pkt(&mut self, p: &ctfw_tracegen::Packet) -> Verdict {
+        self.send(&p.data, port_of(p.side))
+    }
+
+    /// Process packets one by one, now, returning their verdicts.
+    pub fn pkts(&mut self, ps: &[ctfw_tracegen::Packet]) -> Vec<Verdict> {
+        ps.iter().map(|p| self.pkt(p)).collect()
+    }
+
+    /// The live, unexpired entry the frame belongs to, if any.
+    pub fn entry(&self, frame: &[u8]) -> Option<Entry> {
+        let key = key_of(frame)?;
+        let table = self.eng.table();
+        let idx = table.peek(&key, &table.hash(&key))?;
+        let e = *table.get(idx);
+        (!e.is_expired(self.now().tick())).then_some(e)
+    }
+
+    /// The operator's view of the frame's entry now.
+    pub fn view(&self, frame: &[u8]) -> Option<EntryView> {
+        self.entry(frame)
+            .map(|e| EntryView::new(&e, self.now().tick()))
+    }
+
+    /// The TCP state of the frame's entry.
+    pub fn tcp(&self, frame: &[u8]) -> Option<TcpConn> {
+        match self.entry(frame)?.state {
+            ProtoState::Tcp(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        self.eng.counters()
+    }
+
+    /// Panics unless the table's invariants hold.
+    pub fn check(&self) {
+        if let Err(e) = self.eng.table().check_invariants() {
+            panic!("table invariants broken: {e}");
+        }
+    }
+}
+
+/// The canonical key of the connection a frame belongs to (TCP, UDP, ICMP queries, other
+/// protocols), or `None` when the frame has none (errors, fragments, non-IP, malformed).
+pub fn key_of(frame: &[u8]) -> Option<FlowKey> {
+    let p = wire::parse(frame, &ParseConfig::default(), ChecksumHint::Unknown).ok()?;
+    let ports = |sport, dport| {
+        FlowKey::from_ports(Endpoints {
+            addrs: p.addrs,
+            sport,
+            dport,
+            proto: p.proto,
+        })
+    };
+    let keyed = match p.l4 {
+        L4::Tcp(s) => ports(s.sport, s.dport),
+        L4::Udp(d) => ports(d.sport, d.dport),
+        L4::Other => ports(0, 0),
+        L4::Icmp(m) => match icmp::classify(p.addrs.family, m.type_, m.code) {
+            IcmpClass::Query {
+                request_type,
+                is_request,
+            } => FlowKey::icmp_query(p.addrs, p.proto, m.id, request_type, m.code, is_request),
+            _ => return None,
+        },
+        L4::Fragment | L4::Malformed(_) => return None,
+    };
+    Some(keyed.key)
+}
+
+/// Asserts the packet was tracked as `ct` and forwarded to `to`.
+#[track_caller]
+pub fn assert_fwd(v: &Verdict, ct: CtState, to: PortId) {
+    assert_eq!(v.ct, Some(ct), "conntrack state of {v:?}");
+    assert_eq!(v.invalid, None, "not invalid: {v:?}");
+    assert_eq!(v.dropped, None, "not dropped: {v:?}");
+    assert_eq!(v.forward, Some(to), "forwarded: {v:?}");
+}
+
+/// Asserts a captured packet was tracked as `ct` and forwarded to the other side.
+#[track_caller]
+pub fn assert_fwd_pkt(v: &Verdict, ct: CtState, p: &ctfw_tracegen::Packet) {
+    assert_fwd(v, ct, peer_of(p.side));
+}
+
+/// Asserts the packet was judged INVALID for `why` and dropped by `invalid_drop`.
+#[track_caller]
+pub fn assert_invalid(v: &Verdict, why: Reason) {
+    assert_eq!(v.ct, Some(CtState::Invalid), "conntrack state of {v:?}");
+    assert_eq!(v.invalid, Some(why), "invalid reason of {v:?}");
+    assert_eq!(v.forward, None, "dropped: {v:?}");
+    assert_eq!(
+        v.dropped,
+        Some(Reason::RuleDrop),
+        "dropped by a rule: {v:?}"
+    );
+    assert_eq!(v.rule, Some(R_INVALID), "dropped by invalid_drop: {v:?}");
+}
+
+/// Asserts the packet was dropped for `why`, not forwarded.
+#[track_caller]
+pub fn assert_dropped(v: &Verdict, why: Reason) {
+    assert_eq!(v.forward, None, "dropped: {v:?}");
+    assert_eq!(v.dropped, Some(why), "drop reason of {v:?}");
+}
+
+/// Asserts an entry view's TCP state and timeout (whole seconds).
+#[track_caller]
+pub fn assert_tcp(view: Option<EntryView>, state: TcpState, timeout: u32) {
+    let v = view.expect("the connection has a live entry");
+    assert_eq!(v.tcp_state, Some(state), "TCP state of {v:?}");
+    assert_eq!(v.timeout, timeout, "timeout of {v:?}");
+}
+
+/// Every live entry's view now, in a canonical order (for comparing two engines).
+pub fn all_views(fw: &Fw) -> Vec<String> {
+    let now = fw.now().tick();
+    let mut v: Vec<String> = fw
+        .eng
+        .table()
+        .iter(now)
+        .map(|(_, e)| format!("{:?}", EntryView::new(e, now)))
+        .collect();
+    v.sort();
+    v
+}

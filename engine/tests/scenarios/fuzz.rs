@@ -1,0 +1,277 @@
+//! Random input through the burst pipeline: whatever arrives, the engine never panics, its
+//! table keeps its invariants, every packet is counted exactly once as accepted or dropped,
+//! and the number of entries never exceeds the capacity.
+//!
+//! The input mixes valid frames from a small pool of flows (so that entries are created,
+//! advanced, closed, evicted and expired), mutations of them (a flipped byte; with the NIC
+//! checksum hint set, so that broken headers reach the trackers instead of failing the
+//! checksum), truncations, random bytes behind a valid Ethernet/IP prefix, pure noise,
+//! frames on the wrong port or on ports without a peer, and time jumps between bursts of
+//! random sizes (also above the pipeline's group of 32). The table is tiny, so it is full
+//! most of the time.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::OnceLock;
+
+use ctfw_engine::pipeline::{EngineConfig, FragmentPolicy, NonIpPolicy, Pkt, Verdict};
+use ctfw_engine::rules::PortId;
+use ctfw_engine::track::CtState;
+use ctfw_engine::wire::ChecksumHint;
+use ctfw_tracegen::frame::{Frame, VlanTag};
+use ctfw_tracegen::{Dir, TcpSim};
+use proptest::prelude::*;
+
+use crate::common::*;
+use crate::traces::{C4, C6, S4, S6};
+
+/// A flow's frames, each with its ingress port.
+type Flow = Vec<(Vec<u8>, PortId)>;
+
+fn sim_frames(mut sim: TcpSim, f: impl FnOnce(&mut TcpSim)) -> Flow {
+    f(&mut sim);
+    sim.take_packets()
+        .into_iter()
+        .map(|p| (p.data, port_of(p.side)))
+        .collect()
+}
+
+/// The pool, built once.
+fn pool() -> &'static [Flow] {
+    static POOL: OnceLock<Vec<Flow>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let v4 = |c: u8, port: u16| {
+            TcpSim::new(
+                SocketAddr::new(Ipv4Addr::new(10, 0, 1, c).into(), port),
+                SocketAddr::new(S4.into(), 80),
+            )
+        };
+        let mut flows = vec![
+            sim_frames(v4(2, 40_000), |s| {
+                s.handshake().exchange(100, 500).close();
+            }),
+            sim_frames(TcpSim::default_v6(), |s| {
+                s.handshake().data_c2s(300).rst_c2s();
+            }),
+            sim_frames(v4(3, 40_001).wscale(Some(2), Some(14)), |s| {
+                s.handshake()
+                    .data_c2s(1000)
+                    .lose_next(Dir::C2s)
+                    .data_c2s(1000)
+                    .data_c2s(1000)
+                    .ack_s2c()
+                    .retransmit(Dir::C2s)
+                    .ack_s2c()
+                    .fin_s2c()
+                    .fin_c2s()
+                    .ack_s2c();
+            }),
+            sim_frames(v4(4, 40_002).vlans(vec![VlanTag::dot1q(7)]), |s| {
+                s.syn().syn().synack().ack().data_s2c(10).rst_s2c();
+            }),
+            sim_frames(v4(5, 40_003).established(), |s| {
+                s.data_c2s(10).ack_s2c().data_s2c(20).ack_c2s();
+            }),
+        ];
+        let udp_req = Frame::ipv4(C4, S4).udp(5000, 53).payload(b"q");
+        let udp_rep = Frame::ipv4(S4, C4).udp(53, 5000).payload(b"a");
+        let err = Frame::ipv4(S4, C4).icmp_error(3, 3, &udp_req);
+        flows.push(vec![
+            (udp_req.build(), INSIDE),
+            (udp_rep.build(), OUTSIDE),
+            (err.build(), OUTSIDE),
+        ]);
+        let ping6 = Frame::ipv6(C6, S6).echo_request(3, 1);
+        let pong6 = Frame::ipv6(S6, C6).echo_reply(3, 1);
+        let ping = Frame::ipv4(C4, S4).echo_request(3, 1);
+        let pong = Frame::ipv4(S4, C4).echo_reply(3, 1);
+        let ll: Ipv6Addr = "fe80::1".parse().expect("address");
+        let mut ns = Frame::ipv6(ll, "ff02::1:ff00:2".parse().expect("address")).ttl(255);
+        ns.l4 = ctfw_tracegen::frame::L4::Icmpv6(ctfw_tracegen::frame::Icmp {
+            ty: 135,
+            code: 0,
+            rest: [0; 4],
+            checksum: Default::default(),
+        });
+        ns.payload = vec![0; 16];
+        flows.push(vec![
+            (ping.build(), INSIDE),
+            (pong.build(), OUTSIDE),
+            (ping6.build(), INSIDE),
+            (pong6.build(), OUTSIDE),
+            (ns.build(), OUTSIDE),
+        ]);
+        let big = Frame::ipv4(C4, S4).udp(7, 7).payload(&[9; 2000]);
+        let mut frags: Flow = big
+            .fragments(800, 1)
+            .into_iter()
+            .map(|f| (f, INSIDE))
+            .collect();
+        frags.push((Frame::other(0x0806, vec![0; 28]).build(), INSIDE));
+        frags.push((Frame::ipv4(C4, S4).raw(47).payload(&[0; 8]).build(), INSIDE));
+        flows.push(frags);
+        flows
+    })
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Valid(usize, usize),
+    Mutate(usize, usize, usize, u8),
+    Truncate(usize, usize, usize),
+    /// A valid frame's first `keep` bytes, then random bytes.
+    Tail(usize, usize, usize, Vec<u8>),
+    Noise(Vec<u8>),
+    /// A valid frame on port `p` (2 and 3 have no peer).
+    Port(usize, usize, u16),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let f = 0..pool().len();
+    let k = any::<usize>();
+    prop_oneof![
+        8 => (f.clone(), k).prop_map(|(f, k)| Op::Valid(f, k)),
+        3 => (f.clone(), k, any::<usize>(), 1..=255u8)
+            .prop_map(|(f, k, at, x)| Op::Mutate(f, k, at, x)),
+        1 => (f.clone(), k, 0..120usize).prop_map(|(f, k, n)| Op::Truncate(f, k, n)),
+        2 => (f.clone(), k, 12..60usize, prop::collection::vec(any::<u8>(), 0..80))
+            .prop_map(|(f, k, keep, t)| Op::Tail(f, k, keep, t)),
+        1 => prop::collection::vec(any::<u8>(), 0..100).prop_map(Op::Noise),
+        1 => (f, k, 0..4u16).prop_map(|(f, k, p)| Op::Port(f, k, p)),
+    ]
+}
+
+/// The frame and port an op sends.
+fn materialise(op: &Op) -> (Vec<u8>, PortId) {
+    let pick = |f: usize, k: usize| {
+        let flow = &pool()[f];
+        flow[k % flow.len()].clone()
+    };
+    match op {
+        Op::Valid(f, k) => pick(*f, *k),
+        Op::Mutate(f, k, at, x) => {
+            let (mut d, p) = pick(*f, *k);
+            let i = at % d.len();
+            d[i] ^= x;
+            (d, p)
+        }
+        Op::Truncate(f, k, n) => {
+            let (mut d, p) = pick(*f, *k);
+            d.truncate(*n);
+            (d, p)
+        }
+        Op::Tail(f, k, keep, tail) => {
+            let (mut d, p) = pick(*f, *k);
+            d.truncate(*keep);
+            d.extend_from_slice(tail);
+            (d, p)
+        }
+        Op::Noise(d) => (d.clone(), INSIDE),
+        Op::Port(f, k, port) => (pick(*f, *k).0, PortId(*port)),
+    }
+}
+
+/// A burst: a time jump (ticks) before it, its ops, and the checksum hint it is sent with.
+fn bursts() -> impl Strategy<Value = Vec<(u64, Vec<Op>, bool)>> {
+    let jump = prop_oneof![
+        4 => 0..(2 * SEC),
+        1 => 0..(700 * SEC),
+    ];
+    prop::collection::vec(
+        (jump, prop::collection::vec(op(), 1..70), any::<bool>()),
+        1..12,
+    )
+}
+
+fn config() -> impl Strategy<Value = EngineConfig> {
+    (
+        prop_oneof![Just(16u32), Just(40)],
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(cap, frag, nonip, loose, liberal)| {
+            let mut cfg = linux_defaults(cap);
+            cfg.fragments = if frag {
+                FragmentPolicy::Untracked
+            } else {
+                FragmentPolicy::Drop
+            };
+            cfg.non_ip = if nonip {
+                NonIpPolicy::Forward
+            } else {
+                NonIpPolicy::Drop
+            };
+            cfg.track.tcp.loose = loose;
+            cfg.track.tcp.be_liberal = liberal;
+            cfg
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn random_traffic_keeps_every_invariant(cfg in config(), bursts in bursts()) {
+        let capacity = cfg.capacity as usize;
+        let mut fw = Fw::new(cfg, classic_rules());
+        let mut sent = 0u64;
+        for (jump, ops, nic_checked) in &bursts {
+            fw.advance(*jump);
+            let frames: Vec<(Vec<u8>, PortId)> = ops.iter().map(materialise).collect();
+            let csum = if *nic_checked { ChecksumHint::Good } else { ChecksumHint::Unknown };
+            let pkts: Vec<Pkt<'_>> = frames
+                .iter()
+                .map(|(d, port)| Pkt { data: d, port: *port, csum })
+                .collect();
+            let mut out = vec![Verdict::default(); pkts.len()];
+            fw.eng.process_burst(fw.now(), &pkts, &mut out);
+            sent += pkts.len() as u64;
+            for v in &out {
+                // Forwarded or dropped, never both, never neither.
+                prop_assert!(v.forward.is_some() != v.dropped.is_some(), "{:?}", v);
+                if v.invalid.is_some() {
+                    prop_assert_eq!(v.ct, Some(CtState::Invalid));
+                }
+            }
+            prop_assert!(fw.eng.table().check_invariants().is_ok(),
+                "{:?}", fw.eng.table().check_invariants());
+            let c = fw.counters();
+            prop_assert_eq!(c.packets, sent);
+            prop_assert_eq!(c.packets, c.accepted + c.dropped);
+            prop_assert!(fw.eng.table().len() <= capacity);
+            if fw.tick % 3 == 0 {
+                fw.eng.sweep(fw.now(), 7);
+                prop_assert!(fw.eng.table().check_invariants().is_ok());
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The burst equivalence of `burst.rs`, on random input: one call per burst and one call
+    /// per packet (at the burst's instant) give the same verdicts, counters and table.
+    #[test]
+    fn random_traffic_is_burst_size_independent(cfg in config(), bursts in bursts()) {
+        let mut whole = Fw::new(cfg.clone(), classic_rules());
+        let mut single = Fw::new(cfg, classic_rules());
+        for (jump, ops, nic_checked) in &bursts {
+            whole.advance(*jump);
+            single.advance(*jump);
+            let frames: Vec<(Vec<u8>, PortId)> = ops.iter().map(materialise).collect();
+            let csum = if *nic_checked { ChecksumHint::Good } else { ChecksumHint::Unknown };
+            let pkts: Vec<Pkt<'_>> = frames
+                .iter()
+                .map(|(d, port)| Pkt { data: d, port: *port, csum })
+                .collect();
+            let mut a = vec![Verdict::default(); pkts.len()];
+            whole.eng.process_burst(whole.now(), &pkts, &mut a);
+            let b: Vec<Verdict> = pkts.iter().map(|p| single.eng.process(single.now(), *p)).collect();
+            prop_assert_eq!(a, b);
+        }
+        prop_assert_eq!(whole.counters(), single.counters());
+        prop_assert_eq!(all_views(&whole), all_views(&single));
+    }
+}
