@@ -42,7 +42,7 @@ pub(crate) struct TimeoutKey {
 }
 
 /// Every timeout, in the order of the documentation.
-pub(crate) const TIMEOUTS: [TimeoutKey; 16] = [
+pub(crate) const TIMEOUTS: [TimeoutKey; 18] = [
     TimeoutKey {
         key: "tcp_syn_sent",
         get: |t| t.tcp.timeouts.syn_sent,
@@ -117,6 +117,16 @@ pub(crate) const TIMEOUTS: [TimeoutKey; 16] = [
         key: "icmpv6",
         get: |t| t.other.icmpv6,
         set: |t, v| t.other.icmpv6 = v,
+    },
+    TimeoutKey {
+        key: "gre",
+        get: |t| t.other.gre_unreplied,
+        set: |t, v| t.other.gre_unreplied = v,
+    },
+    TimeoutKey {
+        key: "gre_stream",
+        get: |t| t.other.gre_stream,
+        set: |t, v| t.other.gre_stream = v,
     },
     TimeoutKey {
         key: "generic",

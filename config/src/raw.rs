@@ -90,6 +90,8 @@ pub(crate) struct RawTimeouts {
     pub udp_stream: Option<Leaf>,
     pub icmp: Option<Leaf>,
     pub icmpv6: Option<Leaf>,
+    pub gre: Option<Leaf>,
+    pub gre_stream: Option<Leaf>,
     pub generic: Option<Leaf>,
 }
 
@@ -112,6 +114,8 @@ impl RawTimeouts {
             "udp_stream" => self.udp_stream.as_ref(),
             "icmp" => self.icmp.as_ref(),
             "icmpv6" => self.icmpv6.as_ref(),
+            "gre" => self.gre.as_ref(),
+            "gre_stream" => self.gre_stream.as_ref(),
             "generic" => self.generic.as_ref(),
             _ => None,
         }

@@ -105,6 +105,8 @@ reasons! {
     IcmpBadType = "icmp_bad_type", Invalid;
     /// An ICMP error whose outer destination is not the quoted packet's source.
     IcmpBadErrorAddress = "icmp_bad_error_address", Invalid;
+    /// A GRE version 1 (PPTP) packet that does not carry PPP: Linux cannot build its tuple.
+    GreUnsupported = "gre_unsupported", Invalid;
     /// An ICMP message that cannot start a connection (an echo reply without its request, ...).
     IcmpInvalidNew = "icmp_invalid_new", Invalid;
 

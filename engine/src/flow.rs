@@ -9,7 +9,8 @@
 //! Keys exist only from checked packets ([`crate::wire::Packet`]) or from the inner packet of
 //! a checked ICMP error.
 
-use crate::wire::{Family, IpAddrs};
+use crate::track::icmp::{self, IcmpClass};
+use crate::wire::{Family, IpAddrs, L4, Packet};
 
 /// Direction of a packet relative to its connection's ORIGINAL tuple.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -136,6 +137,14 @@ impl FlowKey {
         }
     }
 
+    /// Whether the flow's tuple equals its own inverse (same address and port at both ends,
+    /// as in a "LAND" packet): both directions look alike. ICMP query keys never are: the
+    /// request and answer types differ.
+    #[inline]
+    pub fn is_self_inverse(&self) -> bool {
+        self.lo_addr == self.hi_addr && self.lo_port == self.hi_port && !self.is_icmp()
+    }
+
     /// Whether this key is an ICMP query key (oriented, not ordered).
     #[inline]
     pub fn is_icmp(&self) -> bool {
@@ -144,6 +153,36 @@ impl FlowKey {
             (Family::V4, crate::wire::proto::ICMP) | (Family::V6, crate::wire::proto::ICMPV6)
         )
     }
+}
+
+/// The key of the connection a packet belongs to, or `None` when the packet does not belong
+/// to a connection of its own (ICMP errors, untracked or invalid ICMP types, fragments,
+/// malformed transport headers).
+pub fn key_of(p: &Packet<'_>) -> Option<KeyedPacket> {
+    let ports = |sport, dport| {
+        FlowKey::from_ports(Endpoints {
+            addrs: p.addrs,
+            sport,
+            dport,
+            proto: p.proto,
+        })
+    };
+    Some(match p.l4 {
+        L4::Tcp(s) => ports(s.sport, s.dport),
+        L4::Udp(d) => ports(d.sport, d.dport),
+        L4::Icmp(m) => match icmp::classify(p.addrs.family, m.type_, m.code) {
+            IcmpClass::Query {
+                request_type,
+                is_request,
+            } => FlowKey::icmp_query(p.addrs, p.proto, m.id, request_type, m.code, is_request),
+            _ => return None,
+        },
+        // Linux keys PPTP GRE on the destination call id; the source key would come from the
+        // PPTP helper's keymap, which ctfw does not have: zero, as in Linux without it.
+        L4::Gre { call_id } => ports(0, call_id.unwrap_or(0)),
+        L4::Other => ports(0, 0),
+        L4::Fragment | L4::Malformed(_) => return None,
+    })
 }
 
 /// Keyed, seeded hashing of flow keys (ahash): outside traffic cannot aim for collisions

@@ -43,7 +43,7 @@ pub struct EngineConfig {
 }
 
 use crate::counters::{Counters, Reason};
-use crate::flow::{Direction, Endpoints, FlowHasher, FlowKey, KeyedPacket};
+use crate::flow::{self, Direction, Endpoints, FlowHasher, FlowKey, KeyedPacket};
 use crate::rules::{Action, RuleInput, RuleSet};
 use crate::table::{Entry, Hashed, Table};
 use crate::time::{Instant, Tick};
@@ -227,64 +227,43 @@ impl Engine {
 
     /// Work out how a parsed packet meets the table (key and hash), or its fixed outcome.
     fn plan(&self, p: &Packet<'_>) -> Plan {
-        let keyed = match p.l4 {
-            L4::Tcp(seg) => {
-                if !tcp::flags_valid(seg.flags) {
-                    return Plan::Fixed(Some(CtState::Invalid), Some(Reason::TcpBadFlags));
-                }
-                FlowKey::from_ports(Endpoints {
-                    addrs: p.addrs,
-                    sport: seg.sport,
-                    dport: seg.dport,
-                    proto: p.proto,
-                })
-            }
-            L4::Udp(d) => FlowKey::from_ports(Endpoints {
-                addrs: p.addrs,
-                sport: d.sport,
-                dport: d.dport,
-                proto: p.proto,
-            }),
+        let invalid = |r| Plan::Fixed(Some(CtState::Invalid), Some(r));
+        match p.l4 {
+            L4::Tcp(seg) if !tcp::flags_valid(seg.flags) => return invalid(Reason::TcpBadFlags),
             L4::Icmp(m) => match icmp::classify(p.addrs.family, m.type_, m.code) {
-                IcmpClass::Query {
-                    request_type,
-                    is_request,
-                } => FlowKey::icmp_query(p.addrs, p.proto, m.id, request_type, m.code, is_request),
+                IcmpClass::Query { .. } => {}
                 IcmpClass::Error => {
                     return match m.inner {
                         // Linux `nf_conntrack_inet_error`: the error must travel back to
                         // the quoted packet's sender.
                         Some(Ok(inner)) if inner.addrs.src != p.addrs.dst => {
-                            Plan::Fixed(Some(CtState::Invalid), Some(Reason::IcmpBadErrorAddress))
+                            invalid(Reason::IcmpBadErrorAddress)
                         }
                         Some(Ok(inner)) => match inner_key(&inner) {
                             Some(k) => Plan::Related(k, self.table.hash(&k.key)),
-                            None => {
-                                Plan::Fixed(Some(CtState::Invalid), Some(Reason::IcmpNoRelated))
-                            }
+                            None => invalid(Reason::IcmpNoRelated),
                         },
-                        Some(Err(r)) => Plan::Fixed(Some(CtState::Invalid), Some(r)),
-                        None => Plan::Fixed(Some(CtState::Invalid), Some(Reason::IcmpBadInner)),
+                        Some(Err(r)) => invalid(r),
+                        None => invalid(Reason::IcmpBadInner),
                     };
                 }
                 IcmpClass::Untracked => return Plan::Fixed(Some(CtState::Untracked), None),
-                IcmpClass::Invalid(r) => return Plan::Fixed(Some(CtState::Invalid), Some(r)),
+                IcmpClass::Invalid(r) => return invalid(r),
             },
-            L4::Other => FlowKey::from_ports(Endpoints {
-                addrs: p.addrs,
-                sport: 0,
-                dport: 0,
-                proto: p.proto,
-            }),
             L4::Fragment => {
                 return match self.cfg.fragments {
                     FragmentPolicy::Drop => Plan::Fixed(None, None),
                     FragmentPolicy::Untracked => Plan::Fixed(Some(CtState::Untracked), None),
                 };
             }
-            L4::Malformed(r) => return Plan::Fixed(Some(CtState::Invalid), Some(r)),
-        };
-        Plan::Track(keyed, self.table.hash(&keyed.key))
+            L4::Malformed(r) => return invalid(r),
+            _ => {}
+        }
+        match flow::key_of(p) {
+            Some(k) => Plan::Track(k, self.table.hash(&k.key)),
+            // key_of covers every kind of packet not turned away above.
+            None => invalid(Reason::IcmpInvalidNew),
+        }
     }
 
     fn decide(
@@ -401,7 +380,11 @@ impl Engine {
         let tcp_cfg = self.cfg.track.tcp;
         let other = self.cfg.track.other;
         let entry = self.table.get_mut(idx);
-        let dir = if k.swapped == entry.orig_swapped() {
+        let dir = if k.key.is_self_inverse() {
+            // Linux hashes both tuples of such a flow into one chain, REPLY last inserted and
+            // so found first: every packet after the one that created the entry is a reply.
+            Direction::Reply
+        } else if k.swapped == entry.orig_swapped() {
             Direction::Original
         } else {
             Direction::Reply
@@ -425,6 +408,10 @@ impl Engine {
             }
             (ProtoState::Icmp, L4::Icmp(_)) => {
                 icmp::packet(&mut meta, now, p.addrs.family, &other);
+                TcpAction::Accept
+            }
+            (ProtoState::Gre, _) => {
+                gre_packet(&mut meta, now, &other);
                 TcpAction::Accept
             }
             (ProtoState::Generic, _) => {
@@ -514,6 +501,10 @@ impl Engine {
                 icmp::packet(&mut meta, now, p.addrs.family, &other);
                 ProtoState::Icmp
             }
+            L4::Gre { .. } => {
+                gre_packet(&mut meta, now, &other);
+                ProtoState::Gre
+            }
             _ => {
                 meta.expires = now.after(other.generic);
                 ProtoState::Generic
@@ -554,6 +545,17 @@ impl Engine {
         let n = self.table.sweep(now.tick(), budget);
         self.counters.expired += n as u64;
         n
+    }
+}
+
+/// Linux `nf_conntrack_gre_packet`: the unreplied timeout until a reply has been seen (as it
+/// was before this packet), then the stream timeout and ASSURED.
+fn gre_packet(meta: &mut EntryMeta, now: Tick, t: &crate::track::OtherTimeouts) {
+    if meta.flags.seen_reply() {
+        meta.expires = now.after(t.gre_stream);
+        meta.flags.set(CtFlags::ASSURED);
+    } else {
+        meta.expires = now.after(t.gre_unreplied);
     }
 }
 

@@ -119,6 +119,7 @@ impl EntryView {
             proto::UDP => "udp",
             proto::ICMP => "icmp",
             proto::ICMPV6 => "icmpv6",
+            proto::GRE => "gre",
             _ => "unknown",
         }
     }
@@ -163,6 +164,9 @@ impl fmt::Display for EntryView {
                 Some(i) => write!(f, "type={} code={} id={} ", i.type_, i.code, i.id),
                 None if matches!(self.proto, proto::TCP | proto::UDP) => {
                     write!(f, "sport={} dport={} ", t.sport, t.dport)
+                }
+                None if self.proto == proto::GRE => {
+                    write!(f, "srckey={:#x} dstkey={:#x} ", t.sport, t.dport)
                 }
                 None => Ok(()),
             }

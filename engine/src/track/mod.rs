@@ -100,6 +100,8 @@ pub enum ProtoState {
     Udp(udp::UdpConn),
     /// ICMP / ICMPv6 queries: nothing beyond the key.
     Icmp,
+    /// GRE (Linux `nf_conntrack_proto_gre`): unreplied, then a stream once seen both ways.
+    Gre,
     /// Any other protocol (generic tracking, like Linux's `nf_conntrack_generic`).
     Generic,
 }
@@ -115,6 +117,10 @@ pub struct OtherTimeouts {
     pub icmp: Ticks,
     /// ICMPv6 queries (`nf_conntrack_icmpv6_timeout`, 30 s).
     pub icmpv6: Ticks,
+    /// GRE before a reply (`nf_conntrack_gre_timeout`, 30 s).
+    pub gre_unreplied: Ticks,
+    /// GRE seen both ways (`nf_conntrack_gre_timeout_stream`, 180 s).
+    pub gre_stream: Ticks,
     /// Any other protocol (`nf_conntrack_generic_timeout`, 600 s).
     pub generic: Ticks,
 }
@@ -126,6 +132,8 @@ impl Default for OtherTimeouts {
             udp_stream: Ticks::from_secs(120),
             icmp: Ticks::from_secs(30),
             icmpv6: Ticks::from_secs(30),
+            gre_unreplied: Ticks::from_secs(30),
+            gre_stream: Ticks::from_secs(180),
             generic: Ticks::from_secs(600),
         }
     }

@@ -216,6 +216,12 @@ pub enum L4<'a> {
     Udp(UdpDgram),
     /// ICMP (IPv4) or ICMPv6 (IPv6).
     Icmp(IcmpMsg),
+    /// GRE. Version 1 (PPTP, carrying PPP) is keyed on its call id as Linux keys it;
+    /// version 0 and short headers on addresses alone.
+    Gre {
+        /// The PPTP call id of a version 1 header, else `None`.
+        call_id: Option<u16>,
+    },
     /// Any other protocol: tracked by the generic tracker on addresses and protocol number.
     Other,
     /// An IPv4 or IPv6 fragment (non-first fragments have no transport header; first
@@ -270,6 +276,8 @@ pub mod proto {
     pub const TCP: u8 = 6;
     /// UDP.
     pub const UDP: u8 = 17;
+    /// GRE.
+    pub const GRE: u8 = 47;
     /// ICMPv6.
     pub const ICMPV6: u8 = 58;
 }
@@ -405,7 +413,35 @@ fn parse_l4<'a>(
                 L4::Malformed(Reason::IcmpInvalidNew)
             }
         }
+        (_, proto::GRE) => parse_gre(l4),
         _ => L4::Other,
+    }
+}
+
+/// GRE, after Linux `gre_pkt_to_tuple`: only a version 1 header carrying PPP (0x880b) has a
+/// key, its call id (bytes 6..8); any other version, or a header too short to tell, is
+/// tracked like a generic protocol; version 1 with another payload has no tuple at all.
+#[inline]
+fn parse_gre(l4: &[u8]) -> L4<'_> {
+    const GRE_VERSION_1: u8 = 1;
+    const GRE_PROTO_PPP: u16 = 0x880b;
+    match l4 {
+        [_, flags_ver, p0, p1, _, _, c0, c1, ..] if flags_ver & 0x07 == GRE_VERSION_1 => {
+            if u16::from_be_bytes([*p0, *p1]) != GRE_PROTO_PPP {
+                return L4::Malformed(Reason::GreUnsupported);
+            }
+            L4::Gre {
+                call_id: Some(u16::from_be_bytes([*c0, *c1])),
+            }
+        }
+        [_, flags_ver, p0, p1, ..] if flags_ver & 0x07 == GRE_VERSION_1 => {
+            // Version 1 but shorter than the PPTP header: Linux keeps the zeroed key.
+            if u16::from_be_bytes([*p0, *p1]) != GRE_PROTO_PPP {
+                return L4::Malformed(Reason::GreUnsupported);
+            }
+            L4::Gre { call_id: None }
+        }
+        _ => L4::Gre { call_id: None },
     }
 }
 
@@ -827,6 +863,30 @@ mod tests {
         payload.extend_from_slice(&tcp(&a, 1, 2, TcpFlags::ACK, b""));
         let f = ether(0x86dd, &ipv6(51, &a, &payload));
         assert!(matches!(parse_ok(&f).l4, L4::Tcp(_)));
+    }
+
+    #[test]
+    fn gre_keys_follow_linux() {
+        let a = v4(C4, S4);
+        let check = |l4: &[u8], want: L4<'static>| {
+            let f = ether(0x0800, &ipv4(47, 0, &a, &[], l4));
+            assert_eq!(parse_ok(&f).l4, want, "{l4:?}");
+        };
+        // Version 0 (and anything too short to read): addresses only.
+        check(&[0, 0, 0x08, 0x00], L4::Gre { call_id: None });
+        check(&[0], L4::Gre { call_id: None });
+        // Version 1 carrying PPP: keyed on the call id.
+        check(
+            &[0x30, 0x81, 0x88, 0x0b, 0, 8, 0x12, 0x34],
+            L4::Gre {
+                call_id: Some(0x1234),
+            },
+        );
+        // Version 1 carrying anything else has no tuple in Linux.
+        check(
+            &[0x30, 0x81, 0x08, 0x00, 0, 8, 0x12, 0x34],
+            L4::Malformed(Reason::GreUnsupported),
+        );
     }
 
     #[test]

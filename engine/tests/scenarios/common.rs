@@ -20,16 +20,15 @@
 //! `(__s32)(ct->timeout - nfct_time_stamp) <= 0`).
 
 use ctfw_engine::Instant;
-use ctfw_engine::flow::{Endpoints, FlowKey};
+use ctfw_engine::flow::FlowKey;
 use ctfw_engine::pipeline::{Engine, EngineConfig, FragmentPolicy, NonIpPolicy, Pkt, Verdict};
 use ctfw_engine::rules::{Action, CtStateSet, PortId, PortSet, Rule, RuleSet};
 use ctfw_engine::table::Entry;
 use ctfw_engine::time::TICKS_PER_SEC;
-use ctfw_engine::track::icmp::{self, IcmpClass};
 use ctfw_engine::track::tcp::{TcpConn, TcpState};
 use ctfw_engine::track::{CtState, ProtoState, TrackConfig};
 use ctfw_engine::view::EntryView;
-use ctfw_engine::wire::{self, ChecksumHint, L4, ParseConfig};
+use ctfw_engine::wire::{self, ChecksumHint, ParseConfig};
 use ctfw_engine::{Counters, Reason};
 use ctfw_tracegen::Side;
 
@@ -230,28 +229,7 @@ impl Fw {
 /// protocols), or `None` when the frame has none (errors, fragments, non-IP, malformed).
 pub fn key_of(frame: &[u8]) -> Option<FlowKey> {
     let p = wire::parse(frame, &ParseConfig::default(), ChecksumHint::Unknown).ok()?;
-    let ports = |sport, dport| {
-        FlowKey::from_ports(Endpoints {
-            addrs: p.addrs,
-            sport,
-            dport,
-            proto: p.proto,
-        })
-    };
-    let keyed = match p.l4 {
-        L4::Tcp(s) => ports(s.sport, s.dport),
-        L4::Udp(d) => ports(d.sport, d.dport),
-        L4::Other => ports(0, 0),
-        L4::Icmp(m) => match icmp::classify(p.addrs.family, m.type_, m.code) {
-            IcmpClass::Query {
-                request_type,
-                is_request,
-            } => FlowKey::icmp_query(p.addrs, p.proto, m.id, request_type, m.code, is_request),
-            _ => return None,
-        },
-        L4::Fragment | L4::Malformed(_) => return None,
-    };
-    Some(keyed.key)
+    ctfw_engine::flow::key_of(&p).map(|k| k.key)
 }
 
 /// Asserts the packet was tracked as `ct` and forwarded to `to`.

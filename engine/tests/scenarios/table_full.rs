@@ -143,29 +143,44 @@ fn a_table_of_half_open_connections_makes_room_for_new_ones() {
     fw.check();
 }
 
-/// Linux allocates the entry of a packet that has none in PREROUTING, before any rule:
-/// `init_conntrack` -> `__nf_conntrack_alloc` returns `ERR_PTR(-ENOMEM)` when the table is
-/// full and `early_drop` freed nothing, and `nf_conntrack_in` then returns `NF_DROP`
-/// ("Too stressed to deal", `NF_CT_STAT_INC_ATOMIC(state->net, drop)`). The packet never
-/// reaches the FORWARD rules, whatever they would have said. Here a SYN from the outside,
-/// which the classic rules would drop by policy, meets a table full of ASSURED entries: it
-/// is a table-full drop, decided by no rule.
+/// A deliberate difference from Linux. Linux allocates the entry of a packet that has none
+/// in PREROUTING, before any rule: `init_conntrack` -> `__nf_conntrack_alloc` runs
+/// `early_drop()` when the table is full (evicting a non-ASSURED entry) or returns
+/// `-ENOMEM`, and `nf_conntrack_in` drops the packet ("Too stressed to deal") before the
+/// FORWARD rules see it. So in Linux a flood that the rules would drop anyway still evicts
+/// half-open connections. ctfw claims a table entry only for a packet the rules accept (the
+/// moment Linux would confirm it), so traffic the policy refuses can neither evict nor be
+/// counted as a table-full drop: it is a policy drop, like any other refused packet.
 #[test]
-fn a_full_table_drops_before_the_rules_like_linux() {
+fn refused_traffic_never_evicts_from_a_full_table() {
     let mut fw = Fw::classic(64);
-    let server = SocketAddr::new(S4.into(), 80);
+    // Fill the table with evictable (non-ASSURED, half-open) connections from inside.
     for i in 0..64 {
-        establish(&mut fw, &mut TcpSim::new(client(i), server));
+        let v = fw.send(&spoofed_syn(i), INSIDE);
+        assert_fwd(&v, CtState::New, OUTSIDE);
     }
     assert_eq!(fw.eng.table().len(), 64);
-    let syn_from_outside = Frame::ipv4(S4, Ipv4Addr::new(10, 0, 1, 99))
-        .tcp(5555, 22)
-        .flags(TcpFlags::SYN)
-        .seq_ack(1, 0)
-        .window(1000)
-        .build();
-    let v = fw.send(&syn_from_outside, OUTSIDE);
-    assert_eq!(v.rule, None, "no rule sees it: {v:?}");
-    assert_dropped(&v, Reason::TableFull);
-    assert_eq!(fw.counters().get(Reason::TableFull), 1);
+    for i in 0..1000u32 {
+        let syn_from_outside = Frame::ipv4(S4, Ipv4Addr::from(0x0a00_0100 + i))
+            .tcp(5555, 22)
+            .flags(TcpFlags::SYN)
+            .seq_ack(1, 0)
+            .window(1000)
+            .build();
+        let v = fw.send(&syn_from_outside, OUTSIDE);
+        assert_eq!(v.rule, None, "the default policy decides: {v:?}");
+        assert_dropped(&v, Reason::DefaultPolicy);
+    }
+    let c = fw.counters();
+    assert_eq!(c.evicted, 0, "a refused packet must not evict");
+    assert_eq!(c.get(Reason::TableFull), 0);
+    assert_eq!(c.get(Reason::DefaultPolicy), 1000);
+    // The 64 half-open connections are all still there: their SYN retransmissions find them.
+    for i in 0..64 {
+        let v = fw.send(&spoofed_syn(i), INSIDE);
+        assert_fwd(&v, CtState::New, OUTSIDE);
+    }
+    assert_eq!(fw.counters().evicted, 0);
+    assert_eq!(fw.counters().created, 64);
+    fw.check();
 }
