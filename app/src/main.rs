@@ -3,11 +3,14 @@
 //! Subcommands:
 //! - `check-config FILE`: validate a configuration and print a summary;
 //! - `replay --config FILE TRACE`: run the engine's burst pipeline over a capture with the
-//!   packet timestamps as the clock; print a summary or write per-packet JSON records.
+//!   packet timestamps as the clock; print a summary or write per-packet JSON records;
+//! - `run --config FILE`: the firewall itself, the DPDK data plane on the configured ports.
 
 mod capture;
 mod records;
 mod replay;
+mod run;
+mod summary;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +34,8 @@ enum Command {
     },
     /// Run the engine over a capture (pcapng or pcap), packet timestamps as the clock.
     Replay(replay::Args),
+    /// Run the firewall: the DPDK data plane on the configured ports.
+    Run(run::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Replay(args) => replay::run(&args),
+        Command::Run(args) => run::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,15 +12,13 @@ use std::time::Instant as WallClock;
 
 use anyhow::{Context, Result, bail};
 use ctfw_config::Config;
-use ctfw_engine::ReasonClass;
 use ctfw_engine::pipeline::{Engine, Pkt, Verdict};
 use ctfw_engine::rules::PortId;
 use ctfw_engine::time::Instant;
-use ctfw_engine::view::EntryView;
 use ctfw_engine::wire::{self, ChecksumHint, Family, ParseConfig};
 
 use crate::capture::Capture;
-use crate::records;
+use crate::{records, summary};
 
 /// Fixed flow-hash seeds: replay is reproducible (the data plane uses random seeds).
 const REPLAY_SEEDS: [u64; 4] = [0x6374_6677_7265_706c, 0x6179_0000_0000_0001, 7, 11];
@@ -217,7 +215,7 @@ pub fn run(args: &Args) -> Result<()> {
         engine.sweep(now, SWEEP_BUDGET);
         engine_time += t.elapsed();
         if let Some(out) = jsonl.as_mut() {
-            let entries = snapshot(&engine, now);
+            let entries = summary::snapshot(&engine, now);
             let rec = records::packet_json(
                 index,
                 (stamps[0] - t0) as f64 / 1e9,
@@ -239,27 +237,6 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// The table at `now`, in a stable order.
-fn snapshot(engine: &Engine, now: Instant) -> Vec<EntryView> {
-    let tick = now.tick();
-    let mut v: Vec<EntryView> = engine
-        .table()
-        .iter(tick)
-        .map(|(_, e)| EntryView::new(e, tick))
-        .collect();
-    v.sort_by_key(|e| {
-        (
-            e.family,
-            e.proto,
-            e.orig.src,
-            e.orig.dst,
-            e.orig.sport,
-            e.orig.dport,
-        )
-    });
-    v
-}
-
 fn print_summary(
     args: &Args,
     engine: &Engine,
@@ -272,65 +249,13 @@ fn print_summary(
     let rate = |d: std::time::Duration| packets as f64 / d.as_secs_f64().max(1e-9);
     println!("ctfw replay: {}", args.trace.display());
     println!(
-        "  packets {}  accepted {}  dropped {}  bytes {}",
-        c.packets, c.accepted, c.dropped, c.bytes
-    );
-    println!(
         "  time {:.3} s total ({:.2} Mpps), {:.3} s in the engine ({:.2} Mpps)",
         wall.as_secs_f64(),
         rate(wall) / 1e6,
         engine_time.as_secs_f64(),
         rate(engine_time) / 1e6
     );
-    println!(
-        "  connections: {} created, {} expired, {} closed, {} evicted; {} in the table (capacity {})",
-        c.created,
-        c.expired,
-        c.closed,
-        c.evicted,
-        engine.table().len(),
-        engine.table().capacity()
-    );
-    let mut drops: Vec<_> = c
-        .nonzero_reasons()
-        .filter(|(r, _)| r.class() != ReasonClass::Invalid)
-        .collect();
-    let invalid: Vec<_> = c
-        .nonzero_reasons()
-        .filter(|(r, _)| r.class() == ReasonClass::Invalid)
-        .collect();
-    drops.sort_by_key(|&(r, _)| r as u8);
-    if !drops.is_empty() {
-        println!("  dropped by reason:");
-        for (r, n) in drops {
-            println!("    {:<28} {n}", r.name());
-        }
-    }
-    if !invalid.is_empty() {
-        println!("  invalid by reason (the rules then decided):");
-        for (r, n) in invalid {
-            println!("    {:<28} {n}", r.name());
-        }
-    }
-    println!("  rule hits:");
-    let rules = engine.rules();
-    for (i, n) in engine.rule_hits().iter().enumerate() {
-        let name = if i < rules.len() {
-            rules.name(i as u16)
-        } else {
-            "(default policy)"
-        };
-        println!("    {name:<28} {n}");
-    }
-    let entries = snapshot(engine, now);
-    println!("conntrack table ({} entries):", entries.len());
-    for e in entries.iter().take(args.max_entries) {
-        println!("{e}");
-    }
-    if entries.len() > args.max_entries {
-        println!(
-            "... {} more (raise --max-entries to see them)",
-            entries.len() - args.max_entries
-        );
-    }
+    summary::print_counters(c, engine.table().len(), engine.table().capacity());
+    summary::print_rule_hits(engine.rules(), engine.rule_hits());
+    summary::print_table(&summary::snapshot(engine, now), args.max_entries);
 }

@@ -408,15 +408,16 @@ impl<const N: usize> MbufBurst<N> {
     }
 
     /// Fills the free tail with `fill(ptr, room)`, which writes up to `room` mbufs at `ptr`
-    /// and returns how many; returns that count.
+    /// and returns how many; returns that count. `room` is the free space, at most `max`.
     ///
     /// # Safety
     /// `fill` must write exactly as many valid, owned mbufs as it returns (at most `room`).
     pub(crate) unsafe fn fill_tail(
         &mut self,
+        max: usize,
         fill: impl FnOnce(*mut *mut sys::rte_mbuf, u16) -> u16,
     ) -> usize {
-        let room = (N - self.len) as u16; // N <= u16::MAX (CAPACITY_FITS_U16)
+        let room = (N - self.len).min(max) as u16; // N <= u16::MAX (CAPACITY_FITS_U16)
         // SAFETY: the tail starts at len <= N, inside the array.
         let tail = unsafe { self.raw_ptr().add(self.len) };
         let got = usize::from(fill(tail, room)).min(usize::from(room));

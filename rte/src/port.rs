@@ -509,7 +509,7 @@ impl Port {
     ) -> Result<usize, RteError> {
         self.check_unclaimed(queue, self.shared.rx_queues, &self.shared.rx_claimed)?;
         // SAFETY: queue was set up (checked) and nobody else polls it (unclaimed, &mut self).
-        Ok(unsafe { rx(self.id(), queue, burst) })
+        Ok(unsafe { rx(self.id(), queue, burst, usize::MAX) })
     }
 
     /// Transmits from the front of `burst` on `queue`; returns how many the driver took.
@@ -704,7 +704,7 @@ impl PortQueue {
         // SAFETY: the queue was set up (checked in Port::queue), this handle is its only
         // user (claimed, !Sync, &mut self), and the port cannot be reconfigured or closed
         // while we hold a reference.
-        unsafe { rx(self.shared.id, self.queue, burst) }
+        unsafe { rx(self.shared.id, self.queue, burst, usize::MAX) }
     }
 
     /// As [`Port::tx_burst`], without the checks (done when the queue was claimed).
@@ -747,7 +747,14 @@ impl RxQueue {
         // SAFETY: the queue was set up (checked when claimed), this handle is its only user
         // (claimed, !Sync, &mut self), and the port cannot be reconfigured or closed while we
         // hold a reference.
-        unsafe { rx(self.shared.id, self.queue, burst) }
+        unsafe { rx(self.shared.id, self.queue, burst, usize::MAX) }
+    }
+
+    /// As [`RxQueue::rx_burst`], receiving at most `max` packets.
+    #[inline]
+    pub fn rx_burst_max<const N: usize>(&mut self, burst: &mut MbufBurst<N>, max: usize) -> usize {
+        // SAFETY: as for rx_burst.
+        unsafe { rx(self.shared.id, self.queue, burst, max) }
     }
 }
 
@@ -825,9 +832,13 @@ fn release(claimed: &Mutex<Vec<bool>>, queue: u16) {
 /// # Safety
 /// `queue` must be a set-up RX queue of `port` polled by no other thread.
 #[inline]
-unsafe fn rx<const N: usize>(port: u16, queue: u16, burst: &mut MbufBurst<N>) -> usize {
+unsafe fn rx<const N: usize>(port: u16, queue: u16, burst: &mut MbufBurst<N>, max: usize) -> usize {
     // SAFETY: the driver writes `n <= room` owned mbufs into the tail and returns n.
-    unsafe { burst.fill_tail(|tail, room| sys::ctfw_rte_eth_rx_burst(port, queue, tail, room)) }
+    unsafe {
+        burst.fill_tail(max, |tail, room| {
+            sys::ctfw_rte_eth_rx_burst(port, queue, tail, room)
+        })
+    }
 }
 
 /// # Safety

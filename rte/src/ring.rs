@@ -81,11 +81,11 @@ impl RingInner {
 
     /// # Safety
     /// The caller must respect the ring's consumer mode (no concurrent SC dequeue).
-    unsafe fn dequeue<const N: usize>(&self, burst: &mut MbufBurst<N>) -> usize {
+    unsafe fn dequeue<const N: usize>(&self, burst: &mut MbufBurst<N>, max: usize) -> usize {
         // SAFETY: the ring holds only owned mbufs put there by enqueue; dequeue writes at most
         // `room` of them into the free tail and reports how many.
         unsafe {
-            burst.fill_tail(|tail, room| {
+            burst.fill_tail(max, |tail, room| {
                 let n = sys::ctfw_rte_ring_dequeue_burst(
                     self.ptr.as_ptr(),
                     tail.cast::<*mut c_void>(),
@@ -107,7 +107,7 @@ impl Drop for RingInner {
     fn drop(&mut self) {
         let mut burst = MbufBurst::<64>::new();
         // SAFETY: last handle: no other thread can use the ring, whatever its mode.
-        while unsafe { self.dequeue(&mut burst) } > 0 {
+        while unsafe { self.dequeue(&mut burst, usize::MAX) } > 0 {
             burst.clear();
         }
         // SAFETY: the ring is empty and no handle refers to it any more.
@@ -161,7 +161,13 @@ impl Ring {
     /// Moves up to the free room of `burst` out of the ring into it; returns how many.
     pub fn dequeue_burst<const N: usize>(&self, burst: &mut MbufBurst<N>) -> usize {
         // SAFETY: the ring was created multi-consumer.
-        unsafe { self.inner.dequeue(burst) }
+        unsafe { self.inner.dequeue(burst, usize::MAX) }
+    }
+
+    /// As [`Ring::dequeue_burst`], moving at most `max` mbufs.
+    pub fn dequeue_burst_max<const N: usize>(&self, burst: &mut MbufBurst<N>, max: usize) -> usize {
+        // SAFETY: the ring was created multi-consumer.
+        unsafe { self.inner.dequeue(burst, max) }
     }
 
     /// Mbufs in the ring (a snapshot).
@@ -206,7 +212,7 @@ impl RingConsumer {
     /// As [`Ring::dequeue_burst`].
     pub fn dequeue_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
         // SAFETY: this is the ring's only consumer handle and &mut self makes it exclusive.
-        unsafe { self.inner.dequeue(burst) }
+        unsafe { self.inner.dequeue(burst, usize::MAX) }
     }
 
     /// Mbufs in the ring (a snapshot).

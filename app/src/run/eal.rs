@@ -1,0 +1,282 @@
+//! Building the EAL command line from the configuration.
+//!
+//! Everything DPDK needs comes from the config (cores, memory, devices, file prefix) with
+//! sane defaults, so an operator never writes EAL arguments by hand unless they want to
+//! (`dataplane.eal_args` is appended last and wins).
+
+use ctfw_config::{Config, Hugepages};
+
+/// How EAL memory is provided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Memory {
+    /// Hugepages, process-private (`--in-memory`: no files in hugetlbfs, no shared config).
+    Hugepages,
+    /// Anonymous memory (`--no-huge --no-shconf`): slower TLB behaviour, works anywhere.
+    NoHuge,
+}
+
+/// Facts about the machine the EAL line depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Host {
+    /// CPUs this process may run on, ascending.
+    pub cpus: Vec<u32>,
+    /// Free 2 MiB hugepages, and whether hugetlbfs is mounted.
+    pub free_hugepages_2m: u64,
+    /// hugetlbfs is mounted somewhere.
+    pub hugetlbfs: bool,
+}
+
+impl Host {
+    /// Read the facts from /proc and /sys.
+    pub fn probe() -> Host {
+        let cpus = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .map(|l| parse_cpu_list(l.trim()))
+            })
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| vec![0]);
+        let free_hugepages_2m =
+            std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+        let hugetlbfs = std::fs::read_to_string("/proc/mounts")
+            .map(|m| {
+                m.lines()
+                    .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"))
+            })
+            .unwrap_or(false);
+        Host {
+            cpus,
+            free_hugepages_2m,
+            hugetlbfs,
+        }
+    }
+}
+
+/// Parse a Linux CPU list such as `0-3,8,10-11`.
+pub fn parse_cpu_list(s: &str) -> Vec<u32> {
+    let mut cpus = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    cpus.extend(a..=b.min(a.saturating_add(4096)));
+                }
+            }
+            None => cpus.extend(part.parse::<u32>().ok()),
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus
+}
+
+/// Which memory mode to ask for, and why (for the log).
+pub fn choose_memory(
+    mode: Hugepages,
+    host: &Host,
+    memory_mb: u32,
+    forced_off: bool,
+) -> (Memory, String) {
+    let needed_pages = u64::from(memory_mb).div_ceil(2);
+    match mode {
+        _ if forced_off => (
+            Memory::NoHuge,
+            "hugepages failed at start-up; running without".into(),
+        ),
+        Hugepages::Off => (Memory::NoHuge, "hugepages off by configuration".into()),
+        Hugepages::On => (
+            Memory::Hugepages,
+            "hugepages required by configuration".into(),
+        ),
+        Hugepages::Auto if !host.hugetlbfs => (
+            Memory::NoHuge,
+            "no hugetlbfs mounted: running without hugepages".into(),
+        ),
+        Hugepages::Auto if host.free_hugepages_2m < needed_pages => (
+            Memory::NoHuge,
+            format!(
+                "{} free 2 MiB hugepages, {needed_pages} needed for {memory_mb} MiB: running without hugepages",
+                host.free_hugepages_2m
+            ),
+        ),
+        Hugepages::Auto => (
+            Memory::Hugepages,
+            format!(
+                "{} free 2 MiB hugepages: using them",
+                host.free_hugepages_2m
+            ),
+        ),
+    }
+}
+
+/// Whether a device string names a PCI device (`0000:03:00.0` or `03:00.0`, maybe with
+/// `,key=value` devargs) rather than a virtual device.
+pub fn is_pci(device: &str) -> bool {
+    let name = device.split(',').next().unwrap_or("");
+    let parts: Vec<&str> = name.split(':').collect();
+    let bdf = match parts.as_slice() {
+        [dom, bus, df] if dom.len() == 4 => [*bus, *df],
+        [bus, df] => [*bus, *df],
+        _ => return false,
+    };
+    let hex = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit());
+    match bdf[1].split_once('.') {
+        Some((dev, func)) => hex(bdf[0]) && hex(dev) && func.len() == 1 && hex(func),
+        None => false,
+    }
+}
+
+/// The ethdev name DPDK gives a device: the part before the first comma.
+pub fn device_name(device: &str) -> &str {
+    device.split(',').next().unwrap_or(device)
+}
+
+/// The lcore layout: lcore 0 is the main lcore, lcores 1..=workers the workers, each pinned
+/// to a CPU of `cpus` (round robin, the main lcore on the first CPU). Returns the `--lcores`
+/// value and whether some lcores share a CPU.
+pub fn lcore_map(workers: u16, cpus: &[u32]) -> (String, bool) {
+    let cpus = if cpus.is_empty() { &[0][..] } else { cpus };
+    let map: Vec<String> = (0..=u32::from(workers))
+        .map(|l| format!("{l}@{}", cpus[l as usize % cpus.len()]))
+        .collect();
+    (map.join(","), usize::from(workers) + 1 > cpus.len())
+}
+
+/// The EAL arguments for `cfg`.
+pub fn eal_args(cfg: &Config, memory: Memory, host: &Host, file_prefix: &str) -> Vec<String> {
+    let dp = &cfg.dataplane;
+    let mut a = vec!["ctfw".to_owned()];
+    match &dp.lcores {
+        Some(l) => a.push(format!("--lcores={l}")),
+        None => a.push(format!("--lcores={}", lcore_map(dp.workers, &host.cpus).0)),
+    }
+    if let Some(m) = dp.main_lcore {
+        a.push(format!("--main-lcore={m}"));
+    } else if dp.lcores.is_none() {
+        a.push("--main-lcore=0".into());
+    }
+    a.push("-m".into());
+    a.push(dp.memory_mb.to_string());
+    match memory {
+        Memory::Hugepages => a.push("--in-memory".into()),
+        Memory::NoHuge => {
+            a.push("--no-huge".into());
+            a.push("--no-shconf".into());
+        }
+    }
+    a.push(format!("--file-prefix={file_prefix}"));
+    let mut any_pci = false;
+    for p in &cfg.ports {
+        if is_pci(&p.device) {
+            any_pci = true;
+            a.push("-a".into());
+            a.push(p.device.clone());
+        } else {
+            a.push(format!("--vdev={}", p.device));
+        }
+    }
+    if !any_pci {
+        a.push("--no-pci".into());
+    }
+    a.push("--no-telemetry".into());
+    a.push("--log-level=lib.eal:warning".into());
+    a.extend(dp.eal_args.iter().cloned());
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-3,8,10-11"), vec![0, 1, 2, 3, 8, 10, 11]);
+        assert_eq!(parse_cpu_list("1"), vec![1]);
+        assert_eq!(parse_cpu_list(""), Vec::<u32>::new());
+        assert_eq!(parse_cpu_list("x,2"), vec![2]);
+    }
+
+    #[test]
+    fn lcores_round_robin_over_cpus() {
+        assert_eq!(lcore_map(1, &[0, 1]), ("0@0,1@1".to_owned(), false));
+        assert_eq!(lcore_map(2, &[0, 1]), ("0@0,1@1,2@0".to_owned(), true));
+        assert_eq!(lcore_map(1, &[4]), ("0@4,1@4".to_owned(), true));
+    }
+
+    #[test]
+    fn pci_addresses_are_told_from_vdevs() {
+        assert!(is_pci("0000:03:00.0"));
+        assert!(is_pci("03:00.1,rx_queue_size=512"));
+        assert!(!is_pci("net_pcap0,rx_pcap=a.pcap"));
+        assert!(!is_pci("net_ring0"));
+        assert!(!is_pci("0000:03:00"));
+        assert_eq!(device_name("net_pcap0,rx_pcap=a.pcap"), "net_pcap0");
+    }
+
+    #[test]
+    fn memory_choice_falls_back_without_pages() {
+        let host = Host {
+            cpus: vec![0],
+            free_hugepages_2m: 10,
+            hugetlbfs: true,
+        };
+        assert_eq!(
+            choose_memory(Hugepages::Auto, &host, 256, false).0,
+            Memory::NoHuge
+        );
+        let host = Host {
+            free_hugepages_2m: 128,
+            ..host
+        };
+        assert_eq!(
+            choose_memory(Hugepages::Auto, &host, 256, false).0,
+            Memory::Hugepages
+        );
+        assert_eq!(
+            choose_memory(Hugepages::Auto, &host, 256, true).0,
+            Memory::NoHuge
+        );
+        assert_eq!(
+            choose_memory(Hugepages::Off, &host, 256, false).0,
+            Memory::NoHuge
+        );
+        let host = Host {
+            hugetlbfs: false,
+            ..host
+        };
+        assert_eq!(
+            choose_memory(Hugepages::Auto, &host, 256, false).0,
+            Memory::NoHuge
+        );
+        assert_eq!(
+            choose_memory(Hugepages::On, &host, 256, false).0,
+            Memory::Hugepages
+        );
+    }
+
+    #[test]
+    fn eal_line_for_virtual_devices() {
+        let cfg = Config::from_str(
+            "ports:\n  - {name: a, device: 'net_ring0', peer: b}\n  - {name: b, device: 'net_pcap0,rx_pcap=x.pcap', peer: a}\n",
+            std::path::Path::new("t.yaml"),
+        )
+        .expect("config");
+        let host = Host {
+            cpus: vec![2, 3],
+            free_hugepages_2m: 0,
+            hugetlbfs: false,
+        };
+        let a = eal_args(&cfg, Memory::NoHuge, &host, "ctfw-test");
+        assert_eq!(a[0], "ctfw");
+        assert!(a.contains(&"--lcores=0@2,1@3".to_owned()), "{a:?}");
+        assert!(a.contains(&"--no-huge".to_owned()));
+        assert!(a.contains(&"--vdev=net_pcap0,rx_pcap=x.pcap".to_owned()));
+        assert!(a.contains(&"--no-pci".to_owned()));
+        assert!(a.contains(&"--file-prefix=ctfw-test".to_owned()));
+    }
+}

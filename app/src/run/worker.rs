@@ -1,0 +1,345 @@
+//! A worker: one lcore, one connection table, nothing shared on the hot path.
+//!
+//! Each iteration polls every RX source once, in a fixed order (its queue of each polled port
+//! in port order, then its input ring), and for each burst: (re-dispatches ICMP errors whose
+//! flow another worker owns), reads the clock once, runs the engine's burst pipeline, moves
+//! accepted mbufs into per-port TX buffers and frees the rest; then flushes TX with bounded
+//! retries, freeing and counting what the device would not take. Between bursts it sweeps a
+//! few table entries; when idle, more. Counters live in the worker and are published to the
+//! control plane every ~100 ms through a mutex nobody else touches on the hot path.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ctfw_engine::Counters;
+use ctfw_engine::pipeline::{Engine, Pkt, Verdict};
+use ctfw_engine::rss::{self, Toeplitz};
+use ctfw_engine::rules::PortId;
+use ctfw_engine::time::Instant;
+use ctfw_engine::wire::ChecksumHint;
+use rte::{CksumStatus, Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
+
+/// Packets per RX burst buffer (the configured burst may be smaller).
+pub const MAX_BURST: usize = 256;
+/// TX attempts before the leftovers of a flush are dropped.
+const TX_RETRIES: usize = 4;
+/// Table entries swept after each busy iteration, and when idle.
+const SWEEP_BUSY: usize = 8;
+const SWEEP_IDLE: usize = 1024;
+
+/// Converts TSC readings to engine time.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// TSC ticks per second.
+    pub hz: u64,
+    /// TSC at start.
+    pub base: u64,
+}
+
+impl Clock {
+    /// Engine time now (nanoseconds since `base`).
+    #[inline]
+    pub fn now(&self) -> Instant {
+        let d = rte::tsc().wrapping_sub(self.base);
+        Instant((u128::from(d) * 1_000_000_000 / u128::from(self.hz.max(1))) as u64)
+    }
+}
+
+/// Counters the data plane keeps around the engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// Packets received from ports.
+    pub rx_port: u64,
+    /// Packets received from the worker's input ring.
+    pub rx_ring: u64,
+    /// Packets handed to a TX queue.
+    pub tx_port: u64,
+    /// Packets handed to a shared TX ring.
+    pub tx_ring: u64,
+    /// Accepted packets the device (or TX ring) would not take after retries: freed.
+    pub tx_dropped: u64,
+    /// ICMP errors handed to the worker that owns their flow.
+    pub redispatched: u64,
+    /// ICMP errors that could not be handed over (owner's ring full): freed.
+    pub redispatch_dropped: u64,
+}
+
+/// What a worker publishes for the control plane.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Packets received so far (for idle detection), updated every burst.
+    pub rx: AtomicU64,
+    /// The latest counters snapshot.
+    pub snapshot: Mutex<(Counters, IoCounters, usize)>,
+}
+
+/// Where accepted packets for one port go.
+#[derive(Debug)]
+pub enum TxPath {
+    /// This worker's own TX queue of the port.
+    Queue(TxQueue),
+    /// The port's TX ring, drained by the main lcore.
+    Ring(Ring),
+}
+
+/// Everything a worker owns.
+pub struct Worker {
+    /// Worker index (0-based) and count.
+    pub index: u32,
+    /// Number of workers.
+    pub workers: u32,
+    /// The engine (its own table).
+    pub engine: Engine,
+    /// RX queues this worker polls, with the port each belongs to.
+    pub rx: Vec<(RxQueue, PortId)>,
+    /// The worker's input ring (from the distributor and from other workers), if any.
+    pub input: Option<Ring>,
+    /// TX path per port (indexed by `PortId`).
+    pub tx: Vec<TxPath>,
+    /// Other workers' input rings (indexed by worker), for ICMP errors they own.
+    pub peers: Vec<Ring>,
+    /// Re-dispatch ICMP errors that arrive through hardware RSS.
+    pub redispatch: bool,
+    /// `PortId` of each DPDK port id (for mbufs that arrive through a ring).
+    pub port_of: Vec<Option<PortId>>,
+    /// Packets per RX burst.
+    pub burst: usize,
+    /// Engine time source.
+    pub clock: Clock,
+    /// Set by the control plane to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Published counters.
+    pub shared: Arc<Shared>,
+}
+
+/// What a worker hands back when it stops.
+pub struct Report {
+    /// The engine, with its table and counters.
+    pub engine: Engine,
+    /// I/O counters.
+    pub io: IoCounters,
+}
+
+impl Worker {
+    /// The worker loop. Returns when `stop` is set and its input ring is drained.
+    pub fn run(mut self) -> Report {
+        let toeplitz = Toeplitz::symmetric();
+        let mut io = IoCounters::default();
+        let mut rx_buf: MbufBurst<MAX_BURST> = MbufBurst::default();
+        let mut tx_bufs: Vec<MbufBurst<MAX_BURST>> =
+            (0..self.tx.len()).map(|_| MbufBurst::default()).collect();
+        let mut verdicts = vec![Verdict::default(); MAX_BURST];
+        let publish_every = self.clock.hz / 10;
+        let mut last_publish = rte::tsc();
+        loop {
+            let stopping = self.stop.load(Ordering::Relaxed);
+            let mut got = 0;
+            // RX queues are not polled once stopping: the ports will be stopped and their
+            // descriptors freed by the driver; rings must be drained (we own what is in them).
+            if !stopping {
+                for i in 0..self.rx.len() {
+                    let port = self.rx[i].1;
+                    let n = rx_upto(&mut self.rx[i].0, &mut rx_buf, self.burst);
+                    if n > 0 {
+                        got += n;
+                        io.rx_port += n as u64;
+                        if self.redispatch {
+                            self.redispatch_errors(&toeplitz, &mut rx_buf, &mut io);
+                        }
+                        self.process(
+                            &mut rx_buf,
+                            Some(port),
+                            &mut tx_bufs,
+                            &mut verdicts,
+                            &mut io,
+                        );
+                    }
+                }
+            }
+            if let Some(ring) = &self.input {
+                let n = ring_upto(ring, &mut rx_buf, self.burst);
+                if n > 0 {
+                    got += n;
+                    io.rx_ring += n as u64;
+                    self.process(&mut rx_buf, None, &mut tx_bufs, &mut verdicts, &mut io);
+                }
+            }
+            if got > 0 {
+                self.shared
+                    .rx
+                    .store(io.rx_port + io.rx_ring, Ordering::Relaxed);
+                self.flush(&mut tx_bufs, &mut io);
+                self.engine.sweep(self.clock.now(), SWEEP_BUSY);
+            } else if stopping {
+                break;
+            } else {
+                self.engine.sweep(self.clock.now(), SWEEP_IDLE);
+                std::hint::spin_loop();
+            }
+            let t = rte::tsc();
+            if t.wrapping_sub(last_publish) >= publish_every {
+                last_publish = t;
+                self.publish(&io);
+            }
+        }
+        self.flush(&mut tx_bufs, &mut io);
+        self.publish(&io);
+        Report {
+            engine: self.engine,
+            io,
+        }
+    }
+
+    fn publish(&self, io: &IoCounters) {
+        let mut s = self
+            .shared
+            .snapshot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *s = (
+            self.engine.counters().clone(),
+            io.clone(),
+            self.engine.table().len(),
+        );
+    }
+
+    /// Track and decide a burst; accepted mbufs go to their port's TX buffer, the rest are
+    /// freed. `port` is the ingress port of the whole burst, or `None` to read it from each
+    /// mbuf (ring input).
+    fn process(
+        &mut self,
+        burst: &mut MbufBurst<MAX_BURST>,
+        port: Option<PortId>,
+        tx_bufs: &mut [MbufBurst<MAX_BURST>],
+        verdicts: &mut [Verdict],
+        io: &mut IoCounters,
+    ) {
+        let n = burst.len();
+        if n == 0 {
+            return;
+        }
+        let now = self.clock.now();
+        {
+            let mut pkts = [Pkt {
+                data: &[],
+                port: PortId(0),
+                csum: ChecksumHint::Unknown,
+            }; MAX_BURST];
+            for (slot, m) in pkts.iter_mut().zip(burst.iter()) {
+                let p = match port {
+                    Some(p) => p,
+                    None => self
+                        .port_of
+                        .get(usize::from(m.port()))
+                        .copied()
+                        .flatten()
+                        .unwrap_or(PortId(u16::MAX)),
+                };
+                *slot = Pkt {
+                    data: m.data(),
+                    port: p,
+                    csum: hint(m),
+                };
+            }
+            self.engine
+                .process_burst(now, &pkts[..n], &mut verdicts[..n]);
+        }
+        for (m, v) in burst.drain().zip(verdicts.iter()) {
+            match v.forward {
+                Some(out) => {
+                    let buf = &mut tx_bufs[usize::from(out.0)];
+                    if buf.is_full() {
+                        send(&mut self.tx[usize::from(out.0)], buf, io);
+                    }
+                    if let Err(m) = buf.push(m) {
+                        // Still full after a flush: the device is not keeping up.
+                        io.tx_dropped += 1;
+                        drop(m);
+                    }
+                }
+                None => drop(m),
+            }
+        }
+    }
+
+    /// Hand ICMP errors whose quoted flow another worker owns to that worker.
+    fn redispatch_errors(
+        &mut self,
+        t: &Toeplitz,
+        burst: &mut MbufBurst<MAX_BURST>,
+        io: &mut IoCounters,
+    ) {
+        let mut i = 0;
+        while i < burst.len() {
+            let owner = {
+                let data = burst.as_slice()[i].data();
+                if rss::is_icmp_error(data) {
+                    rss::dispatch_hash(t, data).map(|h| rss::owner(h, self.workers))
+                } else {
+                    None
+                }
+            };
+            match owner {
+                Some(o) if o != self.index => {
+                    if let Some(m) = burst.take(i) {
+                        let mut one: MbufBurst<1> = MbufBurst::default();
+                        let _ = one.push(m);
+                        if self.peers[o as usize].enqueue_burst(&mut one) == 1 {
+                            io.redispatched += 1;
+                        } else {
+                            io.redispatch_dropped += 1;
+                        }
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+    }
+
+    fn flush(&mut self, tx_bufs: &mut [MbufBurst<MAX_BURST>], io: &mut IoCounters) {
+        for (buf, path) in tx_bufs.iter_mut().zip(self.tx.iter_mut()) {
+            if !buf.is_empty() {
+                send(path, buf, io);
+                if !buf.is_empty() {
+                    io.tx_dropped += buf.len() as u64;
+                    buf.clear();
+                }
+            }
+        }
+    }
+}
+
+/// Offer `buf` to `path` up to `TX_RETRIES` times; what is sent leaves `buf`.
+fn send(path: &mut TxPath, buf: &mut MbufBurst<MAX_BURST>, io: &mut IoCounters) {
+    for _ in 0..TX_RETRIES {
+        match path {
+            TxPath::Queue(q) => io.tx_port += q.tx_burst(buf) as u64,
+            TxPath::Ring(r) => io.tx_ring += r.enqueue_burst(buf) as u64,
+        }
+        if buf.is_empty() {
+            break;
+        }
+    }
+}
+
+/// The engine's checksum hint from the NIC's verdict: good only if both the IP header and
+/// the L4 checksum were verified good (ICMP is always verified in software).
+#[inline]
+fn hint(m: &Mbuf) -> ChecksumHint {
+    match (m.ip_cksum(), m.l4_cksum()) {
+        (CksumStatus::Good, CksumStatus::Good) => ChecksumHint::Good,
+        _ => ChecksumHint::Unknown,
+    }
+}
+
+/// Receive at most `limit` packets into an empty `buf`.
+#[inline]
+pub fn rx_upto(q: &mut RxQueue, buf: &mut MbufBurst<MAX_BURST>, limit: usize) -> usize {
+    q.rx_burst_max(buf, limit)
+}
+
+/// Dequeue at most `limit` packets into an empty `buf`.
+#[inline]
+pub fn ring_upto(r: &Ring, buf: &mut MbufBurst<MAX_BURST>, limit: usize) -> usize {
+    r.dequeue_burst_max(buf, limit)
+}

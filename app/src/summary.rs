@@ -1,0 +1,88 @@
+//! Human-readable reports shared by `ctfw replay` and `ctfw run`: counters by reason, rule
+//! hits, and the connection table in the `conntrack -L` format.
+
+use ctfw_engine::pipeline::Engine;
+use ctfw_engine::rules::RuleSet;
+use ctfw_engine::time::Instant;
+use ctfw_engine::view::EntryView;
+use ctfw_engine::{Counters, ReasonClass};
+
+/// Print the engine counters: totals, connections, drops and INVALID verdicts by reason.
+pub fn print_counters(c: &Counters, table_len: usize, capacity: usize) {
+    println!(
+        "  packets {}  accepted {}  dropped {}  bytes {}",
+        c.packets, c.accepted, c.dropped, c.bytes
+    );
+    println!(
+        "  connections: {} created, {} expired, {} closed, {} evicted; {} in the table (capacity {})",
+        c.created, c.expired, c.closed, c.evicted, table_len, capacity
+    );
+    let drops: Vec<_> = c
+        .nonzero_reasons()
+        .filter(|(r, _)| r.class() != ReasonClass::Invalid)
+        .collect();
+    let invalid: Vec<_> = c
+        .nonzero_reasons()
+        .filter(|(r, _)| r.class() == ReasonClass::Invalid)
+        .collect();
+    if !drops.is_empty() {
+        println!("  dropped by reason:");
+        for (r, n) in drops {
+            println!("    {:<28} {n}", r.name());
+        }
+    }
+    if !invalid.is_empty() {
+        println!("  invalid by reason (the rules then decided):");
+        for (r, n) in invalid {
+            println!("    {:<28} {n}", r.name());
+        }
+    }
+}
+
+/// Print packets decided per rule (the last count is the default policy's).
+pub fn print_rule_hits(rules: &RuleSet, hits: &[u64]) {
+    println!("  rule hits:");
+    for (i, n) in hits.iter().enumerate() {
+        let name = if i < rules.len() {
+            rules.name(i as u16)
+        } else {
+            "(default policy)"
+        };
+        println!("    {name:<28} {n}");
+    }
+}
+
+/// The table of `engine` at `now`, in a stable order.
+pub fn snapshot(engine: &Engine, now: Instant) -> Vec<EntryView> {
+    let tick = now.tick();
+    let mut v: Vec<EntryView> = engine
+        .table()
+        .iter(tick)
+        .map(|(_, e)| EntryView::new(e, tick))
+        .collect();
+    v.sort_by_key(|e| {
+        (
+            e.family,
+            e.proto,
+            e.orig.src,
+            e.orig.dst,
+            e.orig.sport,
+            e.orig.dport,
+        )
+    });
+    v
+}
+
+/// Print at most `max` entries in the `conntrack -L` format.
+pub fn print_table(entries: &[EntryView], max: usize) {
+    println!("conntrack table ({} entries):", entries.len());
+    for e in entries.iter().take(max) {
+        println!("{e}");
+    }
+    if entries.len() > max {
+        println!(
+            "... {} more (raise --max-entries to see them)",
+            entries.len() - max
+        );
+    }
+}
