@@ -77,7 +77,7 @@ fn replay_prints_counters_and_the_conntrack_table() {
         "{s}"
     );
     assert!(
-        s.contains("udp      17 29 src=10.0.1.2 dst=10.0.2.53"),
+        s.contains("udp      17 30 src=10.0.1.2 dst=10.0.2.53"),
         "{s}"
     );
 }
