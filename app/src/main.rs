@@ -6,6 +6,17 @@
 //!   packet timestamps as the clock; print a summary or write per-packet JSON records;
 //! - `run --config FILE`: the firewall itself, the DPDK data plane on the configured ports.
 
+/// `println!` that ends the process quietly when stdout is closed (`ctfw ... | head`)
+/// instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 mod capture;
 mod records;
 mod replay;
@@ -64,7 +75,7 @@ fn main() -> ExitCode {
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let cfg = ctfw_config::Config::load(file)?;
-    println!("{}: OK", file.display());
+    outln!("{}: OK", file.display());
     print!("{}", cfg.summary());
     Ok(())
 }

@@ -20,6 +20,10 @@ use ctfw_engine::wire::{self, ChecksumHint, Family, ParseConfig};
 use crate::capture::Capture;
 use crate::{records, summary};
 
+/// Packets join a burst only while they are at most this much later than its first packet:
+/// the engine reads its clock once per burst, as a data-plane worker does for packets that
+/// arrive together, so a burst must not stretch over time a capture spreads out.
+const BURST_WINDOW_NS: u64 = 100_000;
 /// Fixed flow-hash seeds: replay is reproducible (the data plane uses random seeds).
 const REPLAY_SEEDS: [u64; 4] = [0x6374_6677_7265_706c, 0x6179_0000_0000_0001, 7, 11];
 /// Table entries examined by the sweeper after each burst, as a data-plane worker does.
@@ -169,8 +173,11 @@ pub fn run(args: &Args) -> Result<()> {
     let mut engine_time = std::time::Duration::ZERO;
     let started = WallClock::now();
     let mut now = Instant(0);
+    let mut carried = false;
     loop {
-        let mut n = 0;
+        // A packet read last round that belonged to a later burst waits in slot 0.
+        let mut n = usize::from(std::mem::take(&mut carried));
+        let mut overflow = None;
         while n < burst {
             let Some(meta) = capture.next_into(&mut bufs[n])? else {
                 break;
@@ -196,6 +203,11 @@ pub fn run(args: &Args) -> Result<()> {
             };
             ports[n] = port;
             stamps[n] = meta.ts_ns;
+            if n > 0 && meta.ts_ns.saturating_sub(stamps[0]) > BURST_WINDOW_NS {
+                // Too late for this burst's clock reading: it starts the next burst.
+                overflow = Some(n);
+                break;
+            }
             n += 1;
         }
         if n == 0 {
@@ -228,6 +240,12 @@ pub fn run(args: &Args) -> Result<()> {
             out.write_all(b"\n")?;
         }
         index += n as u64;
+        if let Some(k) = overflow {
+            bufs.swap(0, k);
+            ports[0] = ports[k];
+            stamps[0] = stamps[k];
+            carried = true;
+        }
     }
     if let Some(mut out) = jsonl {
         out.flush()?;
@@ -247,8 +265,8 @@ fn print_summary(
 ) {
     let c = engine.counters();
     let rate = |d: std::time::Duration| packets as f64 / d.as_secs_f64().max(1e-9);
-    println!("ctfw replay: {}", args.trace.display());
-    println!(
+    outln!("ctfw replay: {}", args.trace.display());
+    outln!(
         "  time {:.3} s total ({:.2} Mpps), {:.3} s in the engine ({:.2} Mpps)",
         wall.as_secs_f64(),
         rate(wall) / 1e6,

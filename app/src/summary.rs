@@ -9,13 +9,21 @@ use ctfw_engine::{Counters, ReasonClass};
 
 /// Print the engine counters: totals, connections, drops and INVALID verdicts by reason.
 pub fn print_counters(c: &Counters, table_len: usize, capacity: usize) {
-    println!(
+    outln!(
         "  packets {}  accepted {}  dropped {}  bytes {}",
-        c.packets, c.accepted, c.dropped, c.bytes
+        c.packets,
+        c.accepted,
+        c.dropped,
+        c.bytes
     );
-    println!(
+    outln!(
         "  connections: {} created, {} expired, {} closed, {} evicted; {} in the table (capacity {})",
-        c.created, c.expired, c.closed, c.evicted, table_len, capacity
+        c.created,
+        c.expired,
+        c.closed,
+        c.evicted,
+        table_len,
+        capacity
     );
     let drops: Vec<_> = c
         .nonzero_reasons()
@@ -26,29 +34,29 @@ pub fn print_counters(c: &Counters, table_len: usize, capacity: usize) {
         .filter(|(r, _)| r.class() == ReasonClass::Invalid)
         .collect();
     if !drops.is_empty() {
-        println!("  dropped by reason:");
+        outln!("  dropped by reason:");
         for (r, n) in drops {
-            println!("    {:<28} {n}", r.name());
+            outln!("    {:<28} {n}", r.name());
         }
     }
     if !invalid.is_empty() {
-        println!("  invalid by reason (the rules then decided):");
+        outln!("  invalid by reason (the rules then decided):");
         for (r, n) in invalid {
-            println!("    {:<28} {n}", r.name());
+            outln!("    {:<28} {n}", r.name());
         }
     }
 }
 
 /// Print packets decided per rule (the last count is the default policy's).
 pub fn print_rule_hits(rules: &RuleSet, hits: &[u64]) {
-    println!("  rule hits:");
+    outln!("  rule hits:");
     for (i, n) in hits.iter().enumerate() {
         let name = if i < rules.len() {
             rules.name(i as u16)
         } else {
             "(default policy)"
         };
-        println!("    {name:<28} {n}");
+        outln!("    {name:<28} {n}");
     }
 }
 
@@ -75,12 +83,12 @@ pub fn snapshot(engine: &Engine, now: Instant) -> Vec<EntryView> {
 
 /// Print at most `max` entries in the `conntrack -L` format.
 pub fn print_table(entries: &[EntryView], max: usize) {
-    println!("conntrack table ({} entries):", entries.len());
+    outln!("conntrack table ({} entries):", entries.len());
     for e in entries.iter().take(max) {
-        println!("{e}");
+        outln!("{e}");
     }
     if entries.len() > max {
-        println!(
+        outln!(
             "... {} more (raise --max-entries to see them)",
             entries.len() - max
         );

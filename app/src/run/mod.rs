@@ -252,11 +252,11 @@ pub fn run(args: &Args) -> Result<()> {
         table_len += r.engine.table().len();
         capacity += r.engine.table().capacity();
     }
-    println!(
+    outln!(
         "ctfw run: stopped after {:.2} s ({why_stopped})",
         elapsed.as_secs_f64()
     );
-    println!(
+    outln!(
         "  received {}  transmitted {}  tx dropped {}  (distributor: {} received, {} ring-full drops; {} ICMP errors re-dispatched)",
         io_total.rx_port + io.rx,
         io_total.tx_port + io.tx,
@@ -269,7 +269,7 @@ pub fn run(args: &Args) -> Result<()> {
     summary::print_rule_hits(&cfg.rules, &hits);
     for (w, r) in reports.iter().enumerate() {
         let c = r.engine.counters();
-        println!(
+        outln!(
             "  worker {w}: {} packets, {} accepted, {} dropped, {} entries",
             c.packets,
             c.accepted,
@@ -306,13 +306,18 @@ pub fn run(args: &Args) -> Result<()> {
             .close()
             .with_context(|| format!("closing port {name}"))?;
         if let Some(s) = stats {
-            println!(
+            outln!(
                 "  port {name}: rx {} tx {} missed {} rx errors {} tx errors {} no-mbuf {}",
-                s.ipackets, s.opackets, s.imissed, s.ierrors, s.oerrors, s.rx_nombuf
+                s.ipackets,
+                s.opackets,
+                s.imissed,
+                s.ierrors,
+                s.oerrors,
+                s.rx_nombuf
             );
         }
         let (avail, size) = (pool.avail(), pool.size());
-        println!("  mempool {}: {avail} of {size} mbufs free", pool.name());
+        outln!("  mempool {}: {avail} of {size} mbufs free", pool.name());
         leaked |= avail != size;
     }
     if leaked {
@@ -560,8 +565,8 @@ fn print_layout(
     lcores: &[u32],
     memory: Memory,
 ) {
-    println!("ctfw run: {}", cfg.source.display());
-    println!(
+    outln!("ctfw run: {}", cfg.source.display());
+    outln!(
         "  memory: {}; {} worker(s); burst {}",
         match memory {
             Memory::Hugepages => "hugepages (--in-memory)",
@@ -572,7 +577,7 @@ fn print_layout(
     );
     for (i, p) in ports.iter().enumerate() {
         let peer = &cfg.ports[usize::from(cfg.ports[i].peer.0)].name;
-        println!(
+        outln!(
             "  port {i} {:<8} {} (driver {}, ethdev {}) -> {peer}: RX {} queue(s) x {} desc, TX {} queue(s) x {} desc{}; {}",
             p.name,
             eal::device_name(&p.device),
@@ -608,7 +613,7 @@ fn print_layout(
             })
             .chain((!layout.worker_rings.is_empty()).then(|| "its ring".to_owned()))
             .collect();
-        println!(
+        outln!(
             "  worker {w}: lcore {lcore}, table capacity {capacity}, polls {}",
             polls.join(", ")
         );
@@ -623,7 +628,7 @@ fn print_layout(
         .filter(|p| p.plan.tx == TxMode::Shared)
         .map(|p| p.name.as_str())
         .collect();
-    println!(
+    outln!(
         "  main lcore: control{}{}",
         if dist.is_empty() {
             String::new()
@@ -796,7 +801,7 @@ fn print_progress(shared: &[Arc<Shared>], cfg: &Config, started: std::time::Inst
         c.merge(&g.0);
         entries += g.2;
     }
-    println!(
+    outln!(
         "[{:>8.1} s] packets {} accepted {} dropped {} entries {} (capacity {})",
         started.elapsed().as_secs_f64(),
         c.packets,
