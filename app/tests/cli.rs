@@ -73,11 +73,11 @@ fn replay_prints_counters_and_the_conntrack_table() {
     assert!(s.contains("packets 21  accepted 19  dropped 2"), "{s}");
     assert!(s.contains("tcp_bad_flags"), "{s}");
     assert!(
-        s.contains("tcp      6 120 TIME_WAIT src=10.0.1.2 dst=10.0.2.2 sport=40000 dport=80 src=10.0.2.2 dst=10.0.1.2 sport=80 dport=40000 [ASSURED] mark=0 use=1"),
+        s.contains("tcp      6 119 TIME_WAIT src=10.0.1.2 dst=10.0.2.2 sport=40000 dport=80 src=10.0.2.2 dst=10.0.1.2 sport=80 dport=40000 [ASSURED] mark=0 use=1"),
         "{s}"
     );
     assert!(
-        s.contains("udp      17 30 src=10.0.1.2 dst=10.0.2.53"),
+        s.contains("udp      17 29 src=10.0.1.2 dst=10.0.2.53"),
         "{s}"
     );
 }
