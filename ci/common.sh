@@ -33,3 +33,16 @@ conformance_dir() {
     else echo "$ROOT/tests/linux-conformance"
     fi
 }
+
+# ensure_hugepages: best effort (root only) to reserve 256 x 2 MiB hugepages and mount
+# hugetlbfs; ctfw falls back to --no-huge by itself when there are none.
+ensure_hugepages() {
+    [ "$(id -u)" -eq 0 ] || return 0
+    local nr=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+    if [ -w "$nr" ] && [ "$(cat "$nr")" -lt 256 ]; then
+        echo 256 > "$nr" 2>/dev/null || true
+    fi
+    if ! grep -qs hugetlbfs /proc/mounts; then
+        mkdir -p /dev/hugepages && mount -t hugetlbfs nodev /dev/hugepages 2>/dev/null || true
+    fi
+}
