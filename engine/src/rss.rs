@@ -294,3 +294,44 @@ mod tests {
         assert_eq!(owner(12345, 0), 0);
     }
 }
+
+#[cfg(test)]
+mod dispatch_tests {
+    use super::*;
+    use ctfw_tracegen::frame::Frame;
+    use std::net::Ipv4Addr;
+
+    /// An ICMP error goes to the worker that owns the flow it quotes, whichever router sends
+    /// it: its dispatch hash is the flow's, in both directions.
+    #[test]
+    fn icmp_errors_hash_like_the_flow_they_quote() {
+        let t = Toeplitz::symmetric();
+        let (client, server, router) = (
+            Ipv4Addr::new(10, 0, 1, 2),
+            Ipv4Addr::new(10, 0, 2, 2),
+            Ipv4Addr::new(192, 0, 2, 1),
+        );
+        let datagram = Frame::ipv4(client, server).udp(40000, 53).payload(&[1; 20]);
+        let reply = Frame::ipv4(server, client)
+            .udp(53, 40000)
+            .payload(&[1; 20])
+            .build();
+        let unreachable = Frame::ipv4(router, client)
+            .icmp_error(3, 3, &datagram)
+            .build();
+        let original = datagram.build();
+        let flow = dispatch_hash(&t, &original).expect("ip");
+        assert_eq!(dispatch_hash(&t, &reply), Some(flow));
+        assert_eq!(dispatch_hash(&t, &unreachable), Some(flow));
+        assert!(is_icmp_error(&unreachable));
+        assert!(!is_icmp_error(&original));
+        // The outer addresses alone would usually choose another worker.
+        let outer = t.hash_tuple(
+            Family::V4,
+            u32::from(router) as u128,
+            u32::from(client) as u128,
+            None,
+        );
+        assert_ne!(outer, flow);
+    }
+}

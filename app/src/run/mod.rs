@@ -735,8 +735,17 @@ impl MainIo {
     fn distribute(&mut self) {
         let mut rx: MbufBurst<MAX_BURST> = MbufBurst::default();
         let mut stage: Vec<MbufBurst<MAX_BURST>> = Vec::new();
+        // Back-pressure: take from a device only what every worker ring can still hold, so
+        // an overloaded worker makes packets wait in (and, sustained, overflow) the device's
+        // own RX queue, where the NIC counts them, instead of being dropped after receipt.
         for q in &mut self.dist {
-            if q.rx_burst_max(&mut rx, 64) == 0 {
+            let room = self
+                .rings
+                .iter()
+                .map(|r| r.capacity() - r.count())
+                .min()
+                .unwrap_or(0);
+            if room == 0 || q.rx_burst_max(&mut rx, (room as usize).min(64)) == 0 {
                 continue;
             }
             self.rx += rx.len() as u64;

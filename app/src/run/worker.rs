@@ -164,12 +164,16 @@ impl Worker {
                     self.process(&mut rx_buf, None, &mut tx_bufs, &mut verdicts, &mut io);
                 }
             }
-            if got > 0 {
+            let pending = tx_bufs.iter().any(|b| !b.is_empty());
+            if got > 0 || pending {
                 self.shared
                     .rx
                     .store(io.rx_port + io.rx_ring, Ordering::Relaxed);
-                self.flush(&mut tx_bufs, &mut io);
+                self.flush(&mut tx_bufs, &mut io, false);
                 self.engine.sweep(self.clock.now(), SWEEP_BUSY);
+                if stopping && got == 0 {
+                    break; // the last flush below frees what the devices still refuse
+                }
             } else if stopping {
                 break;
             } else {
@@ -182,7 +186,7 @@ impl Worker {
                 self.publish(&io);
             }
         }
-        self.flush(&mut tx_bufs, &mut io);
+        self.flush(&mut tx_bufs, &mut io, true);
         self.publish(&io);
         Report {
             engine: self.engine,
@@ -296,11 +300,14 @@ impl Worker {
         }
     }
 
-    fn flush(&mut self, tx_bufs: &mut [MbufBurst<MAX_BURST>], io: &mut IoCounters) {
+    /// Offer every TX buffer to its port. What the device (or TX ring) does not take stays
+    /// buffered for the next round, up to the buffer's size (a full buffer drops new packets
+    /// in `process`); on the `last` flush it is freed and counted.
+    fn flush(&mut self, tx_bufs: &mut [MbufBurst<MAX_BURST>], io: &mut IoCounters, last: bool) {
         for (buf, path) in tx_bufs.iter_mut().zip(self.tx.iter_mut()) {
             if !buf.is_empty() {
                 send(path, buf, io);
-                if !buf.is_empty() {
+                if last && !buf.is_empty() {
                     io.tx_dropped += buf.len() as u64;
                     buf.clear();
                 }

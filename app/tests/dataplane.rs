@@ -1,0 +1,544 @@
+//! End-to-end tests of `ctfw run`: the real binary on DPDK virtual devices, spawned as a user
+//! runs it.
+//!
+//! `net_pcap` does not pace by timestamp: a port's whole capture is readable at once, and a
+//! worker takes at most `burst` packets per port per round, ports in order. The processing
+//! order is therefore known, and these tests replay that same order through the engine in
+//! process (the "model") to know exactly which packets must come out of which port, in
+//! which order, with which counters.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use ctfw_config::Config;
+use ctfw_engine::flow::{self, FlowKey};
+use ctfw_engine::pipeline::{Engine, Pkt, Verdict};
+use ctfw_engine::rules::PortId;
+use ctfw_engine::time::Instant;
+use ctfw_engine::wire::{self, ChecksumHint, ParseConfig};
+use ctfw_tracegen::generate::{self, MixedOpts};
+use ctfw_tracegen::read::CaptureReader;
+use ctfw_tracegen::{Packet, PcapWriter};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ctfw-dp-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    dir
+}
+
+fn ctfw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ctfw"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("spawn ctfw")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A two-port pcap configuration in `dir` with the classic policy.
+fn pcap_config(dir: &Path, extra: &str) -> PathBuf {
+    let d = dir.display();
+    let body = format!(
+        r#"ports:
+  - name: inside
+    device: "net_pcap0,rx_pcap={d}/inside.pcap,tx_pcap={d}/tx-inside.pcap"
+    peer: outside
+  - name: outside
+    device: "net_pcap1,rx_pcap={d}/outside.pcap,tx_pcap={d}/tx-outside.pcap"
+    peer: inside
+{extra}
+policy: drop
+rules:
+  - {{name: estrel, ct_state: [established, related], action: accept}}
+  - {{name: new_out, ct_state: [new], in_port: inside, out_port: outside, action: accept}}
+  - {{name: invalid, ct_state: [invalid], action: drop}}
+"#
+    );
+    let p = dir.join("ctfw.yaml");
+    std::fs::write(&p, body).expect("write config");
+    p
+}
+
+/// Write `pkts` split by side into `dir/inside.pcap` and `dir/outside.pcap`.
+fn write_sides(dir: &Path, pkts: &[Packet]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut sides = (Vec::new(), Vec::new());
+    let mut w_in = PcapWriter::new(
+        std::fs::File::create(dir.join("inside.pcap")).expect("create"),
+        Default::default(),
+    )
+    .expect("pcap");
+    let mut w_out = PcapWriter::new(
+        std::fs::File::create(dir.join("outside.pcap")).expect("create"),
+        Default::default(),
+    )
+    .expect("pcap");
+    for p in pkts {
+        match p.side {
+            ctfw_tracegen::Side::Inside => {
+                w_in.write(p.ts_ns, &p.data).expect("write");
+                sides.0.push(p.data.clone());
+            }
+            ctfw_tracegen::Side::Outside => {
+                w_out.write(p.ts_ns, &p.data).expect("write");
+                sides.1.push(p.data.clone());
+            }
+        }
+    }
+    w_in.finish().expect("finish");
+    w_out.finish().expect("finish");
+    sides
+}
+
+fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    CaptureReader::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .map(|r| r.expect("record").data)
+        .collect()
+}
+
+/// The processing order of two ports read `chunk` packets at a time, inside first.
+fn poll_order(
+    inside: &[Vec<u8>],
+    outside: &[Vec<u8>],
+    chunk: usize,
+) -> Vec<(PortId, Vec<Vec<u8>>)> {
+    let mut rounds = Vec::new();
+    let (mut a, mut b) = (inside.chunks(chunk), outside.chunks(chunk));
+    loop {
+        let (x, y) = (a.next(), b.next());
+        if x.is_none() && y.is_none() {
+            return rounds;
+        }
+        if let Some(x) = x {
+            rounds.push((PortId(0), x.to_vec()));
+        }
+        if let Some(y) = y {
+            rounds.push((PortId(1), y.to_vec()));
+        }
+    }
+}
+
+/// What the model says: packets out of each port in order, and the engine's counters.
+struct Expected {
+    out: [Vec<Vec<u8>>; 2],
+    packets: u64,
+    accepted: u64,
+    dropped: u64,
+}
+
+fn model(cfg: &Path, rounds: &[(PortId, Vec<Vec<u8>>)], burst: usize) -> Expected {
+    let cfg = Config::load(cfg).expect("config");
+    let mut engine = Engine::new(cfg.engine.clone(), cfg.rules.clone(), [1, 2, 3, 4]);
+    let mut out = [Vec::new(), Vec::new()];
+    for (port, frames) in rounds {
+        for group in frames.chunks(burst) {
+            let pkts: Vec<Pkt<'_>> = group
+                .iter()
+                .map(|f| Pkt {
+                    data: f,
+                    port: *port,
+                    csum: ChecksumHint::Unknown,
+                })
+                .collect();
+            let mut v = vec![Verdict::default(); pkts.len()];
+            engine.process_burst(Instant(0), &pkts, &mut v);
+            for (f, v) in group.iter().zip(&v) {
+                if let Some(o) = v.forward {
+                    out[usize::from(o.0)].push(f.clone());
+                }
+            }
+        }
+    }
+    let c = engine.counters();
+    Expected {
+        out,
+        packets: c.packets,
+        accepted: c.accepted,
+        dropped: c.dropped,
+    }
+}
+
+/// The `packets N  accepted A  dropped D` line of a run's report.
+fn counters_line(stdout: &str) -> (u64, u64, u64) {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("packets "))
+        .unwrap_or_else(|| panic!("no counters in:\n{stdout}"));
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (nums[0], nums[1], nums[2])
+}
+
+fn assert_no_leak(stdout: &str) {
+    let pools: Vec<&str> = stdout.lines().filter(|l| l.contains("mempool ")).collect();
+    assert!(!pools.is_empty(), "no mempool report:\n{stdout}");
+    for l in pools {
+        let nums: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert_eq!(nums[0], nums[1], "mbufs missing: {l}");
+    }
+}
+
+fn flow_of(frame: &[u8]) -> Option<FlowKey> {
+    let p = wire::parse(
+        frame,
+        &ParseConfig {
+            verify_l4_checksum: false,
+        },
+        ChecksumHint::Good,
+    )
+    .ok()?;
+    flow::key_of(&p).map(|k| k.key)
+}
+
+/// Frames grouped by flow, order kept within each flow.
+fn by_flow(frames: &[Vec<u8>]) -> HashMap<Option<FlowKey>, Vec<Vec<u8>>> {
+    let mut m: HashMap<_, Vec<_>> = HashMap::new();
+    for f in frames {
+        m.entry(flow_of(f)).or_default().push(f.clone());
+    }
+    m
+}
+
+#[test]
+fn the_sample_comes_out_exactly_as_replay_decides() {
+    let dir = tmp("sample");
+    let d = dir.display();
+    let out = ctfw(&[
+        "run",
+        "--config",
+        "config/sample.yaml",
+        "--port",
+        &format!("inside=net_pcap0,rx_pcap=samples/inside.pcap,tx_pcap={d}/tx-inside.pcap"),
+        "--port",
+        &format!("outside=net_pcap1,rx_pcap=samples/outside.pcap,tx_pcap={d}/tx-outside.pcap"),
+        "--idle-exit",
+        "0.5",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    // The sample alternates sides and the config reads one packet per port per round, so the
+    // run sees the capture in its true order: replay is the model.
+    let inside = read_pcap(&root().join("samples/inside.pcap"));
+    let outside = read_pcap(&root().join("samples/outside.pcap"));
+    let want = model(
+        &root().join("config/sample.yaml"),
+        &poll_order(&inside, &outside, 1),
+        1,
+    );
+    assert_eq!(
+        read_pcap(&dir.join("tx-outside.pcap")),
+        want.out[1],
+        "leaving by outside"
+    );
+    assert_eq!(
+        read_pcap(&dir.join("tx-inside.pcap")),
+        want.out[0],
+        "leaving by inside"
+    );
+    assert_eq!(counters_line(&stdout), (21, 19, 2));
+    assert_eq!(
+        counters_line(&stdout),
+        (want.packets, want.accepted, want.dropped)
+    );
+    assert!(
+        stdout.contains("TIME_WAIT src=10.0.1.2 dst=10.0.2.2 sport=40000 dport=80"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rule_drop                    1"),
+        "{stdout}"
+    );
+    assert_no_leak(&stdout);
+}
+
+#[test]
+fn bursts_of_32_from_two_pcap_ports_follow_the_model() {
+    let dir = tmp("burst32");
+    let mut pkts = Vec::new();
+    generate::mixed(
+        &MixedOpts {
+            flows: 150,
+            packets: 3000,
+            ..MixedOpts::default()
+        },
+        &mut pkts,
+    )
+    .expect("mixed");
+    let (inside, outside) = write_sides(&dir, &pkts);
+    let cfg = pcap_config(&dir, "dataplane: {burst: 32}");
+    let out = ctfw(&[
+        "run",
+        "--config",
+        cfg.to_str().expect("utf8"),
+        "--idle-exit",
+        "1",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let want = model(&cfg, &poll_order(&inside, &outside, 32), 32);
+    assert!(
+        want.accepted > 1000 && want.dropped > 10,
+        "a meaningful mix: {} {}",
+        want.accepted,
+        want.dropped
+    );
+    assert_eq!(read_pcap(&dir.join("tx-outside.pcap")), want.out[1]);
+    assert_eq!(read_pcap(&dir.join("tx-inside.pcap")), want.out[0]);
+    assert_eq!(
+        counters_line(&stdout),
+        (want.packets, want.accepted, want.dropped)
+    );
+    assert_no_leak(&stdout);
+}
+
+/// Two workers behind the software distributor. Which port's packets the distributor takes
+/// first varies with timing, so the traffic is UDP under a policy that accepts new flows from
+/// either side: every packet passes whatever the interleaving, and each flow must end as one
+/// entry that has seen both directions. A flow split across workers would show up twice, or
+/// as two entries each missing a direction.
+#[test]
+fn two_workers_keep_each_flow_on_one_worker() {
+    use ctfw_tracegen::frame::Frame;
+    use std::net::Ipv4Addr;
+    let dir = tmp("workers2");
+    const FLOWS: u32 = 400;
+    let mut pkts = Vec::new();
+    for round in 0..10u32 {
+        for f in 0..FLOWS {
+            let client = Ipv4Addr::from(0x0a01_0000 + f * 7);
+            let server = Ipv4Addr::from(0xac10_0000 + (f * 13) % 251);
+            let (cport, sport) = (20_000 + (f as u16), 53 + (f % 3) as u16);
+            let payload = [round as u8; 40];
+            let (side, frame) = if (round + f) % 2 == 0 {
+                (
+                    ctfw_tracegen::Side::Inside,
+                    Frame::ipv4(client, server)
+                        .udp(cport, sport)
+                        .payload(&payload),
+                )
+            } else {
+                (
+                    ctfw_tracegen::Side::Outside,
+                    Frame::ipv4(server, client)
+                        .udp(sport, cport)
+                        .payload(&payload),
+                )
+            };
+            pkts.push(Packet {
+                ts_ns: u64::from(round * FLOWS + f) * 1000,
+                side,
+                data: frame.build(),
+            });
+        }
+    }
+    let (inside, outside) = write_sides(&dir, &pkts);
+    let d = dir.display();
+    let cfg = dir.join("ctfw.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "ports:\n  - {{name: inside, device: \"net_pcap0,rx_pcap={d}/inside.pcap,tx_pcap={d}/tx-inside.pcap\", peer: outside}}\n  \
+             - {{name: outside, device: \"net_pcap1,rx_pcap={d}/outside.pcap,tx_pcap={d}/tx-outside.pcap\", peer: inside}}\n\
+             dataplane: {{workers: 2}}\npolicy: drop\nrules:\n  - {{ct_state: [new, established], action: accept}}\n"
+        ),
+    )
+    .expect("config");
+    let out = ctfw(&[
+        "run",
+        "--config",
+        cfg.to_str().expect("utf8"),
+        "--idle-exit",
+        "1",
+        "--max-entries",
+        "100000",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("software distribution"), "{stdout}");
+    let n = pkts.len() as u64;
+    assert_eq!(counters_line(&stdout), (n, n, 0), "every packet passes");
+    // Everything that came in on one side left on the other, each flow in its own order.
+    for (from, to) in [(&inside, "tx-outside.pcap"), (&outside, "tx-inside.pcap")] {
+        let got = by_flow(&read_pcap(&dir.join(to)));
+        let want = by_flow(from);
+        assert_eq!(got, want, "{to}");
+    }
+    // One entry per flow, each having seen both directions.
+    let udp: Vec<&str> = stdout.lines().filter(|l| l.starts_with("udp ")).collect();
+    assert_eq!(udp.len(), FLOWS as usize, "{stdout}");
+    assert!(udp.iter().all(|l| !l.contains("[UNREPLIED]")), "{stdout}");
+    // Both workers took part.
+    let workers: Vec<u64> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("worker ") && l.contains("packets"))
+        .map(|l| {
+            l.split_whitespace()
+                .nth(2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(workers.len(), 2, "{stdout}");
+    assert!(workers.iter().all(|&w| w > n / 5), "{workers:?}");
+    assert_no_leak(&stdout);
+}
+
+/// net_null generates frames (zero-filled: not IP) and frees what it is sent; net_ring sends
+/// back what it is sent. Forwarding non-IP between them makes a loop that keeps both workers
+/// busy until SIGTERM, then every mbuf must be back in its pool.
+#[test]
+fn sigterm_under_load_stops_cleanly_without_leaking() {
+    let dir = tmp("load");
+    let cfg = dir.join("ctfw.yaml");
+    std::fs::write(
+        &cfg,
+        "ports:\n  - {name: a, device: net_null0, peer: b}\n  - {name: b, device: net_null1, peer: a}\n\
+         dataplane: {workers: 2, hugepages: off}\nnon_ip: forward\n",
+    )
+    .expect("config");
+    let child = Command::new(env!("CARGO_BIN_EXE_ctfw"))
+        .args(["run", "--config", cfg.to_str().expect("utf8")])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_secs(3));
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("(signal)"), "{stdout}");
+    let (packets, accepted, _) = counters_line(&stdout);
+    assert!(packets > 10_000 && accepted > 10_000, "{stdout}");
+    assert!(stdout.contains("software distribution"), "{stdout}");
+    assert!(
+        text(&out.stderr).contains("running without hugepages")
+            || text(&out.stderr).contains("hugepages off")
+    );
+    assert_no_leak(&stdout);
+}
+
+#[test]
+fn with_and_without_hugepages_and_two_instances_at_once() {
+    let run = |name: &str, huge: &str| {
+        let dir = tmp(name);
+        let d = dir.display();
+        Command::new(env!("CARGO_BIN_EXE_ctfw"))
+            .args([
+                "run",
+                "--config",
+                "config/sample.yaml",
+                "--hugepages",
+                huge,
+                "--port",
+                &format!("inside=net_pcap0,rx_pcap=samples/inside.pcap,tx_pcap={d}/tx-in.pcap"),
+                "--port",
+                &format!("outside=net_pcap1,rx_pcap=samples/outside.pcap,tx_pcap={d}/tx-out.pcap"),
+                "--idle-exit",
+                "1",
+            ])
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    // Hugepages when the machine has them (ci/test.sh reserves some), else auto falls back.
+    let a = run("par-a", "auto");
+    let b = run("par-b", "off");
+    for (child, mode) in [(a, "auto"), (b, "off")] {
+        let out = child.wait_with_output().expect("wait");
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{mode}: {stdout}\n{}",
+            text(&out.stderr)
+        );
+        assert_eq!(counters_line(&stdout), (21, 19, 2), "{mode}");
+        assert_no_leak(&stdout);
+        if mode == "off" {
+            assert!(stdout.contains("no hugepages (--no-huge)"), "{stdout}");
+        }
+    }
+}
+
+#[test]
+fn mistakes_get_a_clear_error_and_a_failing_status() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "run",
+                "--config",
+                "config/sample.yaml",
+                "--port",
+                "inside=net_bogus0",
+            ],
+            "net_bogus0",
+        ),
+        (
+            &[
+                "run",
+                "--config",
+                "config/sample.yaml",
+                "--port",
+                "nowhere=net_null0",
+            ],
+            "no port named",
+        ),
+        (
+            &["run", "--config", "config/sample.yaml", "--port", "inside"],
+            "NAME=DEVARGS",
+        ),
+        (
+            &["run", "--config", "config/sample.yaml", "--idle-exit=0"],
+            "--idle-exit",
+        ),
+        (
+            &["run", "--config", "/nonexistent.yaml"],
+            "/nonexistent.yaml",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = ctfw(args);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // More workers than lcores.
+    let dir = tmp("cores");
+    let cfg = dir.join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "ports:\n  - {name: a, device: net_null0, peer: b}\n  - {name: b, device: net_null1, peer: a}\n\
+         dataplane: {workers: 3, lcores: \"0-1\", hugepages: off}\n",
+    )
+    .expect("config");
+    let out = ctfw(&["run", "--config", cfg.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("too few cores"),
+        "{}",
+        text(&out.stderr)
+    );
+}
