@@ -7,6 +7,8 @@ source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
 ensure_build_deps
+# The data-plane tests run with and without hugepages; reserve some when we can.
+ensure_hugepages
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
