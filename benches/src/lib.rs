@@ -203,7 +203,11 @@ impl FlowFactory {
             sim.take_packets()
         };
         let frames: Vec<&[u8]> = main.iter().chain(&rst[1..]).map(|p| &p.data[..]).collect();
-        assert_eq!(frames.len(), Seg::ALL.len(), "tracegen emitted other segments");
+        assert_eq!(
+            frames.len(),
+            Seg::ALL.len(),
+            "tracegen emitted other segments"
+        );
         let templates = Seg::ALL
             .iter()
             .zip(frames)
@@ -300,7 +304,8 @@ impl Template {
         let ip_len = if v6 { IPV6_LEN } else { IPV4_LEN };
         let tcp = ETH_LEN + ip_len;
         let mut b = bytes.to_vec();
-        let be32 = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let be32 =
+            |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
         let (own0, peer0) = if from_client {
             TEMPLATE_ISN
         } else {
@@ -556,10 +561,15 @@ impl Rotation {
         (flow, seg)
     }
 
-    /// Refill `frames` with as many draws as fit.
-    pub fn fill(&mut self, factory: &FlowFactory, frames: &mut Frames) {
+    /// Refill `frames` with `count` draws (at most as many as fit). Draw only what will be
+    /// sent: a drawn segment that is never sent leaves a hole in its flow's rotation (an ACK
+    /// for data the firewall never saw is INVALID).
+    pub fn fill(&mut self, factory: &FlowFactory, frames: &mut Frames, count: usize) {
         frames.clear();
-        while !frames.is_full() {
+        for _ in 0..count {
+            if frames.is_full() {
+                break;
+            }
             let (flow, seg) = self.draw();
             frames.push_seg(factory, flow, seg);
         }
@@ -621,7 +631,7 @@ mod tests {
             let mut out = [Verdict::default(); BURST];
             let mut tally = Tally::default();
             for _ in 0..50 {
-                rot.fill(&f, &mut frames);
+                rot.fill(&f, &mut frames, BURST * 8);
                 for b in (0..frames.len()).step_by(BURST) {
                     let pkts = frames.burst(b, ChecksumHint::Unknown);
                     e.process_burst(now, &pkts, &mut out);
