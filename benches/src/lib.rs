@@ -427,7 +427,16 @@ impl Frames {
         self.ports.push(port);
     }
 
-    /// Frame `i` of flow `flow`'s segment `seg`.
+    /// Frame `i` and its ingress port. Panics if there is no frame `i`.
+    #[inline]
+    pub fn frame(&self, i: usize) -> (&[u8], PortId) {
+        (
+            &self.buf[i * self.slot..i * self.slot + self.lens[i]],
+            self.ports[i],
+        )
+    }
+
+    /// Append frame `seg` of flow `flow`.
     pub fn push_seg(&mut self, f: &FlowFactory, flow: u64, seg: Seg) {
         self.push_with(seg.port(), |out| f.write(flow, seg, out));
     }
