@@ -200,26 +200,37 @@ impl Engine {
         let parse_cfg = self.cfg.parse;
         let mut parsed = [Err(Reason::EthTruncated); BURST];
         let mut plans = [Plan::Fixed(None, None); BURST];
-        // Stage 1: parse, key, hash; start fetching the buckets.
-        let mut sink = 0u32;
+        // Stage 1: parse, key, hash.
         for (i, pkt) in pkts.iter().enumerate() {
             parsed[i] = wire::parse(pkt.data, &parse_cfg, pkt.csum);
             plans[i] = match &parsed[i] {
                 Ok(p) => self.plan(p),
                 Err(_) => Plan::Fixed(None, None),
             };
-            if let Plan::Track(_, h) | Plan::Related(_, h) = &plans[i] {
+        }
+        // Stage 2: fetch every packet's buckets, in a loop of its own. The fetches are plain
+        // loads (the engine has no unsafe code for prefetch instructions), and a load must
+        // retire before the reorder buffer moves far past it: interleaved with parsing only
+        // one or two would be in flight; back to back, the whole burst's are.
+        let mut sink = 0u32;
+        for plan in &plans[..pkts.len()] {
+            if let Plan::Track(_, h) | Plan::Related(_, h) = plan {
                 sink ^= self.table.prefetch_buckets(h);
             }
         }
-        // Stage 2: the buckets are on their way; start fetching the candidate entries.
-        for plan in &plans[..pkts.len()] {
+        // Stage 3: with the buckets in cache, find each packet's candidate entry, then fetch
+        // the candidates (both cache lines of each) back to back.
+        let mut cands = [0u32; BURST];
+        for (c, plan) in cands.iter_mut().zip(&plans[..pkts.len()]) {
             if let Plan::Track(_, h) | Plan::Related(_, h) = plan {
-                sink ^= self.table.prefetch_entries(h);
+                *c = self.table.candidate(h);
             }
         }
+        for &c in &cands[..pkts.len()] {
+            sink ^= self.table.prefetch_entry(c);
+        }
         core::hint::black_box(sink);
-        // Stage 3: track and decide, in order (a packet may create the entry the next uses).
+        // Stage 4: track and decide, in order (a packet may create the entry the next uses).
         for i in 0..pkts.len() {
             out[i] = self.decide(now, &pkts[i], &parsed[i], plans[i]);
         }

@@ -40,6 +40,8 @@ const LOAD_NUM: u64 = 4;
 const LOAD_DEN: u64 = 5;
 /// Buckets a cuckoo displacement search may visit before an insert counts as "no room".
 const MAX_KICKS: usize = 64;
+/// Non-ASSURED neighbours compared before one is evicted.
+const EVICT_CANDIDATES: u32 = 8;
 /// Table-private status bit: the entry is in use.
 const LIVE: u8 = 0x80;
 
@@ -146,9 +148,10 @@ impl Bucket {
     /// are excluded by the index check).
     #[inline]
     fn tag_hits(&self, tag: u32) -> u32 {
+        // Tags are never 0, so an empty slot (0) never matches: no separate test.
         let mut m = 0u32;
         for (i, &s) in self.slots.iter().enumerate() {
-            m |= (((s >> 24) == tag && s != EMPTY) as u32) << i;
+            m |= (((s >> 24) == tag) as u32) << i;
         }
         m
     }
@@ -272,22 +275,28 @@ impl Table {
         self.buckets[h.b1 as usize].slots[0] ^ self.buckets[h.b2 as usize].slots[0]
     }
 
-    /// Bring the entries whose tags match towards the cache (second stage).
+    /// The pool index plus one of the first entry whose tag matches `h` (0: none), read from
+    /// the buckets alone. Once a burst's buckets have arrived, this lets its entry fetches be
+    /// issued back to back by [`Table::prefetch_entry`].
     #[inline]
-    pub fn prefetch_entries(&self, h: &Hashed) -> u32 {
-        let mut acc = 0u32;
+    pub fn candidate(&self, h: &Hashed) -> u32 {
         for b in [h.b1, h.b2] {
             let bucket = &self.buckets[b as usize];
-            let mut hits = bucket.tag_hits(h.tag);
-            while hits != 0 {
-                let i = hits.trailing_zeros() as usize;
-                hits &= hits - 1;
-                let e = &self.entries[((bucket.slots[i] & IDX_MASK) - 1) as usize];
-                // Both cache lines an entry may span.
-                acc ^= e.expires.0 ^ e.flags.0 as u32;
+            let hits = bucket.tag_hits(h.tag);
+            if hits != 0 {
+                return bucket.slots[hits.trailing_zeros() as usize] & IDX_MASK;
             }
         }
-        acc
+        0
+    }
+
+    /// Bring both cache lines of candidate `c` (from [`Table::candidate`]) towards the cache.
+    #[inline]
+    pub fn prefetch_entry(&self, c: u32) -> u32 {
+        match c.checked_sub(1) {
+            Some(idx) => touch_entry(&self.entries[idx as usize]),
+            None => 0,
+        }
     }
 
     /// The live, unexpired entry for `key`, if any. An expired entry found on the way is
@@ -432,10 +441,13 @@ impl Table {
     }
 
     /// Make room near `h`: reclaim an expired neighbour, else evict the non-ASSURED
-    /// neighbour closest to expiry. `None` when every neighbour is ASSURED and alive.
+    /// neighbour closest to expiry among the first [`EVICT_CANDIDATES`] found (each look at a
+    /// neighbour is a likely cache miss; Linux's `early_drop` also stops at the first it
+    /// can take). `None` when every neighbour is ASSURED and alive.
     fn evict_near(&mut self, h: &Hashed, now: Tick) -> Option<Victim> {
         let mut best: Option<(u32, usize, u32, u32)> = None; // (bucket, slot, idx, remaining)
-        for b in [h.b1, h.b2] {
+        let mut candidates = 0;
+        'scan: for b in [h.b1, h.b2] {
             for (slot, &s) in self.buckets[b as usize].slots.iter().enumerate() {
                 if s == EMPTY {
                     continue;
@@ -452,6 +464,10 @@ impl Table {
                 let left = e.expires.remaining(now).0;
                 if best.is_none_or(|(_, _, _, l)| left < l) {
                     best = Some((b, slot, idx, left));
+                }
+                candidates += 1;
+                if candidates == EVICT_CANDIDATES {
+                    break 'scan;
                 }
             }
         }
@@ -569,6 +585,14 @@ impl Table {
         }
         Ok(())
     }
+}
+
+/// Read a byte of each cache line of `e`: a 96-byte entry always spans two lines, and the key
+/// (offset 0) and the end of the protocol state (`ProtoState`'s discriminant, the TCP state near
+/// offset 94) lie in different ones whatever the entry's position in the pool.
+#[inline]
+fn touch_entry(e: &Entry) -> u32 {
+    e.lo_addr as u32 ^ matches!(e.state, ProtoState::Tcp(_)) as u32
 }
 
 enum Victim {
