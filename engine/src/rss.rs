@@ -158,9 +158,35 @@ pub fn dispatch_hash(t: &Toeplitz, frame: &[u8]) -> Option<u32> {
 }
 
 /// Whether a frame must be re-dispatched by a worker that received it from hardware RSS: only
-/// ICMP errors can land on a worker other than their flow's owner.
+/// ICMP errors can land on a worker other than their flow's owner. A few byte reads settle
+/// almost every frame; only ICMP (and IPv6 with extension headers) is parsed.
 #[inline]
 pub fn is_icmp_error(frame: &[u8]) -> bool {
+    // Skip up to two VLAN tags to the EtherType.
+    let mut off = 12;
+    while let Some(&[a, b]) = frame.get(off..off + 2) {
+        match u16::from_be_bytes([a, b]) {
+            0x8100 | 0x88a8 | 0x9100 if off < 20 => off += 4,
+            0x0800 => {
+                // IPv4: protocol at byte 9 of the header.
+                if frame.get(off + 2 + 9) != Some(&proto::ICMP) {
+                    return false;
+                }
+                break;
+            }
+            0x86dd => {
+                // IPv6: next header at byte 6; anything but TCP/UDP may be an extension header.
+                if matches!(
+                    frame.get(off + 2 + 6),
+                    Some(&proto::TCP) | Some(&proto::UDP) | None
+                ) {
+                    return false;
+                }
+                break;
+            }
+            _ => return false,
+        }
+    }
     let cfg = ParseConfig {
         verify_l4_checksum: false,
     };
@@ -325,6 +351,12 @@ mod dispatch_tests {
         assert_eq!(dispatch_hash(&t, &unreachable), Some(flow));
         assert!(is_icmp_error(&unreachable));
         assert!(!is_icmp_error(&original));
+        let tagged = Frame::ipv4(router, client).vlan(7).icmp_error(3, 3, &datagram).build();
+        assert!(is_icmp_error(&tagged));
+        assert_eq!(dispatch_hash(&t, &tagged), Some(flow));
+        let echo = Frame::ipv4(client, server).echo_request(1, 1).build();
+        assert!(!is_icmp_error(&echo), "a query is not an error");
+        assert!(!is_icmp_error(&[0u8; 10]));
         // The outer addresses alone would usually choose another worker.
         let outer = t.hash_tuple(
             Family::V4,

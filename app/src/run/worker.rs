@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ctfw_engine::Counters;
-use ctfw_engine::pipeline::{Engine, Pkt, Verdict};
+use ctfw_engine::pipeline::{BURST, Engine, Pkt, Verdict};
 use ctfw_engine::rss::{self, Toeplitz};
 use ctfw_engine::rules::PortId;
 use ctfw_engine::time::Instant;
@@ -223,13 +223,18 @@ impl Worker {
             return;
         }
         let now = self.clock.now();
+        // The engine's own group size: a stack array of that many views, filled per group.
+        for (mbufs, verdicts) in burst
+            .as_slice()
+            .chunks(BURST)
+            .zip(verdicts[..n].chunks_mut(BURST))
         {
             let mut pkts = [Pkt {
                 data: &[],
                 port: PortId(0),
                 csum: ChecksumHint::Unknown,
-            }; MAX_BURST];
-            for (slot, m) in pkts.iter_mut().zip(burst.iter()) {
+            }; BURST];
+            for (slot, m) in pkts.iter_mut().zip(mbufs) {
                 let p = match port {
                     Some(p) => p,
                     None => self
@@ -246,7 +251,7 @@ impl Worker {
                 };
             }
             self.engine
-                .process_burst(now, &pkts[..n], &mut verdicts[..n]);
+                .process_burst(now, &pkts[..mbufs.len()], verdicts);
         }
         for (m, v) in burst.drain().zip(verdicts.iter()) {
             match v.forward {
