@@ -159,9 +159,14 @@ mbufs_for() {
     while [ $m -lt $need ]; do m=$((m * 2 + 1)); done
     echo $m
 }
-# MiB for one pool of $1 mbufs: 2176-byte buffers + 128-byte mbuf header + mempool header
-# and padding, 2560 bytes with margin.
-pool_mb() { echo $((($1 * 2560 + 1048575) / 1048576)); }
+# MiB for one pool of $1 mbufs. An mbuf is 2368 bytes (128-byte header, 2176-byte buffer,
+# mempool header); with hugepages they pack (2560 bytes allowed each), without (--no-huge)
+# the mempool keeps each object within one 4 KiB page, so each takes a page.
+pool_mb() {
+    local per=4096
+    [ "$HUGE" = off ] || per=2560
+    echo $((($1 * per + 1048575) / 1048576))
+}
 # Conntrack capacity: at least twice the flows (a table run at half its size), >= 65536.
 capacity_for() {
     local c=65536
