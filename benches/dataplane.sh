@@ -467,7 +467,7 @@ for l in subprocess.run(['nm', binary], capture_output=True, text=True).stdout.s
 
 # Stage of one (function, source file) frame, or None for glue (pipeline, worker loop, std).
 def stage_of(func, path):
-    p = path.replace('\\', '/')
+    p = path.rsplit(':', 1)[0]
     last = func.split('<')[0].split('::')[-1]
     if '/engine/src/wire/checksum' in p: return 'parse: checksums'
     if '/engine/src/wire/' in p or p.endswith('/engine/src/view.rs'): return 'parse'
@@ -502,7 +502,7 @@ if to_resolve:
         if out[i].startswith('0x'):
             cur = int(out[i], 16); chains[cur] = []; i += 1; continue
         func, loc = out[i], out[i + 1] if i + 1 < len(out) else '??:0'
-        chains[cur].append((func, loc.rsplit(':', 1)[0]))
+        chains[cur].append((func, loc.split(' ')[0]))
         i += 2
 
 stages = collections.Counter()
@@ -526,20 +526,24 @@ for (dso, s, off), n in samples.items():
     else: stage = 'other: ' + name
     stages[stage] += n
 
-if os.environ.get('STAGES_DETAIL'):
-    # The innermost source lines of the samples left as glue, for a closer look.
-    glue = collections.Counter()
-    for (dso, s, off), n in samples.items():
-        if dso == binary and not s.startswith('ctfw_rte_'):
-            ch = chains.get(syms.get(s, -1) + off, [])
-            if ch and all(stage_of(f, p) is None for f, p in ch):
-                glue[' <- '.join(f"{f.split('<')[0].split('::')[-1]}@{p.rsplit('/', 1)[-1]}" for f, p in ch[:4])] += n
-    for k, n in glue.most_common(int(os.environ['STAGES_DETAIL'])):
-        print(f"  glue {100 * n / total:5.1f}%  {k}")
 print(f"  {'stage':<36} {'samples':>8} {'share':>7}")
 for stage, n in stages.most_common():
     print(f"  {stage:<36} {n:>8} {100 * n / total:>6.1f}%")
 print(f"  {'total':<36} {total:>8}")
+
+# The hottest places in ctfw itself: innermost source line, then the inlined callers.
+lines = collections.Counter()
+for (dso, s, off), n in samples.items():
+    if dso == binary:
+        ch = chains.get(syms.get(s, -1) + off, [])
+        if ch:
+            lines[' <- '.join(f"{f.split('<')[0].split('::')[-1]} {l.rsplit('/', 1)[-1]}"
+                              for f, l in ch[:4])] += n
+        else:
+            lines[s] += n
+print("  hottest lines (innermost first; function names of inlined frames may be off by one):")
+for k, n in lines.most_common(12):
+    print(f"  {100 * n / total:5.1f}%  {k}")
 PY
 }
 
