@@ -146,6 +146,12 @@ cleanup() {
         kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null || true
     done
 }
+# forget PID: it has been waited for; never signal that number again.
+forget() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -222,11 +228,13 @@ trace_for() {
 # --- running one program ------------------------------------------------------------------
 
 BG_PID=
-# start LOG CMD...: run CMD in the background, line-buffered, output to LOG.
+# start LOG CMD...: run CMD in the background, line-buffered, output to LOG (after the
+# command line itself).
 start() {
     local logf=$1
     shift
-    stdbuf -oL -eL "$@" >"$logf" 2>&1 &
+    printf '$ %s\n' "$*" >"$logf"
+    stdbuf -oL -eL "$@" >>"$logf" 2>&1 &
     BG_PID=$!
     PIDS+=("$BG_PID")
 }
@@ -258,9 +266,7 @@ stop() {
         die "did not stop within 120 s of SIGINT (log: $logf)"
     fi
     wait "$pid" || rc=$?
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
+    forget "$pid"
     [ "$rc" = 0 ] || { tail -n 30 "$logf" >&2; die "exit status $rc (log: $logf)"; }
 }
 
@@ -278,18 +284,28 @@ run_ns() { awk '{print $1}' "/proc/$2/task/$1/schedstat" 2>/dev/null || echo 0; 
 now_ns() { date +%s%N; }
 loadavg() { awk '{print $1}' /proc/loadavg; }
 
-# measure PID LOG: let it run WARMUP + SECONDS, recording the on-CPU share of its worker
-# lcore over the measured part; prints "share load".
+# nap S: sleep, but let a signal to this script interrupt it (a foreground `sleep` would
+# hold the INT/TERM trap, and so the clean-up, until it ends).
+nap() {
+    sleep "$1" &
+    wait $! || true
+}
+
+# measure PID: let it run WARMUP + SECONDS; sets MEAS_CPU, the on-CPU share (%) of its
+# worker lcore over the measured seconds, and MEAS_LOAD, the 1-minute load average then.
+MEAS_CPU=
+MEAS_LOAD=
 measure() {
     local pid=$1 tid r0 t0 r1 t1
     tid=$(worker_tid "$pid")
-    sleep "$WARMUP"
+    nap "$WARMUP"
     r0=$(run_ns "$tid" "$pid")
     t0=$(now_ns)
-    sleep "$RUN_SECONDS"
+    nap "$RUN_SECONDS"
     r1=$(run_ns "$tid" "$pid")
     t1=$(now_ns)
-    echo "$(awk -v r="$((r1 - r0))" -v t="$((t1 - t0))" 'BEGIN {printf "%.0f", 100 * r / t}') $(loadavg)"
+    MEAS_CPU=$(awk -v r="$((r1 - r0))" -v t="$((t1 - t0))" 'BEGIN {printf "%.0f", 100 * r / t}')
+    MEAS_LOAD=$(loadavg)
 }
 
 # Rate of testpmd from its periodic port statistics of port 0. The blocks are not exactly
@@ -357,13 +373,14 @@ run_testpmd() {
         --vdev="net_pcap0,rx_pcap=$trace,infinite_rx=1" --vdev="net_null0,no-rx=1" \
         -- --forward-mode=io --nb-cores=1 --total-num-mbufs="$mbufs" --stats-period=1 \
         --no-flush-rx
-    local pid=$BG_PID m
+    local pid=$BG_PID
     wait_for "$pid" "$logf" "NIC statistics for port 0"
-    m=$(measure "$pid")
-    sleep 0.5 # one more statistics block
+    measure "$pid"
+    nap 0.5 # one more statistics block
     stop "$pid" "$logf"
     RES_RATE=$(testpmd_rate "$logf") || die "no rate in $logf"
-    read -r RES_CPU RES_LOAD <<<"$m"
+    RES_CPU=$MEAS_CPU
+    RES_LOAD=$MEAS_LOAD
 }
 
 # write_config N TRACE FILE: the ctfw configuration for N flows.
@@ -413,22 +430,29 @@ run_ctfw() {
     logf=$RUN_DIR/ctfw-$n-$RUN_NO.log
     start "$logf" "$CTFW" run --config "$cfg" --hugepages "$HUGE" --stats-interval 1 \
         --file-prefix "dpbench-$$-$RUN_NO" --max-entries 0
-    local pid=$BG_PID m
+    local pid=$BG_PID
     wait_for "$pid" "$logf" '^\[ *[0-9.]+ s\] packets '
     if [ -n "$perf_data" ]; then
-        local tid
+        local tid perf_pid rc=0
         tid=$(worker_tid "$pid")
-        sleep "$WARMUP"
+        nap "$WARMUP"
         perf record -q -e cpu-clock -F 1999 -t "$tid" -o "$perf_data" -- sleep "$RUN_SECONDS" \
-            >"$perf_data.log" 2>&1 || die "perf record failed: $(cat "$perf_data.log")"
-        m="- $(loadavg)"
+            >"$perf_data.log" 2>&1 &
+        perf_pid=$!
+        PIDS+=("$perf_pid")
+        wait "$perf_pid" || rc=$?
+        forget "$perf_pid"
+        [ "$rc" = 0 ] || die "perf record failed ($rc): $(cat "$perf_data.log")"
+        MEAS_CPU=-
+        MEAS_LOAD=$(loadavg)
     else
-        m=$(measure "$pid")
+        measure "$pid"
     fi
     stop "$pid" "$logf"
     check_ctfw "$logf" "$n"
     RES_RATE=$(ctfw_rate "$logf") || die "no rate in $logf"
-    read -r RES_CPU RES_LOAD <<<"$m"
+    RES_CPU=$MEAS_CPU
+    RES_LOAD=$MEAS_LOAD
 }
 
 # --- profile ------------------------------------------------------------------------------
