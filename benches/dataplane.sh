@@ -28,10 +28,10 @@
 #   -h, --help
 #
 # Rates: testpmd's, from its periodic statistics of port 0 (cumulative RX-packets and the
-# TSC-timed Rx-pps of each period) over the periods after the warm-up; ctfw's, the least-squares slope of its packet counter
-# against time over its `--stats-interval 1` progress lines after the warm-up. Neither
-# includes start-up or the capture preload. Logs and results stay in
-# target/bench-data/runs/<date>/.
+# TSC-timed Rx-pps of each period) over the periods after the warm-up; ctfw's, the
+# least-squares slope of its packet counter against time over its `--stats-interval 1`
+# progress lines after the warm-up. Neither includes start-up or the capture preload. Logs
+# and results stay in target/bench-data/runs/<date>/.
 set -euo pipefail
 shopt -s inherit_errexit
 
