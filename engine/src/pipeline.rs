@@ -232,7 +232,7 @@ impl Engine {
         core::hint::black_box(sink);
         // Stage 4: track and decide, in order (a packet may create the entry the next uses).
         for i in 0..pkts.len() {
-            out[i] = self.decide(now, &pkts[i], &parsed[i], plans[i]);
+            out[i] = self.decide(now, &pkts[i], &parsed[i], plans[i], cands[i]);
         }
     }
 
@@ -283,6 +283,7 @@ impl Engine {
         pkt: &Pkt<'_>,
         parsed: &Result<Packet<'_>, Reason>,
         plan: Plan,
+        cand: u32,
     ) -> Verdict {
         self.counters.packets += 1;
         self.counters.bytes += pkt.data.len() as u64;
@@ -308,8 +309,8 @@ impl Engine {
                 dir: None,
                 pending: None,
             },
-            Plan::Track(k, h) => self.track(now, p, k, h),
-            Plan::Related(k, h) => self.related(now, k, h),
+            Plan::Track(k, h) => self.track(now, p, k, h, cand),
+            Plan::Related(k, h) => self.related(now, k, h, cand),
         };
         if let Some(r) = tracked.invalid {
             self.counters.count(r);
@@ -383,8 +384,17 @@ impl Engine {
     }
 
     /// Connection tracking proper: find or create the entry, run the protocol tracker.
-    fn track(&mut self, now: Tick, p: &Packet<'_>, k: KeyedPacket, h: Hashed) -> Tracked {
-        let found = self.table.find(&k.key, &h, now, &mut self.counters.expired);
+    fn track(
+        &mut self,
+        now: Tick,
+        p: &Packet<'_>,
+        k: KeyedPacket,
+        h: Hashed,
+        cand: u32,
+    ) -> Tracked {
+        let found = self
+            .table
+            .find_hinted(&k.key, &h, cand, now, &mut self.counters.expired);
         let Some(idx) = found else {
             return self.track_new(now, p, k, h);
         };
@@ -532,8 +542,11 @@ impl Engine {
     }
 
     /// An ICMP error: RELATED to the connection it quotes, else INVALID. Never refreshes.
-    fn related(&mut self, now: Tick, k: KeyedPacket, h: Hashed) -> Tracked {
-        match self.table.find(&k.key, &h, now, &mut self.counters.expired) {
+    fn related(&mut self, now: Tick, k: KeyedPacket, h: Hashed, cand: u32) -> Tracked {
+        match self
+            .table
+            .find_hinted(&k.key, &h, cand, now, &mut self.counters.expired)
+        {
             Some(idx) => {
                 let e = self.table.get(idx);
                 // The quoted packet travelled the way `k.swapped` says; the error travels back.

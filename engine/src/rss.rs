@@ -351,7 +351,10 @@ mod dispatch_tests {
         assert_eq!(dispatch_hash(&t, &unreachable), Some(flow));
         assert!(is_icmp_error(&unreachable));
         assert!(!is_icmp_error(&original));
-        let tagged = Frame::ipv4(router, client).vlan(7).icmp_error(3, 3, &datagram).build();
+        let tagged = Frame::ipv4(router, client)
+            .vlan(7)
+            .icmp_error(3, 3, &datagram)
+            .build();
         assert!(is_icmp_error(&tagged));
         assert_eq!(dispatch_hash(&t, &tagged), Some(flow));
         let echo = Frame::ipv4(client, server).echo_request(1, 1).build();

@@ -312,6 +312,27 @@ impl Table {
         Some(idx)
     }
 
+    /// As [`Table::find`], trying first the entry `cand` found by [`Table::candidate`] while
+    /// the burst was being fetched: when it still holds `key` (keys are unique, so a live
+    /// entry with the key is the one), the buckets need not be scanned again.
+    #[inline]
+    pub fn find_hinted(
+        &mut self,
+        key: &FlowKey,
+        h: &Hashed,
+        cand: u32,
+        now: Tick,
+        expired: &mut u64,
+    ) -> Option<u32> {
+        if let Some(idx) = cand.checked_sub(1) {
+            let e = &self.entries[idx as usize];
+            if e.is_live() && e.matches(key) && !e.is_expired(now) {
+                return Some(idx);
+            }
+        }
+        self.find(key, h, now, expired)
+    }
+
     /// The live entry for `key` without expiry checks or side effects.
     #[inline]
     pub fn peek(&self, key: &FlowKey, h: &Hashed) -> Option<u32> {
