@@ -193,15 +193,27 @@ fn assert_no_leak(stdout: &str) {
     }
 }
 
+/// The flow a frame belongs to; an ICMP error belongs to the flow it quotes.
 fn flow_of(frame: &[u8]) -> Option<FlowKey> {
-    let p = wire::parse(
-        frame,
-        &ParseConfig {
-            verify_l4_checksum: false,
-        },
-        ChecksumHint::Good,
-    )
-    .ok()?;
+    let cfg = ParseConfig {
+        verify_l4_checksum: false,
+    };
+    let p = wire::parse(frame, &cfg, ChecksumHint::Good).ok()?;
+    if let wire::L4::Icmp(wire::IcmpMsg {
+        inner: Some(Ok(inner)),
+        ..
+    }) = p.l4
+    {
+        if let wire::InnerL4::Ports { sport, dport } = inner.l4 {
+            let e = flow::Endpoints {
+                addrs: inner.addrs,
+                sport,
+                dport,
+                proto: inner.proto,
+            };
+            return Some(FlowKey::from_ports(e).key);
+        }
+    }
     flow::key_of(&p).map(|k| k.key)
 }
 
@@ -346,6 +358,25 @@ fn two_workers_keep_each_flow_on_one_worker() {
             });
         }
     }
+    // Then ICMP port-unreachable errors from a router on the outside, each quoting one of the
+    // clients' datagrams: RELATED only on the worker that owns the quoted flow (the router's
+    // address would hash elsewhere), INVALID and dropped anywhere else.
+    const ERRORS: u32 = 100;
+    let router = Ipv4Addr::new(192, 0, 2, 1);
+    for f in 0..ERRORS {
+        let client = Ipv4Addr::from(0x0a01_0000 + f * 7);
+        let server = Ipv4Addr::from(0xac10_0000 + (f * 13) % 251);
+        let quoted = Frame::ipv4(client, server)
+            .udp(20_000 + f as u16, 53 + (f % 3) as u16)
+            .payload(&[0; 40]);
+        pkts.push(Packet {
+            ts_ns: u64::from(10 * FLOWS + f) * 1000,
+            side: ctfw_tracegen::Side::Outside,
+            data: Frame::ipv4(router, client)
+                .icmp_error(3, 3, &quoted)
+                .build(),
+        });
+    }
     let (inside, outside) = write_sides(&dir, &pkts);
     let d = dir.display();
     let cfg = dir.join("ctfw.yaml");
@@ -354,7 +385,7 @@ fn two_workers_keep_each_flow_on_one_worker() {
         format!(
             "ports:\n  - {{name: inside, device: \"net_pcap0,rx_pcap={d}/inside.pcap,tx_pcap={d}/tx-inside.pcap\", peer: outside}}\n  \
              - {{name: outside, device: \"net_pcap1,rx_pcap={d}/outside.pcap,tx_pcap={d}/tx-outside.pcap\", peer: inside}}\n\
-             dataplane: {{workers: 2}}\npolicy: drop\nrules:\n  - {{ct_state: [new, established], action: accept}}\n"
+             dataplane: {{workers: 2}}\npolicy: drop\nrules:\n  - {{ct_state: [new, established, related], action: accept}}\n"
         ),
     )
     .expect("config");
@@ -371,7 +402,12 @@ fn two_workers_keep_each_flow_on_one_worker() {
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(stdout.contains("software distribution"), "{stdout}");
     let n = pkts.len() as u64;
-    assert_eq!(counters_line(&stdout), (n, n, 0), "every packet passes");
+    assert_eq!(
+        counters_line(&stdout),
+        (n, n, 0),
+        "every packet passes, the errors as RELATED"
+    );
+    assert!(!stdout.contains("icmp_no_related"), "{stdout}");
     // Everything that came in on one side left on the other, each flow in its own order.
     for (from, to) in [(&inside, "tx-outside.pcap"), (&outside, "tx-inside.pcap")] {
         let got = by_flow(&read_pcap(&dir.join(to)));
