@@ -58,6 +58,7 @@ use crate::counters::Reason;
 use crate::flow::Direction;
 use crate::time::{Tick, Ticks};
 use crate::track::{CtFlags, EntryMeta};
+use crate::wire::tcp::{TcpOption, TcpOptions};
 use crate::wire::{TcpFlags, TcpSeg};
 
 /// A TCP sequence number, compared modulo 2^32 exactly like Linux's `before()` / `after()`.
@@ -460,18 +461,12 @@ const TCP_MAX_WSCALE: u8 = 14;
 /// `nf_tcp_handle_invalid` leaves deadlines shorter than this (Linux `120 * HZ`) alone.
 const HANDLE_INVALID_FLOOR: Ticks = Ticks::from_secs(120);
 
-/// TCP option kinds and lengths the tracker reads (Linux `TCPOPT_*`, `TCPOLEN_*`).
+/// The TCP option bytes of `tcp_sack`'s timestamp-only fast path (Linux `TCPOPT_NOP`,
+/// `TCPOPT_TIMESTAMP`, `TCPOLEN_TIMESTAMP`, `TCPOLEN_TSTAMP_ALIGNED`); everything else is
+/// read through the wire module's option walk.
 mod opt {
-    pub const EOL: u8 = 0;
     pub const NOP: u8 = 1;
-    pub const WINDOW: u8 = 3;
-    pub const SACK_PERM: u8 = 4;
-    pub const SACK: u8 = 5;
     pub const TIMESTAMP: u8 = 8;
-    pub const LEN_WINDOW: usize = 3;
-    pub const LEN_SACK_PERM: usize = 2;
-    pub const LEN_SACK_BASE: usize = 2;
-    pub const LEN_SACK_PERBLOCK: usize = 8;
     pub const LEN_TIMESTAMP: u8 = 10;
     pub const LEN_TSTAMP_ALIGNED: usize = 12;
 }
@@ -576,39 +571,16 @@ fn tcp_options(opts: &[u8], scale: &mut u8, flags: &mut u8) {
     }
     *scale = 0;
     *flags &= F::BE_LIBERAL;
-    // `i` always equals `opts.len() - length`, so reads below `length` stay in bounds; `get`
-    // keeps that an invariant rather than a panic.
-    let mut i = 0usize;
-    let mut length = opts.len();
-    while length > 0 {
-        let Some(&opcode) = opts.get(i) else { return };
-        i += 1;
-        match opcode {
-            opt::EOL => return,
-            opt::NOP => {
-                length -= 1;
-                continue;
+    // The wire module's walk stops exactly where the kernel's does (EOL, silly or partial
+    // options); a known kind with the wrong length comes back as `Unknown` and is skipped.
+    for o in TcpOptions::new(opts) {
+        match o {
+            TcpOption::SackPermitted => *flags |= F::SACK_PERM,
+            TcpOption::WindowScale(ws) => {
+                *scale = ws.min(TCP_MAX_WSCALE);
+                *flags |= F::WINDOW_SCALE;
             }
-            _ => {
-                if length < 2 {
-                    return;
-                }
-                let Some(&opsize) = opts.get(i) else { return };
-                i += 1;
-                let opsize = usize::from(opsize);
-                if opsize < 2 || opsize > length {
-                    return; // silly or partial option
-                }
-                if opcode == opt::SACK_PERM && opsize == opt::LEN_SACK_PERM {
-                    *flags |= F::SACK_PERM;
-                } else if opcode == opt::WINDOW && opsize == opt::LEN_WINDOW {
-                    let Some(&ws) = opts.get(i) else { return };
-                    *scale = ws.min(TCP_MAX_WSCALE);
-                    *flags |= F::WINDOW_SCALE;
-                }
-                i += opsize - 2;
-                length -= opsize;
-            }
+            _ => {}
         }
     }
 }
@@ -626,48 +598,15 @@ fn tcp_sack(opts: &[u8], sack: &mut SeqNumber) {
     {
         return;
     }
-    let mut i = 0usize;
-    let mut length = opts.len();
-    while length > 0 {
-        let Some(&opcode) = opts.get(i) else { return };
-        i += 1;
-        match opcode {
-            opt::EOL => return,
-            opt::NOP => {
-                length -= 1;
-                continue;
+    for o in TcpOptions::new(opts) {
+        if let TcpOption::Sack(blocks) = o {
+            for (_, right) in blocks {
+                let right = SeqNumber(right);
+                if right.after(*sack) {
+                    *sack = right;
+                }
             }
-            _ => {
-                if length < 2 {
-                    return;
-                }
-                let Some(&opsize) = opts.get(i) else { return };
-                i += 1;
-                let opsize = usize::from(opsize);
-                if opsize < 2 || opsize > length {
-                    return;
-                }
-                if opcode == opt::SACK
-                    && opsize >= opt::LEN_SACK_BASE + opt::LEN_SACK_PERBLOCK
-                    && (opsize - opt::LEN_SACK_BASE) % opt::LEN_SACK_PERBLOCK == 0
-                {
-                    let blocks = opsize - opt::LEN_SACK_BASE;
-                    for b in (0..blocks).step_by(opt::LEN_SACK_PERBLOCK) {
-                        // The right edge: the second word of the block.
-                        let at = i + b + 4;
-                        let Some(&[b0, b1, b2, b3]) = opts.get(at..at + 4) else {
-                            return;
-                        };
-                        let edge = SeqNumber(u32::from_be_bytes([b0, b1, b2, b3]));
-                        if edge.after(*sack) {
-                            *sack = edge;
-                        }
-                    }
-                    return;
-                }
-                i += opsize - 2;
-                length -= opsize;
-            }
+            return;
         }
     }
 }
