@@ -1,29 +1,8 @@
 //! End-to-end tests of the `ctfw` binary, spawned as a user runs it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn ctfw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctfw"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("spawn ctfw")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ctfw-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    dir
-}
+use common::{ctfw, root, text, tmp};
 
 #[test]
 fn check_config_summarises_a_good_file() {

@@ -7,9 +7,13 @@
 //! process (the "model") to know exactly which packets must come out of which port, in
 //! which order, with which counters.
 
+mod common;
+
+use common::{ctfw, root, text, tmp};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ctfw_config::Config;
@@ -21,29 +25,6 @@ use ctfw_engine::wire::{self, ChecksumHint, ParseConfig};
 use ctfw_tracegen::generate::{self, MixedOpts};
 use ctfw_tracegen::read::CaptureReader;
 use ctfw_tracegen::{Packet, PcapWriter};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ctfw-dp-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    dir
-}
-
-fn ctfw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctfw"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("spawn ctfw")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// A two-port pcap configuration in `dir` with the classic policy.
 fn pcap_config(dir: &Path, extra: &str) -> PathBuf {

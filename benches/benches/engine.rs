@@ -16,7 +16,7 @@ use std::time::{Duration, Instant as WallClock};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use ctfw_benches::{
-    BURST_GAP_NS, FlowFactory, Frames, Rotation, START, Seg, Tally, drive, engine, establish,
+    FlowFactory, Frames, Rotation, START, Seg, Tally, drive, engine, establish, timed_bursts,
 };
 use ctfw_engine::pipeline::{BURST, Engine, Pkt, Verdict};
 use ctfw_engine::rules::PortId;
@@ -31,26 +31,6 @@ use ctfw_tracegen::{Packet, Side};
 const CHUNK_BURSTS: usize = 16;
 
 const SEED: u64 = 0x5eed_c7f3;
-
-/// Time `bursts` bursts of `frames` through `engine`.
-#[inline(never)]
-fn run_chunk(
-    engine: &mut Engine,
-    frames: &Frames,
-    bursts: usize,
-    now: &mut Instant,
-    csum: ChecksumHint,
-) -> Duration {
-    let mut out = [Verdict::default(); BURST];
-    let t = WallClock::now();
-    for k in 0..bursts {
-        let pkts = frames.burst(k * BURST, csum);
-        engine.process_burst(*now, &pkts, &mut out);
-        black_box(&out);
-        now.0 += BURST_GAP_NS;
-    }
-    t.elapsed()
-}
 
 fn mb(bytes: usize) -> f64 {
     bytes as f64 / (1 << 20) as f64
@@ -94,7 +74,7 @@ impl Established {
         while left > 0 {
             let n = left.min(CHUNK_BURSTS as u64);
             self.rot.fill(factory, &mut self.frames, n as usize * BURST);
-            total += run_chunk(&mut self.e, &self.frames, n as usize, &mut self.now, csum);
+            total += timed_bursts(&mut self.e, &self.frames, n as usize, &mut self.now, csum);
             left -= n;
         }
         total
@@ -198,7 +178,7 @@ impl<'a> SynFeed<'a> {
                 self.frames.push_seg(self.factory, self.flow, Seg::Syn);
                 self.flow += 1;
             }
-            total += run_chunk(
+            total += timed_bursts(
                 e,
                 &self.frames,
                 n as usize,

@@ -585,6 +585,28 @@ impl Rotation {
     }
 }
 
+/// Time `bursts` bursts of `frames` through `engine` (only `process_burst` inside the clock),
+/// advancing `now` by [`BURST_GAP_NS`] per burst. Shared by the criterion benchmarks and
+/// `profile_established`, so both measure the same loop.
+#[inline(never)]
+pub fn timed_bursts(
+    engine: &mut Engine,
+    frames: &Frames,
+    bursts: usize,
+    now: &mut Instant,
+    csum: ChecksumHint,
+) -> std::time::Duration {
+    let mut out = [Verdict::default(); BURST];
+    let t = std::time::Instant::now();
+    for k in 0..bursts {
+        let pkts = frames.burst(k * BURST, csum);
+        engine.process_burst(*now, &pkts, &mut out);
+        std::hint::black_box(&out);
+        now.0 += BURST_GAP_NS;
+    }
+    t.elapsed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,34 +7,13 @@
 //! `timed_run` processes packets, so `valgrind --tool=callgrind --toggle-collect=*timed_run*`
 //! counts instructions of the pipeline alone (divide by PACKETS).
 
-use std::hint::black_box;
 use std::time::{Duration, Instant as WallClock};
 
-use ctfw_benches::{BURST_GAP_NS, FlowFactory, Frames, Rotation, START, engine, establish};
-use ctfw_engine::Instant;
-use ctfw_engine::pipeline::{BURST, Engine, Verdict};
+use ctfw_benches::{FlowFactory, Frames, Rotation, START, engine, establish, timed_bursts};
+use ctfw_engine::pipeline::BURST;
 use ctfw_engine::wire::ChecksumHint;
 
 const CHUNK_BURSTS: usize = 16;
-
-#[inline(never)]
-fn timed_run(
-    e: &mut Engine,
-    frames: &Frames,
-    bursts: usize,
-    now: &mut Instant,
-    csum: ChecksumHint,
-) -> Duration {
-    let mut out = [Verdict::default(); BURST];
-    let t = WallClock::now();
-    for k in 0..bursts {
-        let pkts = frames.burst(k * BURST, csum);
-        e.process_burst(*now, &pkts, &mut out);
-        black_box(&out);
-        now.0 += BURST_GAP_NS;
-    }
-    t.elapsed()
-}
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> T {
     args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default)
@@ -61,7 +40,7 @@ fn main() {
     while left > 0 {
         let n = left.min(CHUNK_BURSTS as u64) as usize;
         rot.fill(&factory, &mut frames, n * BURST);
-        total += timed_run(&mut e, &frames, n, &mut now, csum);
+        total += timed_bursts(&mut e, &frames, n, &mut now, csum);
         left -= n as u64;
     }
     let sent = packets / BURST as u64 * BURST as u64;

@@ -1,0 +1,34 @@
+//! Helpers shared by the end-to-end tests: run the real `ctfw` binary from the repository root,
+//! read its output, make scratch directories.
+
+#![allow(dead_code)] // Each test crate uses a different subset.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root (tests run `ctfw` from there, as the README does).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Run `ctfw` with `args` from the repository root and wait for it.
+pub fn ctfw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ctfw"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("spawn ctfw")
+}
+
+/// Bytes as text, lossily.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A fresh, empty scratch directory for this test process and `name`.
+pub fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ctfw-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    dir
+}
