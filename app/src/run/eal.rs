@@ -131,9 +131,20 @@ pub fn is_pci(device: &str) -> bool {
     }
 }
 
-/// The ethdev name DPDK gives a device: the part before the first comma.
+/// The device part of a device string: what comes before the first comma.
 pub fn device_name(device: &str) -> &str {
     device.split(',').next().unwrap_or(device)
+}
+
+/// The ethdev name DPDK gives a device: a virtual device keeps its name; a PCI device is named
+/// by its full address, domain included (`03:00.0` becomes `0000:03:00.0`).
+pub fn ethdev_name(device: &str) -> String {
+    let name = device_name(device);
+    if is_pci(name) && name.matches(':').count() == 1 {
+        format!("0000:{name}")
+    } else {
+        name.to_owned()
+    }
 }
 
 /// The lcore layout: lcore 0 is the main lcore, lcores 1..=workers the workers, each pinned
@@ -216,6 +227,9 @@ mod tests {
         assert!(!is_pci("net_ring0"));
         assert!(!is_pci("0000:03:00"));
         assert_eq!(device_name("net_pcap0,rx_pcap=a.pcap"), "net_pcap0");
+        assert_eq!(ethdev_name("03:00.1,rx_queue_size=512"), "0000:03:00.1");
+        assert_eq!(ethdev_name("0000:03:00.1"), "0000:03:00.1");
+        assert_eq!(ethdev_name("net_ring0"), "net_ring0");
     }
 
     #[test]

@@ -434,7 +434,8 @@ fn setup_ports(eal: &Eal, cfg: &Config, workers: u16) -> Result<Vec<PortSetup>> 
     let dp = &cfg.dataplane;
     let mut out = Vec::new();
     for (i, p) in cfg.ports.iter().enumerate() {
-        let dev = eal::device_name(&p.device);
+        let ethdev = eal::ethdev_name(&p.device);
+        let dev = ethdev.as_str();
         let mut port = Port::by_name(eal, dev).with_context(|| {
             format!(
                 "port {}: device {dev:?} not found (is the PMD available, the devargs right, \
