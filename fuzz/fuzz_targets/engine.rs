@@ -38,8 +38,14 @@ fuzz_target!(|data: &[u8]| {
         now += u64::from(*dt) * 250_000_000;
         rest = &tail[n..];
         if frames.len() == 8 || rest.len() < 3 {
-            let pkts: Vec<Pkt<'_>> =
-                frames.iter().map(|&(d, p)| Pkt { data: d, port: p, csum: ChecksumHint::Unknown }).collect();
+            let pkts: Vec<Pkt<'_>> = frames
+                .iter()
+                .map(|&(d, p)| Pkt {
+                    data: d,
+                    port: p,
+                    csum: ChecksumHint::Unknown,
+                })
+                .collect();
             let mut v = vec![Verdict::default(); pkts.len()];
             eng.process_burst(Instant(now), &pkts, &mut v);
             frames.clear();
