@@ -14,7 +14,8 @@ fn engine() -> Engine {
     estrel.ct = Some(CtStateSet::of(&[CtState::Established, CtState::Related]));
     let mut new = Rule::new(Action::Accept);
     new.ct = Some(CtStateSet::of(&[CtState::New]));
-    let rules = RuleSet::new(vec![estrel, new], Action::Drop, vec![]).expect("rules");
+    let names = vec!["estrel".to_owned(), "new".to_owned()];
+    let rules = RuleSet::new(vec![estrel, new], Action::Drop, names).expect("rules");
     let cfg = EngineConfig {
         capacity: 64,
         track: TrackConfig::default(),
