@@ -185,15 +185,7 @@ fn flow_of(frame: &[u8]) -> Option<FlowKey> {
         ..
     }) = p.l4
     {
-        if let wire::InnerL4::Ports { sport, dport } = inner.l4 {
-            let e = flow::Endpoints {
-                addrs: inner.addrs,
-                sport,
-                dport,
-                proto: inner.proto,
-            };
-            return Some(FlowKey::from_ports(e).key);
-        }
+        return flow::key_of_inner(&inner).map(|k| k.key);
     }
     flow::key_of(&p).map(|k| k.key)
 }

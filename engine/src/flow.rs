@@ -10,7 +10,7 @@
 //! a checked ICMP error.
 
 use crate::track::icmp::{self, IcmpClass};
-use crate::wire::{Family, IpAddrs, L4, Packet};
+use crate::wire::{Family, InnerL4, InnerTuple, IpAddrs, L4, Packet};
 
 /// Direction of a packet relative to its connection's ORIGINAL tuple.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -170,19 +170,51 @@ pub fn key_of(p: &Packet<'_>) -> Option<KeyedPacket> {
     Some(match p.l4 {
         L4::Tcp(s) => ports(s.sport, s.dport),
         L4::Udp(d) => ports(d.sport, d.dport),
-        L4::Icmp(m) => match icmp::classify(p.addrs.family, m.type_, m.code) {
-            IcmpClass::Query {
-                request_type,
-                is_request,
-            } => FlowKey::icmp_query(p.addrs, p.proto, m.id, request_type, m.code, is_request),
-            _ => return None,
-        },
+        L4::Icmp(m) => return icmp_query_key(p.addrs, p.proto, m.type_, m.code, m.id),
         // Linux keys PPTP GRE on the destination call id; the source key would come from the
         // PPTP helper's keymap, which ctfw does not have: zero, as in Linux without it.
         L4::Gre { call_id } => ports(0, call_id.unwrap_or(0)),
         L4::Other => ports(0, 0),
         L4::Fragment | L4::Malformed(_) => return None,
     })
+}
+
+/// The key of the connection an ICMP error quotes, or `None` when the quoted packet does not
+/// belong to one (an error quoting an error, or an untrackable ICMP message).
+pub fn key_of_inner(inner: &InnerTuple) -> Option<KeyedPacket> {
+    let ports = |sport, dport| {
+        FlowKey::from_ports(Endpoints {
+            addrs: inner.addrs,
+            sport,
+            dport,
+            proto: inner.proto,
+        })
+    };
+    match inner.l4 {
+        InnerL4::Ports { sport, dport } => Some(ports(sport, dport)),
+        InnerL4::Icmp { type_, code, id } => {
+            icmp_query_key(inner.addrs, inner.proto, type_, code, id)
+        }
+        InnerL4::None => Some(ports(0, 0)),
+    }
+}
+
+/// The key of an ICMP query or answer; `None` for any other ICMP message.
+fn icmp_query_key(addrs: IpAddrs, proto: u8, type_: u8, code: u8, id: u16) -> Option<KeyedPacket> {
+    match icmp::classify(addrs.family, type_, code) {
+        IcmpClass::Query {
+            request_type,
+            is_request,
+        } => Some(FlowKey::icmp_query(
+            addrs,
+            proto,
+            id,
+            request_type,
+            code,
+            is_request,
+        )),
+        _ => None,
+    }
 }
 
 /// Keyed, seeded hashing of flow keys (ahash): outside traffic cannot aim for collisions

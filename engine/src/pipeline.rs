@@ -43,15 +43,15 @@ pub struct EngineConfig {
 }
 
 use crate::counters::{Counters, Reason};
-use crate::flow::{self, Direction, Endpoints, FlowHasher, FlowKey, KeyedPacket};
+use crate::flow::{self, Direction, FlowHasher, KeyedPacket};
 use crate::rules::{Action, RuleInput, RuleSet};
 use crate::table::{Entry, Hashed, Table};
 use crate::time::{Instant, Tick};
 use crate::track::icmp::{self, IcmpClass};
 use crate::track::tcp::{self, TcpAction, TcpConn};
 use crate::track::udp::UdpConn;
-use crate::track::{CtFlags, CtState, EntryMeta, ProtoState};
-use crate::wire::{self, ChecksumHint, InnerL4, InnerTuple, L4, Packet};
+use crate::track::{CtFlags, CtState, EntryMeta, ProtoState, gre};
+use crate::wire::{self, ChecksumHint, L4, Packet};
 
 /// Packets processed together: keys built, buckets and entries fetched for the whole group
 /// before any of them is tracked. Longer bursts are processed in groups of this size.
@@ -118,6 +118,8 @@ impl Tracked {
 /// How a parsed packet meets the table.
 #[derive(Clone, Copy, Debug)]
 enum Plan {
+    /// Dropped before tracking (an unparsable frame, or a fragment under the drop policy).
+    Drop(Reason),
     /// No lookup: the conntrack state (and INVALID reason) is already known.
     Fixed(Option<CtState>, Option<Reason>),
     /// Track as part of a connection.
@@ -199,13 +201,13 @@ impl Engine {
     fn process_group(&mut self, now: Tick, pkts: &[Pkt<'_>], out: &mut [Verdict]) {
         let parse_cfg = self.cfg.parse;
         let mut parsed = [Err(Reason::EthTruncated); BURST];
-        let mut plans = [Plan::Fixed(None, None); BURST];
+        let mut plans = [Plan::Drop(Reason::EthTruncated); BURST];
         // Stage 1: parse, key, hash.
         for (i, pkt) in pkts.iter().enumerate() {
             parsed[i] = wire::parse(pkt.data, &parse_cfg, pkt.csum);
             plans[i] = match &parsed[i] {
                 Ok(p) => self.plan(p),
-                Err(_) => Plan::Fixed(None, None),
+                Err(r) => Plan::Drop(*r),
             };
         }
         // Stage 2: fetch every packet's buckets, in a loop of its own. The fetches are plain
@@ -241,39 +243,39 @@ impl Engine {
         let invalid = |r| Plan::Fixed(Some(CtState::Invalid), Some(r));
         match p.l4 {
             L4::Tcp(seg) if !tcp::flags_valid(seg.flags) => return invalid(Reason::TcpBadFlags),
-            L4::Icmp(m) => match icmp::classify(p.addrs.family, m.type_, m.code) {
-                IcmpClass::Query { .. } => {}
-                IcmpClass::Error => {
-                    return match m.inner {
-                        // Linux `nf_conntrack_inet_error`: the error must travel back to
-                        // the quoted packet's sender.
-                        Some(Ok(inner)) if inner.addrs.src != p.addrs.dst => {
-                            invalid(Reason::IcmpBadErrorAddress)
-                        }
-                        Some(Ok(inner)) => match inner_key(&inner) {
-                            Some(k) => Plan::Related(k, self.table.hash(&k.key)),
-                            None => invalid(Reason::IcmpNoRelated),
-                        },
-                        Some(Err(r)) => invalid(r),
-                        None => invalid(Reason::IcmpBadInner),
-                    };
-                }
-                IcmpClass::Untracked => return Plan::Fixed(Some(CtState::Untracked), None),
-                IcmpClass::Invalid(r) => return invalid(r),
-            },
             L4::Fragment => {
                 return match self.cfg.fragments {
-                    FragmentPolicy::Drop => Plan::Fixed(None, None),
+                    FragmentPolicy::Drop => Plan::Drop(Reason::Fragment),
                     FragmentPolicy::Untracked => Plan::Fixed(Some(CtState::Untracked), None),
                 };
             }
             L4::Malformed(r) => return invalid(r),
             _ => {}
         }
-        match flow::key_of(p) {
-            Some(k) => Plan::Track(k, self.table.hash(&k.key)),
-            // key_of covers every kind of packet not turned away above.
-            None => invalid(Reason::IcmpInvalidNew),
+        if let Some(k) = flow::key_of(p) {
+            return Plan::Track(k, self.table.hash(&k.key));
+        }
+        // What has no connection of its own is an ICMP message other than a query.
+        let L4::Icmp(m) = p.l4 else {
+            return invalid(Reason::IcmpInvalidNew);
+        };
+        match icmp::classify(p.addrs.family, m.type_, m.code) {
+            IcmpClass::Error => match m.inner {
+                // Linux `nf_conntrack_inet_error`: the error must travel back to the quoted
+                // packet's sender.
+                Some(Ok(inner)) if inner.addrs.src != p.addrs.dst => {
+                    invalid(Reason::IcmpBadErrorAddress)
+                }
+                Some(Ok(inner)) => match flow::key_of_inner(&inner) {
+                    Some(k) => Plan::Related(k, self.table.hash(&k.key)),
+                    None => invalid(Reason::IcmpNoRelated),
+                },
+                Some(Err(r)) => invalid(r),
+                None => invalid(Reason::IcmpBadInner),
+            },
+            IcmpClass::Untracked => Plan::Fixed(Some(CtState::Untracked), None),
+            IcmpClass::Invalid(r) => invalid(r),
+            IcmpClass::Query { .. } => invalid(Reason::IcmpInvalidNew), // keyed above
         }
     }
 
@@ -299,10 +301,8 @@ impl Engine {
             }
             Err(r) => return self.drop(Verdict::default(), *r),
         };
-        if matches!(p.l4, L4::Fragment) && self.cfg.fragments == FragmentPolicy::Drop {
-            return self.drop(Verdict::default(), Reason::Fragment);
-        }
         let tracked = match plan {
+            Plan::Drop(r) => return self.drop(Verdict::default(), r),
             Plan::Fixed(ct, invalid) => Tracked {
                 ct,
                 invalid,
@@ -432,7 +432,7 @@ impl Engine {
                 TcpAction::Accept
             }
             (ProtoState::Gre, _) => {
-                gre_packet(&mut meta, now, &other);
+                gre::packet(&mut meta, now, &other);
                 TcpAction::Accept
             }
             (ProtoState::Generic, _) => {
@@ -523,7 +523,7 @@ impl Engine {
                 ProtoState::Icmp
             }
             L4::Gre { .. } => {
-                gre_packet(&mut meta, now, &other);
+                gre::packet(&mut meta, now, &other);
                 ProtoState::Gre
             }
             _ => {
@@ -569,51 +569,5 @@ impl Engine {
         let n = self.table.sweep(now.tick(), budget);
         self.counters.expired += n as u64;
         n
-    }
-}
-
-/// Linux `nf_conntrack_gre_packet`: the unreplied timeout until a reply has been seen (as it
-/// was before this packet), then the stream timeout and ASSURED.
-fn gre_packet(meta: &mut EntryMeta, now: Tick, t: &crate::track::OtherTimeouts) {
-    if meta.flags.seen_reply() {
-        meta.expires = now.after(t.gre_stream);
-        meta.flags.set(CtFlags::ASSURED);
-    } else {
-        meta.expires = now.after(t.gre_unreplied);
-    }
-}
-
-/// The key of the connection an ICMP error quotes.
-fn inner_key(inner: &InnerTuple) -> Option<KeyedPacket> {
-    match inner.l4 {
-        InnerL4::Ports { sport, dport } => Some(FlowKey::from_ports(Endpoints {
-            addrs: inner.addrs,
-            sport,
-            dport,
-            proto: inner.proto,
-        })),
-        InnerL4::Icmp { type_, code, id } => {
-            match icmp::classify(inner.addrs.family, type_, code) {
-                IcmpClass::Query {
-                    request_type,
-                    is_request,
-                } => Some(FlowKey::icmp_query(
-                    inner.addrs,
-                    inner.proto,
-                    id,
-                    request_type,
-                    code,
-                    is_request,
-                )),
-                // An error quoting an error (or an untrackable message) relates to nothing.
-                _ => None,
-            }
-        }
-        InnerL4::None => Some(FlowKey::from_ports(Endpoints {
-            addrs: inner.addrs,
-            sport: 0,
-            dport: 0,
-            proto: inner.proto,
-        })),
     }
 }

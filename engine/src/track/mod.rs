@@ -1,10 +1,11 @@
 //! Connection tracking semantics, protocol by protocol, after Linux nf_conntrack.
 //!
-//! The per-protocol trackers ([`tcp`], [`udp`], [`icmp`]) are pure functions over a
+//! The per-protocol trackers ([`tcp`], [`udp`], [`icmp`], [`gre`]) are pure functions over a
 //! connection's state and one packet; they know nothing of the table. This module holds what
 //! they share: the conntrack state a packet is given ([`CtState`]), the entry status bits
 //! ([`CtFlags`]), the per-protocol state stored in an entry ([`ProtoState`]) and the timeouts.
 
+pub mod gre;
 pub mod icmp;
 pub mod tcp;
 pub mod udp;
