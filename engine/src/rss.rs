@@ -127,76 +127,97 @@ impl Toeplitz {
 /// error is hashed on the flow it quotes. `None` for frames that are not IP (any worker may
 /// take them; they are dropped or forwarded without tracking).
 pub fn dispatch_hash(t: &Toeplitz, frame: &[u8]) -> Option<u32> {
-    let cfg = ParseConfig {
-        verify_l4_checksum: false,
-    };
-    let p = wire::parse(frame, &cfg, ChecksumHint::Good).ok()?;
+    let p = parse_unverified(frame).ok()?;
     let a = p.addrs;
     let ports = match p.l4 {
         L4::Tcp(s) => Some((s.sport, s.dport)),
         L4::Udp(d) => Some((d.sport, d.dport)),
-        L4::Icmp(m) => {
-            if let Some(Ok(inner)) = m.inner {
-                let ports = match (inner.proto, inner.l4) {
-                    (proto::TCP | proto::UDP, InnerL4::Ports { sport, dport }) => {
-                        Some((sport, dport))
-                    }
-                    _ => None,
-                };
-                return Some(t.hash_tuple(
-                    inner.addrs.family,
-                    inner.addrs.src,
-                    inner.addrs.dst,
-                    ports,
-                ));
-            }
-            None
-        }
+        L4::Icmp(wire::IcmpMsg {
+            inner: Some(Ok(inner)),
+            ..
+        }) => return Some(quoted_hash(t, &inner)),
         _ => None,
     };
     Some(t.hash_tuple(a.family, a.src, a.dst, ports))
 }
 
-/// Whether a frame must be re-dispatched by a worker that received it from hardware RSS: only
-/// ICMP errors can land on a worker other than their flow's owner. A few byte reads settle
-/// almost every frame; only ICMP (and IPv6 with extension headers) is parsed.
+/// The hash of the flow an ICMP error quotes: as [`dispatch_hash`] hashes the quoted packet.
+fn quoted_hash(t: &Toeplitz, inner: &wire::InnerTuple) -> u32 {
+    let ports = match (inner.proto, inner.l4) {
+        (proto::TCP | proto::UDP, InnerL4::Ports { sport, dport }) => Some((sport, dport)),
+        _ => None,
+    };
+    t.hash_tuple(inner.addrs.family, inner.addrs.src, inner.addrs.dst, ports)
+}
+
+/// For a frame that is an ICMP error with a readable quote, the [`dispatch_hash`] of the flow
+/// it quotes; `None` for anything else. This is what a worker receiving from hardware RSS
+/// needs: only ICMP errors can land on a worker other than their flow's owner. A few byte
+/// reads settle almost every frame; only ICMP (and IPv6 with extension headers) is parsed,
+/// once.
+#[inline]
+pub fn icmp_error_hash(t: &Toeplitz, frame: &[u8]) -> Option<u32> {
+    if !may_be_icmp(frame) {
+        return None;
+    }
+    match parse_unverified(frame) {
+        Ok(wire::Packet {
+            l4:
+                L4::Icmp(wire::IcmpMsg {
+                    inner: Some(Ok(inner)),
+                    ..
+                }),
+            ..
+        }) => Some(quoted_hash(t, &inner)),
+        _ => None,
+    }
+}
+
+/// Whether a frame is an ICMP error (its quote readable or not).
 #[inline]
 pub fn is_icmp_error(frame: &[u8]) -> bool {
-    // Skip up to two VLAN tags to the EtherType.
-    let mut off = 12;
-    while let Some(&[a, b]) = frame.get(off..off + 2) {
-        match u16::from_be_bytes([a, b]) {
-            0x8100 | 0x88a8 | 0x9100 if off < 20 => off += 4,
-            0x0800 => {
-                // IPv4: protocol at byte 9 of the header.
-                if frame.get(off + 2 + 9) != Some(&proto::ICMP) {
-                    return false;
-                }
-                break;
-            }
-            0x86dd => {
-                // IPv6: next header at byte 6; anything but TCP/UDP may be an extension header.
-                if matches!(
-                    frame.get(off + 2 + 6),
-                    Some(&proto::TCP) | Some(&proto::UDP) | None
-                ) {
-                    return false;
-                }
-                break;
-            }
-            _ => return false,
-        }
-    }
+    may_be_icmp(frame)
+        && matches!(
+            parse_unverified(frame),
+            Ok(wire::Packet {
+                l4: L4::Icmp(wire::IcmpMsg { inner: Some(_), .. }),
+                ..
+            })
+        )
+}
+
+/// A parse that skips checksums: enough to pick a worker.
+#[inline]
+fn parse_unverified(frame: &[u8]) -> Result<wire::Packet<'_>, crate::Reason> {
     let cfg = ParseConfig {
         verify_l4_checksum: false,
     };
-    matches!(
-        wire::parse(frame, &cfg, ChecksumHint::Good),
-        Ok(wire::Packet {
-            l4: L4::Icmp(wire::IcmpMsg { inner: Some(_), .. }),
-            ..
-        })
-    )
+    wire::parse(frame, &cfg, ChecksumHint::Good)
+}
+
+/// False only for frames that certainly carry no ICMP at the top: non-IP, or IPv4/IPv6 whose
+/// next protocol is not ICMP (IPv6 extension headers count as maybe).
+#[inline]
+fn may_be_icmp(frame: &[u8]) -> bool {
+    // Skip up to two VLAN tags to the EtherType.
+    let mut off = 12;
+    while let Some(&[a, b]) = frame.get(off..off + 2) {
+        return match u16::from_be_bytes([a, b]) {
+            0x8100 | 0x88a8 | 0x9100 if off < 20 => {
+                off += 4;
+                continue;
+            }
+            // IPv4: protocol at byte 9 of the header.
+            0x0800 => frame.get(off + 2 + 9) == Some(&proto::ICMP),
+            // IPv6: next header at byte 6; anything but TCP/UDP may be an extension header.
+            0x86dd => !matches!(
+                frame.get(off + 2 + 6),
+                Some(&proto::TCP) | Some(&proto::UDP) | None
+            ),
+            _ => false,
+        };
+    }
+    false
 }
 
 #[cfg(test)]
@@ -351,6 +372,8 @@ mod dispatch_tests {
         assert_eq!(dispatch_hash(&t, &unreachable), Some(flow));
         assert!(is_icmp_error(&unreachable));
         assert!(!is_icmp_error(&original));
+        assert_eq!(icmp_error_hash(&t, &unreachable), Some(flow));
+        assert_eq!(icmp_error_hash(&t, &original), None);
         let tagged = Frame::ipv4(router, client)
             .vlan(7)
             .icmp_error(3, 3, &datagram)

@@ -282,11 +282,7 @@ impl Worker {
         while i < burst.len() {
             let owner = {
                 let data = burst.as_slice()[i].data();
-                if rss::is_icmp_error(data) {
-                    rss::dispatch_hash(t, data).map(|h| rss::owner(h, self.workers))
-                } else {
-                    None
-                }
+                rss::icmp_error_hash(t, data).map(|h| rss::owner(h, self.workers))
             };
             match owner {
                 Some(o) if o != self.index => {
