@@ -20,6 +20,8 @@ use ctfw_engine::wire::{self, ChecksumHint, Family, ParseConfig};
 use crate::capture::Capture;
 use crate::{records, summary};
 
+/// The largest `--burst`.
+const MAX_BURST: usize = 256;
 /// Packets join a burst only while they are at most this much later than its first packet:
 /// the engine reads its clock once per burst, as a data-plane worker does for packets that
 /// arrive together, so a burst must not stretch over time a capture spreads out.
@@ -215,15 +217,20 @@ pub fn run(args: &Args) -> Result<()> {
         }
         let t0 = *first_ts.get_or_insert(stamps[0]);
         now = Instant(stamps[0]);
-        let pkts: Vec<Pkt<'_>> = (0..n)
-            .map(|i| Pkt {
-                data: &bufs[i],
-                port: ports[i],
+        let mut pkts = [Pkt {
+            data: &[],
+            port: PortId(0),
+            csum: ChecksumHint::Unknown,
+        }; MAX_BURST];
+        for ((slot, buf), &port) in pkts.iter_mut().zip(&bufs[..n]).zip(&ports[..n]) {
+            *slot = Pkt {
+                data: buf,
+                port,
                 csum: ChecksumHint::Unknown,
-            })
-            .collect();
+            };
+        }
         let t = WallClock::now();
-        engine.process_burst(now, &pkts, &mut verdicts[..n]);
+        engine.process_burst(now, &pkts[..n], &mut verdicts[..n]);
         engine.sweep(now, SWEEP_BUDGET);
         engine_time += t.elapsed();
         if let Some(out) = jsonl.as_mut() {

@@ -166,13 +166,10 @@ pub fn run(args: &Args) -> Result<()> {
     }
 
     // Build the workers and the main lcore's I/O duties.
-    let clock = Clock {
-        hz: eal.tsc_hz(),
-        base: rte::tsc(),
-    };
+    let clock = Clock::new(eal.tsc_hz(), rte::tsc());
     let stop = Arc::new(AtomicBool::new(false));
     let mut engine_cfg = cfg.engine.clone();
-    engine_cfg.capacity = cfg.engine.capacity.div_ceil(u32::from(workers)).max(1024);
+    engine_cfg.capacity = worker_capacity(&cfg);
     let mut port_of = vec![None; sys::RTE_MAX_ETHPORTS as usize];
     for (i, p) in ports.iter().enumerate() {
         port_of[usize::from(p.port.id())] = Some(PortId(i as u16));
@@ -324,6 +321,14 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("mbufs were not returned to their pools (see above)");
     }
     Ok(())
+}
+
+/// Each worker's table capacity: the configured total shared out (at least 1024 each).
+fn worker_capacity(cfg: &Config) -> u32 {
+    cfg.engine
+        .capacity
+        .div_ceil(u32::from(cfg.dataplane.workers))
+        .max(1024)
 }
 
 fn add_io(a: &mut IoCounters, b: &IoCounters) {
@@ -595,11 +600,7 @@ fn print_layout(
             p.plan.why
         );
     }
-    let capacity = cfg
-        .engine
-        .capacity
-        .div_ceil(u32::from(cfg.dataplane.workers))
-        .max(1024);
+    let capacity = worker_capacity(cfg);
     for (w, lcore) in lcores
         .iter()
         .take(usize::from(cfg.dataplane.workers))

@@ -27,21 +27,40 @@ const TX_RETRIES: usize = 4;
 const SWEEP_BUSY: usize = 8;
 const SWEEP_IDLE: usize = 1024;
 
-/// Converts TSC readings to engine time.
+/// Converts TSC readings to engine time with a multiply and a shift (no division).
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     /// TSC ticks per second.
     pub hz: u64,
     /// TSC at start.
-    pub base: u64,
+    base: u64,
+    /// Nanoseconds per TSC tick, in 32.32 fixed point.
+    ns_per_tick: u64,
 }
 
 impl Clock {
-    /// Engine time now (nanoseconds since `base`).
+    /// A clock counting from TSC reading `base` at `hz` ticks per second.
+    pub fn new(hz: u64, base: u64) -> Clock {
+        let hz = hz.max(1);
+        let ns_per_tick = ((1_000_000_000u128 << 32) / u128::from(hz)) as u64;
+        Clock {
+            hz,
+            base,
+            ns_per_tick,
+        }
+    }
+
+    /// Engine time at TSC reading `tsc` (nanoseconds since `base`).
+    #[inline]
+    pub fn at(&self, tsc: u64) -> Instant {
+        let d = tsc.wrapping_sub(self.base);
+        Instant(((u128::from(d) * u128::from(self.ns_per_tick)) >> 32) as u64)
+    }
+
+    /// Engine time now.
     #[inline]
     pub fn now(&self) -> Instant {
-        let d = rte::tsc().wrapping_sub(self.base);
-        Instant((u128::from(d) * 1_000_000_000 / u128::from(self.hz.max(1))) as u64)
+        self.at(rte::tsc())
     }
 }
 
@@ -132,6 +151,9 @@ impl Worker {
         let publish_every = self.clock.hz / 10;
         let mut last_publish = rte::tsc();
         loop {
+            // One clock reading per round: every burst of the round and the sweep use it.
+            let tsc = rte::tsc();
+            let now = self.clock.at(tsc);
             let stopping = self.stop.load(Ordering::Relaxed);
             let mut got = 0;
             // RX queues are not polled once stopping: the ports will be stopped and their
@@ -147,6 +169,7 @@ impl Worker {
                             self.redispatch_errors(&toeplitz, &mut rx_buf, &mut io);
                         }
                         self.process(
+                            now,
                             &mut rx_buf,
                             Some(port),
                             &mut tx_bufs,
@@ -161,7 +184,7 @@ impl Worker {
                 if n > 0 {
                     got += n;
                     io.rx_ring += n as u64;
-                    self.process(&mut rx_buf, None, &mut tx_bufs, &mut verdicts, &mut io);
+                    self.process(now, &mut rx_buf, None, &mut tx_bufs, &mut verdicts, &mut io);
                 }
             }
             let pending = tx_bufs.iter().any(|b| !b.is_empty());
@@ -170,19 +193,18 @@ impl Worker {
                     .rx
                     .store(io.rx_port + io.rx_ring, Ordering::Relaxed);
                 self.flush(&mut tx_bufs, &mut io, false);
-                self.engine.sweep(self.clock.now(), SWEEP_BUSY);
+                self.engine.sweep(now, SWEEP_BUSY);
                 if stopping && got == 0 {
                     break; // the last flush below frees what the devices still refuse
                 }
             } else if stopping {
                 break;
             } else {
-                self.engine.sweep(self.clock.now(), SWEEP_IDLE);
+                self.engine.sweep(now, SWEEP_IDLE);
                 std::hint::spin_loop();
             }
-            let t = rte::tsc();
-            if t.wrapping_sub(last_publish) >= publish_every {
-                last_publish = t;
+            if tsc.wrapping_sub(last_publish) >= publish_every {
+                last_publish = tsc;
                 self.publish(&io);
             }
         }
@@ -212,6 +234,7 @@ impl Worker {
     /// mbuf (ring input).
     fn process(
         &mut self,
+        now: Instant,
         burst: &mut MbufBurst<MAX_BURST>,
         port: Option<PortId>,
         tx_bufs: &mut [MbufBurst<MAX_BURST>],
@@ -222,7 +245,6 @@ impl Worker {
         if n == 0 {
             return;
         }
-        let now = self.clock.now();
         // The engine's own group size: a stack array of that many views, filled per group.
         for (mbufs, verdicts) in burst
             .as_slice()
@@ -350,4 +372,22 @@ pub fn rx_upto(q: &mut RxQueue, buf: &mut MbufBurst<MAX_BURST>, limit: usize) ->
 #[inline]
 pub fn ring_upto(r: &Ring, buf: &mut MbufBurst<MAX_BURST>, limit: usize) -> usize {
     r.dequeue_burst_max(buf, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_converts_ticks_to_nanoseconds_without_dividing() {
+        for hz in [1_000_000_000u64, 2_600_000_000, 3_123_456_789] {
+            let c = Clock::new(hz, 1_000);
+            assert_eq!(c.at(1_000), Instant(0));
+            // One second, and one hour, of ticks: within a nanosecond per second.
+            let s = c.at(1_000 + hz).0;
+            assert!(s.abs_diff(1_000_000_000) <= 1, "{hz}: {s}");
+            let h = c.at(1_000 + hz * 3600).0;
+            assert!(h.abs_diff(3_600_000_000_000) <= 3600, "{hz}: {h}");
+        }
+    }
 }
