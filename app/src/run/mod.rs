@@ -650,6 +650,8 @@ struct MainIo {
     dist: Vec<RxQueue>,
     tx_queues: Vec<(Ring, TxQueue)>,
     rings: Vec<Ring>,
+    /// Per-worker staging for one distributed burst (allocated once, here).
+    stage: Vec<MbufBurst<MAX_BURST>>,
     toeplitz: Toeplitz,
     workers: u32,
     rx: u64,
@@ -674,6 +676,11 @@ impl MainIo {
             dist,
             tx_queues: tx,
             rings: layout.worker_rings.clone(),
+            stage: layout
+                .worker_rings
+                .iter()
+                .map(|_| MbufBurst::default())
+                .collect(),
             toeplitz: Toeplitz::symmetric(),
             workers: u32::from(workers),
             rx: 0,
@@ -736,7 +743,6 @@ impl MainIo {
     /// One RX burst from every software-distributed port, each packet to its owner's ring.
     fn distribute(&mut self) {
         let mut rx: MbufBurst<MAX_BURST> = MbufBurst::default();
-        let mut stage: Vec<MbufBurst<MAX_BURST>> = Vec::new();
         // Back-pressure: take from a device only what every worker ring can still hold, so
         // an overloaded worker makes packets wait in (and, sustained, overflow) the device's
         // own RX queue, where the NIC counts them, instead of being dropped after receipt.
@@ -751,21 +757,16 @@ impl MainIo {
                 continue;
             }
             self.rx += rx.len() as u64;
-            if stage.is_empty() {
-                stage = (0..self.rings.len())
-                    .map(|_| MbufBurst::default())
-                    .collect();
-            }
             for m in rx.drain() {
                 let owner = rss::dispatch_hash(&self.toeplitz, m.data())
                     .map_or(0, |h| rss::owner(h, self.workers))
                     as usize;
-                if let Err(m) = stage[owner].push(m) {
+                if let Err(m) = self.stage[owner].push(m) {
                     self.ring_dropped += 1;
                     drop::<Mbuf>(m);
                 }
             }
-            for (buf, ring) in stage.iter_mut().zip(&self.rings) {
+            for (buf, ring) in self.stage.iter_mut().zip(&self.rings) {
                 ring.enqueue_burst(buf);
                 if !buf.is_empty() {
                     self.ring_dropped += buf.len() as u64;
