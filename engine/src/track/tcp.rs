@@ -995,9 +995,14 @@ impl TcpConn {
 
         // An RST answering a SYN (a) or an ACK of a half-open connection (c) that we let
         // through on the ignore path: delete the entry, and skip the window checks since the
-        // RST may acknowledge segments we ignored.
+        // RST may acknowledge segments we ignored. Since 6.18.35 (upstream bed6e04be8e6) only
+        // the other side can answer the noted SYN: an RST from the SYN's own side goes
+        // through the window checks like any other, or one end of an established connection
+        // could tear its entry down by sending a SYN and then an RST acknowledging it. The
+        // ACK case has no such condition (checked against 6.18.44: a same-side RST after a
+        // noted ACK still closes a connection that is not ASSURED).
         let last_index = self.last_index();
-        if ((ct.seen_reply() && last_index == FlagClass::Syn)
+        if ((ct.seen_reply() && last_index == FlagClass::Syn && self.last_dir() != dir)
             || (!ct.assured() && last_index == FlagClass::Ack))
             && SeqNumber(seg.ack) == self.last_end()
         {

@@ -27,6 +27,7 @@ mod ipv6_ext;
 mod many_flows;
 mod quirks;
 mod related;
+mod rst_after_ignored;
 mod sack;
 mod table_full;
 mod vlan;
