@@ -17,11 +17,12 @@ pub fn print_counters(c: &Counters, table_len: usize, capacity: usize) {
         c.bytes
     );
     outln!(
-        "  connections: {} created, {} expired, {} closed, {} evicted; {} in the table (capacity {})",
+        "  connections: {} created, {} expired, {} closed, {} evicted ({} closing ASSURED); {} in the table (capacity {})",
         c.created,
         c.expired,
         c.closed,
-        c.evicted,
+        c.evicted + c.evicted_closing,
+        c.evicted_closing,
         table_len,
         capacity
     );

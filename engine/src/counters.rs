@@ -127,7 +127,8 @@ reasons! {
     RuleDrop = "rule_drop", Policy;
     /// Dropped by the default policy (no rule matched).
     DefaultPolicy = "default_policy", Policy;
-    /// The table was full and held no entry that may be evicted (only ASSURED entries nearby).
+    /// The table was full and held no entry that may be evicted (only live ASSURED
+    /// connections nearby).
     TableFull = "table_full", Policy;
 }
 
@@ -166,8 +167,12 @@ pub struct Counters {
     pub expired: u64,
     /// Entries removed early by protocol logic (RST answering a SYN, re-opened connections).
     pub closed: u64,
-    /// Non-ASSURED entries evicted to make room for a new connection.
+    /// Non-ASSURED entries evicted to make room for a new connection, or by the sweeper
+    /// under table pressure.
     pub evicted: u64,
+    /// ASSURED entries of closing TCP connections (FIN_WAIT, CLOSE_WAIT, LAST_ACK,
+    /// TIME_WAIT, CLOSE) evicted the same ways. Live connections are never evicted.
+    pub evicted_closing: u64,
     /// Packets per reason: drops (`Unparsed`, `Policy`) and INVALID verdicts (`Invalid`).
     pub by_reason: [u64; Reason::COUNT],
 }
@@ -183,6 +188,7 @@ impl Default for Counters {
             expired: 0,
             closed: 0,
             evicted: 0,
+            evicted_closing: 0,
             by_reason: [0; Reason::COUNT],
         }
     }
@@ -211,6 +217,7 @@ impl Counters {
         self.expired += other.expired;
         self.closed += other.closed;
         self.evicted += other.evicted;
+        self.evicted_closing += other.evicted_closing;
         for (a, b) in self.by_reason.iter_mut().zip(other.by_reason.iter()) {
             *a += b;
         }
@@ -250,6 +257,7 @@ mod tests {
         let mut b = Counters {
             packets: 3,
             evicted: 2,
+            evicted_closing: 5,
             ..Counters::default()
         };
         b.count(Reason::TableFull);
@@ -257,6 +265,7 @@ mod tests {
         a.merge(&b);
         assert_eq!(a.packets, 6);
         assert_eq!(a.evicted, 4);
+        assert_eq!(a.evicted_closing, 10);
         assert_eq!(a.get(Reason::TableFull), 2);
     }
 }

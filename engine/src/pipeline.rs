@@ -364,6 +364,7 @@ impl Engine {
                             self.counters.created += 1;
                             self.counters.expired += o.reclaimed_expired as u64;
                             self.counters.evicted += o.evicted as u64;
+                            self.counters.evicted_closing += o.evicted_closing as u64;
                         }
                         Err(_) => return self.drop(verdict, Reason::TableFull),
                     }
@@ -564,10 +565,14 @@ impl Engine {
         }
     }
 
-    /// Reclaim expired entries with at most `budget` entries examined. Call between bursts.
+    /// Reclaim expired entries (and, under table pressure, evict those that may be dropped
+    /// early) with at most `budget` entries examined. Call between bursts. Returns the
+    /// number of entries removed.
     pub fn sweep(&mut self, now: Instant, budget: usize) -> usize {
-        let n = self.table.sweep(now.tick(), budget);
-        self.counters.expired += n as u64;
-        n
+        let o = self.table.sweep(now.tick(), budget);
+        self.counters.expired += u64::from(o.expired);
+        self.counters.evicted += u64::from(o.evicted);
+        self.counters.evicted_closing += u64::from(o.evicted_closing);
+        o.removed() as usize
     }
 }

@@ -17,10 +17,21 @@
 //! - an expired entry is never returned by [`Table::find`]: lookups reclaim it on the spot,
 //!   and [`Table::sweep`] reclaims the rest with bounded work per call.
 //!
-//! Overflow is defined: when an insert finds no room, [`Table::insert`] evicts from the new
-//! key's neighbourhood (the entries its two buckets refer to: at most 32), an expired entry
-//! first, else the non-ASSURED entry closest to expiry. ASSURED entries are never evicted;
-//! if every neighbour is ASSURED the insert fails and the caller drops and counts the packet.
+//! Overflow is defined, after Linux's `early_drop` and its garbage collector under pressure
+//! (`nf_conntrack_core.c`):
+//! - when an insert finds no room, [`Table::insert`] evicts from the new key's neighbourhood
+//!   (the entries its two buckets refer to: at most 32): an expired entry first, else the
+//!   non-ASSURED entry closest to expiry, else an ASSURED entry whose connection is closing
+//!   (TCP FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE: [`ProtoState::can_early_drop`])
+//!   closest to expiry. A live ASSURED connection (ESTABLISHED, an assured SYN_RECV, a UDP
+//!   stream...) is never evicted; if the neighbourhood holds nothing else, the insert fails
+//!   and the caller drops and counts the packet;
+//! - a failed insert puts the table under pressure, as a failed allocation sets Linux's
+//!   `gc_work->early_drop`: for one full pass of [`Table::sweep`] over the pool, the sweeper
+//!   also removes every entry it meets that may be dropped early (non-ASSURED, or ASSURED and
+//!   closing) while the table holds at least `capacity / 100 * 95` entries
+//!   (`nf_conntrack_max95`). This frees a table
+//!   clogged with closed connections even where no new key's neighbourhood holds one.
 
 use crate::flow::{FlowHasher, FlowKey};
 use crate::time::Tick;
@@ -131,6 +142,12 @@ impl Entry {
     fn is_live(&self) -> bool {
         self.flags.0 & LIVE != 0
     }
+
+    /// Linux `gc_worker_can_early_drop`: not ASSURED, or its connection is closing.
+    #[inline]
+    pub fn can_early_drop(&self) -> bool {
+        !self.flags.assured() || self.state.can_early_drop()
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -184,6 +201,26 @@ pub struct InsertOutcome {
     pub reclaimed_expired: bool,
     /// A live non-ASSURED neighbour was evicted.
     pub evicted: bool,
+    /// A live ASSURED neighbour whose connection is closing was evicted.
+    pub evicted_closing: bool,
+}
+
+/// What one [`Table::sweep`] call removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepOutcome {
+    /// Expired entries reclaimed.
+    pub expired: u32,
+    /// Live non-ASSURED entries evicted under pressure.
+    pub evicted: u32,
+    /// Live ASSURED entries of closing connections evicted under pressure.
+    pub evicted_closing: u32,
+}
+
+impl SweepOutcome {
+    /// Entries removed, for whatever reason.
+    pub fn removed(&self) -> u32 {
+        self.expired + self.evicted + self.evicted_closing
+    }
 }
 
 /// The connection table of one worker.
@@ -194,6 +231,9 @@ pub struct Table {
     free: Vec<u32>,
     hasher: FlowHasher,
     sweep_cursor: u32,
+    /// Pool slots the sweeper still visits under pressure (0: no pressure). Set to the
+    /// capacity by a failed insert: one full pass.
+    pressure_left: u32,
 }
 
 impl Table {
@@ -223,6 +263,7 @@ impl Table {
             free: (0..capacity).rev().collect(),
             hasher,
             sweep_cursor: 0,
+            pressure_left: 0,
         }
     }
 
@@ -369,8 +410,9 @@ impl Table {
     }
 
     /// Insert `entry` (whose key must not be in the table), making room if needed.
-    /// `key`/`h` are the entry's key and hash. Fails only when the new key's neighbourhood
-    /// holds nothing but ASSURED entries.
+    /// `h` is the entry's hash. Fails only when the new key's neighbourhood holds nothing but
+    /// live ASSURED connections; the failure puts the table under pressure (see the module
+    /// documentation).
     pub fn insert(
         &mut self,
         h: &Hashed,
@@ -392,11 +434,22 @@ impl Table {
                 match self.evict_near(h, now) {
                     Some(Victim::Expired) => outcome.reclaimed_expired = true,
                     Some(Victim::Evicted) => outcome.evicted = true,
-                    None => return Err(TableFull),
+                    Some(Victim::EvictedClosing) => outcome.evicted_closing = true,
+                    None => break,
                 }
             }
         }
+        if self.pressure_left == 0 {
+            self.pressure_left = self.entries.len() as u32;
+        }
         Err(TableFull)
+    }
+
+    /// Whether the table is under pressure: an insert failed and the sweeper has not yet
+    /// completed a pass over the pool since.
+    #[inline]
+    pub fn under_pressure(&self) -> bool {
+        self.pressure_left != 0
     }
 
     /// A free slot in one of `h`'s buckets, moving other keys to their alternate buckets
@@ -464,9 +517,12 @@ impl Table {
     /// Make room near `h`: reclaim an expired neighbour, else evict the non-ASSURED
     /// neighbour closest to expiry among the first [`EVICT_CANDIDATES`] found (each look at a
     /// neighbour is a likely cache miss; Linux's `early_drop` also stops at the first it
-    /// can take). `None` when every neighbour is ASSURED and alive.
+    /// can take), else the closing ASSURED neighbour closest to expiry. `None` when every
+    /// neighbour is a live ASSURED connection.
     fn evict_near(&mut self, h: &Hashed, now: Tick) -> Option<Victim> {
-        let mut best: Option<(u32, usize, u32, u32)> = None; // (bucket, slot, idx, remaining)
+        // (bucket, slot, idx, remaining ticks) of the best candidate of each kind.
+        let mut best: Option<(u32, usize, u32, u32)> = None;
+        let mut best_closing: Option<(u32, usize, u32, u32)> = None;
         let mut candidates = 0;
         'scan: for b in [h.b1, h.b2] {
             for (slot, &s) in self.buckets[b as usize].slots.iter().enumerate() {
@@ -479,10 +535,14 @@ impl Table {
                     self.release(b, slot, idx);
                     return Some(Victim::Expired);
                 }
+                let left = e.expires.remaining(now).0;
                 if e.flags.assured() {
+                    if e.state.can_early_drop() && best_closing.is_none_or(|(_, _, _, l)| left < l)
+                    {
+                        best_closing = Some((b, slot, idx, left));
+                    }
                     continue;
                 }
-                let left = e.expires.remaining(now).0;
                 if best.is_none_or(|(_, _, _, l)| left < l) {
                     best = Some((b, slot, idx, left));
                 }
@@ -492,9 +552,13 @@ impl Table {
                 }
             }
         }
-        let (b, slot, idx, _) = best?;
+        let (victim, (b, slot, idx, _)) = match (best, best_closing) {
+            (Some(c), _) => (Victim::Evicted, c),
+            (None, Some(c)) => (Victim::EvictedClosing, c),
+            (None, None) => return None,
+        };
         self.release(b, slot, idx);
-        Some(Victim::Evicted)
+        Some(victim)
     }
 
     /// Remove the entry at pool index `idx` (which must be live).
@@ -522,22 +586,38 @@ impl Table {
     }
 
     /// Reclaim expired entries, examining at most `budget` pool slots from where the last
-    /// call stopped. Returns how many entries were reclaimed. Bounded work per call keeps a
+    /// call stopped; under pressure, also evict the entries that may be dropped early while
+    /// the table is at least 95% full (Linux `gc_worker`). Bounded work per call keeps a
     /// worker's latency flat; calling it between bursts covers the pool in
     /// `capacity / budget` calls.
-    pub fn sweep(&mut self, now: Tick, budget: usize) -> usize {
+    pub fn sweep(&mut self, now: Tick, budget: usize) -> SweepOutcome {
         let n = self.entries.len() as u32;
-        let mut reclaimed = 0;
+        // Linux: `nf_conntrack_max95 = nf_conntrack_max / 100u * 95u`, and no eviction at
+        // all when that is 0 (a table of fewer than 100 entries).
+        let max95 = (n / 100 * 95) as usize;
+        let mut out = SweepOutcome::default();
         for _ in 0..budget.min(n as usize) {
             let idx = self.sweep_cursor;
             self.sweep_cursor = if idx + 1 == n { 0 } else { idx + 1 };
+            let pressure = self.pressure_left != 0;
+            self.pressure_left = self.pressure_left.saturating_sub(1);
             let e = &self.entries[idx as usize];
-            if e.is_live() && e.is_expired(now) {
+            if !e.is_live() {
+                continue;
+            }
+            if e.is_expired(now) {
                 self.remove(idx);
-                reclaimed += 1;
+                out.expired += 1;
+            } else if pressure && max95 != 0 && self.len() >= max95 && e.can_early_drop() {
+                if e.flags.assured() {
+                    out.evicted_closing += 1;
+                } else {
+                    out.evicted += 1;
+                }
+                self.remove(idx);
             }
         }
-        reclaimed
+        out
     }
 
     /// Live, unexpired entries with their pool index, in pool order.
@@ -559,6 +639,7 @@ impl Table {
         }
         self.free.clear();
         self.free.extend((0..self.entries.len() as u32).rev());
+        self.pressure_left = 0;
     }
 
     /// Check every invariant (tests and debug tooling; O(capacity)).
@@ -619,6 +700,7 @@ fn touch_entry(e: &Entry) -> u32 {
 enum Victim {
     Expired,
     Evicted,
+    EvictedClosing,
 }
 
 #[cfg(test)]
@@ -626,6 +708,7 @@ mod tests {
     use super::*;
     use crate::flow::{Endpoints, FlowKey};
     use crate::time::Ticks;
+    use crate::track::tcp::{TcpConn, TcpState};
     use crate::wire::IpAddrs;
     use proptest::prelude::*;
 
@@ -740,6 +823,146 @@ mod tests {
         t.check_invariants().unwrap();
     }
 
+    fn put_tcp(t: &mut Table, k: &FlowKey, state: TcpState) -> Result<InsertOutcome, TableFull> {
+        let conn = TcpConn::in_state_for_tests(state);
+        let mut e = Entry::new(k, false, Tick(100_000), ProtoState::Tcp(conn));
+        e.flags.set(CtFlags::ASSURED | CtFlags::SEEN_REPLY);
+        let h = t.hash(k);
+        t.insert(&h, e, Tick(0)).map(|(_, o)| o)
+    }
+
+    fn tcp_state(e: &Entry) -> TcpState {
+        match e.state {
+            ProtoState::Tcp(c) => c.state(),
+            _ => TcpState::None,
+        }
+    }
+
+    /// Linux's `gc_worker_can_early_drop` / `tcp_can_early_drop`: ASSURED entries may go
+    /// only in the closing states; not ASSURED, anything may go.
+    #[test]
+    fn only_closing_tcp_states_of_assured_entries_may_be_dropped_early() {
+        use TcpState::*;
+        let k = key(1);
+        for (state, closing) in [
+            (SynSent, false),
+            (SynRecv, false),
+            (Established, false),
+            (FinWait, true),
+            (CloseWait, true),
+            (LastAck, true),
+            (TimeWait, true),
+            (Close, true),
+            (SynSent2, false),
+        ] {
+            let mut e = Entry::new(
+                &k,
+                false,
+                Tick(1),
+                ProtoState::Tcp(TcpConn::in_state_for_tests(state)),
+            );
+            assert!(e.can_early_drop(), "{state:?}, not assured");
+            e.flags.set(CtFlags::ASSURED);
+            assert_eq!(e.can_early_drop(), closing, "{state:?}, assured");
+        }
+        for state in [ProtoState::Generic, ProtoState::Icmp, ProtoState::Gre] {
+            let mut e = Entry::new(&k, false, Tick(1), state);
+            e.flags.set(CtFlags::ASSURED);
+            assert!(!e.can_early_drop(), "{state:?}");
+        }
+    }
+
+    #[test]
+    fn closing_assured_neighbours_make_room_but_live_ones_never() {
+        let cap = 2048;
+        let mut t = table(cap);
+        for n in 0..cap {
+            let state = if n % 2 == 0 {
+                TcpState::Established
+            } else {
+                TcpState::TimeWait
+            };
+            put_tcp(&mut t, &key(n), state).unwrap();
+        }
+        let (mut closing, mut refused) = (0, 0);
+        for n in cap..cap + 10_000 {
+            let k = key(n);
+            let e = Entry::new(&k, false, Tick(100_000), ProtoState::Generic);
+            match t.insert(&t.hash(&k), e, Tick(0)) {
+                Ok((_, o)) => closing += u32::from(o.evicted_closing),
+                Err(TableFull) => refused += 1,
+            }
+        }
+        // Every TIME_WAIT entry may have gone; no ESTABLISHED one did.
+        assert!(
+            closing > 0 && closing <= cap / 2,
+            "{closing} closing evicted"
+        );
+        let mut expired = 0;
+        for n in (0..cap).step_by(2) {
+            let k = key(n);
+            let idx = t.find(&k, &t.hash(&k), Tick(1), &mut expired);
+            let idx = idx.unwrap_or_else(|| panic!("ESTABLISHED entry {n} lost"));
+            assert_eq!(tcp_state(t.get(idx)), TcpState::Established);
+        }
+        assert!(refused < 10_000);
+        t.check_invariants().unwrap();
+    }
+
+    /// A failed insert makes the next full pass of the sweeper evict, while the table is at
+    /// least 95% full, every entry that may be dropped early: here the TIME_WAIT entries that
+    /// no new key's neighbourhood reached. ESTABLISHED entries stay, and the pressure ends
+    /// after one pass over the pool.
+    #[test]
+    fn a_failed_insert_puts_the_table_under_pressure_for_one_sweep_pass() {
+        let cap = 1000;
+        let mut t = table(cap);
+        for n in 0..cap {
+            let state = if n < 900 {
+                TcpState::Established
+            } else {
+                TcpState::TimeWait
+            };
+            put_tcp(&mut t, &key(n), state).unwrap();
+        }
+        assert!(!t.under_pressure());
+        // Without pressure, the sweeper only reclaims expired entries.
+        assert_eq!(t.sweep(Tick(1), cap as usize), SweepOutcome::default());
+        // New connections take TIME_WAIT neighbours until one finds none and fails.
+        let mut n = cap;
+        while put_tcp(&mut t, &key(n), TcpState::Established).is_ok() {
+            n += 1;
+            assert!(n < cap + 1000, "no insert ever failed");
+        }
+        assert!(t.under_pressure());
+        let established_before = t
+            .iter(Tick(1))
+            .filter(|(_, e)| tcp_state(e) == TcpState::Established)
+            .count();
+        let closing_before = t.len() - established_before;
+        assert!(closing_before > 0, "the test needs closing entries left");
+
+        let mut out = SweepOutcome::default();
+        for _ in 0..(cap / 100) {
+            let o = t.sweep(Tick(1), 100);
+            out.evicted_closing += o.evicted_closing;
+            out.evicted += o.evicted;
+            out.expired += o.expired;
+        }
+        assert_eq!(out.evicted, 0);
+        assert_eq!(out.expired, 0);
+        // 1000 / 100 * 95 is 950: the sweeper evicts while at least 950 entries are left, so
+        // from the full table it takes 51 closing entries, or all of them if fewer remain.
+        assert_eq!(out.evicted_closing as usize, closing_before.min(51));
+        let established_after = t
+            .iter(Tick(1))
+            .filter(|(_, e)| tcp_state(e) == TcpState::Established)
+            .count();
+        assert_eq!(established_after, established_before);
+        assert!(!t.under_pressure(), "one pass only");
+        t.check_invariants().unwrap();
+    }
+
     #[test]
     fn expired_neighbour_is_reclaimed_before_evicting() {
         let cap = 1024;
@@ -773,16 +996,16 @@ mod tests {
         for n in 0..1000 {
             put(&mut t, &key(n), Tick(if n < 600 { 5 } else { 500 }), false).unwrap();
         }
-        assert_eq!(t.sweep(Tick(10), 100), 100);
+        assert_eq!(t.sweep(Tick(10), 100).expired, 100);
         let mut total = 100;
         while total < 600 {
             let n = t.sweep(Tick(10), 100);
-            assert!(n <= 100);
-            total += n;
+            assert!(n.expired <= 100);
+            total += n.expired;
         }
         assert_eq!(total, 600);
         assert_eq!(t.len(), 400);
-        assert_eq!(t.sweep(Tick(10), 1000), 0);
+        assert_eq!(t.sweep(Tick(10), 1000).expired, 0);
         t.check_invariants().unwrap();
     }
 
@@ -843,6 +1066,42 @@ mod tests {
                 }
                 prop_assert!(t.check_invariants().is_ok(), "{:?}", t.check_invariants());
             }
+        }
+
+        /// Whatever the mix of entries, inserts and pressure sweeps, a live connection that
+        /// may not be dropped early (ASSURED, not closing) is never removed.
+        #[test]
+        fn live_assured_connections_are_never_evicted(ops in prop::collection::vec((0u8..5, 0u32..400), 1..600)) {
+            let mut t = table(64);
+            let mut protected = std::collections::HashSet::new();
+            let mut expired = 0;
+            let now = Tick(1);
+            for (op, n) in ops {
+                let k = key(n);
+                let h = t.hash(&k);
+                if op == 4 {
+                    t.sweep(now, 13);
+                } else if t.find(&k, &h, now, &mut expired).is_none() {
+                    let (state, assured) = match op {
+                        0 => (ProtoState::Generic, false),
+                        1 => (ProtoState::Generic, true),
+                        2 => (ProtoState::Tcp(TcpConn::in_state_for_tests(TcpState::Established)), true),
+                        _ => (ProtoState::Tcp(TcpConn::in_state_for_tests(TcpState::TimeWait)), true),
+                    };
+                    let mut e = Entry::new(&k, false, Tick(1_000_000), state);
+                    if assured {
+                        e.flags.set(CtFlags::ASSURED);
+                    }
+                    if t.insert(&h, e, now).is_ok() && !e.can_early_drop() {
+                        protected.insert(n);
+                    }
+                }
+                for &p in &protected {
+                    let k = key(p);
+                    prop_assert!(t.find(&k, &t.hash(&k), now, &mut expired).is_some(), "entry {} lost", p);
+                }
+            }
+            prop_assert!(t.check_invariants().is_ok(), "{:?}", t.check_invariants());
         }
     }
 }

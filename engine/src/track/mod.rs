@@ -65,7 +65,8 @@ impl CtFlags {
     /// A packet was seen in the REPLY direction (Linux `IPS_SEEN_REPLY`; its absence is
     /// printed `[UNREPLIED]`).
     pub const SEEN_REPLY: u8 = 0x01;
-    /// The connection is assured (Linux `IPS_ASSURED`): never evicted to make room.
+    /// The connection is assured (Linux `IPS_ASSURED`): never evicted to make room, unless
+    /// its protocol says it is closing ([`ProtoState::can_early_drop`]).
     pub const ASSURED: u8 = 0x02;
     /// Table bookkeeping: the ORIGINAL tuple runs `hi -> lo` of the canonical key.
     pub const ORIG_SWAPPED: u8 = 0x04;
@@ -105,6 +106,20 @@ pub enum ProtoState {
     Gre,
     /// Any other protocol (generic tracking, like Linux's `nf_conntrack_generic`).
     Generic,
+}
+
+impl ProtoState {
+    /// Linux's `l4proto->can_early_drop`: whether an ASSURED entry of this protocol may be
+    /// evicted under table pressure. Only TCP's closing states (`tcp_can_early_drop`); UDP,
+    /// ICMP, GRE and the generic tracker define no such hook. (Linux's SCTP tracker does, for
+    /// its SHUTDOWN states; ctfw tracks SCTP generically.)
+    #[inline]
+    pub fn can_early_drop(&self) -> bool {
+        match self {
+            ProtoState::Tcp(c) => c.can_early_drop(),
+            ProtoState::Udp(_) | ProtoState::Icmp | ProtoState::Gre | ProtoState::Generic => false,
+        }
+    }
 }
 
 /// Timeouts of the non-TCP protocols (Linux defaults in [`Default`]).

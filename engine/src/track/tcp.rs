@@ -611,11 +611,39 @@ fn tcp_sack(opts: &[u8], sack: &mut SeqNumber) {
     }
 }
 
+#[cfg(test)]
+impl TcpConn {
+    /// A connection in `state` with nothing else known, for tests of code that reads only
+    /// the state.
+    pub(crate) fn in_state_for_tests(state: TcpState) -> TcpConn {
+        TcpConn {
+            state,
+            ..TcpConn::default()
+        }
+    }
+}
+
 impl TcpConn {
     /// The connection's state.
     #[inline]
     pub fn state(&self) -> TcpState {
         self.state
+    }
+
+    /// Linux `tcp_can_early_drop`: the connection is closing (FIN_WAIT, CLOSE_WAIT,
+    /// LAST_ACK, TIME_WAIT or CLOSE). Such an entry may be evicted under table pressure even
+    /// when ASSURED, and an RST to it needs no validation, since the tuple may already be
+    /// in use by a new connection.
+    #[inline]
+    pub fn can_early_drop(&self) -> bool {
+        matches!(
+            self.state,
+            TcpState::FinWait
+                | TcpState::LastAck
+                | TcpState::TimeWait
+                | TcpState::Close
+                | TcpState::CloseWait
+        )
     }
 
     /// One direction's window-tracking state.
@@ -955,15 +983,8 @@ impl TcpConn {
         let r = dir.opposite().index();
 
         // Closing: the tuple may already be reused and every field used for validation be
-        // stale, so skip the checks (Linux `tcp_can_early_drop`).
-        if matches!(
-            self.state,
-            TcpState::FinWait
-                | TcpState::LastAck
-                | TcpState::TimeWait
-                | TcpState::Close
-                | TcpState::CloseWait
-        ) {
+        // stale, so skip the checks.
+        if self.can_early_drop() {
             return skip(false);
         }
 

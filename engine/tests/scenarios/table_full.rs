@@ -1,18 +1,28 @@
-//! A full table: ASSURED connections are protected, others make room.
+//! A full table: live ASSURED connections are protected, others make room.
 //!
 //! Linux (`nf_conntrack_core.c`): `__nf_conntrack_alloc` refuses a new entry beyond
 //! `nf_conntrack_max` unless `early_drop()` frees one, and `early_drop_list()` skips
 //! `IPS_ASSURED` entries (`if (test_bit(IPS_ASSURED_BIT, &tmp->status) || ...) continue;`):
 //! a table full of ASSURED connections admits nothing new and loses none of them, while
-//! non-ASSURED entries (a SYN flood's SYN_SENT entries) are evicted for newcomers. ctfw's
-//! table evicts from the new key's neighbourhood instead of Linux's 8 hash chains, which
-//! changes which non-ASSURED entry goes, not whether ASSURED ones stay.
+//! non-ASSURED entries (a SYN flood's SYN_SENT entries) are evicted for newcomers. When
+//! `early_drop()` finds nothing, the allocation fails and sets `gc_work->early_drop`; the
+//! garbage collector's next pass then kills, while the table is at least 95% full
+//! (`nf_conntrack_max95`), every entry `gc_worker_can_early_drop()` allows: not ASSURED, or
+//! ASSURED with `l4proto->can_early_drop()` true, which for TCP (`tcp_can_early_drop`) are
+//! the closing states FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT and CLOSE.
+//!
+//! ctfw's table evicts from the new key's neighbourhood instead of Linux's 8 hash chains,
+//! which changes which entry goes, not whether a live ASSURED connection stays. It also
+//! takes a closing ASSURED neighbour at once when there is no non-ASSURED one, where Linux
+//! drops that packet and lets its collector free the room for the next one; and a failed
+//! insert puts the sweeper under pressure for one pass, as in Linux.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
 use ctfw_engine::Reason;
 use ctfw_engine::pipeline::{Pkt, Verdict};
 use ctfw_engine::track::CtState;
+use ctfw_engine::track::tcp::TcpState;
 use ctfw_engine::wire::ChecksumHint;
 use ctfw_tracegen::frame::Frame;
 use ctfw_tracegen::{TcpFlags, TcpSim};
@@ -182,5 +192,105 @@ fn refused_traffic_never_evicts_from_a_full_table() {
     }
     assert_eq!(fw.counters().evicted, 0);
     assert_eq!(fw.counters().created, 64);
+    fw.check();
+}
+
+/// The `i`-th connection, completed and closed: TIME_WAIT and ASSURED.
+fn closed(fw: &mut Fw, i: u32) {
+    let mut sim = TcpSim::new(client(i), SocketAddr::new(S4.into(), 80));
+    establish(fw, &mut sim);
+    sim.close();
+    for p in sim.take_packets() {
+        assert_fwd_pkt(&fw.pkt(&p), CtState::Established, &p);
+    }
+}
+
+/// A table filled with closed connections in TIME_WAIT (two minutes each) does not refuse
+/// new connections for two minutes: their entries are ASSURED but closing, so each new
+/// connection takes one, counted apart from the non-ASSURED evictions.
+#[test]
+fn a_table_of_closed_connections_makes_room_for_new_ones() {
+    let mut fw = Fw::classic(CAPACITY);
+    for i in 0..CAPACITY {
+        closed(&mut fw, i);
+    }
+    let now = fw.now().tick();
+    assert_eq!(fw.eng.table().len(), CAPACITY as usize);
+    for (_, e) in fw.eng.table().iter(now) {
+        let view = ctfw_engine::view::EntryView::new(e, now);
+        assert_eq!(view.tcp_state, Some(TcpState::TimeWait));
+        assert!(view.assured);
+    }
+    fw.advance(SEC);
+
+    const NEW: u32 = 1000;
+    let mut sims: Vec<TcpSim> = (0..NEW)
+        .map(|i| TcpSim::new(client(CAPACITY + i), SocketAddr::new(S4.into(), 443)))
+        .collect();
+    for sim in &mut sims {
+        establish(&mut fw, sim);
+    }
+    let c = fw.counters();
+    assert_eq!(c.get(Reason::TableFull), 0);
+    assert_eq!((c.evicted, c.evicted_closing), (0, u64::from(NEW)));
+    assert_eq!(fw.eng.table().len(), CAPACITY as usize);
+    fw.check();
+}
+
+/// Under a SYN flood into a table of ESTABLISHED and TIME_WAIT connections (all ASSURED),
+/// the flood may take the closing entries and evict its own SYN_SENT entries, but every
+/// ESTABLISHED connection stays and keeps passing traffic. Once an insert has failed, one
+/// pass of the sweeper evicts what may go while the table is at least 95% full.
+#[test]
+fn closing_connections_make_room_and_live_ones_stay() {
+    let mut fw = Fw::classic(CAPACITY);
+    let mut live: Vec<TcpSim> = Vec::new();
+    for i in 0..CAPACITY {
+        if i % 4 == 0 {
+            closed(&mut fw, i);
+        } else {
+            let mut sim = TcpSim::new(client(i), SocketAddr::new(S4.into(), 80));
+            establish(&mut fw, &mut sim);
+            live.push(sim);
+        }
+    }
+    fw.advance(SEC);
+
+    const FLOOD: u32 = 20_000;
+    let verdicts = flood(&mut fw, (0..FLOOD).map(spoofed_syn));
+    let c = fw.counters().clone();
+    let admitted = verdicts.iter().filter(|v| v.forward.is_some()).count() as u64;
+    assert_eq!(admitted + c.get(Reason::TableFull), u64::from(FLOOD));
+    assert!(c.evicted_closing > 0 && c.evicted_closing <= u64::from(CAPACITY / 4));
+    assert!(
+        c.get(Reason::TableFull) > 0,
+        "some SYN must meet only ESTABLISHED neighbours"
+    );
+    assert!(fw.eng.table().under_pressure());
+
+    // One full pass of the sweeper under pressure: non-ASSURED and closing entries go
+    // while at least `nf_conntrack_max / 100 * 95` entries (3800 of 4096) are in use.
+    let before = fw.eng.table().len();
+    let mut removed = 0;
+    for _ in 0..CAPACITY / 256 {
+        removed += fw.eng.sweep(fw.now(), 256);
+    }
+    assert!(!fw.eng.table().under_pressure());
+    assert_eq!(fw.eng.table().len(), before - removed);
+    assert_eq!(fw.eng.table().len(), (CAPACITY / 100 * 95) as usize - 1);
+    let c2 = fw.counters();
+    assert_eq!(
+        (c2.evicted - c.evicted) + (c2.evicted_closing - c.evicted_closing),
+        removed as u64
+    );
+    assert_eq!(c2.expired, c.expired);
+
+    fw.advance(SEC);
+    for sim in &mut live {
+        sim.data_c2s(10).ack_s2c();
+        for p in sim.take_packets() {
+            assert_fwd_pkt(&fw.pkt(&p), CtState::Established, &p);
+        }
+    }
     fw.check();
 }
