@@ -294,3 +294,44 @@ fn closing_connections_make_room_and_live_ones_stay() {
     }
     fw.check();
 }
+
+/// A deliberate difference from Linux. Linux allocates the entry before the tracker's error
+/// checks (`tcp_error` runs inside `nf_conntrack_tcp_packet`, after `resolve_normal_ct`), so
+/// on a full table a malformed packet is dropped as "table full" in PREROUTING, with no
+/// conntrack state, even if the rules would accept INVALID. ctfw never touches the table for
+/// a packet that cannot start a connection: it is INVALID with its own reason whatever the
+/// fill, and the rules decide it.
+#[test]
+fn malformed_packets_meet_a_full_table_as_invalid_not_table_full() {
+    let mut fw = Fw::classic(64);
+    for i in 0..64 {
+        let mut sim = TcpSim::new(client(i), SocketAddr::new(S4.into(), 80));
+        establish(&mut fw, &mut sim);
+    }
+    assert_eq!(fw.eng.table().len(), 64);
+    let malformed = |i: u32, flags: TcpFlags| {
+        Frame::ipv4(Ipv4Addr::from(0xac10_0000 + i), S4)
+            .tcp(2000, 80)
+            .flags(flags)
+            .seq_ack(7, 9)
+            .window(1000)
+            .build()
+    };
+    for (i, (flags, why)) in [
+        (TcpFlags::SYN | TcpFlags::FIN, Reason::TcpBadFlags),
+        (TcpFlags::FIN | TcpFlags::ACK, Reason::TcpInvalidNew),
+        (TcpFlags::RST, Reason::TcpInvalidNew),
+        (TcpFlags::SYN | TcpFlags::ACK, Reason::TcpInvalidNew),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_invalid(&fw.send(&malformed(i as u32, flags), INSIDE), why);
+    }
+    let c = fw.counters();
+    assert_eq!(c.get(Reason::TableFull), 0);
+    assert_eq!((c.evicted, c.evicted_closing), (0, 0));
+    assert!(!fw.eng.table().under_pressure());
+    // A valid SYN on the same full table is the one that is refused.
+    assert_dropped(&fw.send(&spoofed_syn(1), INSIDE), Reason::TableFull);
+}
