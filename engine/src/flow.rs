@@ -195,6 +195,7 @@ pub fn key_of_inner(inner: &InnerTuple) -> Option<KeyedPacket> {
         InnerL4::Icmp { type_, code, id } => {
             icmp_query_key(inner.addrs, inner.proto, type_, code, id)
         }
+        InnerL4::Gre { call_id } => Some(ports(0, call_id.unwrap_or(0))),
         InnerL4::None => Some(ports(0, 0)),
     }
 }

@@ -230,6 +230,12 @@ pub fn parse_quoted(family: Family, quoted: &[u8]) -> Result<InnerTuple, Reason>
                 id: icmp.ident(),
             }
         }
+        // Linux reads the quoted GRE header with `gre_pkt_to_tuple` too: a quoted PPTP
+        // packet is keyed on its call id, and a version 1 header with another payload has no
+        // tuple (the error is INVALID).
+        proto::GRE => InnerL4::Gre {
+            call_id: super::gre_call_id(l4.unwrap_or(&[])).ok_or(bad)?,
+        },
         _ => InnerL4::None,
     };
     Ok(InnerTuple { addrs, proto, l4 })
@@ -362,14 +368,14 @@ mod tests {
             parse_quoted(Family::V4, &q[..27]),
             Err(Reason::IcmpBadInner)
         );
-        // GRE: addresses and protocol only, nothing after the header needed.
+        // GRE: nothing after the IP header needed (no call id: a generic-like key).
         q[9] = 47;
         assert_eq!(
             parse_quoted(Family::V4, &q[..20]),
             Ok(InnerTuple {
                 addrs: V4_INNER,
                 proto: 47,
-                l4: InnerL4::None
+                l4: InnerL4::Gre { call_id: None }
             })
         );
     }

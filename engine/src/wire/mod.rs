@@ -188,6 +188,11 @@ pub enum InnerL4 {
         /// Identifier (bytes 4..6 of the quoted ICMP header).
         id: u16,
     },
+    /// A quoted GRE header: its PPTP call id, if it has one (see `gre_call_id`).
+    Gre {
+        /// Call id of a version 1 header carrying PPP.
+        call_id: Option<u16>,
+    },
     /// Any other protocol: identified by addresses and protocol only.
     None,
 }
@@ -418,30 +423,31 @@ fn parse_l4<'a>(
     }
 }
 
-/// GRE, after Linux `gre_pkt_to_tuple`: only a version 1 header carrying PPP (0x880b) has a
-/// key, its call id (bytes 6..8); any other version, or a header too short to tell, is
-/// tracked like a generic protocol; version 1 with another payload has no tuple at all.
+/// GRE, after Linux `gre_pkt_to_tuple`: see [`gre_call_id`].
 #[inline]
 fn parse_gre(l4: &[u8]) -> L4<'_> {
+    match gre_call_id(l4) {
+        Some(call_id) => L4::Gre { call_id },
+        None => L4::Malformed(Reason::GreUnsupported),
+    }
+}
+
+/// The key Linux's `gre_pkt_to_tuple` reads from a GRE header (top-level or quoted by an ICMP
+/// error): `Some(None)` for a header tracked like a generic protocol (version 0, or fewer than
+/// 4 bytes, or a version 1 header of fewer than the 8 bytes that reach the call id, whatever
+/// it carries); `Some(Some(call_id))` for version 1 carrying PPP (0x880b), keyed on its call
+/// id (bytes 6..8); `None` for version 1 with any other payload, which has no tuple at all.
+pub(crate) fn gre_call_id(l4: &[u8]) -> Option<Option<u16>> {
     const GRE_VERSION_1: u8 = 1;
     const GRE_PROTO_PPP: u16 = 0x880b;
     match l4 {
         [_, flags_ver, p0, p1, _, _, c0, c1, ..] if flags_ver & 0x07 == GRE_VERSION_1 => {
-            if u16::from_be_bytes([*p0, *p1]) != GRE_PROTO_PPP {
-                return L4::Malformed(Reason::GreUnsupported);
-            }
-            L4::Gre {
-                call_id: Some(u16::from_be_bytes([*c0, *c1])),
-            }
+            (u16::from_be_bytes([*p0, *p1]) == GRE_PROTO_PPP)
+                .then_some(Some(u16::from_be_bytes([*c0, *c1])))
         }
-        [_, flags_ver, p0, p1, ..] if flags_ver & 0x07 == GRE_VERSION_1 => {
-            // Version 1 but shorter than the PPTP header: Linux keeps the zeroed key.
-            if u16::from_be_bytes([*p0, *p1]) != GRE_PROTO_PPP {
-                return L4::Malformed(Reason::GreUnsupported);
-            }
-            L4::Gre { call_id: None }
-        }
-        _ => L4::Gre { call_id: None },
+        // Version 1 but shorter than the PPTP header: `if (!pgrehdr) return true;` comes
+        // before the protocol test, so the zeroed key stands whatever the payload.
+        _ => Some(None),
     }
 }
 
@@ -882,11 +888,14 @@ mod tests {
                 call_id: Some(0x1234),
             },
         );
-        // Version 1 carrying anything else has no tuple in Linux.
+        // Version 1 carrying anything else has no tuple in Linux...
         check(
             &[0x30, 0x81, 0x08, 0x00, 0, 8, 0x12, 0x34],
             L4::Malformed(Reason::GreUnsupported),
         );
+        // ... unless it is too short to reach the call id: then the zeroed key stands.
+        check(&[0x30, 0x81, 0x08, 0x00, 0, 8], L4::Gre { call_id: None });
+        check(&[0x30, 0x81, 0x88, 0x0b], L4::Gre { call_id: None });
     }
 
     #[test]

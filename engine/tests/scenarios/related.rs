@@ -226,3 +226,36 @@ fn a_quote_of_header_and_ports_is_enough() {
         assert_eq!(v.forward, None);
     }
 }
+
+/// A quoted GRE header is read with `gre_pkt_to_tuple` too (`nf_ct_get_tuplepr` on the
+/// quote): a quoted PPTP packet (version 1, PPP) is keyed on its call id, so an error about
+/// a PPTP flow is RELATED; a quoted version 1 header with another payload has no tuple
+/// (`return false`): INVALID.
+#[test]
+fn an_error_quoting_pptp_gre_finds_its_flow_by_call_id() {
+    let pptp = |call_id: u16, proto: [u8; 2]| {
+        let [c0, c1] = call_id.to_be_bytes();
+        let gre = [0x30, 0x81, proto[0], proto[1], 0, 0, c0, c1];
+        Frame::ipv4(C4, S4).raw(47).payload(&gre)
+    };
+    let mut fw = Fw::classic(64);
+    let flow = pptp(0x1234, [0x88, 0x0b]);
+    assert_fwd(&fw.send(&flow.build(), INSIDE), CtState::New, OUTSIDE);
+
+    let err = |quoted: &Frame| {
+        Frame::ipv4(S4, C4)
+            .icmp_error(icmp::DEST_UNREACH, icmp::PORT_UNREACH, quoted)
+            .build()
+    };
+    assert_fwd(&fw.send(&err(&flow), OUTSIDE), CtState::Related, INSIDE);
+    // Another call id between the same hosts is another flow: no entry, INVALID.
+    assert_invalid(
+        &fw.send(&err(&pptp(0x9999, [0x88, 0x0b])), OUTSIDE),
+        Reason::IcmpNoRelated,
+    );
+    // Version 1 carrying IPv4 instead of PPP: no tuple for the quote.
+    assert_invalid(
+        &fw.send(&err(&pptp(0x1234, [0x08, 0x00])), OUTSIDE),
+        Reason::IcmpBadInner,
+    );
+}
