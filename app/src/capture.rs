@@ -6,7 +6,7 @@ use std::io::BufReader;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use ctfw_tracegen::read::CaptureReader;
+use ctfw_capture::CaptureReader;
 
 /// Link type of Ethernet frames: the only kind the engine parses.
 const LINKTYPE_ETHERNET: u16 = 1;
