@@ -26,12 +26,17 @@ ensure_build_deps() {
     command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 }
 
-# The Linux conformance set: the shared one when present, else the vendored copy.
+# The Linux conformance set: the vendored copy, or the one CTFW_CONFORMANCE_DIR names (the
+# same rule as ctfw_tracegen::conformance::dir). A missing set is an error, never a skip.
 conformance_dir() {
-    if [ -n "${CTFW_CONFORMANCE_DIR:-}" ]; then echo "$CTFW_CONFORMANCE_DIR"
-    elif [ -f "$ROOT/../shared/conformance/compare.py" ]; then (cd "$ROOT/../shared/conformance" && pwd)
-    else echo "$ROOT/tests/linux-conformance"
-    fi
+    local dir="${CTFW_CONFORMANCE_DIR:-$ROOT/tests/linux-conformance}"
+    for p in traces expected compare.py; do
+        if [ ! -e "$dir/$p" ]; then
+            echo "no Linux conformance data set at $dir (missing $p): restore tests/linux-conformance or set CTFW_CONFORMANCE_DIR" >&2
+            return 1
+        fi
+    done
+    (cd "$dir" && pwd)
 }
 
 # ensure_hugepages: best effort (root only) to reserve 256 x 2 MiB hugepages and mount

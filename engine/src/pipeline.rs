@@ -42,15 +42,31 @@ pub struct EngineConfig {
     pub peers: Vec<PortId>,
 }
 
+impl EngineConfig {
+    /// Linux's defaults: every `nf_conntrack_*` knob and timeout at its default
+    /// ([`TrackConfig::default`]), checksums verified ([`ParseConfig::default`]), fragments and
+    /// non-IP frames dropped; `capacity` entries and the `peers` map.
+    pub fn linux_defaults(capacity: u32, peers: Vec<PortId>) -> EngineConfig {
+        EngineConfig {
+            capacity,
+            track: TrackConfig::default(),
+            parse: ParseConfig::default(),
+            fragments: FragmentPolicy::Drop,
+            non_ip: NonIpPolicy::Drop,
+            peers,
+        }
+    }
+}
+
 use crate::counters::{Counters, Reason};
 use crate::flow::{self, Direction, FlowHasher, KeyedPacket};
 use crate::rules::{Action, RuleInput, RuleSet};
 use crate::table::{Entry, Hashed, Table};
 use crate::time::{Instant, Tick};
 use crate::track::icmp::{self, IcmpClass};
-use crate::track::tcp::{self, TcpAction, TcpConn};
+use crate::track::tcp::{self, TcpConn};
 use crate::track::udp::UdpConn;
-use crate::track::{CtFlags, CtState, EntryMeta, ProtoState, gre};
+use crate::track::{CtFlags, CtState, EntryMeta, ProtoState, TrackVerdict, gre};
 use crate::wire::{self, ChecksumHint, L4, Packet};
 
 /// Packets processed together: keys built, buckets and entries fetched for the whole group
@@ -426,25 +442,25 @@ impl Engine {
             }
             (ProtoState::Udp(conn), L4::Udp(_)) => {
                 conn.packet(&mut meta, now, &other);
-                TcpAction::Accept
+                TrackVerdict::Accept
             }
             (ProtoState::Icmp, L4::Icmp(_)) => {
                 icmp::packet(&mut meta, now, p.addrs.family, &other);
-                TcpAction::Accept
+                TrackVerdict::Accept
             }
             (ProtoState::Gre, _) => {
                 gre::packet(&mut meta, now, &other);
-                TcpAction::Accept
+                TrackVerdict::Accept
             }
             (ProtoState::Generic, _) => {
                 meta.expires = now.after(other.generic);
-                TcpAction::Accept
+                TrackVerdict::Accept
             }
             // The key includes the protocol, so an entry's state always fits its packets.
-            _ => TcpAction::Invalid(Reason::TcpInvalidState),
+            _ => TrackVerdict::Invalid(Reason::TcpInvalidState),
         };
         match action {
-            TcpAction::Accept | TcpAction::Ignore => {
+            TrackVerdict::Accept | TrackVerdict::Ignore => {
                 if dir == Direction::Reply {
                     meta.flags.set(CtFlags::SEEN_REPLY);
                 }
@@ -457,7 +473,7 @@ impl Engine {
                     pending: None,
                 }
             }
-            TcpAction::Invalid(r) => {
+            TrackVerdict::Invalid(r) => {
                 entry.flags = meta.flags;
                 entry.expires = meta.expires;
                 Tracked {
@@ -465,7 +481,7 @@ impl Engine {
                     ..Tracked::invalid(r)
                 }
             }
-            TcpAction::Kill => {
+            TrackVerdict::Kill => {
                 self.table.remove(idx);
                 self.counters.closed += 1;
                 Tracked {
@@ -475,7 +491,7 @@ impl Engine {
                     pending: None,
                 }
             }
-            TcpAction::Reopen => {
+            TrackVerdict::Reopen => {
                 self.table.remove(idx);
                 self.counters.closed += 1;
                 self.track_new(now, p, k, h)
@@ -498,11 +514,11 @@ impl Engine {
                     Err(r) => return Tracked::invalid(r),
                 };
                 match conn.packet(&mut meta, now, Direction::Original, &seg, &tcp_cfg) {
-                    TcpAction::Accept | TcpAction::Ignore => ProtoState::Tcp(conn),
-                    TcpAction::Invalid(r) => return Tracked::invalid(r),
+                    TrackVerdict::Accept | TrackVerdict::Ignore => ProtoState::Tcp(conn),
+                    TrackVerdict::Invalid(r) => return Tracked::invalid(r),
                     // Neither happens to a connection's first segment; if it did, the packet
                     // would leave no entry behind, as Linux's unconfirmed conntrack would not.
-                    TcpAction::Kill | TcpAction::Reopen => {
+                    TrackVerdict::Kill | TrackVerdict::Reopen => {
                         return Tracked {
                             dir: Some(Direction::Original),
                             ..Tracked::state(CtState::New)

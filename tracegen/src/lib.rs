@@ -7,6 +7,7 @@
 //! - [`write`] and [`read`]: the capture writers and reader of `ctfw-capture`, re-exported so
 //!   that a user of the generator needs one crate.
 //! - [`generate`]: whole-capture generators behind the `ctfw-tracegen` binary.
+//! - [`conformance`]: where the Linux conformance data set is, for every test that reads it.
 //!
 //! Invariants: the same inputs and seed always give the same bytes (see [`rng`]); nothing here
 //! shares code with `ctfw-engine`, so the generator is an independent oracle for its parsers.
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+pub mod conformance;
 pub mod frame;
 pub mod generate;
 pub mod rng;

@@ -14,30 +14,16 @@ use std::path::PathBuf;
 
 use ctfw_tracegen::read::CaptureReader;
 use ctfw_tracegen::write::PcapngWriter;
-use ctfw_tracegen::{Dir, Frame, Packet, PacketSink, Side, TcpSim};
+use ctfw_tracegen::{Dir, Frame, Packet, PacketSink, Side, TcpSim, conformance};
 
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("CTFW_CONFORMANCE_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/linux-conformance"),
-        PathBuf::from,
-    );
-    assert!(
-        dir.join("traces").is_dir(),
-        "conformance set not found at {} (vendored in tests/linux-conformance; \
-         CTFW_CONFORMANCE_DIR may name another copy)",
-        dir.display()
-    );
-    Some(dir)
-}
-
-fn trace(name: &str) -> Option<Vec<u8>> {
-    let dir = conformance_dir()?;
-    Some(fs::read(dir.join("traces").join(format!("{name}.pcapng"))).expect("trace"))
+fn trace(name: &str) -> Vec<u8> {
+    let dir = conformance::dir();
+    fs::read(dir.join("traces").join(format!("{name}.pcapng"))).expect("trace")
 }
 
 #[test]
 fn reads_every_trace() {
-    let Some(dir) = conformance_dir() else { return };
+    let dir = conformance::dir();
     let manifest: serde_json::Value =
         serde_json::from_slice(&fs::read(dir.join("traces/manifest.json")).unwrap()).unwrap();
     let mut traces: Vec<PathBuf> = fs::read_dir(dir.join("traces"))
@@ -116,7 +102,7 @@ fn pcapng(packets: &[Packet]) -> Vec<u8> {
 }
 
 fn assert_same_file(name: &str, built: &[u8]) {
-    let Some(want) = trace(name) else { return };
+    let want = trace(name);
     if built != want {
         let at = built
             .iter()

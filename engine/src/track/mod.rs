@@ -56,6 +56,24 @@ impl CtState {
     }
 }
 
+/// What a protocol tracker decided for one packet of a connection: Linux's return value of
+/// `nf_conntrack_handle_packet` (`NF_ACCEPT`, `-NF_ACCEPT`, `NF_REPEAT`) plus the deletion
+/// some trackers ask for. The trackers that can only refresh (UDP, ICMP, GRE, generic) always
+/// accept; TCP uses every variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackVerdict {
+    /// Accepted: the state, the windows and the deadline were updated.
+    Accept,
+    /// Accepted but ignored (Linux `NF_ACCEPT` without a state change).
+    Ignore,
+    /// INVALID (Linux `-NF_ACCEPT`), with why.
+    Invalid(crate::Reason),
+    /// Accept the packet and delete the entry (an RST before any reply).
+    Kill,
+    /// Delete the entry and handle the packet again as a new connection (`-NF_REPEAT`).
+    Reopen,
+}
+
 /// Entry status bits. The trackers read and set `SEEN_REPLY` and `ASSURED`; the table keeps
 /// its own bookkeeping in the other bits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -22,8 +22,8 @@
 //!   (Linux `tcp_new`), then [`TcpConn::packet`] for the same segment with `meta.flags` empty
 //!   and [`Direction::Original`], as Linux runs `nf_conntrack_tcp_packet` after `tcp_new`.
 //! - `meta.flags.seen_reply()` is what it was *before* this packet: the pipeline sets
-//!   `SEEN_REPLY` after a REPLY-direction packet returns [`TcpAction::Accept`] or
-//!   [`TcpAction::Ignore`] (Linux does it in `nf_conntrack_in`, after the L4 handler).
+//!   `SEEN_REPLY` after a REPLY-direction packet returns [`TrackVerdict::Accept`] or
+//!   [`TrackVerdict::Ignore`] (Linux does it in `nf_conntrack_in`, after the L4 handler).
 //! - `meta.expires` is written exactly where Linux calls `nf_ct_refresh_acct` (and lowered
 //!   where `nf_tcp_handle_invalid` lowers `ct->timeout`); nowhere else.
 //!
@@ -57,7 +57,7 @@ use core::ops::{Add, Sub};
 use crate::counters::Reason;
 use crate::flow::Direction;
 use crate::time::{Tick, Ticks};
-use crate::track::{CtFlags, EntryMeta};
+use crate::track::{CtFlags, EntryMeta, TrackVerdict};
 use crate::wire::tcp::{TcpOption, TcpOptions};
 use crate::wire::{TcpFlags, TcpSeg};
 
@@ -254,21 +254,6 @@ impl Default for TcpConfig {
             ignore_invalid_rst: false,
         }
     }
-}
-
-/// What the tracker decided for one segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TcpAction {
-    /// In window: state, windows and the deadline were updated.
-    Accept,
-    /// Accepted but ignored (Linux `NF_ACCEPT` without a state change).
-    Ignore,
-    /// INVALID (Linux `-NF_ACCEPT`), with why.
-    Invalid(Reason),
-    /// Accept the packet and delete the entry (an RST before any reply).
-    Kill,
-    /// Delete the entry and handle the packet again as a new connection (`-NF_REPEAT`).
-    Reopen,
 }
 
 /// Per-direction flag bits (Linux `IP_CT_TCP_FLAG_*`, same values), and the two extra bits
@@ -746,28 +731,28 @@ impl TcpConn {
         dir: Direction,
         seg: &TcpSeg<'_>,
         cfg: &TcpConfig,
-    ) -> TcpAction {
+    ) -> TrackVerdict {
         let index = FlagClass::of(seg.flags);
         let mut old_state = self.state;
         let mut skip_window = false;
         let new_state = match TRANSITIONS[dir.index()][index as usize][old_state as usize] {
-            Next::Invalid => return TcpAction::Invalid(Reason::TcpInvalidState),
+            Next::Invalid => return TrackVerdict::Invalid(Reason::TcpInvalidState),
             Next::To(TcpState::SynSent) if old_state as u8 >= TcpState::TimeWait as u8 => {
                 // RFC 1122 lets a SYN re-open a TIME_WAIT connection; an aborted one (closed
                 // by FIN, or by an RST from this side) is re-opened too: drop the entry and
                 // let the segment create a new one.
                 if self.closed_by_us_or_fin(dir) {
-                    return TcpAction::Reopen;
+                    return TrackVerdict::Reopen;
                 }
                 if !self.ignore(dir, index, seg, old_state) {
-                    return TcpAction::Ignore;
+                    return TrackVerdict::Ignore;
                 }
                 old_state = TcpState::SynSent;
                 TcpState::SynRecv
             }
             Next::Ignore => {
                 if !self.ignore(dir, index, seg, old_state) {
-                    return TcpAction::Ignore;
+                    return TrackVerdict::Ignore;
                 }
                 // The SYN/ACK answers a SYN we ignored: client and server are in sync and we
                 // were not. Resume from the SYN we noted, as if we had been in SYN_SENT.
@@ -784,7 +769,7 @@ impl TcpConn {
                     && self.last_flags & F::EXP_CHALLENGE_ACK != 0
                 {
                     self.last_flags &= !F::EXP_CHALLENGE_ACK;
-                    return TcpAction::Ignore;
+                    return TrackVerdict::Ignore;
                 }
                 TcpState::TimeWait
             }
@@ -805,7 +790,7 @@ impl TcpConn {
             }
             Next::To(TcpState::Close) if index == FlagClass::Rst => {
                 match self.check_rst(meta.flags, dir, seg, cfg, old_state) {
-                    None => return TcpAction::Invalid(Reason::TcpInvalidRst),
+                    None => return TrackVerdict::Invalid(Reason::TcpInvalidRst),
                     Some(plan) => {
                         skip_window = plan.skip_window;
                         if plan.keep_state {
@@ -822,10 +807,10 @@ impl TcpConn {
         if !skip_window {
             match self.in_window(dir, index, seg, cfg) {
                 WindowVerdict::Accept => {}
-                WindowVerdict::Ignore => return TcpAction::Ignore,
+                WindowVerdict::Ignore => return TrackVerdict::Ignore,
                 WindowVerdict::Invalid(reason) => {
                     self.handle_invalid(meta, now, dir, index, cfg);
-                    return TcpAction::Invalid(reason);
+                    return TrackVerdict::Invalid(reason);
                 }
             }
         }
@@ -853,12 +838,12 @@ impl TcpConn {
         if !meta.flags.seen_reply() {
             // Only a RST came back (or the sender gave up): no connection to keep.
             if seg.flags.rst() {
-                return TcpAction::Kill;
+                return TrackVerdict::Kill;
             }
             // A SYN retransmission does not renew the timeout, or port reuse by a client or
             // a NAT could keep the entry alive forever.
             if index == FlagClass::Syn && old_state == TcpState::SynSent {
-                return TcpAction::Accept;
+                return TrackVerdict::Accept;
             }
             // ESTABLISHED without a reply is a loose pickup: no five-day timeout for it.
             if new_state == TcpState::Established && timeout > t.unack {
@@ -872,7 +857,7 @@ impl TcpConn {
             meta.flags.set(CtFlags::ASSURED);
         }
         meta.expires = now.after(timeout);
-        TcpAction::Accept
+        TrackVerdict::Accept
     }
 
     /// The only place the state changes. Linux marks the direction that moved the connection
@@ -1437,7 +1422,7 @@ mod tests {
                 cfg,
             };
             let action = c.send(ORIG, first);
-            assert_eq!(action, TcpAction::Accept, "first segment of a new entry");
+            assert_eq!(action, TrackVerdict::Accept, "first segment of a new entry");
             Ok(c)
         }
 
@@ -1445,11 +1430,11 @@ mod tests {
             Conn::open_with(TcpConfig::default(), first).expect("segment opens a connection")
         }
 
-        fn send(&mut self, dir: Direction, seg: TcpSeg<'_>) -> TcpAction {
+        fn send(&mut self, dir: Direction, seg: TcpSeg<'_>) -> TrackVerdict {
             let action = self
                 .conn
                 .packet(&mut self.meta, self.now, dir, &seg, &self.cfg);
-            if dir == REPLY && matches!(action, TcpAction::Accept | TcpAction::Ignore) {
+            if dir == REPLY && matches!(action, TrackVerdict::Accept | TrackVerdict::Ignore) {
                 self.meta.flags.set(CtFlags::SEEN_REPLY);
             }
             action
@@ -1483,43 +1468,61 @@ mod tests {
 
     fn syn_sent2() -> Conn {
         let mut c = syn_sent();
-        assert_eq!(c.send(REPLY, syn(S_ISN)), TcpAction::Accept);
+        assert_eq!(c.send(REPLY, syn(S_ISN)), TrackVerdict::Accept);
         c
     }
 
     fn syn_recv() -> Conn {
         let mut c = syn_sent();
-        assert_eq!(c.send(REPLY, synack(S_ISN, C_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, synack(S_ISN, C_ISN + 1)),
+            TrackVerdict::Accept
+        );
         c
     }
 
     fn established() -> Conn {
         let mut c = syn_recv();
-        assert_eq!(c.send(ORIG, ack(C_ISN + 1, S_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(ORIG, ack(C_ISN + 1, S_ISN + 1)),
+            TrackVerdict::Accept
+        );
         c
     }
 
     fn fin_wait() -> Conn {
         let mut c = established();
-        assert_eq!(c.send(ORIG, fin(C_ISN + 1, S_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(ORIG, fin(C_ISN + 1, S_ISN + 1)),
+            TrackVerdict::Accept
+        );
         c
     }
 
     fn close_wait() -> Conn {
         let mut c = fin_wait();
-        assert_eq!(c.send(REPLY, ack(S_ISN + 1, C_ISN + 2)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, ack(S_ISN + 1, C_ISN + 2)),
+            TrackVerdict::Accept
+        );
         c
     }
 
     fn last_ack() -> Conn {
         let mut c = close_wait();
-        assert_eq!(c.send(REPLY, fin(S_ISN + 1, C_ISN + 2)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, fin(S_ISN + 1, C_ISN + 2)),
+            TrackVerdict::Accept
+        );
         c
     }
 
     fn time_wait() -> Conn {
         let mut c = last_ack();
-        assert_eq!(c.send(ORIG, ack(C_ISN + 2, S_ISN + 2)), TcpAction::Accept);
+        assert_eq!(
+            c.send(ORIG, ack(C_ISN + 2, S_ISN + 2)),
+            TrackVerdict::Accept
+        );
         c
     }
 
@@ -1528,7 +1531,7 @@ mod tests {
         let mut c = established();
         assert_eq!(
             c.send(ORIG, seg(RST, C_ISN + 1, 0, 0, 0)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c
     }
@@ -1815,17 +1818,23 @@ mod tests {
         c.check(TcpState::Established, 300, true, false);
         // The first reply: still capped (SEEN_REPLY is set after it), clears UNREPLIED.
         c.wait(1);
-        assert_eq!(c.send(REPLY, ack(7_000_000, 2_000_100)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, ack(7_000_000, 2_000_100)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::Established, 300, false, false);
         // The next valid packet assures the connection and gets the full timeout.
         c.wait(1);
         assert_eq!(
             c.send(REPLY, data(7_000_000, 2_000_100, 300)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         assert!(c.meta.flags.assured());
         c.wait(1);
-        assert_eq!(c.send(ORIG, ack(2_000_100, 7_000_300)), TcpAction::Accept);
+        assert_eq!(
+            c.send(ORIG, ack(2_000_100, 7_000_300)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::Established, 432_000, false, true);
     }
 
@@ -1840,7 +1849,10 @@ mod tests {
     fn syn_sent_synack_reply() {
         let mut c = syn_sent();
         c.wait(1);
-        assert_eq!(c.send(REPLY, synack(S_ISN, C_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, synack(S_ISN, C_ISN + 1)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::SynRecv, 60, false, false);
         let w = c.conn.window(REPLY);
         assert_eq!((w.td_end, w.td_scale), (SeqNumber(S_ISN + 1), 7));
@@ -1851,7 +1863,10 @@ mod tests {
     fn assured_after_handshake() {
         let mut c = syn_recv();
         c.wait(1);
-        assert_eq!(c.send(ORIG, ack(C_ISN + 1, S_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(ORIG, ack(C_ISN + 1, S_ISN + 1)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::Established, 432_000, false, true);
     }
 
@@ -1859,11 +1874,11 @@ mod tests {
     fn syn_retransmit_does_not_refresh() {
         let mut c = syn_sent();
         c.wait(10);
-        assert_eq!(c.send(ORIG, syn(C_ISN)), TcpAction::Accept);
+        assert_eq!(c.send(ORIG, syn(C_ISN)), TrackVerdict::Accept);
         c.check(TcpState::SynSent, 110, true, false);
         // Not even with a new ISN (port reuse): the deadline stays.
         c.wait(10);
-        assert_eq!(c.send(ORIG, syn(C_ISN + 777)), TcpAction::Accept);
+        assert_eq!(c.send(ORIG, syn(C_ISN + 777)), TrackVerdict::Accept);
         c.check(TcpState::SynSent, 100, true, false);
         assert_eq!(c.conn.window(ORIG).td_end, SeqNumber(C_ISN + 778));
     }
@@ -1873,10 +1888,13 @@ mod tests {
         let mut c = syn_recv();
         assert_eq!(
             c.send(ORIG, ack(C_ISN + 1, S_ISN + 1001)),
-            TcpAction::Invalid(Reason::TcpAckOverWindow)
+            TrackVerdict::Invalid(Reason::TcpAckOverWindow)
         );
         c.check(TcpState::SynRecv, 60, false, false);
-        assert_eq!(c.send(ORIG, ack(C_ISN + 1, S_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(ORIG, ack(C_ISN + 1, S_ISN + 1)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::Established, 432_000, false, true);
     }
 
@@ -1885,19 +1903,22 @@ mod tests {
         let mut c = syn_sent();
         assert_eq!(
             c.send(REPLY, seg(RST | ACK, 0, C_ISN + 1, 0, 0)),
-            TcpAction::Kill
+            TrackVerdict::Kill
         );
         assert_eq!(c.state(), TcpState::Close);
         // An RST from the client before any reply kills too.
         let mut c = syn_sent();
-        assert_eq!(c.send(ORIG, seg(RST, C_ISN + 1, 0, 0, 0)), TcpAction::Kill);
+        assert_eq!(
+            c.send(ORIG, seg(RST, C_ISN + 1, 0, 0, 0)),
+            TrackVerdict::Kill
+        );
     }
 
     #[test]
     fn half_open_ack_in_syn_sent_is_ignored() {
         let mut c = syn_sent();
         c.wait(5);
-        assert_eq!(c.send(REPLY, ack(S_ISN, C_ISN + 1)), TcpAction::Ignore);
+        assert_eq!(c.send(REPLY, ack(S_ISN, C_ISN + 1)), TrackVerdict::Ignore);
         assert_eq!(c.state(), TcpState::SynSent);
         assert_eq!(c.left(), secs(115));
         assert_eq!(c.conn.last_ack, SeqNumber(C_ISN + 1));
@@ -1910,24 +1931,33 @@ mod tests {
     #[test]
     fn simultaneous_open() {
         let mut c = syn_sent();
-        assert_eq!(c.send(REPLY, syn(S_ISN)), TcpAction::Accept);
+        assert_eq!(c.send(REPLY, syn(S_ISN)), TrackVerdict::Accept);
         c.check(TcpState::SynSent2, 120, false, false);
         assert_ne!(c.conn.last_flags() & F::SIMULTANEOUS_OPEN, 0);
         // Each side answers with a SYN/ACK.
-        assert_eq!(c.send(ORIG, synack(C_ISN, S_ISN + 1)), TcpAction::Accept);
+        assert_eq!(c.send(ORIG, synack(C_ISN, S_ISN + 1)), TrackVerdict::Accept);
         c.check(TcpState::SynRecv, 60, false, false);
-        assert_eq!(c.send(REPLY, synack(S_ISN, C_ISN + 1)), TcpAction::Ignore);
+        assert_eq!(
+            c.send(REPLY, synack(S_ISN, C_ISN + 1)),
+            TrackVerdict::Ignore
+        );
         assert_eq!(c.state(), TcpState::SynRecv);
         // A plain ACK from REPLY completes it only because SIMULTANEOUS_OPEN was noted.
         c.wait(1);
-        assert_eq!(c.send(REPLY, ack(S_ISN + 1, C_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, ack(S_ISN + 1, C_ISN + 1)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::Established, 432_000, false, true);
     }
 
     #[test]
     fn reply_ack_in_syn_recv_stays_without_simultaneous_open() {
         let mut c = syn_recv();
-        assert_eq!(c.send(REPLY, ack(S_ISN + 1, C_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, ack(S_ISN + 1, C_ISN + 1)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::SynRecv, 60, false, false);
     }
 
@@ -1938,23 +1968,23 @@ mod tests {
         let mut c = established();
         let isn2 = 900_000_000;
         c.wait(1);
-        assert_eq!(c.send(ORIG, syn(isn2)), TcpAction::Ignore);
+        assert_eq!(c.send(ORIG, syn(isn2)), TrackVerdict::Ignore);
         c.check(TcpState::Established, 431_999, false, true);
         assert_eq!(c.conn.last_flags(), F::WINDOW_SCALE | F::SACK_PERM);
         assert_eq!(c.conn.last_end(), SeqNumber(isn2 + 1));
         // A SYN/ACK that does not acknowledge the noted SYN is just ignored.
         assert_eq!(
             c.send(REPLY, synack(S_ISN + 9, isn2 + 2)),
-            TcpAction::Ignore
+            TrackVerdict::Ignore
         );
-        assert_eq!(c.send(ORIG, syn(isn2)), TcpAction::Ignore);
+        assert_eq!(c.send(ORIG, syn(isn2)), TrackVerdict::Ignore);
         let s2 = 600_000_000;
         assert_eq!(
             c.send(
                 REPLY,
                 seg_opts(SYN | ACK, s2, isn2 + 1, 65000, 0, SYN_OPTS_NO_WS)
             ),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c.check(TcpState::SynRecv, 60, false, true);
         // ORIGINAL restored from the noted SYN (its window), REPLY from the SYN/ACK.
@@ -1968,7 +1998,7 @@ mod tests {
             F::WINDOW_SCALE | F::SACK_PERM
         );
         assert_eq!(c.conn.window(REPLY).td_end, SeqNumber(s2 + 1));
-        assert_eq!(c.send(ORIG, ack(isn2 + 1, s2 + 1)), TcpAction::Accept);
+        assert_eq!(c.send(ORIG, ack(isn2 + 1, s2 + 1)), TrackVerdict::Accept);
         c.check(TcpState::Established, 432_000, false, true);
     }
 
@@ -1977,16 +2007,19 @@ mod tests {
         // Linux copies `last_flags` whole into the direction's flags, including the
         // SIMULTANEOUS_OPEN bit (0x80) when it is set: it is, after a simultaneous open.
         let mut c = syn_sent2();
-        assert_eq!(c.send(ORIG, synack(C_ISN, S_ISN + 1)), TcpAction::Accept);
-        assert_eq!(c.send(REPLY, ack(S_ISN + 1, C_ISN + 1)), TcpAction::Accept);
+        assert_eq!(c.send(ORIG, synack(C_ISN, S_ISN + 1)), TrackVerdict::Accept);
+        assert_eq!(
+            c.send(REPLY, ack(S_ISN + 1, C_ISN + 1)),
+            TrackVerdict::Accept
+        );
         assert_eq!(c.state(), TcpState::Established);
         // The ignored-SYN path clears last_flags before noting the options...
-        assert_eq!(c.send(ORIG, syn(C_ISN + 50_000)), TcpAction::Ignore);
+        assert_eq!(c.send(ORIG, syn(C_ISN + 50_000)), TrackVerdict::Ignore);
         assert_eq!(c.conn.last_flags(), F::WINDOW_SCALE | F::SACK_PERM);
         // ... so the copy carries only the options here.
         assert_eq!(
             c.send(REPLY, synack(S_ISN + 70_000, C_ISN + 50_001)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         assert_eq!(c.conn.window(ORIG).flags, F::WINDOW_SCALE | F::SACK_PERM);
 
@@ -1999,7 +2032,10 @@ mod tests {
         noted.set_last_seq_end(SeqNumber(C_ISN), SeqNumber(C_ISN + 1));
         c.conn = noted;
         c.conn.state = TcpState::Established;
-        assert_eq!(c.send(REPLY, synack(S_ISN, C_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, synack(S_ISN, C_ISN + 1)),
+            TrackVerdict::Accept
+        );
         assert_eq!(c.conn.window(ORIG).flags, F::SIMULTANEOUS_OPEN);
         assert_eq!(c.state(), TcpState::SynRecv);
     }
@@ -2010,32 +2046,47 @@ mod tests {
     fn fin_handshake_timeouts() {
         let mut c = established();
         c.wait(1);
-        assert_eq!(c.send(ORIG, fin(C_ISN + 1, S_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(ORIG, fin(C_ISN + 1, S_ISN + 1)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::FinWait, 120, false, true);
         assert_ne!(c.conn.window(ORIG).flags & F::CLOSE_INIT, 0);
         assert_eq!(c.conn.window(REPLY).flags & F::CLOSE_INIT, 0);
-        assert_eq!(c.send(REPLY, ack(S_ISN + 1, C_ISN + 2)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, ack(S_ISN + 1, C_ISN + 2)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::CloseWait, 60, false, true);
-        assert_eq!(c.send(REPLY, fin(S_ISN + 1, C_ISN + 2)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, fin(S_ISN + 1, C_ISN + 2)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::LastAck, 30, false, true);
-        assert_eq!(c.send(ORIG, ack(C_ISN + 2, S_ISN + 2)), TcpAction::Accept);
+        assert_eq!(
+            c.send(ORIG, ack(C_ISN + 2, S_ISN + 2)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::TimeWait, 120, false, true);
     }
 
     #[test]
     fn fins_crossing_go_to_last_ack() {
         let mut c = fin_wait();
-        assert_eq!(c.send(REPLY, fin(S_ISN + 1, C_ISN + 2)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, fin(S_ISN + 1, C_ISN + 2)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::LastAck, 30, false, true);
     }
 
     #[test]
     fn time_wait_syn_reopens() {
         let mut c = time_wait();
-        assert_eq!(c.send(ORIG, syn(C_ISN + 100_000)), TcpAction::Reopen);
+        assert_eq!(c.send(ORIG, syn(C_ISN + 100_000)), TrackVerdict::Reopen);
         // REPLY may re-open too: the server may have switched roles.
         let mut c = time_wait();
-        assert_eq!(c.send(REPLY, syn(S_ISN + 100_000)), TcpAction::Reopen);
+        assert_eq!(c.send(REPLY, syn(S_ISN + 100_000)), TrackVerdict::Reopen);
     }
 
     #[test]
@@ -2043,7 +2094,7 @@ mod tests {
         // Closed by an RST from the client: the client's next SYN re-opens.
         let mut c = close();
         c.check(TcpState::Close, 10, false, true);
-        assert_eq!(c.send(ORIG, syn(C_ISN + 100_000)), TcpAction::Reopen);
+        assert_eq!(c.send(ORIG, syn(C_ISN + 100_000)), TrackVerdict::Reopen);
     }
 
     #[test]
@@ -2051,15 +2102,15 @@ mod tests {
         let mut c = established();
         assert_eq!(
             c.send(REPLY, seg(RST, S_ISN + 1, 0, 0, 0)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c.check(TcpState::Close, 10, false, true);
         // No FIN was seen and the RST came from the other side: the SYN is only noted.
-        assert_eq!(c.send(ORIG, syn(C_ISN + 100_000)), TcpAction::Ignore);
+        assert_eq!(c.send(ORIG, syn(C_ISN + 100_000)), TrackVerdict::Ignore);
         assert_eq!(c.state(), TcpState::Close);
         assert_eq!(
             c.send(REPLY, synack(S_ISN + 200_000, C_ISN + 100_001)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c.check(TcpState::SynRecv, 60, false, true);
     }
@@ -2069,14 +2120,20 @@ mod tests {
         let mut c = last_ack();
         c.wait(1);
         // A spurious SYN in LAST_ACK is ignored and flags a possible challenge ACK.
-        assert_eq!(c.send(ORIG, syn(C_ISN + 50)), TcpAction::Ignore);
+        assert_eq!(c.send(ORIG, syn(C_ISN + 50)), TrackVerdict::Ignore);
         assert_ne!(c.conn.last_flags() & F::EXP_CHALLENGE_ACK, 0);
         // The server's challenge ACK is not the last ACK: no TIME_WAIT, no refresh.
-        assert_eq!(c.send(REPLY, ack(S_ISN + 2, C_ISN + 2)), TcpAction::Ignore);
+        assert_eq!(
+            c.send(REPLY, ack(S_ISN + 2, C_ISN + 2)),
+            TrackVerdict::Ignore
+        );
         assert_eq!(c.conn.last_flags() & F::EXP_CHALLENGE_ACK, 0);
         c.check(TcpState::LastAck, 29, false, true);
         // The real last ACK still closes.
-        assert_eq!(c.send(ORIG, ack(C_ISN + 2, S_ISN + 2)), TcpAction::Accept);
+        assert_eq!(
+            c.send(ORIG, ack(C_ISN + 2, S_ISN + 2)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::TimeWait, 120, false, true);
     }
 
@@ -2086,14 +2143,14 @@ mod tests {
         c.wait(1);
         assert_eq!(
             c.send(REPLY, seg(RST, S_ISN + 1, 0, 0, 0)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c.check(TcpState::Close, 10, false, true);
         // RST|ACK with a zero ACK (broken stacks) is treated as no ACK.
         let mut c = established();
         assert_eq!(
             c.send(ORIG, seg(RST | ACK, C_ISN + 1, 0, 0, 0)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         assert_eq!(c.state(), TcpState::Close);
     }
@@ -2104,11 +2161,11 @@ mod tests {
         let mut c = established();
         assert_eq!(
             c.send(REPLY, data(S_ISN + 1, C_ISN + 1, 19)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         assert_eq!(
             c.send(REPLY, seg(RST, S_ISN + 20, 0, 0, 0)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         assert_eq!(c.state(), TcpState::Close);
     }
@@ -2120,7 +2177,7 @@ mod tests {
         let mut c = established();
         assert_eq!(
             c.send(REPLY, seg(RST, S_ISN + 11, 0, 0, 0)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c.check(TcpState::Established, 10, false, true);
     }
@@ -2135,12 +2192,12 @@ mod tests {
                 ORIG,
                 seg(RST, (C_ISN + 1).wrapping_sub(500_000_000), 0, 0, 0)
             ),
-            TcpAction::Invalid(Reason::TcpInvalidRst)
+            TrackVerdict::Invalid(Reason::TcpInvalidRst)
         );
         // Far ahead: passes the RST checks (keeping the state) and fails the window.
         assert_eq!(
             c.send(REPLY, seg(RST, S_ISN + 1 + 500_000_000, 0, 0, 0)),
-            TcpAction::Invalid(Reason::TcpSeqOverWindow)
+            TrackVerdict::Invalid(Reason::TcpSeqOverWindow)
         );
         c.check(TcpState::Established, 431_999, false, true);
     }
@@ -2150,10 +2207,13 @@ mod tests {
         // Slightly behind the acknowledged point, but within the receive window.
         let rst = seg(RST, C_ISN + 1 - 10, 0, 0, 0);
         let mut c = established();
-        assert_eq!(c.send(ORIG, rst), TcpAction::Invalid(Reason::TcpInvalidRst));
+        assert_eq!(
+            c.send(ORIG, rst),
+            TrackVerdict::Invalid(Reason::TcpInvalidRst)
+        );
         let mut c = established();
         c.cfg.ignore_invalid_rst = true;
-        assert_eq!(c.send(ORIG, rst), TcpAction::Accept);
+        assert_eq!(c.send(ORIG, rst), TrackVerdict::Accept);
         c.check(TcpState::Established, 10, false, true);
     }
 
@@ -2170,7 +2230,7 @@ mod tests {
             let mut c = in_state(state).expect("reachable");
             assert_eq!(
                 c.send(REPLY, seg(RST, 12345, 0, 0, 0)),
-                TcpAction::Accept,
+                TrackVerdict::Accept,
                 "{state:?}"
             );
             c.check(TcpState::Close, 10, false, true);
@@ -2183,10 +2243,10 @@ mod tests {
         // the RST goes through without window checks.
         let mut c = established();
         let isn2 = 3_000_000_000;
-        assert_eq!(c.send(ORIG, syn(isn2)), TcpAction::Ignore);
+        assert_eq!(c.send(ORIG, syn(isn2)), TrackVerdict::Ignore);
         assert_eq!(
             c.send(REPLY, seg(RST | ACK, 0, isn2 + 1, 0, 0)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c.check(TcpState::Close, 10, false, true);
     }
@@ -2199,7 +2259,7 @@ mod tests {
         c.wait(1);
         assert_eq!(
             c.send(ORIG, data(C_ISN + 1 + 1_000_000_000, S_ISN + 1, 100)),
-            TcpAction::Invalid(Reason::TcpSeqOverWindow)
+            TrackVerdict::Invalid(Reason::TcpSeqOverWindow)
         );
         c.check(TcpState::Established, 431_999, false, true);
     }
@@ -2211,10 +2271,16 @@ mod tests {
         let mut c = established();
         let maxend = c.conn.window(ORIG).td_maxend;
         let seq = maxend.0 + 1;
-        assert_eq!(c.send(ORIG, data(seq, S_ISN + 1, 100)), TcpAction::Ignore);
+        assert_eq!(
+            c.send(ORIG, data(seq, S_ISN + 1, 100)),
+            TrackVerdict::Ignore
+        );
         assert_eq!(c.conn.window(ORIG).td_end, SeqNumber(seq + 100));
         assert_ne!(c.conn.window(ORIG).flags & F::DATA_UNACKNOWLEDGED, 0);
-        assert_eq!(c.send(REPLY, ack(S_ISN + 1, seq + 100)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, ack(S_ISN + 1, seq + 100)),
+            TrackVerdict::Accept
+        );
     }
 
     #[test]
@@ -2222,7 +2288,7 @@ mod tests {
         let mut c = established();
         assert_eq!(
             c.send(REPLY, data(S_ISN + 1, C_ISN + 1, 500)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c.wait(1);
         let before = c.meta;
@@ -2231,7 +2297,7 @@ mod tests {
                 REPLY,
                 data((S_ISN + 1).wrapping_sub(1_000_000_000), C_ISN + 1, 100)
             ),
-            TcpAction::Ignore
+            TrackVerdict::Ignore
         );
         assert_eq!(c.meta, before);
         assert_eq!(c.state(), TcpState::Established);
@@ -2242,14 +2308,17 @@ mod tests {
         let mut c = established();
         assert_eq!(
             c.send(ORIG, ack(C_ISN + 1, S_ISN + 1 + 100_000_000)),
-            TcpAction::Invalid(Reason::TcpAckOverWindow)
+            TrackVerdict::Invalid(Reason::TcpAckOverWindow)
         );
         // An ACK of one byte too many is already over the bound.
         assert_eq!(
             c.send(ORIG, ack(C_ISN + 1, S_ISN + 2)),
-            TcpAction::Invalid(Reason::TcpAckOverWindow)
+            TrackVerdict::Invalid(Reason::TcpAckOverWindow)
         );
-        assert_eq!(c.send(ORIG, ack(C_ISN + 1, S_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(ORIG, ack(C_ISN + 1, S_ISN + 1)),
+            TrackVerdict::Accept
+        );
     }
 
     #[test]
@@ -2260,17 +2329,20 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(
                 c.send(REPLY, data(seq, C_ISN + 1, 50_000)),
-                TcpAction::Accept
+                TrackVerdict::Accept
             );
             seq += 50_000;
-            assert_eq!(c.send(ORIG, ack(C_ISN + 1, seq)), TcpAction::Accept);
+            assert_eq!(c.send(ORIG, ack(C_ISN + 1, seq)), TrackVerdict::Accept);
         }
         // An ACK lagging more than MAXACKWINDOW (the client's max window, at least 66000)
         // behind what the server sent is ignored as overly delayed.
         let lag = c.conn.window(ORIG).td_maxwin.max(66_000);
         let stale = seq - lag - 1;
-        assert_eq!(c.send(ORIG, ack(C_ISN + 1, stale)), TcpAction::Ignore);
-        assert_eq!(c.send(ORIG, ack(C_ISN + 1, stale + 1)), TcpAction::Accept);
+        assert_eq!(c.send(ORIG, ack(C_ISN + 1, stale)), TrackVerdict::Ignore);
+        assert_eq!(
+            c.send(ORIG, ack(C_ISN + 1, stale + 1)),
+            TrackVerdict::Accept
+        );
     }
 
     #[test]
@@ -2282,7 +2354,7 @@ mod tests {
         );
         assert_eq!(
             c.send(ORIG, data(C_ISN + 1, S_ISN + 1, 100)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         // The client's window 502 << 7 bounds what the server may send.
         assert_eq!(
@@ -2292,7 +2364,7 @@ mod tests {
         // Data starting 1000 bytes further is inside the scaled window.
         assert_eq!(
             c.send(REPLY, data(S_ISN + 1001, C_ISN + 101, 100)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
     }
 
@@ -2300,16 +2372,19 @@ mod tests {
     fn window_scaling_one_side_disabled() {
         let mut c = syn_sent();
         let sa = seg_opts(SYN | ACK, S_ISN, C_ISN + 1, 64240, 0, SYN_OPTS_NO_WS);
-        assert_eq!(c.send(REPLY, sa), TcpAction::Accept);
+        assert_eq!(c.send(REPLY, sa), TrackVerdict::Accept);
         assert_eq!(
             (c.conn.window(ORIG).td_scale, c.conn.window(REPLY).td_scale),
             (0, 0)
         );
         assert_eq!(c.conn.window(ORIG).flags & F::WINDOW_SCALE, F::WINDOW_SCALE);
-        assert_eq!(c.send(ORIG, ack(C_ISN + 1, S_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(ORIG, ack(C_ISN + 1, S_ISN + 1)),
+            TrackVerdict::Accept
+        );
         assert_eq!(
             c.send(ORIG, data(C_ISN + 1, S_ISN + 1, 100)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         // Unscaled: the server may start sending only up to 502 bytes past the ACK. Data
         // starting 1000 bytes further is over the bound; as it still lies within the
@@ -2317,12 +2392,12 @@ mod tests {
         assert_eq!(c.conn.window(REPLY).td_maxend, SeqNumber(S_ISN + 1 + 502));
         assert_eq!(
             c.send(REPLY, data(S_ISN + 1001, C_ISN + 101, 100)),
-            TcpAction::Ignore
+            TrackVerdict::Ignore
         );
         // Far beyond: INVALID.
         assert_eq!(
             c.send(REPLY, data(S_ISN + 1 + 200_000, C_ISN + 101, 100)),
-            TcpAction::Invalid(Reason::TcpSeqOverWindow)
+            TrackVerdict::Invalid(Reason::TcpSeqOverWindow)
         );
     }
 
@@ -2337,12 +2412,12 @@ mod tests {
         let mut c = established();
         assert_eq!(
             c.send(ORIG, data(C_ISN + 1, S_ISN + 1, 100)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         // The server acks byte 1 and SACKs 51..101: the right edge counts as its ACK.
         let opts = sack_opt(C_ISN + 51, C_ISN + 101);
         let s = seg_opts(ACK, S_ISN + 1, C_ISN + 1, 502, 0, &opts);
-        assert_eq!(c.send(REPLY, s), TcpAction::Accept);
+        assert_eq!(c.send(REPLY, s), TrackVerdict::Accept);
         assert_eq!(
             c.conn.window(ORIG).td_maxend,
             SeqNumber(C_ISN + 101 + (502 << 7))
@@ -2354,18 +2429,18 @@ mod tests {
         let s = seg_opts(ACK, S_ISN + 1, C_ISN + 1, 502, 0, &opts);
         assert_eq!(
             c.send(REPLY, s),
-            TcpAction::Invalid(Reason::TcpAckOverWindow)
+            TrackVerdict::Invalid(Reason::TcpAckOverWindow)
         );
         // SACK is read only if the receiver permitted it.
         let mut c = syn_sent();
         let no_sack: &[u8] = &[2, 4, 5, 0xb4, 1, 3, 3, 7];
         let sa = seg_opts(SYN | ACK, S_ISN, C_ISN + 1, 64240, 0, no_sack);
-        assert_eq!(c.send(REPLY, sa), TcpAction::Accept);
+        assert_eq!(c.send(REPLY, sa), TrackVerdict::Accept);
         let opts = sack_opt(S_ISN + 1, S_ISN + 999);
         let s = seg_opts(ACK, C_ISN + 1, S_ISN + 1, 502, 0, &opts);
         assert_eq!(
             c.send(ORIG, s),
-            TcpAction::Accept,
+            TrackVerdict::Accept,
             "client SACK ignored: server never permitted it"
         );
     }
@@ -2377,7 +2452,7 @@ mod tests {
         c.wait(1);
         assert_eq!(
             c.send(ORIG, data(C_ISN + 1 + 1_000_000_000, S_ISN + 1, 100)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c.check(TcpState::Established, 432_000, false, true);
         // Liberal accepts old data too, and then refreshes.
@@ -2386,7 +2461,7 @@ mod tests {
                 REPLY,
                 data((S_ISN + 1).wrapping_sub(1_000_000_000), C_ISN + 1, 100)
             ),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         // ... but never an RST behind the acknowledged point.
         assert_eq!(
@@ -2394,7 +2469,7 @@ mod tests {
                 ORIG,
                 seg(RST, (C_ISN + 1).wrapping_sub(500_000_000), 0, 0, 0)
             ),
-            TcpAction::Invalid(Reason::TcpInvalidRst)
+            TrackVerdict::Invalid(Reason::TcpInvalidRst)
         );
     }
 
@@ -2424,9 +2499,15 @@ mod tests {
         cfg.timeouts.established = secs(9_000);
         let mut c = Conn::open_with(cfg, syn(C_ISN)).expect("SYN opens");
         c.check(TcpState::SynSent, 7, true, false);
-        assert_eq!(c.send(REPLY, synack(S_ISN, C_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, synack(S_ISN, C_ISN + 1)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::SynRecv, 8, false, false);
-        assert_eq!(c.send(ORIG, ack(C_ISN + 1, S_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(ORIG, ack(C_ISN + 1, S_ISN + 1)),
+            TrackVerdict::Accept
+        );
         c.check(TcpState::Established, 9_000, false, true);
     }
 
@@ -2435,19 +2516,19 @@ mod tests {
         let mut c = established();
         assert_eq!(
             c.send(ORIG, data(C_ISN + 1, S_ISN + 1, 100)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c.check(TcpState::Established, 300, false, true);
         // Acknowledged: the full timeout again.
         assert_eq!(
             c.send(REPLY, ack(S_ISN + 1, C_ISN + 101)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c.check(TcpState::Established, 432_000, false, true);
         // A state whose own timeout is shorter than the cap keeps its own.
         assert_eq!(
             c.send(REPLY, seg(FIN | ACK | PSH, S_ISN + 1, C_ISN + 101, 502, 10)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c.check(TcpState::FinWait, 120, false, true);
     }
@@ -2462,13 +2543,16 @@ mod tests {
         let a = ack(C_ISN + 1, S_ISN + 1);
         // The handshake ACK was the first; three identical ones reach max_retrans.
         for n in 1..=3u8 {
-            assert_eq!(c.send(ORIG, a), TcpAction::Accept);
+            assert_eq!(c.send(ORIG, a), TrackVerdict::Accept);
             assert_eq!(c.conn.retrans(), n);
             let want = if n >= 3 { 200 } else { 432_000 };
             c.check(TcpState::Established, want, false, true);
         }
         // Anything new resets the count.
-        assert_eq!(c.send(REPLY, ack(S_ISN + 1, C_ISN + 1)), TcpAction::Accept);
+        assert_eq!(
+            c.send(REPLY, ack(S_ISN + 1, C_ISN + 1)),
+            TrackVerdict::Accept
+        );
         assert_eq!(c.conn.retrans(), 0);
         c.check(TcpState::Established, 432_000, false, true);
     }
@@ -2478,12 +2562,12 @@ mod tests {
         let mut c = established();
         assert_eq!(
             c.send(REPLY, seg(ACK, S_ISN + 1, C_ISN + 1, 0, 0)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c.check(TcpState::Established, 300, false, true);
         assert_eq!(
             c.send(REPLY, seg(ACK, S_ISN + 1, C_ISN + 1, 10, 0)),
-            TcpAction::Accept
+            TrackVerdict::Accept
         );
         c.check(TcpState::Established, 432_000, false, true);
     }
@@ -2495,7 +2579,7 @@ mod tests {
         // An out-of-window FIN from the client is noted as the last FIN...
         assert_eq!(
             c.send(ORIG, fin(C_ISN + far, S_ISN + 1)),
-            TcpAction::Invalid(Reason::TcpSeqOverWindow)
+            TrackVerdict::Invalid(Reason::TcpSeqOverWindow)
         );
         c.check(TcpState::Established, 432_000, false, true);
         assert_eq!(
@@ -2506,7 +2590,7 @@ mod tests {
         c.wait(1);
         assert_eq!(
             c.send(REPLY, seg(RST, S_ISN + far, 0, 0, 0)),
-            TcpAction::Invalid(Reason::TcpSeqOverWindow)
+            TrackVerdict::Invalid(Reason::TcpSeqOverWindow)
         );
         c.check(TcpState::Established, 300, false, true);
     }
@@ -2517,7 +2601,7 @@ mod tests {
         let mut c = syn_recv();
         assert_eq!(
             c.send(ORIG, fin(C_ISN + 1_500_000_000, S_ISN + 1)),
-            TcpAction::Invalid(Reason::TcpSeqOverWindow)
+            TrackVerdict::Invalid(Reason::TcpSeqOverWindow)
         );
         assert_eq!(c.conn.last_index(), FlagClass::SynAck);
         // Deadline already under 120 s: left alone.
@@ -2525,11 +2609,11 @@ mod tests {
         c.meta.expires = c.now.after(secs(100));
         assert_eq!(
             c.send(ORIG, fin(C_ISN + 1_500_000_000, S_ISN + 1)),
-            TcpAction::Invalid(Reason::TcpSeqOverWindow)
+            TrackVerdict::Invalid(Reason::TcpSeqOverWindow)
         );
         assert_eq!(
             c.send(REPLY, fin(S_ISN + 1_500_000_000, C_ISN + 1)),
-            TcpAction::Invalid(Reason::TcpSeqOverWindow)
+            TrackVerdict::Invalid(Reason::TcpSeqOverWindow)
         );
         assert_eq!(c.left(), secs(100));
         // Between 120 s and the UNACK timeout: left alone too.
@@ -2537,11 +2621,11 @@ mod tests {
         c.meta.expires = c.now.after(secs(250));
         assert_eq!(
             c.send(ORIG, fin(C_ISN + 1_500_000_000, S_ISN + 1)),
-            TcpAction::Invalid(Reason::TcpSeqOverWindow)
+            TrackVerdict::Invalid(Reason::TcpSeqOverWindow)
         );
         assert_eq!(
             c.send(REPLY, fin(S_ISN + 1_500_000_000, C_ISN + 1)),
-            TcpAction::Invalid(Reason::TcpSeqOverWindow)
+            TrackVerdict::Invalid(Reason::TcpSeqOverWindow)
         );
         assert_eq!(c.left(), secs(250));
     }
@@ -2647,27 +2731,27 @@ mod tests {
                         Err("sIV") => {
                             assert_eq!(
                                 action,
-                                TcpAction::Invalid(Reason::TcpInvalidState),
+                                TrackVerdict::Invalid(Reason::TcpInvalidState),
                                 "{what}"
                             );
                             assert_eq!((c.conn, c.meta), (before.conn, before.meta), "{what}");
                         }
                         Err(_) => {
-                            assert_eq!(action, TcpAction::Ignore, "{what}");
+                            assert_eq!(action, TrackVerdict::Ignore, "{what}");
                             assert_eq!(c.state(), from, "{what}");
                             assert_eq!(c.meta.expires, before.meta.expires, "{what}");
                         }
                         Ok(TcpState::SynSent)
                             if matches!(from, TcpState::TimeWait | TcpState::Close) =>
                         {
-                            assert_eq!(action, TcpAction::Reopen, "{what}");
+                            assert_eq!(action, TrackVerdict::Reopen, "{what}");
                         }
                         Ok(to) if class == FlagClass::Rst && !before.meta.flags.seen_reply() => {
-                            assert_eq!(action, TcpAction::Kill, "{what}");
+                            assert_eq!(action, TrackVerdict::Kill, "{what}");
                             assert_eq!(c.state(), to, "{what}");
                         }
                         Ok(to) => {
-                            assert_eq!(action, TcpAction::Accept, "{what}");
+                            assert_eq!(action, TrackVerdict::Accept, "{what}");
                             assert_eq!(c.state(), to, "{what}");
                             if from == TcpState::SynSent && class == FlagClass::Syn {
                                 assert_eq!(
@@ -2708,7 +2792,7 @@ mod tests {
             assert_eq!(expect, Err("sIV"), "{what}");
             assert_eq!(
                 action,
-                TcpAction::Invalid(Reason::TcpInvalidState),
+                TrackVerdict::Invalid(Reason::TcpInvalidState),
                 "{what}"
             );
             return;
@@ -2845,7 +2929,7 @@ mod tests {
                     let mut meta = EntryMeta { flags: CtFlags::default(), expires: now };
                     let action = conn.packet(&mut meta, now, ORIG, &seg, &cfg);
                     prop_assert!(TcpState::ALL.contains(&conn.state()));
-                    if action == TcpAction::Accept { live = Some((conn, meta)); }
+                    if action == TrackVerdict::Accept { live = Some((conn, meta)); }
                     continue;
                 };
                 let (conn0, meta0) = (conn, meta);
@@ -2853,37 +2937,37 @@ mod tests {
                 let action = conn.packet(&mut meta, now, dir, &seg, &cfg);
                 prop_assert!(TcpState::ALL.contains(&conn.state()));
                 match action {
-                    TcpAction::Invalid(Reason::TcpInvalidState | Reason::TcpInvalidRst) => {
+                    TrackVerdict::Invalid(Reason::TcpInvalidState | Reason::TcpInvalidRst) => {
                         prop_assert_eq!((conn, meta), (conn0, meta0));
                     }
-                    TcpAction::Invalid(r) => {
+                    TrackVerdict::Invalid(r) => {
                         prop_assert!(matches!(r, Reason::TcpSeqOverWindow | Reason::TcpAckOverWindow));
                         prop_assert_eq!(meta.flags, meta0.flags);
                         // Only ever lowered, to the UNACK timeout.
                         prop_assert!(meta.expires == meta0.expires || meta.expires == now.after(cfg.timeouts.unack));
                     }
-                    TcpAction::Ignore => prop_assert_eq!(meta, meta0),
-                    TcpAction::Accept => {
+                    TrackVerdict::Ignore => prop_assert_eq!(meta, meta0),
+                    TrackVerdict::Accept => {
                         prop_assert!(
                             meta.expires == meta0.expires
                                 || all_timeouts.contains(&meta.expires.remaining(now))
                         );
                     }
-                    TcpAction::Kill | TcpAction::Reopen => {}
+                    TrackVerdict::Kill | TrackVerdict::Reopen => {}
                 }
                 match action {
-                    TcpAction::Kill => live = None,
-                    TcpAction::Reopen => {
+                    TrackVerdict::Kill => live = None,
+                    TrackVerdict::Reopen => {
                         live = None;
                         if flags_valid(seg.flags) && let Ok(mut c) = TcpConn::new(&seg, &cfg) {
                             let mut m = EntryMeta { flags: CtFlags::default(), expires: now };
-                            if c.packet(&mut m, now, ORIG, &seg, &cfg) == TcpAction::Accept {
+                            if c.packet(&mut m, now, ORIG, &seg, &cfg) == TrackVerdict::Accept {
                                 live = Some((c, m));
                             }
                         }
                     }
                     _ => {
-                        if dir == REPLY && matches!(action, TcpAction::Accept | TcpAction::Ignore) {
+                        if dir == REPLY && matches!(action, TrackVerdict::Accept | TrackVerdict::Ignore) {
                             meta.flags.set(CtFlags::SEEN_REPLY);
                         }
                         live = Some((conn, meta));
@@ -3418,15 +3502,15 @@ mod tests {
                     "new"
                 };
                 match e.conn.packet(&mut e.meta, now, dir, &seg, &cfg.tcp) {
-                    TcpAction::Invalid(_) => return Ok(("invalid", false)),
-                    TcpAction::Kill => {
+                    TrackVerdict::Invalid(_) => return Ok(("invalid", false)),
+                    TrackVerdict::Kill => {
                         table.remove(pos);
                         return Ok((ct_state, ruleset(cfg, ct_state, from_inside, p.flags)));
                     }
-                    TcpAction::Reopen => {
+                    TrackVerdict::Reopen => {
                         table.remove(pos);
                     }
-                    TcpAction::Accept | TcpAction::Ignore => {
+                    TrackVerdict::Accept | TrackVerdict::Ignore => {
                         if dir == REPLY {
                             e.meta.flags.set(CtFlags::SEEN_REPLY);
                         }
@@ -3442,8 +3526,8 @@ mod tests {
                 expires: now,
             };
             match conn.packet(&mut meta, now, ORIG, &seg, &cfg.tcp) {
-                TcpAction::Accept => {}
-                TcpAction::Invalid(_) => return Ok(("invalid", false)),
+                TrackVerdict::Accept => {}
+                TrackVerdict::Invalid(_) => return Ok(("invalid", false)),
                 other => return Err(format!("new entry's first packet gave {other:?}")),
             }
             let forwarded = ruleset(cfg, "new", from_inside, p.flags);
