@@ -20,10 +20,30 @@ ensure_packages() {
     $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# The packages ctfw builds and tests with.
+# The packages ctfw builds and tests with, and the pinned Rust toolchain.
 ensure_build_deps() {
     ensure_packages pkg-config libdpdk-dev dpdk clang libclang-dev libpcap-dev python3
     command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+    ensure_toolchain
+}
+
+# ensure_toolchain: the toolchain rust-toolchain.toml pins. With rustup, an installed toolchain
+# of exactly that version (e.g. `stable`) is linked under the pinned name when the machine
+# cannot download it; otherwise rustup installs it.
+ensure_toolchain() {
+    command -v rustup >/dev/null || return 0
+    local want tc
+    want=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$ROOT/rust-toolchain.toml")
+    rustup toolchain list | grep -q "^$want" && return 0
+    for tc in $(rustup toolchain list | awk '{print $1}'); do
+        if [ "$(rustup run "$tc" rustc --version 2>/dev/null | awk '{print $2}')" = "$want" ]; then
+            log "linking the installed toolchain $tc as $want"
+            rustup toolchain link "$want" "$(rustup run "$tc" rustc --print sysroot)"
+            return 0
+        fi
+    done
+    log "installing Rust $want"
+    rustup toolchain install "$want" --profile minimal -c rustfmt -c clippy
 }
 
 # The Linux conformance set: the vendored copy, or the one CTFW_CONFORMANCE_DIR names (the
@@ -40,14 +60,17 @@ conformance_dir() {
 }
 
 # ensure_hugepages: best effort (root only) to reserve 256 x 2 MiB hugepages and mount
-# hugetlbfs; ctfw falls back to --no-huge by itself when there are none.
+# hugetlbfs; ctfw falls back to --no-huge by itself when there are none. Returns 0 when
+# hugepages are available afterwards.
 ensure_hugepages() {
-    [ "$(id -u)" -eq 0 ] || return 0
     local nr=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
-    if [ -w "$nr" ] && [ "$(cat "$nr")" -lt 256 ]; then
-        echo 256 > "$nr" 2>/dev/null || true
+    if [ "$(id -u)" -eq 0 ]; then
+        if [ -w "$nr" ] && [ "$(cat "$nr")" -lt 256 ]; then
+            echo 256 > "$nr" 2>/dev/null || true
+        fi
+        if ! grep -qs hugetlbfs /proc/mounts; then
+            mkdir -p /dev/hugepages && mount -t hugetlbfs nodev /dev/hugepages 2>/dev/null || true
+        fi
     fi
-    if ! grep -qs hugetlbfs /proc/mounts; then
-        mkdir -p /dev/hugepages && mount -t hugetlbfs nodev /dev/hugepages 2>/dev/null || true
-    fi
+    [ -r "$nr" ] && [ "$(cat "$nr")" -gt 0 ] && grep -qs hugetlbfs /proc/mounts
 }

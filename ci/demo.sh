@@ -10,7 +10,7 @@ source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
 ensure_build_deps
-ensure_hugepages
+ensure_hugepages || true
 log "building ctfw (release)"
 cargo build --release --quiet --bin ctfw
 CTFW="$ROOT/target/release/ctfw"

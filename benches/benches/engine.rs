@@ -10,6 +10,8 @@
 //! run that the engine did what the benchmark claims (no drops on established flows, every
 //! SYN evicting in the full table, ...), so a figure never silently measures a drop path.
 
+#![forbid(unsafe_code)]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant as WallClock};
 

@@ -20,6 +20,8 @@
 //!   window, and never repeats a segment back to back, so Linux's retransmission counter
 //!   (`retrans`, which caps the timeout after `tcp_max_retrans`) stays at zero.
 
+#![forbid(unsafe_code)]
+
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 

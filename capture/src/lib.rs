@@ -2,7 +2,7 @@
 //!
 //! - [`read`]: a streaming pcap/pcapng reader with typed errors that never panics; `ctfw
 //!   replay` reads every capture through it.
-//! - [`write`]: classic pcap and pcapng writers (pcapng with the `inside`/`outside` interfaces of
+//! - [`mod@write`]: classic pcap and pcapng writers (pcapng with the `inside`/`outside` interfaces of
 //!   the conformance traces) and packet sinks.
 //!
 //! It is separate from `ctfw-tracegen` so that the `ctfw` binary links the reader without the

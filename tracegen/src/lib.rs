@@ -4,7 +4,7 @@
 //!   extension headers, TCP/UDP/ICMP/ICMPv6), correct checksums by default, knobs to break them.
 //! - [`tcpsim`]: a TCP connection simulator that produces handshakes, data, SACK, FIN and RST
 //!   with consistent sequence numbers, acknowledgments and windows.
-//! - [`write`] and [`read`]: the capture writers and reader of `ctfw-capture`, re-exported so
+//! - [`mod@write`] and [`read`]: the capture writers and reader of `ctfw-capture`, re-exported so
 //!   that a user of the generator needs one crate.
 //! - [`generate`]: whole-capture generators behind the `ctfw-tracegen` binary.
 //! - [`conformance`]: where the Linux conformance data set is, for every test that reads it.

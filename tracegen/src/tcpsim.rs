@@ -199,7 +199,7 @@ impl TcpSim {
         )
     }
 
-    /// The conformance traces' IPv6 connection: [fd00:1::2]:40200 -> [fd00:2::2]:80.
+    /// The conformance traces' IPv6 connection: `[fd00:1::2]:40200` -> `[fd00:2::2]:80`.
     pub fn default_v6() -> Self {
         TcpSim::new(
             SocketAddr::new(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2).into(), 40200),

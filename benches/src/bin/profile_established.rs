@@ -7,6 +7,8 @@
 //! `timed_run` processes packets, so `valgrind --tool=callgrind --toggle-collect=*timed_run*`
 //! counts instructions of the pipeline alone (divide by PACKETS).
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant as WallClock};
 
 use ctfw_benches::{FlowFactory, Frames, Rotation, START, engine, establish, timed_bursts};

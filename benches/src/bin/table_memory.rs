@@ -5,6 +5,8 @@
 //! 80% load) and the free list. Run with `cargo run --release -p ctfw-benches --bin
 //! table_memory`.
 
+#![forbid(unsafe_code)]
+
 use std::mem::{align_of, size_of};
 
 use ctfw_engine::flow::FlowHasher;
