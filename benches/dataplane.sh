@@ -383,7 +383,9 @@ run_testpmd() {
     RES_LOAD=$MEAS_LOAD
 }
 
-# write_config N TRACE FILE: the ctfw configuration for N flows.
+# write_config N TRACE FILE: the ctfw configuration for N flows. Its rules are the benchmark's
+# own (this traffic starts mid-stream and flows one way), not the conformance policy, whose one
+# definition is config/conformance/classic-loose1-liberal0.yaml.
 write_config() {
     local n=$1 trace=$2 mbufs
     mbufs=$(mbufs_for "$n")

@@ -1,5 +1,5 @@
-//! Shared helpers for the ctfw benchmarks: the engine they drive (the classic policy with
-//! Linux default knobs), a factory that writes valid TCP frames for any of billions of flows,
+//! Shared helpers for the ctfw benchmarks: the engine they drive (the classic conformance
+//! configuration, loaded from `config/conformance/`), a factory that writes valid TCP frames for any of billions of flows,
 //! and the small drivers that set flows up through the engine.
 //!
 //! Why a factory rather than a capture: the 10M-flow benchmark needs frames for ten million
@@ -26,13 +26,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
 use ctfw_engine::Instant;
-use ctfw_engine::pipeline::{
-    BURST, Engine, EngineConfig, FragmentPolicy, NonIpPolicy, Pkt, Verdict,
-};
-use ctfw_engine::rules::{Action, CtStateSet, PortId, PortSet, Rule, RuleSet};
-use ctfw_engine::track::{CtState, TrackConfig};
-use ctfw_engine::wire::{ChecksumHint, ParseConfig};
+use ctfw_engine::pipeline::{BURST, Engine, EngineConfig, Pkt, Verdict};
+use ctfw_engine::rules::PortId;
+use ctfw_engine::wire::ChecksumHint;
 use ctfw_tracegen::generate::AddressPlan;
+use ctfw_tracegen::checksum::Checksum;
 use ctfw_tracegen::rng::Rng;
 use ctfw_tracegen::{DEFAULT_START_NS, TcpSim};
 
@@ -54,50 +52,32 @@ pub const BURST_GAP_NS: u64 = 1_000;
 /// Payload bytes of the data segments of [`FlowFactory`] frames.
 pub const PAYLOAD: u32 = 512;
 
-/// The classic policy of the conformance traces: accept ESTABLISHED and RELATED, accept NEW
-/// from inside to outside, drop INVALID, drop everything else.
-pub fn classic_rules() -> RuleSet {
-    let accept = Rule::new(Action::Accept);
-    let port = |p| PortSet::EMPTY.with(p);
-    let rules = vec![
-        Rule {
-            ct: Some(CtStateSet::of(&[CtState::Established, CtState::Related])),
-            ..accept.clone()
-        },
-        Rule {
-            ct: Some(CtStateSet::of(&[CtState::New])),
-            in_port: port(INSIDE),
-            out_port: port(OUTSIDE),
-            ..accept
-        },
-        Rule {
-            ct: Some(CtStateSet::of(&[CtState::Invalid])),
-            ..Rule::new(Action::Drop)
-        },
-    ];
-    let names = ["estrel_accept", "new_c2s_accept", "invalid_drop"]
-        .map(String::from)
-        .to_vec();
-    // Three rules with three names: `new` cannot refuse them.
-    RuleSet::new(rules, Action::Drop, names).unwrap_or_else(|_| RuleSet::empty(Action::Drop))
+/// The conformance configuration the benchmarks run: the classic policy of the conformance
+/// traces (accept ESTABLISHED and RELATED, accept NEW from inside to outside, drop INVALID,
+/// drop everything else) with Linux's default knobs, read by the real configuration loader
+/// from its one definition, `config/conformance/classic-loose1-liberal0.yaml`. Its ports are
+/// [`INSIDE`] and [`OUTSIDE`], peered.
+///
+/// # Panics
+/// If the file is missing or invalid (the benchmarks cannot run without it).
+pub fn classic() -> ctfw_config::Config {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/conformance/classic-loose1-liberal0.yaml"
+    );
+    let cfg = ctfw_config::Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (cfg.port_by_name("inside"), cfg.port_by_name("outside")),
+        (Some(INSIDE), Some(OUTSIDE)),
+        "{path}: ports"
+    );
+    cfg
 }
 
-/// Linux default knobs (`tcp_loose=1`, `tcp_be_liberal=0`, `tcp_max_retrans=3`, default
-/// timeouts, checksums verified), fragments and non-IP dropped, inside and outside peered.
-pub fn engine_config(capacity: u32) -> EngineConfig {
-    EngineConfig {
-        capacity,
-        track: TrackConfig::default(),
-        parse: ParseConfig::default(),
-        fragments: FragmentPolicy::Drop,
-        non_ip: NonIpPolicy::Drop,
-        peers: vec![OUTSIDE, INSIDE],
-    }
-}
-
-/// An engine for `capacity` connections with [`classic_rules`] and [`SEEDS`].
+/// An engine for `capacity` connections with the [`classic`] configuration and [`SEEDS`].
 pub fn engine(capacity: u32) -> Engine {
-    Engine::new(engine_config(capacity), classic_rules(), SEEDS)
+    let cfg = classic();
+    Engine::new(EngineConfig { capacity, ..cfg.engine }, cfg.rules, SEEDS)
 }
 
 /// The segments [`FlowFactory`] writes. Numbers and acknowledgments are those of one
@@ -123,8 +103,6 @@ pub enum Seg {
 }
 
 impl Seg {
-    /// The handshake.
-    pub const HANDSHAKE: [Seg; 3] = [Seg::Syn, Seg::SynAck, Seg::HandshakeAck];
     /// Steady-state traffic: replayed in this order, again and again, every segment stays in
     /// window and none repeats its predecessor (see the module invariants).
     pub const ROTATION: [Seg; 4] = [
@@ -163,7 +141,7 @@ const TEMPLATE_ISN: (u32, u32) = (1_000_000, 5_000_000);
 const ETH_LEN: usize = 14;
 const IPV4_LEN: usize = 20;
 const IPV6_LEN: usize = 40;
-const TCP_PROTO: u64 = 6;
+const TCP_PROTO: u16 = 6;
 
 /// One template frame and what is needed to rebase it onto another flow.
 #[derive(Clone, Debug)]
@@ -177,10 +155,10 @@ struct Template {
     /// Acknowledgment relative to the receiver's ISN; `None` when ACK is not set (field 0).
     ack: Option<u32>,
     /// One's-complement sum of the IPv4 header with addresses and checksum zeroed.
-    ip_sum: u64,
+    ip_sum: Checksum,
     /// Sum of the TCP pseudo-header and segment with addresses, ports, numbers and checksum
-    /// zeroed.
-    tcp_sum: u64,
+    /// zeroed. Every part has an even length, so the parts can be added in any order.
+    tcp_sum: Checksum,
 }
 
 /// Writes valid TCP frames for flow `i` of a family: see the module documentation.
@@ -216,11 +194,6 @@ impl FlowFactory {
             .map(|(seg, bytes)| Template::new(bytes, v6, seg.from_client()))
             .collect();
         FlowFactory { v6, templates }
-    }
-
-    /// Whether the flows are IPv6.
-    pub fn is_v6(&self) -> bool {
-        self.v6
     }
 
     /// Length of `seg`'s frames.
@@ -275,17 +248,17 @@ impl FlowFactory {
                 let ip = &mut out[ETH_LEN..];
                 ip[12..16].copy_from_slice(&a.octets());
                 ip[16..20].copy_from_slice(&b.octets());
-                let words = sum_words(&a.octets()) + sum_words(&b.octets());
-                ip_sum += words;
-                tcp_sum += words;
-                ip[10..12].copy_from_slice(&(!fold(ip_sum)).to_be_bytes());
+                for sum in [&mut ip_sum, &mut tcp_sum] {
+                    sum.add(&a.octets()).add(&b.octets());
+                }
+                ip[10..12].copy_from_slice(&ip_sum.finish().to_be_bytes());
             }
             (a, b) => {
                 let (a, b) = (v6_octets(a), v6_octets(b));
                 let ip = &mut out[ETH_LEN..];
                 ip[8..24].copy_from_slice(&a);
                 ip[24..40].copy_from_slice(&b);
-                tcp_sum += sum_words(&a) + sum_words(&b);
+                tcp_sum.add(&a).add(&b);
             }
         }
         let seq = t.seq.wrapping_add(own_isn);
@@ -295,8 +268,12 @@ impl FlowFactory {
         tcp[2..4].copy_from_slice(&dst.port().to_be_bytes());
         tcp[4..8].copy_from_slice(&seq.to_be_bytes());
         tcp[8..12].copy_from_slice(&ack.to_be_bytes());
-        tcp_sum += u64::from(src.port()) + u64::from(dst.port()) + sum_u32(seq) + sum_u32(ack);
-        tcp[16..18].copy_from_slice(&(!fold(tcp_sum)).to_be_bytes());
+        tcp_sum
+            .add_u16(src.port())
+            .add_u16(dst.port())
+            .add_u32(seq)
+            .add_u32(ack);
+        tcp[16..18].copy_from_slice(&tcp_sum.finish().to_be_bytes());
         t.bytes.len()
     }
 }
@@ -317,18 +294,23 @@ impl Template {
         let has_ack = b[tcp + 13] & 0x10 != 0;
         let ack = has_ack.then(|| be32(&b, tcp + 8).wrapping_sub(peer0));
         // Zero what `write` rewrites, so the sums cover exactly the fixed bytes.
-        let ip_sum = if v6 {
+        let mut ip_sum = Checksum::new();
+        if v6 {
             b[ETH_LEN + 8..ETH_LEN + 40].fill(0);
-            0
         } else {
             b[ETH_LEN + 10..ETH_LEN + 12].fill(0);
             b[ETH_LEN + 12..ETH_LEN + 20].fill(0);
-            sum_words(&b[ETH_LEN..tcp])
-        };
+            ip_sum.add(&b[ETH_LEN..tcp]);
+        }
         b[tcp..tcp + 12].fill(0);
         b[tcp + 16..tcp + 18].fill(0);
-        let seg_len = (b.len() - tcp) as u64;
-        let tcp_sum = TCP_PROTO + seg_len + sum_words(&b[tcp..]);
+        let seg_len = b.len() - tcp;
+        assert!(seg_len % 2 == 0, "segments of even length keep the sums' parts aligned");
+        let mut tcp_sum = Checksum::new();
+        tcp_sum
+            .add_u16(TCP_PROTO)
+            .add_u16(seg_len as u16)
+            .add(&b[tcp..]);
         Template {
             bytes: bytes.to_vec(),
             from_client,
@@ -346,29 +328,6 @@ fn v6_octets(a: IpAddr) -> [u8; 16] {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
     }
-}
-
-/// Sum of big-endian 16-bit words (an odd last byte is padded with zero, as RFC 1071 says).
-fn sum_words(bytes: &[u8]) -> u64 {
-    let mut chunks = bytes.chunks_exact(2);
-    let mut sum: u64 = (&mut chunks)
-        .map(|w| u64::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    if let [last] = chunks.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    sum
-}
-
-fn sum_u32(v: u32) -> u64 {
-    u64::from(v >> 16) + u64::from(v & 0xffff)
-}
-
-fn fold(mut sum: u64) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }
 
 /// SplitMix64's output function: a bijection that spreads consecutive indices.
@@ -613,9 +572,9 @@ pub fn timed_bursts(
 mod tests {
     use super::*;
     use ctfw_engine::Reason;
-    use ctfw_engine::track::ProtoState;
+    use ctfw_engine::track::{CtState, ProtoState};
     use ctfw_engine::track::tcp::TcpState;
-    use ctfw_engine::wire::{self, L4};
+    use ctfw_engine::wire::{self, L4, ParseConfig};
 
     #[test]
     fn frames_are_valid_for_software_checksums() {

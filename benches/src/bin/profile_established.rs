@@ -4,7 +4,7 @@
 //! `profile_established [FLOWS] [PACKETS] [nic|sw]` sets up FLOWS connections (default 1000),
 //! then sends PACKETS packets (default 10 million) of the rotation traffic in bursts, frames
 //! written beforehand in chunks as the benchmark does, and prints ns per packet. Only
-//! `timed_run` processes packets, so `valgrind --tool=callgrind --toggle-collect=*timed_run*`
+//! `timed_bursts` processes packets, so `valgrind --tool=callgrind --toggle-collect=*timed_bursts*`
 //! counts instructions of the pipeline alone (divide by PACKETS).
 
 #![forbid(unsafe_code)]
