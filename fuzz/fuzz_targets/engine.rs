@@ -1,30 +1,28 @@
 //! A sequence of frames (with ports and time steps) through a small engine: no panic, and the
 //! table's invariants hold after every burst.
+//!
+//! The engine runs the classic conformance configuration, read from its one definition
+//! (`config/conformance/classic-loose1-liberal0.yaml`) by the real loader, with a 64-entry
+//! table so that it fills, and fragments and non-IP frames let through to the rules instead of
+//! dropped, so that those paths are reached too.
 #![no_main]
 
 use ctfw_engine::pipeline::{Engine, EngineConfig, FragmentPolicy, NonIpPolicy, Pkt, Verdict};
-use ctfw_engine::rules::{Action, CtStateSet, PortId, Rule, RuleSet};
+use ctfw_engine::rules::PortId;
 use ctfw_engine::time::Instant;
-use ctfw_engine::track::{CtState, TrackConfig};
-use ctfw_engine::wire::{ChecksumHint, ParseConfig};
+use ctfw_engine::wire::ChecksumHint;
 use libfuzzer_sys::fuzz_target;
 
 fn engine() -> Engine {
-    let mut estrel = Rule::new(Action::Accept);
-    estrel.ct = Some(CtStateSet::of(&[CtState::Established, CtState::Related]));
-    let mut new = Rule::new(Action::Accept);
-    new.ct = Some(CtStateSet::of(&[CtState::New]));
-    let names = vec!["estrel".to_owned(), "new".to_owned()];
-    let rules = RuleSet::new(vec![estrel, new], Action::Drop, names).expect("rules");
-    let cfg = EngineConfig {
+    let yaml = include_str!("../../config/conformance/classic-loose1-liberal0.yaml");
+    let cfg = ctfw_config::Config::from_str(yaml, "classic-loose1-liberal0.yaml").expect("config");
+    let engine_cfg = EngineConfig {
         capacity: 64,
-        track: TrackConfig::default(),
-        parse: ParseConfig::default(),
         fragments: FragmentPolicy::Untracked,
         non_ip: NonIpPolicy::Forward,
-        peers: vec![PortId(1), PortId(0)],
+        ..cfg.engine
     };
-    Engine::new(cfg, rules, [1, 2, 3, 4])
+    Engine::new(engine_cfg, cfg.rules, [1, 2, 3, 4])
 }
 
 fuzz_target!(|data: &[u8]| {
