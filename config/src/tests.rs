@@ -9,7 +9,7 @@ use ctfw_engine::track::{CtState, TrackConfig};
 use ctfw_engine::wire::{Family, TcpFlags, proto};
 
 use super::*;
-use crate::build::TIMEOUTS;
+use crate::raw::TIMEOUTS;
 
 const PORTS: &str = "\
 ports:
@@ -345,7 +345,7 @@ fn every_timeout_round_trips() {
             t.key
         );
     }
-    // Each key sets its own field: all sixteen values are distinct.
+    // Each key sets its own field: all the values are distinct.
     let mut seen: Vec<Ticks> = TIMEOUTS
         .iter()
         .map(|t| (t.get)(&cfg.engine.track))
@@ -357,6 +357,32 @@ fn every_timeout_round_trips() {
     let cfg = ok(&edge);
     assert_eq!(cfg.engine.track.tcp.timeouts.close, Ticks::from_secs(1));
     assert_eq!(cfg.engine.track.other.generic, Ticks::from_secs(2_592_000));
+}
+
+#[test]
+fn timeouts_table_in_docs_matches_the_keys_and_defaults() {
+    // docs/config.md is the one other place the timeout keys are written: its table lists
+    // every key, in the same order, with the engine's default.
+    let doc = include_str!("../../docs/config.md");
+    let section = doc
+        .split("### `conntrack.timeouts`")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("docs/config.md has a conntrack.timeouts section");
+    let documented: Vec<(&str, String)> = section
+        .lines()
+        .filter_map(|l| {
+            let mut cells = l.strip_prefix("| `")?.split(" | ");
+            let key = cells.next()?.strip_suffix('`')?;
+            Some((key, cells.next()?.to_owned()))
+        })
+        .collect();
+    let linux = TrackConfig::default();
+    let keys: Vec<(&str, String)> = TIMEOUTS
+        .iter()
+        .map(|t| (t.key, (t.get)(&linux).whole_secs().to_string()))
+        .collect();
+    assert_eq!(documented, keys);
 }
 
 #[test]

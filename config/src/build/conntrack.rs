@@ -12,116 +12,10 @@ use ctfw_engine::wire::ParseConfig;
 
 use super::Ctx;
 use crate::error::ConfigError;
-use crate::raw::RawConntrack;
+use crate::raw::{RawConntrack, TIMEOUTS};
 
 /// Smallest and largest `conntrack.capacity`.
 pub(crate) const CAPACITY_RANGE: (u64, u64) = (1024, 16_777_215);
-
-/// One configurable timeout: its YAML key under `conntrack.timeouts` and the engine field it
-/// sets. The defaults are the engine's (Linux's), read through `get` from
-/// `TrackConfig::default()`, so they are written down once.
-pub(crate) struct TimeoutKey {
-    /// Key under `conntrack.timeouts`.
-    pub key: &'static str,
-    /// Reads the field.
-    pub get: fn(&TrackConfig) -> Ticks,
-    /// Writes the field.
-    pub set: fn(&mut TrackConfig, Ticks),
-}
-
-/// Every timeout, in the order of the documentation.
-pub(crate) const TIMEOUTS: [TimeoutKey; 18] = [
-    TimeoutKey {
-        key: "tcp_syn_sent",
-        get: |t| t.tcp.timeouts.syn_sent,
-        set: |t, v| t.tcp.timeouts.syn_sent = v,
-    },
-    TimeoutKey {
-        key: "tcp_syn_recv",
-        get: |t| t.tcp.timeouts.syn_recv,
-        set: |t, v| t.tcp.timeouts.syn_recv = v,
-    },
-    TimeoutKey {
-        key: "tcp_established",
-        get: |t| t.tcp.timeouts.established,
-        set: |t, v| t.tcp.timeouts.established = v,
-    },
-    TimeoutKey {
-        key: "tcp_fin_wait",
-        get: |t| t.tcp.timeouts.fin_wait,
-        set: |t, v| t.tcp.timeouts.fin_wait = v,
-    },
-    TimeoutKey {
-        key: "tcp_close_wait",
-        get: |t| t.tcp.timeouts.close_wait,
-        set: |t, v| t.tcp.timeouts.close_wait = v,
-    },
-    TimeoutKey {
-        key: "tcp_last_ack",
-        get: |t| t.tcp.timeouts.last_ack,
-        set: |t, v| t.tcp.timeouts.last_ack = v,
-    },
-    TimeoutKey {
-        key: "tcp_time_wait",
-        get: |t| t.tcp.timeouts.time_wait,
-        set: |t, v| t.tcp.timeouts.time_wait = v,
-    },
-    TimeoutKey {
-        key: "tcp_close",
-        get: |t| t.tcp.timeouts.close,
-        set: |t, v| t.tcp.timeouts.close = v,
-    },
-    TimeoutKey {
-        key: "tcp_syn_sent2",
-        get: |t| t.tcp.timeouts.syn_sent2,
-        set: |t, v| t.tcp.timeouts.syn_sent2 = v,
-    },
-    TimeoutKey {
-        key: "tcp_max_retrans",
-        get: |t| t.tcp.timeouts.retrans,
-        set: |t, v| t.tcp.timeouts.retrans = v,
-    },
-    TimeoutKey {
-        key: "tcp_unacknowledged",
-        get: |t| t.tcp.timeouts.unack,
-        set: |t, v| t.tcp.timeouts.unack = v,
-    },
-    TimeoutKey {
-        key: "udp",
-        get: |t| t.other.udp_unreplied,
-        set: |t, v| t.other.udp_unreplied = v,
-    },
-    TimeoutKey {
-        key: "udp_stream",
-        get: |t| t.other.udp_stream,
-        set: |t, v| t.other.udp_stream = v,
-    },
-    TimeoutKey {
-        key: "icmp",
-        get: |t| t.other.icmp,
-        set: |t, v| t.other.icmp = v,
-    },
-    TimeoutKey {
-        key: "icmpv6",
-        get: |t| t.other.icmpv6,
-        set: |t, v| t.other.icmpv6 = v,
-    },
-    TimeoutKey {
-        key: "gre",
-        get: |t| t.other.gre_unreplied,
-        set: |t, v| t.other.gre_unreplied = v,
-    },
-    TimeoutKey {
-        key: "gre_stream",
-        get: |t| t.other.gre_stream,
-        set: |t, v| t.other.gre_stream = v,
-    },
-    TimeoutKey {
-        key: "generic",
-        get: |t| t.other.generic,
-        set: |t, v| t.other.generic = v,
-    },
-];
 
 pub(super) fn build_conntrack(
     raw: &RawConntrack,
@@ -168,8 +62,8 @@ pub(super) fn build_conntrack(
         None => FragmentPolicy::default(),
     };
     if let Some(t) = &raw.timeouts {
-        for tk in &TIMEOUTS {
-            if let Some(leaf) = t.value.get(tk.key) {
+        for tk in TIMEOUTS {
+            if let Some(leaf) = (tk.raw)(&t.value) {
                 let key = format!("conntrack.timeouts.{}", tk.key);
                 let secs = ctx.uint(
                     leaf.into(),

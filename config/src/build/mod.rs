@@ -26,8 +26,6 @@ use crate::error::{ConfigError, Diagnostic, Pos, Problem};
 use crate::raw::{Items, Leaf, OneOrMany, RawConfig, RawConntrack, Scalar};
 use crate::{Config, Dataplane};
 
-pub(crate) use conntrack::TIMEOUTS;
-
 /// The file being validated: where errors point, and the text they quote.
 pub(crate) struct Ctx<'a> {
     pub file: &'a Path,
