@@ -37,6 +37,10 @@ use serde_saphyr::MessageFormatter;
 
 pub use error::{ConfigError, Diagnostic, Pos, Problem};
 
+/// The smallest `conntrack.capacity` a file may give. The largest is
+/// [`ctfw_engine::table::MAX_CAPACITY`], the most the table can index.
+pub const MIN_CAPACITY: u32 = 1024;
+
 /// A validated configuration. Immutable: reloading means loading a new one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {

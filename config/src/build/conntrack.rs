@@ -1,30 +1,37 @@
 //! `conntrack`: the engine's tracking knobs, its table capacity, checksum and fragment
 //! policies, and the per-state timeouts under `conntrack.timeouts`.
 //!
-//! The knobs and timeouts default to the engine's values (Linux's), read from
-//! [`TrackConfig::default`] and [`ParseConfig::default`] rather than written again here; the
-//! capacity defaults to 262144 entries. Timeouts are whole seconds, 1 to [`MAX_TIMEOUT_SECS`].
+//! Everything but the capacity defaults to the engine's values (Linux's), read from
+//! [`EngineConfig::linux_defaults`] rather than written again here. The capacity is
+//! [`MIN_CAPACITY`] to [`MAX_CAPACITY`] entries, 262144 by default; timeouts are whole seconds,
+//! 1 to [`MAX_TIMEOUT_SECS`].
 
-use ctfw_engine::pipeline::{EngineConfig, FragmentPolicy, NonIpPolicy};
+use ctfw_engine::pipeline::{EngineConfig, FragmentPolicy};
+use ctfw_engine::table::MAX_CAPACITY;
 use ctfw_engine::time::{MAX_TIMEOUT_SECS, Ticks};
-use ctfw_engine::track::TrackConfig;
-use ctfw_engine::wire::ParseConfig;
 
 use super::Ctx;
+use crate::MIN_CAPACITY;
 use crate::error::ConfigError;
 use crate::raw::{RawConntrack, TIMEOUTS};
 
-/// Smallest and largest `conntrack.capacity`.
-pub(crate) const CAPACITY_RANGE: (u64, u64) = (1024, 16_777_215);
+/// `conntrack.capacity` when the file gives none.
+const DEFAULT_CAPACITY: u32 = 262_144;
 
 pub(super) fn build_conntrack(
     raw: &RawConntrack,
     ctx: &Ctx<'_>,
 ) -> Result<EngineConfig, ConfigError> {
-    let mut track = TrackConfig::default();
-    let (lo, hi) = CAPACITY_RANGE;
-    let capacity =
-        ctx.uint_or(raw.capacity.as_ref(), "conntrack.capacity", lo, hi, 262_144)? as u32;
+    // The peers and the non-IP policy come from other keys: `build` sets them.
+    let mut engine = EngineConfig::linux_defaults(DEFAULT_CAPACITY, Vec::new());
+    engine.capacity = ctx.uint_or(
+        raw.capacity.as_ref(),
+        "conntrack.capacity",
+        MIN_CAPACITY.into(),
+        MAX_CAPACITY.into(),
+        engine.capacity.into(),
+    )? as u32;
+    let track = &mut engine.track;
     track.tcp.loose = ctx.boolean_or(raw.loose.as_ref(), "conntrack.loose", track.tcp.loose)?;
     track.tcp.be_liberal = ctx.boolean_or(
         raw.be_liberal.as_ref(),
@@ -43,24 +50,21 @@ pub(super) fn build_conntrack(
         "conntrack.ignore_invalid_rst",
         track.tcp.ignore_invalid_rst,
     )?;
-    let parse = ParseConfig {
-        verify_l4_checksum: ctx.boolean_or(
-            raw.checksum.as_ref(),
-            "conntrack.checksum",
-            ParseConfig::default().verify_l4_checksum,
-        )?,
-    };
-    let fragments = match &raw.fragments {
-        Some(l) => ctx.keyword(
+    engine.parse.verify_l4_checksum = ctx.boolean_or(
+        raw.checksum.as_ref(),
+        "conntrack.checksum",
+        engine.parse.verify_l4_checksum,
+    )?;
+    if let Some(l) = &raw.fragments {
+        engine.fragments = ctx.keyword(
             l.into(),
             "conntrack.fragments",
             &[
                 ("drop", FragmentPolicy::Drop),
                 ("untracked", FragmentPolicy::Untracked),
             ],
-        )?,
-        None => FragmentPolicy::default(),
-    };
+        )?;
+    }
     if let Some(t) = &raw.timeouts {
         for tk in TIMEOUTS {
             if let Some(leaf) = (tk.raw)(&t.value) {
@@ -72,16 +76,9 @@ pub(super) fn build_conntrack(
                     MAX_TIMEOUT_SECS.into(),
                     " seconds (at most 30 days)",
                 )? as u32;
-                (tk.set)(&mut track, Ticks::from_secs(secs));
+                (tk.set)(&mut engine.track, Ticks::from_secs(secs));
             }
         }
     }
-    Ok(EngineConfig {
-        capacity,
-        track,
-        parse,
-        fragments,
-        non_ip: NonIpPolicy::default(),
-        peers: Vec::new(),
-    })
+    Ok(engine)
 }
