@@ -41,6 +41,10 @@ pub use error::{ConfigError, Diagnostic, Pos, Problem};
 /// [`ctfw_engine::table::MAX_CAPACITY`], the most the table can index.
 pub const MIN_CAPACITY: u32 = 1024;
 
+/// The largest `dataplane.burst`. The data plane's burst buffers are sized by it: a larger
+/// burst would not fit them.
+pub const MAX_BURST: u16 = 256;
+
 /// A validated configuration. Immutable: reloading means loading a new one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -95,7 +99,7 @@ pub struct Dataplane {
     pub hugepages: Hugepages,
     /// EAL `--file-prefix`; `None` means one unique to the process.
     pub file_prefix: Option<String>,
-    /// Packets per RX/TX burst (1..=256; default 32).
+    /// Packets per RX/TX burst (1..=[`MAX_BURST`]; default 32).
     pub burst: u16,
     /// RX descriptors per queue (default 1024).
     pub rx_descriptors: u16,

@@ -7,7 +7,7 @@
 use super::{Ctx, items};
 use crate::error::ConfigError;
 use crate::raw::{Leaf, RawDataplane, Scalar};
-use crate::{Dataplane, Hugepages};
+use crate::{Dataplane, Hugepages, MAX_BURST};
 
 pub(super) fn build_dataplane(raw: &RawDataplane, ctx: &Ctx<'_>) -> Result<Dataplane, ConfigError> {
     let d = Dataplane::default();
@@ -91,7 +91,7 @@ pub(super) fn build_dataplane(raw: &RawDataplane, ctx: &Ctx<'_>) -> Result<Datap
             raw.burst.as_ref(),
             "dataplane.burst",
             1,
-            256,
+            MAX_BURST.into(),
             d.burst.into(),
         )? as u16,
         rx_descriptors: ctx.uint_or(
