@@ -7,9 +7,10 @@
 //! was expected; nothing is checked again at packet time. The schema reference is
 //! `docs/config.md`.
 //!
-//! Mechanism stays apart from policy: this crate knows nothing of DPDK (a port's device is an
-//! opaque string here) and the default is deny: no rules means every packet meets the default
-//! policy, which is `drop` unless the file says otherwise.
+//! Mechanism stays apart from policy: this crate does not use DPDK (a port's device and the
+//! EAL arguments are opaque strings here; the one EAL option it knows is the one it refuses,
+//! see [`Dataplane::eal_args`]) and the default is deny: no rules means every packet meets the
+//! default policy, which is `drop` unless the file says otherwise.
 //!
 //! ```
 //! let cfg = ctfw_config::Config::from_str(
@@ -107,7 +108,8 @@ pub struct Dataplane {
     pub tx_descriptors: u16,
     /// Mbufs in each port's packet pool (default 8191).
     pub mbufs_per_port: u32,
-    /// Extra EAL arguments, appended last.
+    /// Extra EAL arguments, appended last. Never `--mbuf-pool-ops-name`: the packet pools
+    /// must keep DPDK's default multi-producer/multi-consumer mempool ops.
     pub eal_args: Vec<String>,
 }
 

@@ -1134,6 +1134,40 @@ fn error_dataplane_ranges() {
 }
 
 #[test]
+fn error_eal_args_may_not_change_the_mempool_ops() {
+    let why = "needs DPDK's default multi-producer/multi-consumer ops";
+    fails(
+        &with_ports(
+            "dataplane:\n  eal_args: [\"--no-pci\", \"--mbuf-pool-ops-name\", \"ring_sp_sc\"]\n",
+        ),
+        "9:26",
+        "dataplane.eal_args[1]",
+        &["\"--mbuf-pool-ops-name\" would change the mempool ops", why],
+    );
+    fails(
+        &with_ports("dataplane:\n  eal_args: --mbuf-pool-ops-name=ring_sp_sc\n"),
+        "9:13",
+        "dataplane.eal_args",
+        &["\"--mbuf-pool-ops-name=ring_sp_sc\"", why],
+    );
+    // getopt_long would take an unambiguous abbreviation for the option.
+    fails(
+        &with_ports("dataplane:\n  eal_args: [\"--mbuf-pool=stack\"]\n"),
+        "9:14",
+        "dataplane.eal_args[0]",
+        &[why],
+    );
+    // Other options pass, even those that begin like it (`--m` is ambiguous to getopt_long).
+    let cfg = ok(&with_ports(
+        "dataplane:\n  eal_args: [\"--m\", \"--match-allocations\", \"--vdev=net_null2\"]\n",
+    ));
+    assert_eq!(
+        cfg.dataplane.eal_args,
+        ["--m", "--match-allocations", "--vdev=net_null2"]
+    );
+}
+
+#[test]
 fn yaml_anchors_and_aliases_work() {
     let text = with_ports(
         "rules:\n  - ct_state: &est [established, related]\n    action: accept\n  - ct_state: *est\n    in_port: inside\n    action: accept\n",

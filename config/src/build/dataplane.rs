@@ -1,11 +1,14 @@
 //! `dataplane`: settings for the DPDK data plane, each with a default ([`Dataplane::default`]).
 //!
 //! Numbers are range-checked here so that the data plane can use them as they are. Strings
-//! the EAL parses (`lcores`, `eal_args`) are passed through as written, except that
-//! `file_prefix` must be a plain file name.
+//! the EAL parses (`lcores`, `file_prefix`, `eal_args`) are passed through as written, with
+//! two exceptions: `file_prefix` must be a plain file name, and `eal_args` may not choose the
+//! mbuf pools' mempool ops (`--mbuf-pool-ops-name`). `rte`'s `Mbuf: Send` and its pool's
+//! `Sync` rest on DPDK's default multi-producer/multi-consumer ops, so such an argument is
+//! refused at load time, with its line and the reason.
 
 use super::{Ctx, items};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Problem};
 use crate::raw::{Leaf, RawDataplane, Scalar};
 use crate::{Dataplane, Hugepages, MAX_BURST};
 
@@ -31,11 +34,21 @@ pub(super) fn build_dataplane(raw: &RawDataplane, ctx: &Ctx<'_>) -> Result<Datap
     let mut eal_args = Vec::new();
     if let Some(v) = &raw.eal_args {
         for item in items(v) {
-            eal_args.push(ctx.text(
+            let arg = ctx.text(
                 item,
                 "dataplane.eal_args",
                 "an EAL argument (a non-empty string)",
-            )?);
+            )?;
+            if sets_pool_ops(&arg) {
+                let problem = Problem::Invalid(format!(
+                    "{arg:?} would change the mempool ops of ctfw's packet pools, but ctfw's \
+                     mbufs cross lcores (one receives a packet, another may send or free it), \
+                     which needs DPDK's default multi-producer/multi-consumer ops: remove this \
+                     argument"
+                ));
+                return Err(ctx.err(item.at, item.key("dataplane.eal_args"), problem));
+            }
+            eal_args.push(arg);
         }
     }
     Ok(Dataplane {
@@ -117,4 +130,14 @@ pub(super) fn build_dataplane(raw: &RawDataplane, ctx: &Ctx<'_>) -> Result<Datap
         )? as u32,
         eal_args,
     })
+}
+
+/// Whether `arg` sets the mbuf pools' mempool ops: `--mbuf-pool-ops-name`, alone (its value
+/// follows) or as `--mbuf-pool-ops-name=value`, or any abbreviation the EAL would take for it
+/// (its `getopt_long` accepts an unambiguous prefix of a long option, and no other EAL option
+/// starts with `--mb`).
+fn sets_pool_ops(arg: &str) -> bool {
+    const OPTION: &str = "--mbuf-pool-ops-name";
+    let name = arg.split_once('=').map_or(arg, |(name, _)| name);
+    name.len() >= "--mb".len() && OPTION.starts_with(name)
 }
