@@ -18,11 +18,10 @@ use crate::raw::{RawConntrack, TIMEOUTS};
 /// `conntrack.capacity` when the file gives none.
 const DEFAULT_CAPACITY: u32 = 262_144;
 
-pub(super) fn build_conntrack(
-    raw: &RawConntrack,
-    ctx: &Ctx<'_>,
-) -> Result<EngineConfig, ConfigError> {
-    // The peers and the non-IP policy come from other keys: `build` sets them.
+/// Validates `conntrack` into the engine's configuration, all but its peers and non-IP
+/// policy.
+pub(super) fn build(raw: &RawConntrack, ctx: &Ctx<'_>) -> Result<EngineConfig, ConfigError> {
+    // The peers and the non-IP policy come from other keys: the caller sets them.
     let mut engine = EngineConfig::linux_defaults(DEFAULT_CAPACITY, Vec::new());
     engine.capacity = ctx.uint_or(
         raw.capacity.as_ref(),

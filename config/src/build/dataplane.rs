@@ -12,7 +12,8 @@ use crate::error::{ConfigError, Problem};
 use crate::raw::{Leaf, RawDataplane, Scalar};
 use crate::{Dataplane, Hugepages, MAX_BURST};
 
-pub(super) fn build_dataplane(raw: &RawDataplane, ctx: &Ctx<'_>) -> Result<Dataplane, ConfigError> {
+/// Validates `dataplane`; each key it leaves out keeps its default.
+pub(super) fn build(raw: &RawDataplane, ctx: &Ctx<'_>) -> Result<Dataplane, ConfigError> {
     let d = Dataplane::default();
     let text_opt = |leaf: Option<&Leaf>, key: &str, what: &str| {
         leaf.map(|l| ctx.text(l.into(), key, what)).transpose()

@@ -155,7 +155,7 @@ impl Ctx<'_> {
         }
     }
 
-    /// "expected `expected`, got <item>" at the item.
+    /// `expected {expected}, got {the item as written}`, at the item.
     fn expected(&self, item: Item<'_>, key: &str, expected: impl Into<String>) -> ConfigError {
         let problem = Problem::Expected {
             expected: expected.into(),
@@ -260,14 +260,14 @@ impl Ctx<'_> {
 
 /// Validates `raw` into a [`Config`] that reports `ctx.file` as its source.
 pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
-    let ports = ports::build_ports(raw.ports.as_ref(), ctx)?;
+    let ports = ports::build(raw.ports.as_ref(), ctx)?;
     let dataplane = match &raw.dataplane {
-        Some(d) => dataplane::build_dataplane(&d.value, ctx)?,
+        Some(d) => dataplane::build(&d.value, ctx)?,
         None => Dataplane::default(),
     };
     let default_ct = RawConntrack::default();
     let ct = raw.conntrack.as_ref().map_or(&default_ct, |c| &c.value);
-    let mut engine = conntrack::build_conntrack(ct, ctx)?;
+    let mut engine = conntrack::build(ct, ctx)?;
     engine.non_ip = match &raw.non_ip {
         Some(l) => ctx.keyword(
             l.into(),
@@ -288,7 +288,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError
         )?,
         None => Action::Drop,
     };
-    let rules = rules::build_rules(raw.rules.as_ref(), &ports, policy, ctx)?;
+    let rules = rules::build(raw.rules.as_ref(), &ports, policy, ctx)?;
     Ok(Config {
         source: ctx.file.to_path_buf(),
         ports,

@@ -15,7 +15,8 @@ use crate::Port;
 use crate::error::{ConfigError, Problem, closest};
 use crate::raw::{RawPort, Scalar};
 
-pub(super) fn build_ports(
+/// Validates `ports` (required) into the port list; a port's index is its [`PortId`].
+pub(super) fn build(
     raw: Option<&Spanned<Vec<Spanned<RawPort>>>>,
     ctx: &Ctx<'_>,
 ) -> Result<Vec<Port>, ConfigError> {

@@ -22,7 +22,9 @@ use crate::Port;
 use crate::error::{ConfigError, Problem};
 use crate::raw::{Items, RawRule, RawTcpFlags, Scalar};
 
-pub(super) fn build_rules(
+/// Compiles `rules` (none: an empty list) and the default `policy` into a [`RuleSet`] over
+/// `ports`.
+pub(super) fn build(
     raw: Option<&Spanned<Vec<Spanned<RawRule>>>>,
     ports: &[Port],
     policy: Action,
