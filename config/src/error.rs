@@ -130,7 +130,7 @@ pub enum Problem {
     /// A name that must be unique is used twice.
     #[error("duplicate {what} `{name}` (first used on line {first_line})")]
     Duplicate {
-        /// What kind of name (`port name`, `rule name`, `device`, `key`).
+        /// What kind of name (`port name`, `device`, `rule name`).
         what: &'static str,
         /// The name.
         name: String,

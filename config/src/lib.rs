@@ -7,9 +7,10 @@
 //! was expected; nothing is checked again at packet time. The schema reference is
 //! `docs/config.md`.
 //!
-//! Mechanism stays apart from policy: this crate knows nothing of DPDK (a port's device is an
-//! opaque string here) and the default is deny: no rules means every packet meets the default
-//! policy, which is `drop` unless the file says otherwise.
+//! Mechanism stays apart from policy: this crate does not use DPDK (a port's device and the
+//! EAL arguments are opaque strings here; the one EAL option it knows is the one it refuses,
+//! see [`Dataplane::eal_args`]) and the default is deny: no rules means every packet meets the
+//! default policy, which is `drop` unless the file says otherwise.
 //!
 //! ```
 //! let cfg = ctfw_config::Config::from_str(
@@ -36,6 +37,14 @@ use serde_path_to_error::Segment;
 use serde_saphyr::MessageFormatter;
 
 pub use error::{ConfigError, Diagnostic, Pos, Problem};
+
+/// The smallest `conntrack.capacity` a file may give. The largest is
+/// [`ctfw_engine::table::MAX_CAPACITY`], the most the table can index.
+pub const MIN_CAPACITY: u32 = 1024;
+
+/// The largest `dataplane.burst`. The data plane's burst buffers are sized by it: a larger
+/// burst would not fit them.
+pub const MAX_BURST: u16 = 256;
 
 /// A validated configuration. Immutable: reloading means loading a new one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +100,7 @@ pub struct Dataplane {
     pub hugepages: Hugepages,
     /// EAL `--file-prefix`; `None` means one unique to the process.
     pub file_prefix: Option<String>,
-    /// Packets per RX/TX burst (1..=256; default 32).
+    /// Packets per RX/TX burst (1..=[`MAX_BURST`]; default 32).
     pub burst: u16,
     /// RX descriptors per queue (default 1024).
     pub rx_descriptors: u16,
@@ -99,7 +108,8 @@ pub struct Dataplane {
     pub tx_descriptors: u16,
     /// Mbufs in each port's packet pool (default 8191).
     pub mbufs_per_port: u32,
-    /// Extra EAL arguments, appended last.
+    /// Extra EAL arguments, appended last. Never `--mbuf-pool-ops-name`: the packet pools
+    /// must keep DPDK's default multi-producer/multi-consumer mempool ops.
     pub eal_args: Vec<String>,
 }
 

@@ -6,9 +6,15 @@
 //! its own words and with the line of the offending value, what was expected and what was
 //! found: `expected a whole number between 1024 and 16777215, got "lots"` reads better than a
 //! deserializer's `invalid u32`.
+//!
+//! One list here says more than the shape: the timeout keys, each written beside the engine
+//! field it sets, so that the keys exist once ([`TIMEOUTS`] for validation and the summary,
+//! [`RawTimeouts`] for serde).
 
 use core::fmt;
 
+use ctfw_engine::time::Ticks;
+use ctfw_engine::track::TrackConfig;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
@@ -70,56 +76,62 @@ pub(crate) struct RawConntrack {
     pub timeouts: Option<Spanned<RawTimeouts>>,
 }
 
-/// `conntrack.timeouts`, in seconds. Field names are the YAML keys; `build::TIMEOUTS` maps
-/// each to its engine field.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawTimeouts {
-    pub tcp_syn_sent: Option<Leaf>,
-    pub tcp_syn_recv: Option<Leaf>,
-    pub tcp_established: Option<Leaf>,
-    pub tcp_fin_wait: Option<Leaf>,
-    pub tcp_close_wait: Option<Leaf>,
-    pub tcp_last_ack: Option<Leaf>,
-    pub tcp_time_wait: Option<Leaf>,
-    pub tcp_close: Option<Leaf>,
-    pub tcp_syn_sent2: Option<Leaf>,
-    pub tcp_max_retrans: Option<Leaf>,
-    pub tcp_unacknowledged: Option<Leaf>,
-    pub udp: Option<Leaf>,
-    pub udp_stream: Option<Leaf>,
-    pub icmp: Option<Leaf>,
-    pub icmpv6: Option<Leaf>,
-    pub gre: Option<Leaf>,
-    pub gre_stream: Option<Leaf>,
-    pub generic: Option<Leaf>,
+/// One timeout under `conntrack.timeouts`: its YAML key, where the file gives it, and the
+/// engine field it sets. The defaults are the engine's (Linux's), read through `get` from
+/// `TrackConfig::default()`, so they are written down once.
+pub(crate) struct TimeoutKey {
+    /// Key under `conntrack.timeouts`.
+    pub key: &'static str,
+    /// The value the file gives for it, if any.
+    pub raw: fn(&RawTimeouts) -> Option<&Leaf>,
+    /// Reads the engine field.
+    pub get: fn(&TrackConfig) -> Ticks,
+    /// Writes the engine field.
+    pub set: fn(&mut TrackConfig, Ticks),
 }
 
-impl RawTimeouts {
-    /// The value given for the timeout named `key`, if any.
-    pub fn get(&self, key: &str) -> Option<&Leaf> {
-        match key {
-            "tcp_syn_sent" => self.tcp_syn_sent.as_ref(),
-            "tcp_syn_recv" => self.tcp_syn_recv.as_ref(),
-            "tcp_established" => self.tcp_established.as_ref(),
-            "tcp_fin_wait" => self.tcp_fin_wait.as_ref(),
-            "tcp_close_wait" => self.tcp_close_wait.as_ref(),
-            "tcp_last_ack" => self.tcp_last_ack.as_ref(),
-            "tcp_time_wait" => self.tcp_time_wait.as_ref(),
-            "tcp_close" => self.tcp_close.as_ref(),
-            "tcp_syn_sent2" => self.tcp_syn_sent2.as_ref(),
-            "tcp_max_retrans" => self.tcp_max_retrans.as_ref(),
-            "tcp_unacknowledged" => self.tcp_unacknowledged.as_ref(),
-            "udp" => self.udp.as_ref(),
-            "udp_stream" => self.udp_stream.as_ref(),
-            "icmp" => self.icmp.as_ref(),
-            "icmpv6" => self.icmpv6.as_ref(),
-            "gre" => self.gre.as_ref(),
-            "gre_stream" => self.gre_stream.as_ref(),
-            "generic" => self.generic.as_ref(),
-            _ => None,
+/// Makes the timeout list below into [`RawTimeouts`] (one field per key, named as the key, for
+/// serde) and [`TIMEOUTS`] (one [`TimeoutKey`] per key, in the order given).
+macro_rules! timeouts {
+    ($($key:ident => $($field:ident).+,)+) => {
+        /// `conntrack.timeouts`, in seconds. Field names are the YAML keys.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct RawTimeouts {
+            $(pub $key: Option<Leaf>,)+
         }
-    }
+
+        /// Every timeout, in the order of the documentation.
+        pub(crate) const TIMEOUTS: &[TimeoutKey] = &[$(TimeoutKey {
+            key: stringify!($key),
+            raw: |t| t.$key.as_ref(),
+            get: |t| t.$($field).+,
+            set: |t, v| t.$($field).+ = v,
+        },)+];
+    };
+}
+
+// Every timeout, written once: the YAML key (as in `docs/config.md`, in its order) => the
+// `TrackConfig` field it sets.
+timeouts! {
+    tcp_syn_sent => tcp.timeouts.syn_sent,
+    tcp_syn_recv => tcp.timeouts.syn_recv,
+    tcp_established => tcp.timeouts.established,
+    tcp_fin_wait => tcp.timeouts.fin_wait,
+    tcp_close_wait => tcp.timeouts.close_wait,
+    tcp_last_ack => tcp.timeouts.last_ack,
+    tcp_time_wait => tcp.timeouts.time_wait,
+    tcp_close => tcp.timeouts.close,
+    tcp_syn_sent2 => tcp.timeouts.syn_sent2,
+    tcp_max_retrans => tcp.timeouts.retrans,
+    tcp_unacknowledged => tcp.timeouts.unack,
+    udp => other.udp_unreplied,
+    udp_stream => other.udp_stream,
+    icmp => other.icmp,
+    icmpv6 => other.icmpv6,
+    gre => other.gre_unreplied,
+    gre_stream => other.gre_stream,
+    generic => other.generic,
 }
 
 /// One entry of `rules`.

@@ -11,7 +11,7 @@ use ctfw_engine::rules::{Action, PortSet, Rule};
 use ctfw_engine::track::TrackConfig;
 use ctfw_engine::wire::{Family, proto};
 
-use crate::build::TIMEOUTS;
+use crate::raw::TIMEOUTS;
 use crate::{Config, Hugepages};
 
 /// `on`/`off`.

@@ -9,7 +9,7 @@ use ctfw_engine::track::{CtState, TrackConfig};
 use ctfw_engine::wire::{Family, TcpFlags, proto};
 
 use super::*;
-use crate::build::TIMEOUTS;
+use crate::raw::TIMEOUTS;
 
 const PORTS: &str = "\
 ports:
@@ -345,7 +345,7 @@ fn every_timeout_round_trips() {
             t.key
         );
     }
-    // Each key sets its own field: all sixteen values are distinct.
+    // Each key sets its own field: all the values are distinct.
     let mut seen: Vec<Ticks> = TIMEOUTS
         .iter()
         .map(|t| (t.get)(&cfg.engine.track))
@@ -357,6 +357,32 @@ fn every_timeout_round_trips() {
     let cfg = ok(&edge);
     assert_eq!(cfg.engine.track.tcp.timeouts.close, Ticks::from_secs(1));
     assert_eq!(cfg.engine.track.other.generic, Ticks::from_secs(2_592_000));
+}
+
+#[test]
+fn timeouts_table_in_docs_matches_the_keys_and_defaults() {
+    // docs/config.md is the one other place the timeout keys are written: its table lists
+    // every key, in the same order, with the engine's default.
+    let doc = include_str!("../../docs/config.md");
+    let section = doc
+        .split("### `conntrack.timeouts`")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("docs/config.md has a conntrack.timeouts section");
+    let documented: Vec<(&str, String)> = section
+        .lines()
+        .filter_map(|l| {
+            let mut cells = l.strip_prefix("| `")?.split(" | ");
+            let key = cells.next()?.strip_suffix('`')?;
+            Some((key, cells.next()?.to_owned()))
+        })
+        .collect();
+    let linux = TrackConfig::default();
+    let keys: Vec<(&str, String)> = TIMEOUTS
+        .iter()
+        .map(|t| (t.key, (t.get)(&linux).whole_secs().to_string()))
+        .collect();
+    assert_eq!(documented, keys);
 }
 
 #[test]
@@ -1104,6 +1130,40 @@ fn error_dataplane_ranges() {
         "9:14",
         "dataplane.eal_args[0]",
         &["non-empty"],
+    );
+}
+
+#[test]
+fn error_eal_args_may_not_change_the_mempool_ops() {
+    let why = "needs DPDK's default multi-producer/multi-consumer ops";
+    fails(
+        &with_ports(
+            "dataplane:\n  eal_args: [\"--no-pci\", \"--mbuf-pool-ops-name\", \"ring_sp_sc\"]\n",
+        ),
+        "9:26",
+        "dataplane.eal_args[1]",
+        &["\"--mbuf-pool-ops-name\" would change the mempool ops", why],
+    );
+    fails(
+        &with_ports("dataplane:\n  eal_args: --mbuf-pool-ops-name=ring_sp_sc\n"),
+        "9:13",
+        "dataplane.eal_args",
+        &["\"--mbuf-pool-ops-name=ring_sp_sc\"", why],
+    );
+    // getopt_long would take an unambiguous abbreviation for the option.
+    fails(
+        &with_ports("dataplane:\n  eal_args: [\"--mbuf-pool=stack\"]\n"),
+        "9:14",
+        "dataplane.eal_args[0]",
+        &[why],
+    );
+    // Other options pass, even those that begin like it (`--m` is ambiguous to getopt_long).
+    let cfg = ok(&with_ports(
+        "dataplane:\n  eal_args: [\"--m\", \"--match-allocations\", \"--vdev=net_null2\"]\n",
+    ));
+    assert_eq!(
+        cfg.dataplane.eal_args,
+        ["--m", "--match-allocations", "--vdev=net_null2"]
     );
 }
 
