@@ -6,13 +6,14 @@
 //! length, ICMP type, code and identifier), and with whether it reached netfilter at all.
 //! The malformed packets are matched to their reasons through the summary and note texts.
 //!
-//! The set is vendored in `tests/linux-conformance`; `CTFW_CONFORMANCE_DIR` may name another
-//! copy. A missing set fails the test: it is never skipped.
+//! The set is found by `ctfw_tracegen::conformance::dir` (the vendored
+//! `tests/linux-conformance`, or `CTFW_CONFORMANCE_DIR`), which panics if it is missing: no
+//! test here is ever skipped.
 
 use super::{ChecksumHint, Family, InnerL4, L4, Packet, ParseConfig, TcpFlags, parse};
 use crate::counters::Reason;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The packets of a pcapng file: the data of its Enhanced Packet Blocks, in order.
 ///
@@ -53,14 +54,6 @@ fn json_str<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
     let len = line[start..].find('"')?;
     Some(&line[start..start + len])
-}
-
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("CTFW_CONFORMANCE_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/linux-conformance"),
-        PathBuf::from,
-    );
-    dir.join("traces").is_dir().then_some(dir)
 }
 
 /// Parse `a:port` where `a` is an IPv4 or IPv6 address; IPv4 addresses as `u32 as u128`.
@@ -242,9 +235,7 @@ fn run_trace(dir: &Path, name: &str) -> usize {
 
 #[test]
 fn every_captured_packet_parses_as_the_kernel_saw_it() {
-    let dir = conformance_dir().expect(
-        "conformance set not found: expected tests/linux-conformance or CTFW_CONFORMANCE_DIR",
-    );
+    let dir = ctfw_tracegen::conformance::dir();
     let mut names: Vec<String> = std::fs::read_dir(dir.join("traces"))
         .expect("traces dir")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -262,7 +253,7 @@ fn every_captured_packet_parses_as_the_kernel_saw_it() {
 
 #[test]
 fn malformed_traces_give_their_reasons() {
-    let Some(dir) = conformance_dir() else { return };
+    let dir = ctfw_tracegen::conformance::dir();
     let load = |name: &str| -> Vec<Vec<u8>> {
         read_pcapng(&std::fs::read(dir.join("traces").join(format!("{name}.pcapng"))).unwrap())
     };
