@@ -8,45 +8,21 @@
 //!
 //! The set is found by `ctfw_tracegen::conformance::dir` (the vendored
 //! `tests/linux-conformance`, or `CTFW_CONFORMANCE_DIR`), which panics if it is missing: no
-//! test here is ever skipped.
+//! test here is ever skipped. Captures are read with `ctfw_capture`'s reader.
 
 use super::{ChecksumHint, Family, InnerL4, L4, Packet, ParseConfig, TcpFlags, parse};
 use crate::counters::Reason;
+use ctfw_capture::CaptureReader;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-/// The packets of a pcapng file: the data of its Enhanced Packet Blocks, in order.
-///
-/// Only what the captures use: little-endian sections, EPBs (type 6); other blocks are
-/// skipped by their length.
-fn read_pcapng(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let u32_at = |off: usize| -> u32 {
-        let b = &bytes[off..off + 4];
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    };
-    // Section Header Block with the little-endian byte-order magic.
-    assert_eq!(u32_at(0), 0x0a0d_0d0a, "not a pcapng file");
-    assert_eq!(
-        u32_at(8),
-        0x1a2b_3c4d,
-        "big-endian pcapng is not supported here"
-    );
-    let mut packets = Vec::new();
-    let mut off = 0;
-    while off + 12 <= bytes.len() {
-        let (kind, len) = (u32_at(off), u32_at(off + 4) as usize);
-        assert!(
-            len >= 12 && off + len <= bytes.len(),
-            "bad block length at {off}"
-        );
-        if kind == 6 {
-            // interface id, timestamp (2 words), captured length, original length, data.
-            let captured = u32_at(off + 20) as usize;
-            packets.push(bytes[off + 28..off + 28 + captured].to_vec());
-        }
-        off += len;
-    }
-    packets
+/// The frames of `traces/<name>.pcapng` in the conformance set `dir`, in order.
+fn frames(dir: &Path, name: &str) -> Vec<Vec<u8>> {
+    let path = dir.join("traces").join(format!("{name}.pcapng"));
+    CaptureReader::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .map(|r| r.unwrap_or_else(|e| panic!("{}: {e}", path.display())).data)
+        .collect()
 }
 
 /// Value of a string field in one JSON line (the harness writes no escaped quotes).
@@ -200,7 +176,6 @@ fn check(trace: &str, index: usize, summary: &str, note: &str, got: Result<Packe
 }
 
 fn run_trace(dir: &Path, name: &str) -> usize {
-    let pcap = std::fs::read(dir.join("traces").join(format!("{name}.pcapng"))).expect("trace");
     let expected = std::fs::read_to_string(
         dir.join("expected")
             .join("classic-loose1-liberal0")
@@ -208,7 +183,7 @@ fn run_trace(dir: &Path, name: &str) -> usize {
     )
     .expect("expected results");
     let lines: Vec<&str> = expected.lines().collect();
-    let packets = read_pcapng(&pcap);
+    let packets = frames(dir, name);
     assert_eq!(packets.len(), lines.len(), "{name}: packet count");
     let cfg = ParseConfig::default();
     for (index, (frame, line)) in packets.iter().zip(&lines).enumerate() {
@@ -254,9 +229,7 @@ fn every_captured_packet_parses_as_the_kernel_saw_it() {
 #[test]
 fn malformed_traces_give_their_reasons() {
     let dir = ctfw_tracegen::conformance::dir();
-    let load = |name: &str| -> Vec<Vec<u8>> {
-        read_pcapng(&std::fs::read(dir.join("traces").join(format!("{name}.pcapng"))).unwrap())
-    };
+    let load = |name: &str| frames(&dir, name);
     let cfg = ParseConfig::default();
     fn l4(frame: &[u8]) -> Result<L4<'_>, Reason> {
         parse(frame, &ParseConfig::default(), ChecksumHint::Unknown).map(|p| p.l4)
@@ -291,28 +264,4 @@ fn malformed_traces_give_their_reasons() {
     let trunc = load("tcp_truncated_header");
     assert_eq!(l4(&trunc[0]), Ok(L4::Malformed(Reason::TcpTruncated)));
     assert!(matches!(l4(&trunc[1]), Ok(L4::Tcp(_))));
-}
-
-#[test]
-fn pcapng_reader_reads_blocks() {
-    // A minimal file: SHB (28 bytes), IDB (20 bytes), one EPB with 3 bytes of data.
-    let mut f = Vec::new();
-    f.extend_from_slice(&0x0a0d_0d0au32.to_le_bytes());
-    f.extend_from_slice(&28u32.to_le_bytes());
-    f.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
-    f.extend_from_slice(&[1, 0, 0, 0]); // version 1.0
-    f.extend_from_slice(&u64::MAX.to_le_bytes()); // section length unknown
-    f.extend_from_slice(&28u32.to_le_bytes());
-    f.extend_from_slice(&1u32.to_le_bytes());
-    f.extend_from_slice(&20u32.to_le_bytes());
-    f.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // Ethernet, reserved, snaplen 0
-    f.extend_from_slice(&20u32.to_le_bytes());
-    f.extend_from_slice(&6u32.to_le_bytes());
-    f.extend_from_slice(&36u32.to_le_bytes());
-    f.extend_from_slice(&[0; 12]); // interface, timestamp
-    f.extend_from_slice(&3u32.to_le_bytes());
-    f.extend_from_slice(&3u32.to_le_bytes());
-    f.extend_from_slice(&[7, 8, 9, 0]); // data + padding
-    f.extend_from_slice(&36u32.to_le_bytes());
-    assert_eq!(read_pcapng(&f), vec![vec![7, 8, 9]]);
 }
