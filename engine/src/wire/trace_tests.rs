@@ -8,11 +8,13 @@
 //!
 //! The set is found by `ctfw_tracegen::conformance::dir` (the vendored
 //! `tests/linux-conformance`, or `CTFW_CONFORMANCE_DIR`), which panics if it is missing: no
-//! test here is ever skipped. Captures are read with `ctfw_capture`'s reader.
+//! test here is ever skipped. Captures are read with `ctfw_capture`'s reader, records with
+//! `serde_json`.
 
 use super::{ChecksumHint, Family, InnerL4, L4, Packet, ParseConfig, TcpFlags, parse};
 use crate::counters::Reason;
 use ctfw_capture::CaptureReader;
+use serde_json::Value;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
@@ -23,13 +25,6 @@ fn frames(dir: &Path, name: &str) -> Vec<Vec<u8>> {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .map(|r| r.unwrap_or_else(|e| panic!("{}: {e}", path.display())).data)
         .collect()
-}
-
-/// Value of a string field in one JSON line (the harness writes no escaped quotes).
-fn json_str<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    let len = line[start..].find('"')?;
-    Some(&line[start..start + len])
 }
 
 /// Parse `a:port` where `a` is an IPv4 or IPv6 address; IPv4 addresses as `u32 as u128`.
@@ -176,22 +171,29 @@ fn check(trace: &str, index: usize, summary: &str, note: &str, got: Result<Packe
 }
 
 fn run_trace(dir: &Path, name: &str) -> usize {
-    let expected = std::fs::read_to_string(
-        dir.join("expected")
-            .join("classic-loose1-liberal0")
-            .join(format!("{name}.jsonl")),
-    )
-    .expect("expected results");
-    let lines: Vec<&str> = expected.lines().collect();
+    let path = dir
+        .join("expected")
+        .join("classic-loose1-liberal0")
+        .join(format!("{name}.jsonl"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let records: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect();
     let packets = frames(dir, name);
-    assert_eq!(packets.len(), lines.len(), "{name}: packet count");
+    assert_eq!(packets.len(), records.len(), "{name}: packet count");
     let cfg = ParseConfig::default();
-    for (index, (frame, line)) in packets.iter().zip(&lines).enumerate() {
+    for (index, (frame, rec)) in packets.iter().zip(&records).enumerate() {
         let got = parse(frame, &cfg, ChecksumHint::Unknown);
-        let reached = line.contains("\"reached_netfilter\":true");
-        assert_eq!(got.is_ok(), reached, "{name}#{index}: {got:?} vs {line}");
-        let summary = json_str(line, "summary").expect("summary");
-        let note = json_str(line, "note").unwrap_or("");
+        let reached = rec["reached_netfilter"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("{name}#{index}: no reached_netfilter"));
+        assert_eq!(got.is_ok(), reached, "{name}#{index}: {got:?} vs {rec}");
+        let summary = rec["summary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}#{index}: no summary"));
+        let note = rec["note"].as_str().unwrap_or("");
         check(name, index, summary, note, got);
         // The NIC hint and the checksum switch only ever relax the result.
         let relaxed = parse(
