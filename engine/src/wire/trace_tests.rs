@@ -11,6 +11,7 @@
 //! test here is ever skipped. Captures are read with `ctfw_capture`'s reader, records with
 //! `serde_json`.
 
+use super::icmp::{v4, v6};
 use super::{ChecksumHint, Family, InnerL4, L4, Packet, ParseConfig, TcpFlags, parse};
 use crate::counters::Reason;
 use ctfw_capture::CaptureReader;
@@ -153,9 +154,9 @@ fn check(trace: &str, index: usize, summary: &str, note: &str, got: Result<Packe
                 assert_eq!(m.id, num::<u16>(&words, "id"), "{ctx}");
             }
             let is_error = if family == Family::V4 {
-                m.type_ == 3
+                v4::is_error(m.type_)
             } else {
-                m.type_ < 128
+                v6::is_error(m.type_)
             };
             if is_error {
                 // The one error in the set quotes the client's UDP flow.
