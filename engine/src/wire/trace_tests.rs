@@ -6,61 +6,26 @@
 //! length, ICMP type, code and identifier), and with whether it reached netfilter at all.
 //! The malformed packets are matched to their reasons through the summary and note texts.
 //!
-//! The set is vendored in `tests/linux-conformance`; `CTFW_CONFORMANCE_DIR` may name another
-//! copy. A missing set fails the test: it is never skipped.
+//! The set is found by `ctfw_tracegen::conformance::dir` (the vendored
+//! `tests/linux-conformance`, or `CTFW_CONFORMANCE_DIR`), which panics if it is missing: no
+//! test here is ever skipped. Captures are read with `ctfw_capture`'s reader, records with
+//! `serde_json`.
 
+use super::icmp::{v4, v6};
 use super::{ChecksumHint, Family, InnerL4, L4, Packet, ParseConfig, TcpFlags, parse};
 use crate::counters::Reason;
+use ctfw_capture::CaptureReader;
+use serde_json::Value;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// The packets of a pcapng file: the data of its Enhanced Packet Blocks, in order.
-///
-/// Only what the captures use: little-endian sections, EPBs (type 6); other blocks are
-/// skipped by their length.
-fn read_pcapng(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let u32_at = |off: usize| -> u32 {
-        let b = &bytes[off..off + 4];
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    };
-    // Section Header Block with the little-endian byte-order magic.
-    assert_eq!(u32_at(0), 0x0a0d_0d0a, "not a pcapng file");
-    assert_eq!(
-        u32_at(8),
-        0x1a2b_3c4d,
-        "big-endian pcapng is not supported here"
-    );
-    let mut packets = Vec::new();
-    let mut off = 0;
-    while off + 12 <= bytes.len() {
-        let (kind, len) = (u32_at(off), u32_at(off + 4) as usize);
-        assert!(
-            len >= 12 && off + len <= bytes.len(),
-            "bad block length at {off}"
-        );
-        if kind == 6 {
-            // interface id, timestamp (2 words), captured length, original length, data.
-            let captured = u32_at(off + 20) as usize;
-            packets.push(bytes[off + 28..off + 28 + captured].to_vec());
-        }
-        off += len;
-    }
-    packets
-}
-
-/// Value of a string field in one JSON line (the harness writes no escaped quotes).
-fn json_str<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    let len = line[start..].find('"')?;
-    Some(&line[start..start + len])
-}
-
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("CTFW_CONFORMANCE_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/linux-conformance"),
-        PathBuf::from,
-    );
-    dir.join("traces").is_dir().then_some(dir)
+/// The frames of `traces/<name>.pcapng` in the conformance set `dir`, in order.
+fn frames(dir: &Path, name: &str) -> Vec<Vec<u8>> {
+    let path = dir.join("traces").join(format!("{name}.pcapng"));
+    CaptureReader::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .map(|r| r.unwrap_or_else(|e| panic!("{}: {e}", path.display())).data)
+        .collect()
 }
 
 /// Parse `a:port` where `a` is an IPv4 or IPv6 address; IPv4 addresses as `u32 as u128`.
@@ -189,9 +154,9 @@ fn check(trace: &str, index: usize, summary: &str, note: &str, got: Result<Packe
                 assert_eq!(m.id, num::<u16>(&words, "id"), "{ctx}");
             }
             let is_error = if family == Family::V4 {
-                m.type_ == 3
+                v4::is_error(m.type_)
             } else {
-                m.type_ < 128
+                v6::is_error(m.type_)
             };
             if is_error {
                 // The one error in the set quotes the client's UDP flow.
@@ -207,23 +172,29 @@ fn check(trace: &str, index: usize, summary: &str, note: &str, got: Result<Packe
 }
 
 fn run_trace(dir: &Path, name: &str) -> usize {
-    let pcap = std::fs::read(dir.join("traces").join(format!("{name}.pcapng"))).expect("trace");
-    let expected = std::fs::read_to_string(
-        dir.join("expected")
-            .join("classic-loose1-liberal0")
-            .join(format!("{name}.jsonl")),
-    )
-    .expect("expected results");
-    let lines: Vec<&str> = expected.lines().collect();
-    let packets = read_pcapng(&pcap);
-    assert_eq!(packets.len(), lines.len(), "{name}: packet count");
+    let path = dir
+        .join("expected")
+        .join("classic-loose1-liberal0")
+        .join(format!("{name}.jsonl"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let records: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect();
+    let packets = frames(dir, name);
+    assert_eq!(packets.len(), records.len(), "{name}: packet count");
     let cfg = ParseConfig::default();
-    for (index, (frame, line)) in packets.iter().zip(&lines).enumerate() {
+    for (index, (frame, rec)) in packets.iter().zip(&records).enumerate() {
         let got = parse(frame, &cfg, ChecksumHint::Unknown);
-        let reached = line.contains("\"reached_netfilter\":true");
-        assert_eq!(got.is_ok(), reached, "{name}#{index}: {got:?} vs {line}");
-        let summary = json_str(line, "summary").expect("summary");
-        let note = json_str(line, "note").unwrap_or("");
+        let reached = rec["reached_netfilter"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("{name}#{index}: no reached_netfilter"));
+        assert_eq!(got.is_ok(), reached, "{name}#{index}: {got:?} vs {rec}");
+        let summary = rec["summary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}#{index}: no summary"));
+        let note = rec["note"].as_str().unwrap_or("");
         check(name, index, summary, note, got);
         // The NIC hint and the checksum switch only ever relax the result.
         let relaxed = parse(
@@ -242,9 +213,7 @@ fn run_trace(dir: &Path, name: &str) -> usize {
 
 #[test]
 fn every_captured_packet_parses_as_the_kernel_saw_it() {
-    let dir = conformance_dir().expect(
-        "conformance set not found: expected tests/linux-conformance or CTFW_CONFORMANCE_DIR",
-    );
+    let dir = ctfw_tracegen::conformance::dir();
     let mut names: Vec<String> = std::fs::read_dir(dir.join("traces"))
         .expect("traces dir")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -262,10 +231,8 @@ fn every_captured_packet_parses_as_the_kernel_saw_it() {
 
 #[test]
 fn malformed_traces_give_their_reasons() {
-    let Some(dir) = conformance_dir() else { return };
-    let load = |name: &str| -> Vec<Vec<u8>> {
-        read_pcapng(&std::fs::read(dir.join("traces").join(format!("{name}.pcapng"))).unwrap())
-    };
+    let dir = ctfw_tracegen::conformance::dir();
+    let load = |name: &str| frames(&dir, name);
     let cfg = ParseConfig::default();
     fn l4(frame: &[u8]) -> Result<L4<'_>, Reason> {
         parse(frame, &ParseConfig::default(), ChecksumHint::Unknown).map(|p| p.l4)
@@ -300,28 +267,4 @@ fn malformed_traces_give_their_reasons() {
     let trunc = load("tcp_truncated_header");
     assert_eq!(l4(&trunc[0]), Ok(L4::Malformed(Reason::TcpTruncated)));
     assert!(matches!(l4(&trunc[1]), Ok(L4::Tcp(_))));
-}
-
-#[test]
-fn pcapng_reader_reads_blocks() {
-    // A minimal file: SHB (28 bytes), IDB (20 bytes), one EPB with 3 bytes of data.
-    let mut f = Vec::new();
-    f.extend_from_slice(&0x0a0d_0d0au32.to_le_bytes());
-    f.extend_from_slice(&28u32.to_le_bytes());
-    f.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
-    f.extend_from_slice(&[1, 0, 0, 0]); // version 1.0
-    f.extend_from_slice(&u64::MAX.to_le_bytes()); // section length unknown
-    f.extend_from_slice(&28u32.to_le_bytes());
-    f.extend_from_slice(&1u32.to_le_bytes());
-    f.extend_from_slice(&20u32.to_le_bytes());
-    f.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // Ethernet, reserved, snaplen 0
-    f.extend_from_slice(&20u32.to_le_bytes());
-    f.extend_from_slice(&6u32.to_le_bytes());
-    f.extend_from_slice(&36u32.to_le_bytes());
-    f.extend_from_slice(&[0; 12]); // interface, timestamp
-    f.extend_from_slice(&3u32.to_le_bytes());
-    f.extend_from_slice(&3u32.to_le_bytes());
-    f.extend_from_slice(&[7, 8, 9, 0]); // data + padding
-    f.extend_from_slice(&36u32.to_le_bytes());
-    assert_eq!(read_pcapng(&f), vec![vec![7, 8, 9]]);
 }
