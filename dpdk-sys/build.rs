@@ -15,12 +15,11 @@ const INSTALL_HINT: &str = "install DPDK and clang with: \
 /// DPDK functions with real symbols that `rte` calls. Allowlisted by name: a regex such as
 /// `rte_eth_.*` drags in hundreds of items and packed header structs we never use.
 const FUNCTIONS: &[&str] = &[
-    // EAL, lcores, time, errors, logging
+    // EAL, lcores, time, errors
     "rte_eal_init",
     "rte_eal_cleanup",
     "rte_eal_remote_launch",
     "rte_eal_wait_lcore",
-    "rte_eal_get_lcore_state",
     "rte_lcore_count",
     "rte_lcore_is_enabled",
     "rte_lcore_to_socket_id",
@@ -31,8 +30,6 @@ const FUNCTIONS: &[&str] = &[
     "rte_socket_id",
     "rte_get_tsc_hz",
     "rte_strerror",
-    "rte_log_set_global_level",
-    "rte_log_get_global_level",
     // mempools and mbufs
     "rte_pktmbuf_pool_create",
     "rte_mempool_free",
@@ -43,14 +40,12 @@ const FUNCTIONS: &[&str] = &[
     "rte_ring_create",
     "rte_ring_free",
     // ethdev control path
-    "rte_eth_dev_count_avail",
     "rte_eth_dev_is_valid_port",
     "rte_eth_dev_get_port_by_name",
     "rte_eth_dev_get_name_by_port",
     "rte_eth_dev_info_get",
     "rte_eth_dev_configure",
     "rte_eth_dev_rss_reta_update",
-    "rte_eth_dev_rss_reta_query",
     "rte_eth_dev_adjust_nb_rx_tx_desc",
     "rte_eth_dev_socket_id",
     "rte_eth_rx_queue_setup",
@@ -60,45 +55,28 @@ const FUNCTIONS: &[&str] = &[
     "rte_eth_dev_close",
     "rte_eth_promiscuous_enable",
     "rte_eth_promiscuous_disable",
-    "rte_eth_promiscuous_get",
     "rte_eth_link_get_nowait",
     "rte_eth_stats_get",
-    "rte_eth_stats_reset",
     "rte_eth_xstats_get_names",
     "rte_eth_xstats_get",
     "rte_eth_dev_rss_hash_conf_get",
-    "rte_eth_dev_rss_hash_update",
     "rte_eth_dev_get_mtu",
-    "rte_eth_macaddr_get",
 ];
 
 /// Constants (macros and enum values) `rte` uses.
 const VARS: &[&str] = &[
     "RTE_ETH_RSS_.*",
     "RTE_ETH_RX_OFFLOAD_.*",
-    "RTE_ETH_TX_OFFLOAD_.*",
     "RTE_ETH_MQ_RX_.*",
-    "RTE_ETH_MQ_TX_.*",
-    "RTE_ETH_LINK_.*",
-    "RTE_ETH_SPEED_NUM_.*",
     "RTE_ETH_NAME_MAX_LEN",
     "RTE_ETH_RETA_GROUP_SIZE",
-    "RTE_ETH_XSTATS_NAME_SIZE",
     "RTE_MBUF_F_.*",
     "RTE_MBUF_DEFAULT_BUF_SIZE",
-    "RTE_MBUF_DEFAULT_DATAROOM",
-    "RTE_PKTMBUF_HEADROOM",
-    "RTE_MEMPOOL_NAMESIZE",
-    "RTE_MEMPOOL_CACHE_MAX_SIZE",
-    "RTE_RING_NAMESIZE",
     "RING_F_.*",
     "RTE_MAX_LCORE",
     "RTE_MAX_ETHPORTS",
-    "RTE_MAX_NUMA_NODES",
-    "RTE_MAX_QUEUES_PER_PORT",
     "SOCKET_ID_ANY",
     "LCORE_ID_ANY",
-    "RTE_LOG_.*",
 ];
 
 /// Opaque: the shim reads their fields (rte_mbuf), Rust never looks inside them (mempool,
@@ -154,12 +132,7 @@ struct FlagWidth;
 
 impl bindgen::callbacks::ParseCallbacks for FlagWidth {
     fn int_macro(&self, name: &str, _value: i64) -> Option<bindgen::callbacks::IntKind> {
-        const U64_FAMILIES: &[&str] = &[
-            "RTE_ETH_RSS_",
-            "RTE_ETH_RX_OFFLOAD_",
-            "RTE_ETH_TX_OFFLOAD_",
-            "RTE_MBUF_F_",
-        ];
+        const U64_FAMILIES: &[&str] = &["RTE_ETH_RSS_", "RTE_ETH_RX_OFFLOAD_", "RTE_MBUF_F_"];
         U64_FAMILIES
             .iter()
             .any(|prefix| name.starts_with(prefix))

@@ -18,11 +18,6 @@ struct rte_mbuf *ctfw_rte_pktmbuf_alloc(struct rte_mempool *mp)
 	return rte_pktmbuf_alloc(mp);
 }
 
-int ctfw_rte_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned count)
-{
-	return rte_pktmbuf_alloc_bulk(mp, mbufs, count);
-}
-
 void ctfw_rte_pktmbuf_free(struct rte_mbuf *m)
 {
 	rte_pktmbuf_free(m);
@@ -31,21 +26,6 @@ void ctfw_rte_pktmbuf_free(struct rte_mbuf *m)
 char *ctfw_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len)
 {
 	return rte_pktmbuf_append(m, len);
-}
-
-int ctfw_rte_pktmbuf_trim(struct rte_mbuf *m, uint16_t len)
-{
-	return rte_pktmbuf_trim(m, len);
-}
-
-void ctfw_rte_pktmbuf_reset(struct rte_mbuf *m)
-{
-	rte_pktmbuf_reset(m);
-}
-
-uint16_t ctfw_rte_pktmbuf_headroom(const struct rte_mbuf *m)
-{
-	return rte_pktmbuf_headroom(m);
 }
 
 uint16_t ctfw_rte_pktmbuf_tailroom(const struct rte_mbuf *m)
@@ -63,19 +43,9 @@ uint16_t ctfw_rte_mbuf_data_len(const struct rte_mbuf *m)
 	return m->data_len;
 }
 
-void ctfw_rte_mbuf_set_data_len(struct rte_mbuf *m, uint16_t len)
-{
-	m->data_len = len;
-}
-
 uint32_t ctfw_rte_mbuf_pkt_len(const struct rte_mbuf *m)
 {
 	return m->pkt_len;
-}
-
-void ctfw_rte_mbuf_set_pkt_len(struct rte_mbuf *m, uint32_t len)
-{
-	m->pkt_len = len;
 }
 
 uint64_t ctfw_rte_mbuf_ol_flags(const struct rte_mbuf *m)
@@ -113,16 +83,6 @@ uint16_t ctfw_rte_mbuf_nb_segs(const struct rte_mbuf *m)
 	return m->nb_segs;
 }
 
-uint16_t ctfw_rte_mbuf_refcnt(const struct rte_mbuf *m)
-{
-	return rte_mbuf_refcnt_read(m);
-}
-
-struct rte_mempool *ctfw_rte_mbuf_pool(const struct rte_mbuf *m)
-{
-	return m->pool;
-}
-
 unsigned ctfw_rte_ring_enqueue_burst(struct rte_ring *r, void *const *obj_table, unsigned n,
 				     unsigned *free_space)
 {
@@ -138,11 +98,6 @@ unsigned ctfw_rte_ring_dequeue_burst(struct rte_ring *r, void **obj_table, unsig
 unsigned ctfw_rte_ring_count(const struct rte_ring *r)
 {
 	return rte_ring_count(r);
-}
-
-unsigned ctfw_rte_ring_free_count(const struct rte_ring *r)
-{
-	return rte_ring_free_count(r);
 }
 
 unsigned ctfw_rte_lcore_id(void)
@@ -163,9 +118,4 @@ void ctfw_rte_prefetch0(const void *p)
 int ctfw_rte_errno(void)
 {
 	return rte_errno;
-}
-
-void ctfw_rte_set_errno(int value)
-{
-	rte_errno = value;
 }

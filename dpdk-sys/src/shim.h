@@ -19,7 +19,6 @@
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
-#include <rte_log.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_prefetch.h>
@@ -56,15 +55,6 @@ uint16_t ctfw_rte_eth_tx_burst(uint16_t port_id, uint16_t queue_id, struct rte_m
 struct rte_mbuf *ctfw_rte_pktmbuf_alloc(struct rte_mempool *mp);
 
 /**
- * `rte_pktmbuf_alloc_bulk`: `count` reset mbufs into `mbufs`, all or none; 0 on success,
- * -ENOENT when the pool has fewer than `count` free.
- *
- * # Safety
- * `mp` must be a live packet mbuf pool; `mbufs` must be valid for `count` writes.
- */
-int ctfw_rte_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned count);
-
-/**
  * `rte_pktmbuf_free`: return `m` (and its chained segments) to its pool. NULL is a no-op.
  *
  * # Safety
@@ -82,31 +72,7 @@ void ctfw_rte_pktmbuf_free(struct rte_mbuf *m);
 char *ctfw_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 
 /**
- * `rte_pktmbuf_trim`: drop `len` bytes from the end; 0 on success, -1 if the last segment is
- * shorter than `len`.
- *
- * # Safety
- * `m` must be a valid mbuf the caller owns exclusively.
- */
-int ctfw_rte_pktmbuf_trim(struct rte_mbuf *m, uint16_t len);
-
-/**
- * `rte_pktmbuf_reset`: make `m` an empty single-segment packet with default headroom.
- *
- * # Safety
- * `m` must be a valid single-segment mbuf the caller owns exclusively.
- */
-void ctfw_rte_pktmbuf_reset(struct rte_mbuf *m);
-
-/**
- * `rte_pktmbuf_headroom` / `rte_pktmbuf_tailroom`: free bytes before / after the data.
- *
- * # Safety
- * `m` must be a valid mbuf.
- */
-uint16_t ctfw_rte_pktmbuf_headroom(const struct rte_mbuf *m);
-/**
- * See `ctfw_rte_pktmbuf_headroom`.
+ * `rte_pktmbuf_tailroom`: free bytes after the data of the last segment.
  *
  * # Safety
  * `m` must be a valid mbuf.
@@ -124,29 +90,17 @@ void *ctfw_rte_pktmbuf_mtod(const struct rte_mbuf *m);
 /**
  * Field getters and setters of `struct rte_mbuf`: `data_len` (bytes in this segment),
  * `pkt_len` (bytes in all segments), `ol_flags` (`RTE_MBUF_F_*`), `hash.rss` (valid when
- * `RTE_MBUF_F_RX_RSS_HASH` is set), `port` (input port), `nb_segs`, the reference count and
- * the pool the mbuf came from.
+ * `RTE_MBUF_F_RX_RSS_HASH` is set), `port` (input port) and `nb_segs`.
  *
  * # Safety
- * `m` must be a valid mbuf; setters need exclusive access, and a setter of a length must keep
- * it within the buffer (`data_len` <= tailroom + data_len, `pkt_len` = sum of `data_len`).
+ * `m` must be a valid mbuf; setters need exclusive access.
  */
 uint16_t ctfw_rte_mbuf_data_len(const struct rte_mbuf *m);
 /** See `ctfw_rte_mbuf_data_len`.
  *
  * # Safety
  * See `ctfw_rte_mbuf_data_len`. */
-void ctfw_rte_mbuf_set_data_len(struct rte_mbuf *m, uint16_t len);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
 uint32_t ctfw_rte_mbuf_pkt_len(const struct rte_mbuf *m);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-void ctfw_rte_mbuf_set_pkt_len(struct rte_mbuf *m, uint32_t len);
 /** See `ctfw_rte_mbuf_data_len`.
  *
  * # Safety
@@ -182,16 +136,6 @@ void ctfw_rte_mbuf_set_port(struct rte_mbuf *m, uint16_t port);
  * # Safety
  * See `ctfw_rte_mbuf_data_len`. */
 uint16_t ctfw_rte_mbuf_nb_segs(const struct rte_mbuf *m);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-uint16_t ctfw_rte_mbuf_refcnt(const struct rte_mbuf *m);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-struct rte_mempool *ctfw_rte_mbuf_pool(const struct rte_mbuf *m);
 
 /**
  * `rte_ring_enqueue_burst`: enqueue up to `n` pointers, return how many went in; the ring's
@@ -216,17 +160,12 @@ unsigned ctfw_rte_ring_dequeue_burst(struct rte_ring *r, void **obj_table, unsig
 				     unsigned *available);
 
 /**
- * `rte_ring_count` / `rte_ring_free_count`: entries used / free (a snapshot).
+ * `rte_ring_count`: entries in the ring (a snapshot).
  *
  * # Safety
  * `r` must be a live ring.
  */
 unsigned ctfw_rte_ring_count(const struct rte_ring *r);
-/** See `ctfw_rte_ring_count`.
- *
- * # Safety
- * `r` must be a live ring. */
-unsigned ctfw_rte_ring_free_count(const struct rte_ring *r);
 
 /**
  * `rte_lcore_id`: the calling thread's lcore id, `LCORE_ID_ANY` on non-EAL threads.
@@ -253,16 +192,11 @@ uint64_t ctfw_rte_rdtsc(void);
 void ctfw_rte_prefetch0(const void *p);
 
 /**
- * `rte_errno`: the calling thread's DPDK error number (read / write).
+ * `rte_errno`: the calling thread's DPDK error number.
  *
  * # Safety
- * None beyond FFI: reads or writes a thread-local.
+ * None beyond FFI: reads a thread-local.
  */
 int ctfw_rte_errno(void);
-/** See `ctfw_rte_errno`.
- *
- * # Safety
- * None beyond FFI. */
-void ctfw_rte_set_errno(int value);
 
 #endif /* CTFW_DPDK_SHIM_H */

@@ -41,7 +41,7 @@ impl Mempool {
     /// Creates a pool of `n` mbufs with a per-lcore cache of `cache` and `data_room` bytes
     /// of buffer each (headroom included; `RTE_MBUF_DEFAULT_BUF_SIZE` is the usual value),
     /// on NUMA `socket` (`dpdk_sys::SOCKET_ID_ANY` for any). Names must be unique in the
-    /// process and shorter than `dpdk_sys::RTE_MEMPOOL_NAMESIZE`.
+    /// process and shorter than DPDK's `RTE_MEMPOOL_NAMESIZE`.
     pub fn pktmbuf(
         eal: &Eal,
         name: &str,
