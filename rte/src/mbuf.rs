@@ -90,27 +90,6 @@ impl Mbuf {
         Ok(mbuf)
     }
 
-    /// Takes ownership of a raw mbuf.
-    ///
-    /// # Safety
-    /// `ptr` must be a valid mbuf that the caller owns (nobody else will free or use it),
-    /// with reference count 1, whose pool outlives it as [`Mempool`] describes.
-    pub unsafe fn from_raw(ptr: NonNull<sys::rte_mbuf>) -> Mbuf {
-        Mbuf(ptr)
-    }
-
-    /// Gives up ownership without freeing; the caller must free or re-wrap the pointer.
-    pub fn into_raw(self) -> NonNull<sys::rte_mbuf> {
-        let ptr = self.0;
-        std::mem::forget(self);
-        ptr
-    }
-
-    /// The raw mbuf, valid while `self` lives; for DPDK calls `rte` does not wrap.
-    pub fn as_ptr(&self) -> *mut sys::rte_mbuf {
-        self.0.as_ptr()
-    }
-
     /// The packet bytes of the first segment.
     pub fn data(&self) -> &[u8] {
         let (ptr, len) = self.raw_data();
@@ -374,23 +353,9 @@ impl<const N: usize> MbufBurst<N> {
     }
 
     /// The storage as the `struct rte_mbuf **` array DPDK burst functions take.
-    pub fn as_mut_ptr(&mut self) -> *mut *mut sys::rte_mbuf {
-        self.raw_ptr()
-    }
-
     fn raw_ptr(&mut self) -> *mut *mut sys::rte_mbuf {
         // Mbuf is a transparent NonNull<rte_mbuf>, which has the layout of *mut rte_mbuf.
         self.bufs.as_mut_ptr().cast()
-    }
-
-    /// Sets the number of held mbufs after raw code wrote into [`as_mut_ptr`](Self::as_mut_ptr).
-    ///
-    /// # Safety
-    /// `len <= N`, and slots `..len` must hold valid mbufs owned by this burst (the ones
-    /// already held, plus new ones the caller transfers ownership of).
-    pub unsafe fn set_len(&mut self, len: usize) {
-        debug_assert!(len <= N);
-        self.len = len;
     }
 
     /// Forgets the first `count` mbufs without freeing them, sliding the rest to the front.
@@ -398,7 +363,7 @@ impl<const N: usize> MbufBurst<N> {
     /// # Safety
     /// `count <= len`, and ownership of those mbufs must have passed elsewhere (e.g. a
     /// driver accepted them for transmission).
-    pub unsafe fn forget_front(&mut self, count: usize) {
+    unsafe fn forget_front(&mut self, count: usize) {
         debug_assert!(count <= self.len);
         let base = self.bufs.as_mut_ptr();
         // SAFETY: bufs[count..len] are initialised; moving them to the front (overlap

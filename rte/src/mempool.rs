@@ -89,8 +89,9 @@ impl Mempool {
         unsafe { sys::rte_mempool_in_use_count(self.inner.ptr.as_ptr()) }
     }
 
-    /// The raw pool, for DPDK calls `rte` does not wrap. It stays valid while `self` lives.
-    pub fn as_ptr(&self) -> *mut sys::rte_mempool {
+    /// The raw pool, for rte's own DPDK calls (allocation, RX queue setup). It stays valid
+    /// while `self` lives.
+    pub(crate) fn as_ptr(&self) -> *mut sys::rte_mempool {
         self.inner.ptr.as_ptr()
     }
 }
