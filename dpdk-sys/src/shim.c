@@ -28,11 +28,6 @@ char *ctfw_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len)
 	return rte_pktmbuf_append(m, len);
 }
 
-uint16_t ctfw_rte_pktmbuf_tailroom(const struct rte_mbuf *m)
-{
-	return rte_pktmbuf_tailroom(m);
-}
-
 void *ctfw_rte_pktmbuf_mtod(const struct rte_mbuf *m)
 {
 	return rte_pktmbuf_mtod(m, void *);
@@ -53,34 +48,9 @@ uint64_t ctfw_rte_mbuf_ol_flags(const struct rte_mbuf *m)
 	return m->ol_flags;
 }
 
-void ctfw_rte_mbuf_set_ol_flags(struct rte_mbuf *m, uint64_t flags)
-{
-	m->ol_flags = flags;
-}
-
-uint32_t ctfw_rte_mbuf_rss_hash(const struct rte_mbuf *m)
-{
-	return m->hash.rss;
-}
-
-void ctfw_rte_mbuf_set_rss_hash(struct rte_mbuf *m, uint32_t hash)
-{
-	m->hash.rss = hash;
-}
-
 uint16_t ctfw_rte_mbuf_port(const struct rte_mbuf *m)
 {
 	return m->port;
-}
-
-void ctfw_rte_mbuf_set_port(struct rte_mbuf *m, uint16_t port)
-{
-	m->port = port;
-}
-
-uint16_t ctfw_rte_mbuf_nb_segs(const struct rte_mbuf *m)
-{
-	return m->nb_segs;
 }
 
 unsigned ctfw_rte_ring_enqueue_burst(struct rte_ring *r, void *const *obj_table, unsigned n,

@@ -72,14 +72,6 @@ void ctfw_rte_pktmbuf_free(struct rte_mbuf *m);
 char *ctfw_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 
 /**
- * `rte_pktmbuf_tailroom`: free bytes after the data of the last segment.
- *
- * # Safety
- * `m` must be a valid mbuf.
- */
-uint16_t ctfw_rte_pktmbuf_tailroom(const struct rte_mbuf *m);
-
-/**
  * `rte_pktmbuf_mtod(m, void *)`: the start of the first segment's data (`data_len` bytes).
  *
  * # Safety
@@ -88,12 +80,11 @@ uint16_t ctfw_rte_pktmbuf_tailroom(const struct rte_mbuf *m);
 void *ctfw_rte_pktmbuf_mtod(const struct rte_mbuf *m);
 
 /**
- * Field getters and setters of `struct rte_mbuf`: `data_len` (bytes in this segment),
- * `pkt_len` (bytes in all segments), `ol_flags` (`RTE_MBUF_F_*`), `hash.rss` (valid when
- * `RTE_MBUF_F_RX_RSS_HASH` is set), `port` (input port) and `nb_segs`.
+ * Field getters of `struct rte_mbuf`: `data_len` (bytes in this segment), `pkt_len` (bytes
+ * in all segments), `ol_flags` (`RTE_MBUF_F_*`) and `port` (input port).
  *
  * # Safety
- * `m` must be a valid mbuf; setters need exclusive access.
+ * `m` must be a valid mbuf.
  */
 uint16_t ctfw_rte_mbuf_data_len(const struct rte_mbuf *m);
 /** See `ctfw_rte_mbuf_data_len`.
@@ -110,32 +101,7 @@ uint64_t ctfw_rte_mbuf_ol_flags(const struct rte_mbuf *m);
  *
  * # Safety
  * See `ctfw_rte_mbuf_data_len`. */
-void ctfw_rte_mbuf_set_ol_flags(struct rte_mbuf *m, uint64_t flags);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-uint32_t ctfw_rte_mbuf_rss_hash(const struct rte_mbuf *m);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-void ctfw_rte_mbuf_set_rss_hash(struct rte_mbuf *m, uint32_t hash);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
 uint16_t ctfw_rte_mbuf_port(const struct rte_mbuf *m);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-void ctfw_rte_mbuf_set_port(struct rte_mbuf *m, uint16_t port);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-uint16_t ctfw_rte_mbuf_nb_segs(const struct rte_mbuf *m);
 
 /**
  * `rte_ring_enqueue_burst`: enqueue up to `n` pointers, return how many went in; the ring's

@@ -6,7 +6,7 @@
 //! packet). Instead, when the last handle goes, the pool is freed only if none of its mbufs
 //! is in use; otherwise it is deliberately leaked (and the EAL is then never cleaned up, see
 //! [`leaked_pools`](crate::leaked_pools)), so a late `Mbuf` drop never touches freed memory.
-//! A pool with `in_use() == 0` and no handle left cannot gain new users: allocation needs a
+//! A pool with no mbuf in use and no handle left cannot gain new users: allocation needs a
 //! handle, and devices hold one.
 
 use std::ffi::CString;
@@ -81,12 +81,6 @@ impl Mempool {
     pub fn avail(&self) -> u32 {
         // SAFETY: the pool is live while a handle exists; the count only reads it.
         unsafe { sys::rte_mempool_avail_count(self.inner.ptr.as_ptr()) }
-    }
-
-    /// Mbufs currently allocated (`size - avail`).
-    pub fn in_use(&self) -> u32 {
-        // SAFETY: as for avail.
-        unsafe { sys::rte_mempool_in_use_count(self.inner.ptr.as_ptr()) }
     }
 
     /// The raw pool, for rte's own DPDK calls (allocation, RX queue setup). It stays valid
