@@ -80,11 +80,6 @@ uint64_t ctfw_rte_rdtsc(void)
 	return rte_rdtsc();
 }
 
-void ctfw_rte_prefetch0(const void *p)
-{
-	rte_prefetch0(p);
-}
-
 int ctfw_rte_errno(void)
 {
 	return rte_errno;

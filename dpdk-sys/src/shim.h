@@ -21,7 +21,6 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
-#include <rte_prefetch.h>
 #include <rte_ring.h>
 
 /**
@@ -148,14 +147,6 @@ unsigned ctfw_rte_lcore_id(void);
  * None beyond FFI.
  */
 uint64_t ctfw_rte_rdtsc(void);
-
-/**
- * `rte_prefetch0`: hint the cache line holding `p` into all cache levels.
- *
- * # Safety
- * None beyond FFI: a prefetch never faults, whatever `p` is.
- */
-void ctfw_rte_prefetch0(const void *p);
 
 /**
  * `rte_errno`: the calling thread's DPDK error number.

@@ -89,15 +89,9 @@ impl Eal {
         })
     }
 
-    /// Number of enabled lcores, main included.
-    pub fn lcore_count(&self) -> u32 {
-        // SAFETY: reads EAL configuration, valid after init (which `self` proves).
-        unsafe { sys::rte_lcore_count() }
-    }
-
     /// The main lcore: the thread that called [`Eal::init`].
     pub fn main_lcore(&self) -> u32 {
-        // SAFETY: as for lcore_count.
+        // SAFETY: reads EAL configuration, valid after init (which `self` proves).
         unsafe { sys::rte_get_main_lcore() }
     }
 
@@ -106,7 +100,7 @@ impl Eal {
         let mut workers = Vec::new();
         let mut lcore = u32::MAX; // rte_get_next_lcore starts from i + 1, wrapping -1 to 0.
         loop {
-            // SAFETY: as for lcore_count; skip_main = 1, wrap = 0, so it returns
+            // SAFETY: as for main_lcore; skip_main = 1, wrap = 0, so it returns
             // RTE_MAX_LCORE once past the last enabled lcore.
             lcore = unsafe { sys::rte_get_next_lcore(lcore, 1, 0) };
             if lcore >= sys::RTE_MAX_LCORE {
@@ -114,23 +108,6 @@ impl Eal {
             }
             workers.push(lcore);
         }
-    }
-
-    /// The NUMA socket of `lcore`.
-    pub fn lcore_socket(&self, lcore: u32) -> Result<u32, RteError> {
-        self.check_lcore(lcore)?;
-        // SAFETY: lcore < RTE_MAX_LCORE, checked above, as the function requires.
-        Ok(unsafe { sys::rte_lcore_to_socket_id(lcore) })
-    }
-
-    /// The NUMA socket ids DPDK detected.
-    pub fn socket_ids(&self) -> Vec<i32> {
-        // SAFETY: reads EAL configuration, valid after init.
-        let count = unsafe { sys::rte_socket_count() };
-        // SAFETY: idx < rte_socket_count(), so the lookup cannot fail.
-        (0..count)
-            .map(|idx| unsafe { sys::rte_socket_id_by_idx(idx) })
-            .collect()
     }
 
     /// TSC cycles per second.
@@ -228,11 +205,6 @@ pub struct LaunchHandle<T> {
 }
 
 impl<T> LaunchHandle<T> {
-    /// The lcore the closure runs on.
-    pub fn lcore(&self) -> u32 {
-        self.lcore
-    }
-
     /// Waits for the closure and returns its value, or the panic payload if it panicked.
     pub fn join(mut self) -> std::thread::Result<T> {
         match self.wait() {

@@ -69,23 +69,10 @@ pub fn tsc_hz() -> u64 {
     unsafe { dpdk_sys::rte_get_tsc_hz() }
 }
 
-/// Hints the cache line holding `value` into all cache levels (`rte_prefetch0`).
-#[inline]
-pub fn prefetch0<T>(value: &T) {
-    // SAFETY: a prefetch never faults, and `value` is a valid reference anyway.
-    unsafe { dpdk_sys::ctfw_rte_prefetch0(std::ptr::from_ref(value).cast()) }
-}
-
 /// The calling thread's lcore id; `None` on threads the EAL did not create.
 #[inline]
 pub fn lcore_id() -> Option<u32> {
     // SAFETY: reads the calling thread's lcore id thread-local.
     let id = unsafe { dpdk_sys::ctfw_rte_lcore_id() };
     (id != LCORE_ID_ANY).then_some(id)
-}
-
-/// The calling thread's NUMA socket; `SOCKET_ID_ANY` (-1) on non-EAL threads.
-pub fn socket_id() -> i32 {
-    // SAFETY: reads the calling thread's socket id thread-local.
-    unsafe { dpdk_sys::rte_socket_id() as i32 }
 }
