@@ -37,7 +37,6 @@ const FUNCTIONS: &[&str] = &[
     // ethdev control path
     "rte_eth_dev_is_valid_port",
     "rte_eth_dev_get_port_by_name",
-    "rte_eth_dev_get_name_by_port",
     "rte_eth_dev_info_get",
     "rte_eth_dev_configure",
     "rte_eth_dev_rss_reta_update",
@@ -50,10 +49,7 @@ const FUNCTIONS: &[&str] = &[
     "rte_eth_dev_close",
     "rte_eth_promiscuous_enable",
     "rte_eth_promiscuous_disable",
-    "rte_eth_link_get_nowait",
     "rte_eth_stats_get",
-    "rte_eth_xstats_get_names",
-    "rte_eth_xstats_get",
     "rte_eth_dev_rss_hash_conf_get",
     "rte_eth_dev_get_mtu",
 ];
@@ -63,7 +59,6 @@ const VARS: &[&str] = &[
     "RTE_ETH_RSS_.*",
     "RTE_ETH_RX_OFFLOAD_.*",
     "RTE_ETH_MQ_RX_.*",
-    "RTE_ETH_NAME_MAX_LEN",
     "RTE_ETH_RETA_GROUP_SIZE",
     "RTE_MBUF_F_.*",
     "RTE_MBUF_DEFAULT_BUF_SIZE",

@@ -11,8 +11,9 @@
 //! - **Pools outlive packets.** Ports keep their [`Mempool`] alive; a pool whose last
 //!   handle goes while its mbufs are still out is leaked rather than freed
 //!   ([`leaked_pools`] counts them; the EAL is then not cleaned up).
-//! - **One poller per queue.** A [`Port`] has a single owner; [`PortQueue`]s hand queue pairs
-//!   to workers, and the port cannot be reconfigured or stopped while they are out.
+//! - **One poller per queue.** A [`Port`] has a single owner; [`RxQueue`]s and [`TxQueue`]s
+//!   hand its queues to workers one claim each, and the port cannot be reconfigured or
+//!   stopped while they are out.
 //!   Single-producer/consumer rings come as separate [`RingProducer`]/[`RingConsumer`] ends.
 //! - **No unwinding into C.** Closures run on worker lcores via [`Eal::launch`] have their
 //!   panics caught and returned by [`LaunchHandle::join`].
@@ -49,7 +50,7 @@ pub use eal::{Eal, LaunchHandle, leaked_pools};
 pub use error::RteError;
 pub use mbuf::{CksumStatus, Drain, Mbuf, MbufBurst};
 pub use mempool::Mempool;
-pub use port::{DevInfo, Link, Port, PortConf, PortQueue, PortStats, RssConf, RxQueue, TxQueue};
+pub use port::{DevInfo, Port, PortConf, PortStats, RssConf, RxQueue, TxQueue};
 pub use ring::{Ring, RingConsumer, RingProducer};
 
 pub use dpdk_sys as sys;
