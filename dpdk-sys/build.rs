@@ -62,7 +62,7 @@ const VARS: &[&str] = &[
     "RTE_ETH_RETA_GROUP_SIZE",
     "RTE_MBUF_F_.*",
     "RTE_MBUF_DEFAULT_BUF_SIZE",
-    "RING_F_.*",
+    "RING_F_EXACT_SZ",
     "RTE_MAX_LCORE",
     "RTE_MAX_ETHPORTS",
     "SOCKET_ID_ANY",

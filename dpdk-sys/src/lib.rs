@@ -6,7 +6,7 @@
 //! `-march` DPDK was built for). Only allowlisted items are emitted: the EAL, lcore, mempool,
 //! ring and ethdev control functions `rte` calls, the configuration structs they take
 //! (`rte_eth_conf`, `rte_eth_dev_info`, ...), and the constant families `RTE_ETH_RSS_*`,
-//! `RTE_ETH_RX_OFFLOAD_*`, `RTE_MBUF_F_*`, `RING_F_*` and a few limits. Flag families
+//! `RTE_ETH_RX_OFFLOAD_*`, `RTE_MBUF_F_*`, `RING_F_EXACT_SZ` and a few limits. Flag families
 //! are all `u64`, like the fields they are stored in.
 //!
 //! `rte_mbuf`, `rte_mempool` and `rte_ring` are opaque (only their size and alignment are

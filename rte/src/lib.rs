@@ -14,7 +14,6 @@
 //! - **One poller per queue.** A [`Port`] has a single owner; [`RxQueue`]s and [`TxQueue`]s
 //!   hand its queues to workers one claim each, and the port cannot be reconfigured or
 //!   stopped while they are out.
-//!   Single-producer/consumer rings come as separate [`RingProducer`]/[`RingConsumer`] ends.
 //! - **No unwinding into C.** Closures run on worker lcores via [`Eal::launch`] have their
 //!   panics caught and returned by [`LaunchHandle::join`].
 //!
@@ -51,7 +50,7 @@ pub use error::RteError;
 pub use mbuf::{CksumStatus, Drain, Mbuf, MbufBurst};
 pub use mempool::Mempool;
 pub use port::{DevInfo, Port, PortConf, PortStats, RssConf, RxQueue, TxQueue};
-pub use ring::{Ring, RingConsumer, RingProducer};
+pub use ring::Ring;
 
 pub use dpdk_sys as sys;
 

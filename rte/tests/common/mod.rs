@@ -200,7 +200,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("launch_on_busy_lcore_is_refused", launch_busy),
     ("queues_polled_from_worker_lcore", queues_on_worker),
     ("ring_mpmc_moves_ownership", ring_mpmc),
-    ("ring_spsc_across_lcores", ring_spsc),
+    ("ring_across_lcores_keeps_order", ring_across_lcores),
     ("net_null_rss_reports_accepted_hf", net_null_rss),
     ("stats_count_traffic", stats),
     ("close_releases_the_vdev", close_port),
@@ -769,11 +769,11 @@ fn ring_mpmc(ctx: &mut Ctx) -> Result<(), String> {
     Ok(())
 }
 
-fn ring_spsc(ctx: &mut Ctx) -> Result<(), String> {
+fn ring_across_lcores(ctx: &mut Ctx) -> Result<(), String> {
     const TOTAL: usize = 300;
     let pool = ctx.pool()?;
-    let (mut producer, mut consumer) =
-        Ring::spsc(&ctx.eal, "rte_test_spsc", 128, -1).map_err(err)?;
+    let ring = Ring::new(&ctx.eal, "rte_test_lcores", 128, -1).map_err(err)?;
+    let consumer = ring.clone();
     let handle = ctx
         .eal
         .launch(ctx.worker()?, move || -> Result<Vec<u8>, String> {
@@ -806,14 +806,14 @@ fn ring_spsc(ctx: &mut Ctx) -> Result<(), String> {
             sent.push(sent.len() as u8);
             burst.push(m).map_err(|_| "full")?;
         }
-        if producer.enqueue_burst(&mut burst) == 0 {
+        if ring.enqueue_burst(&mut burst) == 0 {
             std::thread::sleep(Duration::from_micros(50));
         }
     }
     let seen = handle.join().map_err(|_| "consumer panicked")??;
     ensure!(seen == sent, "order or content differs");
-    ensure!(producer.count() == 0, "ring not empty");
-    drop(producer);
+    ensure!(ring.count() == 0, "ring not empty");
+    drop(ring);
     ensure!(pool.avail() == POOL_SIZE, "leak: avail {}", pool.avail());
     Ok(())
 }
