@@ -115,7 +115,7 @@ fn main() {
 }
 
 /// Gives 64-bit flag families one Rust type. bindgen types each macro by its value, so
-/// `RTE_ETH_RSS_IPV4` (bit 2) would be `u32` while `RTE_ETH_RSS_L3_SRC_ONLY` (bit 63) is `u64`,
+/// `RTE_ETH_RSS_IPV4` (bit 2) would be `u32` while `RTE_ETH_RSS_L3_DST_ONLY` (bit 62) is `u64`,
 /// although the fields they go into (`rss_hf`, `offloads`, `ol_flags`) are all `uint64_t`.
 #[derive(Debug)]
 struct FlagWidth;

@@ -18,9 +18,9 @@
 //! `rte_pktmbuf_alloc`, `rte_pktmbuf_free`, the `rte_ring_*_burst` family, `rte_lcore_id`,
 //! `rte_rdtsc`, `rte_errno`, ...): those functions have no symbol in `librte_*.so`, so bindgen
 //! declarations of them would not link. `src/shim.c` compiles each into a real function named
-//! `ctfw_<dpdk name>` with the same flags as DPDK. The shim also reads and writes the
-//! `rte_mbuf` fields ctfw needs (`data_len`, `pkt_len`, `ol_flags`, `hash.rss`, `port`, ...),
-//! because C knows that struct's unions and bitfields exactly and bindgen renders them poorly.
+//! `ctfw_<dpdk name>` with the same flags as DPDK. The shim also reads the `rte_mbuf` fields
+//! ctfw needs (`data_len`, `pkt_len`, `ol_flags`, `port`), because C knows that struct's
+//! unions and bitfields exactly and bindgen renders them poorly.
 //! `rte_errno` is a per-lcore thread-local; `ctfw_rte_errno()` reads the caller's copy.
 //!
 //! # Linking
@@ -32,13 +32,15 @@
 //!
 //! # Surprises seen in DPDK 22.11
 //! - `RTE_BIT64(n)` flags need bindgen's `clang_macro_fallback`, and even then
-//!   `RTE_ETH_RSS_L3_SRC_ONLY` (bit 63) is dropped because its value overflows `i64`: it is
-//!   defined by hand below.
-//! - `rte_pktmbuf_free_bulk` is a real symbol in 22.11; `rte_pktmbuf_alloc_bulk` is inline.
+//!   `RTE_ETH_RSS_L3_SRC_ONLY` (bit 63) is dropped because its value overflows `i64`. Nothing
+//!   in ctfw hashes on it, so it is not defined; if it is ever needed, define it by hand
+//!   (`1 << 63`).
+//! - `rte_pktmbuf_free_bulk` is a real symbol in 22.11 (allowlisted, not shimmed), although
+//!   `rte_pktmbuf_alloc_bulk` is inline.
 //! - `rte_mempool_avail_count` and `rte_mempool_in_use_count` are real symbols.
 //!
 //! Every function here is `unsafe` and follows DPDK's own contract (see the DPDK API docs).
-//! Shim functions document theirs below.
+//! Shim functions carry theirs, with a `# Safety` section, from `src/shim.h`.
 
 pub use bindings::*;
 
@@ -56,10 +58,6 @@ mod bindings {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 }
 
-/// `RTE_BIT64(63)`, from `rte_ethdev.h`: hash only on the L3 source address. bindgen's macro
-/// fallback drops it (the value does not fit in `i64`).
-pub const RTE_ETH_RSS_L3_SRC_ONLY: u64 = 1 << 63;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,7 +66,6 @@ mod tests {
     fn rss_flag_families_are_u64_and_match_the_headers() {
         assert_eq!(RTE_ETH_RSS_IPV4, 1 << 2);
         assert_eq!(RTE_ETH_RSS_L3_DST_ONLY, 1 << 62);
-        assert_eq!(RTE_ETH_RSS_L3_SRC_ONLY, 1 << 63);
         assert_eq!(RTE_ETH_RX_OFFLOAD_RSS_HASH, 1 << 19);
         assert_eq!(RTE_MBUF_F_RX_RSS_HASH, 1 << 1);
         assert_eq!(RTE_MBUF_F_RX_IP_CKSUM_MASK, (1 << 4) | (1 << 7));

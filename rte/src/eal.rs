@@ -9,7 +9,9 @@
 //!   skipped if a mempool had to be leaked (mbufs still out), because those mbufs would then
 //!   point into unmapped memory.
 //! - A closure launched on a worker lcore is waited for before its [`LaunchHandle`] goes away,
-//!   and panics are caught on the worker so they never unwind into DPDK's C code.
+//!   and never unwinds into DPDK's C code: under `panic = "unwind"` its panic is caught on the
+//!   worker and returned by [`LaunchHandle::join`]; under `panic = "abort"` (ctfw's release
+//!   profile) a panic aborts the process before anything could unwind.
 
 use std::ffi::{CString, c_int, c_void};
 use std::marker::PhantomData;
@@ -117,7 +119,9 @@ impl Eal {
 
     /// Runs `f` on worker lcore `lcore` (`rte_eal_remote_launch`) and returns a handle to
     /// join it. Must be called on the main lcore; the lcore must be an enabled worker that
-    /// is idle (`Busy` otherwise). A panic in `f` is caught and returned by `join`.
+    /// is idle (`Busy` otherwise). Under `panic = "unwind"` a panic in `f` is caught and
+    /// returned by `join`; under `panic = "abort"` (ctfw's release profile) it aborts the
+    /// process.
     pub fn launch<F, T>(&self, lcore: u32, f: F) -> Result<LaunchHandle<T>, RteError>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -187,7 +191,9 @@ unsafe extern "C" fn trampoline<T>(arg: *mut c_void) -> c_int {
     // is a release/acquire pair in DPDK), so this is the only reference.
     let slot = unsafe { &mut *arg.cast::<Slot<T>>() };
     if let Some(f) = slot.f.take() {
-        // Unwinding out of an extern "C" fn would abort; catch it and hand it to join().
+        // Under panic = "unwind", a panic unwinding out of this extern "C" fn would abort the
+        // process inside DPDK; catch it and hand it to join() instead. Under panic = "abort"
+        // the process aborts at the panic and this never returns Err.
         slot.result = Some(catch_unwind(AssertUnwindSafe(f)));
     }
     0
@@ -205,7 +211,9 @@ pub struct LaunchHandle<T> {
 }
 
 impl<T> LaunchHandle<T> {
-    /// Waits for the closure and returns its value, or the panic payload if it panicked.
+    /// Waits for the closure and returns its value, or the panic payload if it panicked
+    /// (possible only under `panic = "unwind"`; under `panic = "abort"` a panic has already
+    /// aborted the process).
     pub fn join(mut self) -> std::thread::Result<T> {
         match self.wait() {
             Some(mut slot) => slot

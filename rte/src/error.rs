@@ -29,7 +29,7 @@ pub enum RteError {
     /// A resource is held elsewhere (a port claimed twice, a queue handed out, ...).
     #[error("busy: {0}")]
     Busy(String),
-    /// A pool or buffer ran out (no free mbuf, not enough tailroom, ...).
+    /// A pool or buffer ran out (no free mbuf, bytes that do not fit in one mbuf).
     #[error("exhausted: {0}")]
     Exhausted(String),
     /// A call DPDK allows only on the main lcore was made from another thread.

@@ -14,8 +14,12 @@
 //! - **One poller per queue.** A [`Port`] has a single owner; [`RxQueue`]s and [`TxQueue`]s
 //!   hand its queues to workers one claim each, and the port cannot be reconfigured or
 //!   stopped while they are out.
-//! - **No unwinding into C.** Closures run on worker lcores via [`Eal::launch`] have their
-//!   panics caught and returned by [`LaunchHandle::join`].
+//! - **No unwinding into C.** A closure run on a worker lcore via [`Eal::launch`] never
+//!   unwinds into DPDK's C frames. Under `panic = "unwind"` (tests, debug builds) its panic is
+//!   caught on the worker and comes back through [`LaunchHandle::join`] instead of aborting
+//!   inside DPDK. ctfw's release profile sets `panic = "abort"`: there a worker panic aborts
+//!   the whole process (SIGABRT) where it happens, `join` never returns it, and the service
+//!   manager restarts ctfw.
 //!
 //! # DPDK behaviour worth knowing (22.11, Debian)
 //! - `rte_eal_init` cannot be repeated in a process, not even after a failure or

@@ -835,7 +835,7 @@ fn net_null_rss(ctx: &mut Ctx) -> Result<(), String> {
     let requested = sys::RTE_ETH_RSS_IP
         | sys::RTE_ETH_RSS_TCP
         | sys::RTE_ETH_RSS_UDP
-        | sys::RTE_ETH_RSS_L3_SRC_ONLY
+        | sys::RTE_ETH_RSS_L3_DST_ONLY
         | sys::RTE_ETH_RSS_MPLS;
     let key: Vec<u8> = (0..info.hash_key_size)
         .map(|i| i.wrapping_mul(7) ^ 0x5A)
