@@ -31,6 +31,8 @@ const FUNCTIONS: &[&str] = &[
     "rte_mempool_avail_count",
     "rte_mempool_in_use_count",
     "rte_pktmbuf_free_bulk",
+    "rte_mbuf_user_mempool_ops",
+    "rte_mbuf_platform_mempool_ops",
     // rings
     "rte_ring_create",
     "rte_ring_free",

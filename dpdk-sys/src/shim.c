@@ -1,6 +1,11 @@
 /* Real symbols for DPDK's static inline functions; see shim.h. */
 #include "shim.h"
 
+const char *ctfw_rte_mempool_ops_name(const struct rte_mempool *mp)
+{
+	return rte_mempool_get_ops(mp->ops_index)->name;
+}
+
 uint16_t ctfw_rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **rx_pkts,
 			       uint16_t nb_pkts)
 {

@@ -2,8 +2,9 @@
  * ctfw DPDK shim: the DPDK headers bindgen reads, plus real (linkable) wrappers for the
  * `static inline` fast-path functions that have no symbol in DPDK's shared libraries.
  *
- * Every wrapper is named `ctfw_<dpdk name>` and does nothing but call the inline function or
- * read/write one field, so its behaviour is exactly DPDK's. Fields of `struct rte_mbuf` are
+ * Every wrapper is named `ctfw_<dpdk name>` (`ctfw_<struct>_<field>` for a field read) and
+ * does nothing but call the inline function or read one field, so its behaviour is exactly
+ * DPDK's. Fields of `struct rte_mbuf` are
  * read here rather than through bindgen's layout because rte_mbuf uses anonymous unions,
  * bitfields and cache-line markers that bindgen renders poorly; C reads them correctly.
  */
@@ -20,8 +21,19 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_pool_ops.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
+
+/**
+ * The name of the mempool ops `mp` runs on (`rte_mempool_get_ops(mp->ops_index)->name`, as
+ * DPDK's own inline get/put look them up), e.g. "ring_mp_mc". The string lives in the
+ * process-wide ops table and stays valid for the life of the process.
+ *
+ * # Safety
+ * `mp` must be a live mempool.
+ */
+const char *ctfw_rte_mempool_ops_name(const struct rte_mempool *mp);
 
 /**
  * `rte_eth_rx_burst`: receive up to `nb_pkts` packets from queue `queue_id` of `port_id` into

@@ -11,6 +11,9 @@
 //! - **Pools outlive packets.** Ports keep their [`Mempool`] alive; a pool whose last
 //!   handle goes while its mbufs are still out is leaked rather than freed
 //!   ([`leaked_pools`] counts them; the EAL is then not cleaned up).
+//! - **Pools are multi-producer/multi-consumer.** [`Mempool::pktmbuf`] refuses a pool whose
+//!   mempool ops are not DPDK's default "ring_mp_mc" (the EAL option `--mbuf-pool-ops-name`
+//!   can choose others); the `Send`/`Sync` of pools and the `Send` of mbufs rest on that.
 //! - **One poller per queue.** A [`Port`] has a single owner; [`RxQueue`]s and [`TxQueue`]s
 //!   hand its queues to workers one claim each, and the port cannot be reconfigured or
 //!   stopped while they are out.

@@ -26,8 +26,11 @@ use crate::{Mempool, RteError};
 #[repr(transparent)]
 pub struct Mbuf(NonNull<sys::rte_mbuf>);
 
-// SAFETY: an Mbuf is the sole reference to its rte_mbuf, and returning an mbuf to its pool is
-// allowed from any thread (mempool ops are multi-producer; non-EAL threads bypass the cache).
+// SAFETY: an Mbuf is the sole reference to its rte_mbuf, and it comes from a Mempool (allocated
+// from one, or received on an RX queue set up with one). Mempool::pktmbuf checked that the
+// pool's ops are "ring_mp_mc", multi-producer/multi-consumer, so returning the mbuf to its pool
+// is allowed from any thread (non-EAL threads bypass the per-lcore cache); without that check
+// this would not hold.
 unsafe impl Send for Mbuf {}
 
 /// What the NIC found when it checked a checksum (`RTE_MBUF_F_RX_{IP,L4}_CKSUM_*`).

@@ -146,6 +146,12 @@ pub fn init(test_name: &str, mode: &Mode) -> Result<Eal, RteError> {
 /// Runs every check against the EAL initialised from `mode`, then cleans the EAL up; the exit
 /// code says whether all passed.
 pub fn run_checks(test_name: &str, mode: &Mode, eal: Eal) -> ExitCode {
+    run_check_list(test_name, mode, eal, CHECKS)
+}
+
+/// Runs `list` in order against the EAL initialised from `mode`, then cleans the EAL up; the
+/// exit code says whether all passed.
+pub fn run_check_list(test_name: &str, mode: &Mode, eal: Eal, list: &[(&str, Check)]) -> ExitCode {
     let mut ctx = Ctx {
         eal,
         pool: None,
@@ -159,7 +165,7 @@ pub fn run_checks(test_name: &str, mode: &Mode, eal: Eal) -> ExitCode {
         failed: 0,
     };
 
-    for (name, check) in CHECKS {
+    for (name, check) in list {
         checks.run(name, || check(&mut ctx));
     }
     drop(ctx); // the last Eal handle: rte_eal_cleanup
@@ -176,7 +182,8 @@ pub fn run_checks(test_name: &str, mode: &Mode, eal: Eal) -> ExitCode {
     }
 }
 
-type Check = fn(&mut Ctx) -> Result<(), String>;
+/// One check: `Ok` or why it failed.
+pub type Check = fn(&mut Ctx) -> Result<(), String>;
 
 /// The checks, in the order they run; later ones use what earlier ones set up in `Ctx`.
 const CHECKS: &[(&str, Check)] = &[
@@ -207,8 +214,10 @@ const CHECKS: &[(&str, Check)] = &[
     ("no_mbuf_leaked", no_leaks),
 ];
 
-struct Ctx {
-    eal: Eal,
+/// What the checks share: the EAL, and what earlier checks set up.
+pub struct Ctx {
+    /// The EAL of this process.
+    pub eal: Eal,
     pool: Option<Mempool>,
     ring_port: Option<Port>,
     null_port: Option<Port>,
@@ -262,6 +271,7 @@ impl Checks<'_> {
     }
 }
 
+#[macro_export]
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {
         if !$cond {
@@ -283,11 +293,11 @@ fn queues(port: &Port, queue: u16) -> Result<(RxQueue, TxQueue), String> {
     ))
 }
 
-fn err(e: RteError) -> String {
+pub fn err(e: RteError) -> String {
     e.to_string()
 }
 
-fn note(msg: impl AsRef<str>) {
+pub fn note(msg: impl AsRef<str>) {
     println!("       {}", msg.as_ref());
 }
 
