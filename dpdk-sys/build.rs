@@ -1,4 +1,5 @@
-//! Build script: find DPDK with `pkg-config libdpdk`, compile the C shim, generate bindings.
+//! Build script: find DPDK with `pkg-config libdpdk`, check it is 22.11, compile the C shim,
+//! generate bindings.
 //!
 //! The raw `pkg-config --cflags libdpdk` output is passed unchanged to both clang (bindgen)
 //! and the C compiler (shim): it carries `-include rte_config.h` and the `-march` DPDK was
@@ -11,6 +12,10 @@ use std::process::Command;
 
 const INSTALL_HINT: &str = "install DPDK and clang with: \
      apt-get install -y libdpdk-dev dpdk clang libclang-dev pkg-config";
+
+/// The DPDK release (major.minor) ctfw is written for: Debian 12's `libdpdk-dev` and `dpdk`.
+/// Any 22.11.x (LTS) bug-fix release is accepted; other releases are refused.
+const EXPECTED_DPDK: &str = "22.11";
 
 /// DPDK functions with real symbols that `rte` calls. Allowlisted by name: a regex such as
 /// `rte_eth_.*` drags in hundreds of items and packed header structs we never use.
@@ -92,6 +97,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_LIBDIR");
     println!("cargo:rerun-if-env-changed=LIBCLANG_PATH");
 
+    check_dpdk_version();
     let cflags = pkg_config(&["--cflags", "libdpdk"]);
     let libs = pkg_config(&["--libs", "libdpdk"]);
 
@@ -129,6 +135,31 @@ impl bindgen::callbacks::ParseCallbacks for FlagWidth {
             .iter()
             .any(|prefix| name.starts_with(prefix))
             .then_some(bindgen::callbacks::IntKind::U64)
+    }
+}
+
+/// Stops the build unless pkg-config finds DPDK 22.11.x. The code is not version-agnostic:
+/// the bindings name 22.11's ethdev structs and fields, the shim compiles DPDK's inline
+/// fast path and internals (the mempool ops table), and rte documents (and its tests check)
+/// 22.11's behaviour; other releases change some of these, and the build would fail far from
+/// the cause or, worse, succeed and behave differently.
+fn check_dpdk_version() {
+    // A DPDK upgrade changes libdpdk.pc: re-run the check then.
+    if let Some(dir) = pkg_config(&["--variable=pcfiledir", "libdpdk"]).first() {
+        println!("cargo:rerun-if-changed={dir}/libdpdk.pc");
+    }
+    let found = pkg_config(&["--modversion", "libdpdk"]).join(" ");
+    let release: Vec<&str> = found.split('.').take(2).collect();
+    if release.join(".") != EXPECTED_DPDK {
+        panic!(
+            "dpdk-sys: found DPDK {found} (`pkg-config --modversion libdpdk`), but ctfw is \
+             written for DPDK {EXPECTED_DPDK}.x: its bindings, its C shim (which compiles \
+             DPDK's inline fast path and reads the mempool ops table) and the behaviour rte \
+             documents were checked against {EXPECTED_DPDK}, and other releases change them. \
+             Install DPDK {EXPECTED_DPDK} (Debian 12: apt-get install -y libdpdk-dev dpdk), or \
+             point PKG_CONFIG_PATH at a {EXPECTED_DPDK} build; moving to another release means \
+             porting and re-testing dpdk-sys and rte."
+        );
     }
 }
 

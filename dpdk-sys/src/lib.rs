@@ -31,6 +31,11 @@
 //! a driver. If pkg-config or libclang is missing the build stops and names the packages:
 //! `apt-get install -y libdpdk-dev dpdk clang libclang-dev pkg-config`.
 //!
+//! # Version
+//! The build accepts DPDK 22.11.x only (`pkg-config --modversion libdpdk`) and otherwise stops
+//! with a message naming the version found: the bindings, the shim and rte's documented
+//! behaviour are 22.11's, and another release needs porting and re-testing, not just a build.
+//!
 //! # Surprises seen in DPDK 22.11
 //! - `RTE_BIT64(n)` flags need bindgen's `clang_macro_fallback`, and even then
 //!   `RTE_ETH_RSS_L3_SRC_ONLY` (bit 63) is dropped because its value overflows `i64`. Nothing
