@@ -51,9 +51,10 @@
 pub use bindings::*;
 
 /// The bindgen output. Lints are relaxed here only: the code is generated (bitfield accessors
-/// with unsafe blocks and identity transmutes, C naming, DPDK's doxygen text as docs).
+/// with unsafe blocks and identity transmutes, C naming, DPDK's doxygen text as docs, and no
+/// docs at all where DPDK has none).
 #[allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
-#[allow(missing_debug_implementations, unsafe_op_in_unsafe_fn)]
+#[allow(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #[allow(
     clippy::all,
     clippy::missing_safety_doc,

@@ -4,6 +4,7 @@
 //! `Mempool::pktmbuf` must refuse such a pool, name the ops and the option, and free it.
 //! Runs without hugepages. See `common/mod.rs` for why this is a `harness = false` binary.
 
+#[macro_use]
 mod common;
 
 use std::process::ExitCode;

@@ -271,7 +271,7 @@ impl Checks<'_> {
     }
 }
 
-#[macro_export]
+/// Fails the enclosing check with the formatted message unless the condition holds.
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {
         if !$cond {
