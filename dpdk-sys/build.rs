@@ -1,4 +1,5 @@
-//! Build script: find DPDK with `pkg-config libdpdk`, compile the C shim, generate bindings.
+//! Build script: find DPDK with `pkg-config libdpdk`, check it is 22.11, compile the C shim,
+//! generate bindings.
 //!
 //! The raw `pkg-config --cflags libdpdk` output is passed unchanged to both clang (bindgen)
 //! and the C compiler (shim): it carries `-include rte_config.h` and the `-march` DPDK was
@@ -12,45 +13,40 @@ use std::process::Command;
 const INSTALL_HINT: &str = "install DPDK and clang with: \
      apt-get install -y libdpdk-dev dpdk clang libclang-dev pkg-config";
 
+/// The DPDK release (major.minor) ctfw is written for: Debian 12's `libdpdk-dev` and `dpdk`.
+/// Any 22.11.x (LTS) bug-fix release is accepted; other releases are refused.
+const EXPECTED_DPDK: &str = "22.11";
+
 /// DPDK functions with real symbols that `rte` calls. Allowlisted by name: a regex such as
 /// `rte_eth_.*` drags in hundreds of items and packed header structs we never use.
 const FUNCTIONS: &[&str] = &[
-    // EAL, lcores, time, errors, logging
+    // EAL, lcores, time, errors
     "rte_eal_init",
     "rte_eal_cleanup",
     "rte_eal_remote_launch",
     "rte_eal_wait_lcore",
-    "rte_eal_get_lcore_state",
-    "rte_lcore_count",
     "rte_lcore_is_enabled",
-    "rte_lcore_to_socket_id",
     "rte_get_main_lcore",
     "rte_get_next_lcore",
-    "rte_socket_count",
-    "rte_socket_id_by_idx",
-    "rte_socket_id",
     "rte_get_tsc_hz",
     "rte_strerror",
-    "rte_log_set_global_level",
-    "rte_log_get_global_level",
     // mempools and mbufs
     "rte_pktmbuf_pool_create",
     "rte_mempool_free",
     "rte_mempool_avail_count",
     "rte_mempool_in_use_count",
     "rte_pktmbuf_free_bulk",
+    "rte_mbuf_user_mempool_ops",
+    "rte_mbuf_platform_mempool_ops",
     // rings
     "rte_ring_create",
     "rte_ring_free",
     // ethdev control path
-    "rte_eth_dev_count_avail",
     "rte_eth_dev_is_valid_port",
     "rte_eth_dev_get_port_by_name",
-    "rte_eth_dev_get_name_by_port",
     "rte_eth_dev_info_get",
     "rte_eth_dev_configure",
     "rte_eth_dev_rss_reta_update",
-    "rte_eth_dev_rss_reta_query",
     "rte_eth_dev_adjust_nb_rx_tx_desc",
     "rte_eth_dev_socket_id",
     "rte_eth_rx_queue_setup",
@@ -60,45 +56,24 @@ const FUNCTIONS: &[&str] = &[
     "rte_eth_dev_close",
     "rte_eth_promiscuous_enable",
     "rte_eth_promiscuous_disable",
-    "rte_eth_promiscuous_get",
-    "rte_eth_link_get_nowait",
     "rte_eth_stats_get",
-    "rte_eth_stats_reset",
-    "rte_eth_xstats_get_names",
-    "rte_eth_xstats_get",
     "rte_eth_dev_rss_hash_conf_get",
-    "rte_eth_dev_rss_hash_update",
     "rte_eth_dev_get_mtu",
-    "rte_eth_macaddr_get",
 ];
 
 /// Constants (macros and enum values) `rte` uses.
 const VARS: &[&str] = &[
     "RTE_ETH_RSS_.*",
     "RTE_ETH_RX_OFFLOAD_.*",
-    "RTE_ETH_TX_OFFLOAD_.*",
     "RTE_ETH_MQ_RX_.*",
-    "RTE_ETH_MQ_TX_.*",
-    "RTE_ETH_LINK_.*",
-    "RTE_ETH_SPEED_NUM_.*",
-    "RTE_ETH_NAME_MAX_LEN",
     "RTE_ETH_RETA_GROUP_SIZE",
-    "RTE_ETH_XSTATS_NAME_SIZE",
     "RTE_MBUF_F_.*",
     "RTE_MBUF_DEFAULT_BUF_SIZE",
-    "RTE_MBUF_DEFAULT_DATAROOM",
-    "RTE_PKTMBUF_HEADROOM",
-    "RTE_MEMPOOL_NAMESIZE",
-    "RTE_MEMPOOL_CACHE_MAX_SIZE",
-    "RTE_RING_NAMESIZE",
-    "RING_F_.*",
+    "RING_F_EXACT_SZ",
     "RTE_MAX_LCORE",
     "RTE_MAX_ETHPORTS",
-    "RTE_MAX_NUMA_NODES",
-    "RTE_MAX_QUEUES_PER_PORT",
     "SOCKET_ID_ANY",
     "LCORE_ID_ANY",
-    "RTE_LOG_.*",
 ];
 
 /// Opaque: the shim reads their fields (rte_mbuf), Rust never looks inside them (mempool,
@@ -122,6 +97,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_LIBDIR");
     println!("cargo:rerun-if-env-changed=LIBCLANG_PATH");
 
+    check_dpdk_version();
     let cflags = pkg_config(&["--cflags", "libdpdk"]);
     let libs = pkg_config(&["--libs", "libdpdk"]);
 
@@ -147,23 +123,43 @@ fn main() {
 }
 
 /// Gives 64-bit flag families one Rust type. bindgen types each macro by its value, so
-/// `RTE_ETH_RSS_IPV4` (bit 2) would be `u32` while `RTE_ETH_RSS_L3_SRC_ONLY` (bit 63) is `u64`,
+/// `RTE_ETH_RSS_IPV4` (bit 2) would be `u32` while `RTE_ETH_RSS_L3_DST_ONLY` (bit 62) is `u64`,
 /// although the fields they go into (`rss_hf`, `offloads`, `ol_flags`) are all `uint64_t`.
 #[derive(Debug)]
 struct FlagWidth;
 
 impl bindgen::callbacks::ParseCallbacks for FlagWidth {
     fn int_macro(&self, name: &str, _value: i64) -> Option<bindgen::callbacks::IntKind> {
-        const U64_FAMILIES: &[&str] = &[
-            "RTE_ETH_RSS_",
-            "RTE_ETH_RX_OFFLOAD_",
-            "RTE_ETH_TX_OFFLOAD_",
-            "RTE_MBUF_F_",
-        ];
+        const U64_FAMILIES: &[&str] = &["RTE_ETH_RSS_", "RTE_ETH_RX_OFFLOAD_", "RTE_MBUF_F_"];
         U64_FAMILIES
             .iter()
             .any(|prefix| name.starts_with(prefix))
             .then_some(bindgen::callbacks::IntKind::U64)
+    }
+}
+
+/// Stops the build unless pkg-config finds DPDK 22.11.x. The code is not version-agnostic:
+/// the bindings name 22.11's ethdev structs and fields, the shim compiles DPDK's inline
+/// fast path and internals (the mempool ops table), and rte documents (and its tests check)
+/// 22.11's behaviour; other releases change some of these, and the build would fail far from
+/// the cause or, worse, succeed and behave differently.
+fn check_dpdk_version() {
+    // A DPDK upgrade changes libdpdk.pc: re-run the check then.
+    if let Some(dir) = pkg_config(&["--variable=pcfiledir", "libdpdk"]).first() {
+        println!("cargo:rerun-if-changed={dir}/libdpdk.pc");
+    }
+    let found = pkg_config(&["--modversion", "libdpdk"]).join(" ");
+    let release: Vec<&str> = found.split('.').take(2).collect();
+    if release.join(".") != EXPECTED_DPDK {
+        panic!(
+            "dpdk-sys: found DPDK {found} (`pkg-config --modversion libdpdk`), but ctfw is \
+             written for DPDK {EXPECTED_DPDK}.x: its bindings, its C shim (which compiles \
+             DPDK's inline fast path and reads the mempool ops table) and the behaviour rte \
+             documents were checked against {EXPECTED_DPDK}, and other releases change them. \
+             Install DPDK {EXPECTED_DPDK} (Debian 12: apt-get install -y libdpdk-dev dpdk), or \
+             point PKG_CONFIG_PATH at a {EXPECTED_DPDK} build; moving to another release means \
+             porting and re-testing dpdk-sys and rte."
+        );
     }
 }
 

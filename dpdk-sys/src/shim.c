@@ -1,6 +1,11 @@
 /* Real symbols for DPDK's static inline functions; see shim.h. */
 #include "shim.h"
 
+const char *ctfw_rte_mempool_ops_name(const struct rte_mempool *mp)
+{
+	return rte_mempool_get_ops(mp->ops_index)->name;
+}
+
 uint16_t ctfw_rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **rx_pkts,
 			       uint16_t nb_pkts)
 {
@@ -18,11 +23,6 @@ struct rte_mbuf *ctfw_rte_pktmbuf_alloc(struct rte_mempool *mp)
 	return rte_pktmbuf_alloc(mp);
 }
 
-int ctfw_rte_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned count)
-{
-	return rte_pktmbuf_alloc_bulk(mp, mbufs, count);
-}
-
 void ctfw_rte_pktmbuf_free(struct rte_mbuf *m)
 {
 	rte_pktmbuf_free(m);
@@ -31,26 +31,6 @@ void ctfw_rte_pktmbuf_free(struct rte_mbuf *m)
 char *ctfw_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len)
 {
 	return rte_pktmbuf_append(m, len);
-}
-
-int ctfw_rte_pktmbuf_trim(struct rte_mbuf *m, uint16_t len)
-{
-	return rte_pktmbuf_trim(m, len);
-}
-
-void ctfw_rte_pktmbuf_reset(struct rte_mbuf *m)
-{
-	rte_pktmbuf_reset(m);
-}
-
-uint16_t ctfw_rte_pktmbuf_headroom(const struct rte_mbuf *m)
-{
-	return rte_pktmbuf_headroom(m);
-}
-
-uint16_t ctfw_rte_pktmbuf_tailroom(const struct rte_mbuf *m)
-{
-	return rte_pktmbuf_tailroom(m);
 }
 
 void *ctfw_rte_pktmbuf_mtod(const struct rte_mbuf *m)
@@ -63,19 +43,9 @@ uint16_t ctfw_rte_mbuf_data_len(const struct rte_mbuf *m)
 	return m->data_len;
 }
 
-void ctfw_rte_mbuf_set_data_len(struct rte_mbuf *m, uint16_t len)
-{
-	m->data_len = len;
-}
-
 uint32_t ctfw_rte_mbuf_pkt_len(const struct rte_mbuf *m)
 {
 	return m->pkt_len;
-}
-
-void ctfw_rte_mbuf_set_pkt_len(struct rte_mbuf *m, uint32_t len)
-{
-	m->pkt_len = len;
 }
 
 uint64_t ctfw_rte_mbuf_ol_flags(const struct rte_mbuf *m)
@@ -83,44 +53,9 @@ uint64_t ctfw_rte_mbuf_ol_flags(const struct rte_mbuf *m)
 	return m->ol_flags;
 }
 
-void ctfw_rte_mbuf_set_ol_flags(struct rte_mbuf *m, uint64_t flags)
-{
-	m->ol_flags = flags;
-}
-
-uint32_t ctfw_rte_mbuf_rss_hash(const struct rte_mbuf *m)
-{
-	return m->hash.rss;
-}
-
-void ctfw_rte_mbuf_set_rss_hash(struct rte_mbuf *m, uint32_t hash)
-{
-	m->hash.rss = hash;
-}
-
 uint16_t ctfw_rte_mbuf_port(const struct rte_mbuf *m)
 {
 	return m->port;
-}
-
-void ctfw_rte_mbuf_set_port(struct rte_mbuf *m, uint16_t port)
-{
-	m->port = port;
-}
-
-uint16_t ctfw_rte_mbuf_nb_segs(const struct rte_mbuf *m)
-{
-	return m->nb_segs;
-}
-
-uint16_t ctfw_rte_mbuf_refcnt(const struct rte_mbuf *m)
-{
-	return rte_mbuf_refcnt_read(m);
-}
-
-struct rte_mempool *ctfw_rte_mbuf_pool(const struct rte_mbuf *m)
-{
-	return m->pool;
 }
 
 unsigned ctfw_rte_ring_enqueue_burst(struct rte_ring *r, void *const *obj_table, unsigned n,
@@ -140,11 +75,6 @@ unsigned ctfw_rte_ring_count(const struct rte_ring *r)
 	return rte_ring_count(r);
 }
 
-unsigned ctfw_rte_ring_free_count(const struct rte_ring *r)
-{
-	return rte_ring_free_count(r);
-}
-
 unsigned ctfw_rte_lcore_id(void)
 {
 	return rte_lcore_id();
@@ -155,17 +85,7 @@ uint64_t ctfw_rte_rdtsc(void)
 	return rte_rdtsc();
 }
 
-void ctfw_rte_prefetch0(const void *p)
-{
-	rte_prefetch0(p);
-}
-
 int ctfw_rte_errno(void)
 {
 	return rte_errno;
-}
-
-void ctfw_rte_set_errno(int value)
-{
-	rte_errno = value;
 }

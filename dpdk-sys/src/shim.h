@@ -2,8 +2,9 @@
  * ctfw DPDK shim: the DPDK headers bindgen reads, plus real (linkable) wrappers for the
  * `static inline` fast-path functions that have no symbol in DPDK's shared libraries.
  *
- * Every wrapper is named `ctfw_<dpdk name>` and does nothing but call the inline function or
- * read/write one field, so its behaviour is exactly DPDK's. Fields of `struct rte_mbuf` are
+ * Every wrapper is named `ctfw_<dpdk name>` (`ctfw_<struct>_<field>` for a field read) and
+ * does nothing but call the inline function or read one field, so its behaviour is exactly
+ * DPDK's. Fields of `struct rte_mbuf` are
  * read here rather than through bindgen's layout because rte_mbuf uses anonymous unions,
  * bitfields and cache-line markers that bindgen renders poorly; C reads them correctly.
  */
@@ -19,11 +20,20 @@
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
-#include <rte_log.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_pool_ops.h>
 #include <rte_mempool.h>
-#include <rte_prefetch.h>
 #include <rte_ring.h>
+
+/**
+ * The name of the mempool ops `mp` runs on (`rte_mempool_get_ops(mp->ops_index)->name`, as
+ * DPDK's own inline get/put look them up), e.g. "ring_mp_mc". The string lives in the
+ * process-wide ops table and stays valid for the life of the process.
+ *
+ * # Safety
+ * `mp` must be a live mempool.
+ */
+const char *ctfw_rte_mempool_ops_name(const struct rte_mempool *mp);
 
 /**
  * `rte_eth_rx_burst`: receive up to `nb_pkts` packets from queue `queue_id` of `port_id` into
@@ -56,15 +66,6 @@ uint16_t ctfw_rte_eth_tx_burst(uint16_t port_id, uint16_t queue_id, struct rte_m
 struct rte_mbuf *ctfw_rte_pktmbuf_alloc(struct rte_mempool *mp);
 
 /**
- * `rte_pktmbuf_alloc_bulk`: `count` reset mbufs into `mbufs`, all or none; 0 on success,
- * -ENOENT when the pool has fewer than `count` free.
- *
- * # Safety
- * `mp` must be a live packet mbuf pool; `mbufs` must be valid for `count` writes.
- */
-int ctfw_rte_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned count);
-
-/**
  * `rte_pktmbuf_free`: return `m` (and its chained segments) to its pool. NULL is a no-op.
  *
  * # Safety
@@ -82,38 +83,6 @@ void ctfw_rte_pktmbuf_free(struct rte_mbuf *m);
 char *ctfw_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 
 /**
- * `rte_pktmbuf_trim`: drop `len` bytes from the end; 0 on success, -1 if the last segment is
- * shorter than `len`.
- *
- * # Safety
- * `m` must be a valid mbuf the caller owns exclusively.
- */
-int ctfw_rte_pktmbuf_trim(struct rte_mbuf *m, uint16_t len);
-
-/**
- * `rte_pktmbuf_reset`: make `m` an empty single-segment packet with default headroom.
- *
- * # Safety
- * `m` must be a valid single-segment mbuf the caller owns exclusively.
- */
-void ctfw_rte_pktmbuf_reset(struct rte_mbuf *m);
-
-/**
- * `rte_pktmbuf_headroom` / `rte_pktmbuf_tailroom`: free bytes before / after the data.
- *
- * # Safety
- * `m` must be a valid mbuf.
- */
-uint16_t ctfw_rte_pktmbuf_headroom(const struct rte_mbuf *m);
-/**
- * See `ctfw_rte_pktmbuf_headroom`.
- *
- * # Safety
- * `m` must be a valid mbuf.
- */
-uint16_t ctfw_rte_pktmbuf_tailroom(const struct rte_mbuf *m);
-
-/**
  * `rte_pktmbuf_mtod(m, void *)`: the start of the first segment's data (`data_len` bytes).
  *
  * # Safety
@@ -122,21 +91,13 @@ uint16_t ctfw_rte_pktmbuf_tailroom(const struct rte_mbuf *m);
 void *ctfw_rte_pktmbuf_mtod(const struct rte_mbuf *m);
 
 /**
- * Field getters and setters of `struct rte_mbuf`: `data_len` (bytes in this segment),
- * `pkt_len` (bytes in all segments), `ol_flags` (`RTE_MBUF_F_*`), `hash.rss` (valid when
- * `RTE_MBUF_F_RX_RSS_HASH` is set), `port` (input port), `nb_segs`, the reference count and
- * the pool the mbuf came from.
+ * Field getters of `struct rte_mbuf`: `data_len` (bytes in this segment), `pkt_len` (bytes
+ * in all segments), `ol_flags` (`RTE_MBUF_F_*`) and `port` (input port).
  *
  * # Safety
- * `m` must be a valid mbuf; setters need exclusive access, and a setter of a length must keep
- * it within the buffer (`data_len` <= tailroom + data_len, `pkt_len` = sum of `data_len`).
+ * `m` must be a valid mbuf.
  */
 uint16_t ctfw_rte_mbuf_data_len(const struct rte_mbuf *m);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-void ctfw_rte_mbuf_set_data_len(struct rte_mbuf *m, uint16_t len);
 /** See `ctfw_rte_mbuf_data_len`.
  *
  * # Safety
@@ -146,52 +107,12 @@ uint32_t ctfw_rte_mbuf_pkt_len(const struct rte_mbuf *m);
  *
  * # Safety
  * See `ctfw_rte_mbuf_data_len`. */
-void ctfw_rte_mbuf_set_pkt_len(struct rte_mbuf *m, uint32_t len);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
 uint64_t ctfw_rte_mbuf_ol_flags(const struct rte_mbuf *m);
 /** See `ctfw_rte_mbuf_data_len`.
  *
  * # Safety
  * See `ctfw_rte_mbuf_data_len`. */
-void ctfw_rte_mbuf_set_ol_flags(struct rte_mbuf *m, uint64_t flags);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-uint32_t ctfw_rte_mbuf_rss_hash(const struct rte_mbuf *m);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-void ctfw_rte_mbuf_set_rss_hash(struct rte_mbuf *m, uint32_t hash);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
 uint16_t ctfw_rte_mbuf_port(const struct rte_mbuf *m);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-void ctfw_rte_mbuf_set_port(struct rte_mbuf *m, uint16_t port);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-uint16_t ctfw_rte_mbuf_nb_segs(const struct rte_mbuf *m);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-uint16_t ctfw_rte_mbuf_refcnt(const struct rte_mbuf *m);
-/** See `ctfw_rte_mbuf_data_len`.
- *
- * # Safety
- * See `ctfw_rte_mbuf_data_len`. */
-struct rte_mempool *ctfw_rte_mbuf_pool(const struct rte_mbuf *m);
 
 /**
  * `rte_ring_enqueue_burst`: enqueue up to `n` pointers, return how many went in; the ring's
@@ -216,17 +137,12 @@ unsigned ctfw_rte_ring_dequeue_burst(struct rte_ring *r, void **obj_table, unsig
 				     unsigned *available);
 
 /**
- * `rte_ring_count` / `rte_ring_free_count`: entries used / free (a snapshot).
+ * `rte_ring_count`: entries in the ring (a snapshot).
  *
  * # Safety
  * `r` must be a live ring.
  */
 unsigned ctfw_rte_ring_count(const struct rte_ring *r);
-/** See `ctfw_rte_ring_count`.
- *
- * # Safety
- * `r` must be a live ring. */
-unsigned ctfw_rte_ring_free_count(const struct rte_ring *r);
 
 /**
  * `rte_lcore_id`: the calling thread's lcore id, `LCORE_ID_ANY` on non-EAL threads.
@@ -245,24 +161,11 @@ unsigned ctfw_rte_lcore_id(void);
 uint64_t ctfw_rte_rdtsc(void);
 
 /**
- * `rte_prefetch0`: hint the cache line holding `p` into all cache levels.
+ * `rte_errno`: the calling thread's DPDK error number.
  *
  * # Safety
- * None beyond FFI: a prefetch never faults, whatever `p` is.
- */
-void ctfw_rte_prefetch0(const void *p);
-
-/**
- * `rte_errno`: the calling thread's DPDK error number (read / write).
- *
- * # Safety
- * None beyond FFI: reads or writes a thread-local.
+ * None beyond FFI: reads a thread-local.
  */
 int ctfw_rte_errno(void);
-/** See `ctfw_rte_errno`.
- *
- * # Safety
- * None beyond FFI. */
-void ctfw_rte_set_errno(int value);
 
 #endif /* CTFW_DPDK_SHIM_H */

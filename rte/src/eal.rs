@@ -9,7 +9,9 @@
 //!   skipped if a mempool had to be leaked (mbufs still out), because those mbufs would then
 //!   point into unmapped memory.
 //! - A closure launched on a worker lcore is waited for before its [`LaunchHandle`] goes away,
-//!   and panics are caught on the worker so they never unwind into DPDK's C code.
+//!   and never unwinds into DPDK's C code: under `panic = "unwind"` its panic is caught on the
+//!   worker and returned by [`LaunchHandle::join`]; under `panic = "abort"` (ctfw's release
+//!   profile) a panic aborts the process before anything could unwind.
 
 use std::ffi::{CString, c_int, c_void};
 use std::marker::PhantomData;
@@ -89,15 +91,9 @@ impl Eal {
         })
     }
 
-    /// Number of enabled lcores, main included.
-    pub fn lcore_count(&self) -> u32 {
-        // SAFETY: reads EAL configuration, valid after init (which `self` proves).
-        unsafe { sys::rte_lcore_count() }
-    }
-
     /// The main lcore: the thread that called [`Eal::init`].
     pub fn main_lcore(&self) -> u32 {
-        // SAFETY: as for lcore_count.
+        // SAFETY: reads EAL configuration, valid after init (which `self` proves).
         unsafe { sys::rte_get_main_lcore() }
     }
 
@@ -106,7 +102,7 @@ impl Eal {
         let mut workers = Vec::new();
         let mut lcore = u32::MAX; // rte_get_next_lcore starts from i + 1, wrapping -1 to 0.
         loop {
-            // SAFETY: as for lcore_count; skip_main = 1, wrap = 0, so it returns
+            // SAFETY: as for main_lcore; skip_main = 1, wrap = 0, so it returns
             // RTE_MAX_LCORE once past the last enabled lcore.
             lcore = unsafe { sys::rte_get_next_lcore(lcore, 1, 0) };
             if lcore >= sys::RTE_MAX_LCORE {
@@ -116,23 +112,6 @@ impl Eal {
         }
     }
 
-    /// The NUMA socket of `lcore`.
-    pub fn lcore_socket(&self, lcore: u32) -> Result<u32, RteError> {
-        self.check_lcore(lcore)?;
-        // SAFETY: lcore < RTE_MAX_LCORE, checked above, as the function requires.
-        Ok(unsafe { sys::rte_lcore_to_socket_id(lcore) })
-    }
-
-    /// The NUMA socket ids DPDK detected.
-    pub fn socket_ids(&self) -> Vec<i32> {
-        // SAFETY: reads EAL configuration, valid after init.
-        let count = unsafe { sys::rte_socket_count() };
-        // SAFETY: idx < rte_socket_count(), so the lookup cannot fail.
-        (0..count)
-            .map(|idx| unsafe { sys::rte_socket_id_by_idx(idx) })
-            .collect()
-    }
-
     /// TSC cycles per second.
     pub fn tsc_hz(&self) -> u64 {
         crate::tsc_hz()
@@ -140,7 +119,9 @@ impl Eal {
 
     /// Runs `f` on worker lcore `lcore` (`rte_eal_remote_launch`) and returns a handle to
     /// join it. Must be called on the main lcore; the lcore must be an enabled worker that
-    /// is idle (`Busy` otherwise). A panic in `f` is caught and returned by `join`.
+    /// is idle (`Busy` otherwise). Under `panic = "unwind"` a panic in `f` is caught and
+    /// returned by `join`; under `panic = "abort"` (ctfw's release profile) it aborts the
+    /// process.
     pub fn launch<F, T>(&self, lcore: u32, f: F) -> Result<LaunchHandle<T>, RteError>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -210,7 +191,9 @@ unsafe extern "C" fn trampoline<T>(arg: *mut c_void) -> c_int {
     // is a release/acquire pair in DPDK), so this is the only reference.
     let slot = unsafe { &mut *arg.cast::<Slot<T>>() };
     if let Some(f) = slot.f.take() {
-        // Unwinding out of an extern "C" fn would abort; catch it and hand it to join().
+        // Under panic = "unwind", a panic unwinding out of this extern "C" fn would abort the
+        // process inside DPDK; catch it and hand it to join() instead. Under panic = "abort"
+        // the process aborts at the panic and this never returns Err.
         slot.result = Some(catch_unwind(AssertUnwindSafe(f)));
     }
     0
@@ -228,12 +211,9 @@ pub struct LaunchHandle<T> {
 }
 
 impl<T> LaunchHandle<T> {
-    /// The lcore the closure runs on.
-    pub fn lcore(&self) -> u32 {
-        self.lcore
-    }
-
-    /// Waits for the closure and returns its value, or the panic payload if it panicked.
+    /// Waits for the closure and returns its value, or the panic payload if it panicked
+    /// (possible only under `panic = "unwind"`; under `panic = "abort"` a panic has already
+    /// aborted the process).
     pub fn join(mut self) -> std::thread::Result<T> {
         match self.wait() {
             Some(mut slot) => slot

@@ -29,9 +29,25 @@ pub enum RteError {
     /// A resource is held elsewhere (a port claimed twice, a queue handed out, ...).
     #[error("busy: {0}")]
     Busy(String),
-    /// A pool or buffer ran out (no free mbuf, not enough tailroom, ...).
+    /// A pool or buffer ran out (no free mbuf, bytes that do not fit in one mbuf).
     #[error("exhausted: {0}")]
     Exhausted(String),
+    /// A mempool was created on mempool ops other than DPDK's default multi-producer /
+    /// multi-consumer ring ("ring_mp_mc"), which `rte`'s thread-safety argument needs (see
+    /// [`Mempool::pktmbuf`](crate::Mempool::pktmbuf)). The pool was freed again.
+    #[error(
+        "mempool {pool} was created on mempool ops {ops:?}, {cause}; rte needs \"ring_mp_mc\" \
+         (multi-producer/multi-consumer), because mbufs are allocated and freed on several \
+         lcores at once"
+    )]
+    MempoolOps {
+        /// The pool's name.
+        pool: String,
+        /// The ops DPDK created it with, e.g. "ring_sp_sc".
+        ops: String,
+        /// Where they came from and what to do, e.g. the EAL option that chose them.
+        cause: String,
+    },
     /// A call DPDK allows only on the main lcore was made from another thread.
     #[error("{0} must be called on the main lcore (the thread that ran Eal::init)")]
     NotMainLcore(&'static str),

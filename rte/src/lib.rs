@@ -11,11 +11,18 @@
 //! - **Pools outlive packets.** Ports keep their [`Mempool`] alive; a pool whose last
 //!   handle goes while its mbufs are still out is leaked rather than freed
 //!   ([`leaked_pools`] counts them; the EAL is then not cleaned up).
-//! - **One poller per queue.** A [`Port`] has a single owner; [`PortQueue`]s hand queue pairs
-//!   to workers, and the port cannot be reconfigured or stopped while they are out.
-//!   Single-producer/consumer rings come as separate [`RingProducer`]/[`RingConsumer`] ends.
-//! - **No unwinding into C.** Closures run on worker lcores via [`Eal::launch`] have their
-//!   panics caught and returned by [`LaunchHandle::join`].
+//! - **Pools are multi-producer/multi-consumer.** [`Mempool::pktmbuf`] refuses a pool whose
+//!   mempool ops are not DPDK's default "ring_mp_mc" (the EAL option `--mbuf-pool-ops-name`
+//!   can choose others); the `Send`/`Sync` of pools and the `Send` of mbufs rest on that.
+//! - **One poller per queue.** A [`Port`] has a single owner; [`RxQueue`]s and [`TxQueue`]s
+//!   hand its queues to workers one claim each, and the port cannot be reconfigured or
+//!   stopped while they are out.
+//! - **No unwinding into C.** A closure run on a worker lcore via [`Eal::launch`] never
+//!   unwinds into DPDK's C frames. Under `panic = "unwind"` (tests, debug builds) its panic is
+//!   caught on the worker and comes back through [`LaunchHandle::join`] instead of aborting
+//!   inside DPDK. ctfw's release profile sets `panic = "abort"`: there a worker panic aborts
+//!   the whole process (SIGABRT) where it happens, `join` never returns it, and the service
+//!   manager restarts ctfw.
 //!
 //! # DPDK behaviour worth knowing (22.11, Debian)
 //! - `rte_eal_init` cannot be repeated in a process, not even after a failure or
@@ -49,8 +56,8 @@ pub use eal::{Eal, LaunchHandle, leaked_pools};
 pub use error::RteError;
 pub use mbuf::{CksumStatus, Drain, Mbuf, MbufBurst};
 pub use mempool::Mempool;
-pub use port::{DevInfo, Link, Port, PortConf, PortQueue, PortStats, RssConf, RxQueue, TxQueue};
-pub use ring::{Ring, RingConsumer, RingProducer};
+pub use port::{DevInfo, Port, PortConf, PortStats, RssConf, RxQueue, TxQueue};
+pub use ring::Ring;
 
 pub use dpdk_sys as sys;
 
@@ -69,23 +76,10 @@ pub fn tsc_hz() -> u64 {
     unsafe { dpdk_sys::rte_get_tsc_hz() }
 }
 
-/// Hints the cache line holding `value` into all cache levels (`rte_prefetch0`).
-#[inline]
-pub fn prefetch0<T>(value: &T) {
-    // SAFETY: a prefetch never faults, and `value` is a valid reference anyway.
-    unsafe { dpdk_sys::ctfw_rte_prefetch0(std::ptr::from_ref(value).cast()) }
-}
-
 /// The calling thread's lcore id; `None` on threads the EAL did not create.
 #[inline]
 pub fn lcore_id() -> Option<u32> {
     // SAFETY: reads the calling thread's lcore id thread-local.
     let id = unsafe { dpdk_sys::ctfw_rte_lcore_id() };
     (id != LCORE_ID_ANY).then_some(id)
-}
-
-/// The calling thread's NUMA socket; `SOCKET_ID_ANY` (-1) on non-EAL threads.
-pub fn socket_id() -> i32 {
-    // SAFETY: reads the calling thread's socket id thread-local.
-    unsafe { dpdk_sys::rte_socket_id() as i32 }
 }

@@ -2,8 +2,7 @@
 //!
 //! Ownership rules (the point of this module):
 //! - An [`Mbuf`] is the only reference to its `rte_mbuf` and frees it on `Drop`. `rte` never
-//!   clones or attaches mbufs, so the reference count of an `Mbuf` is always 1 and
-//!   [`Mbuf::data_mut`] is exclusive.
+//!   clones or attaches mbufs, so the reference count of an `Mbuf` is always 1.
 //! - An [`MbufBurst`] owns exactly its first `len` slots. Anything that gives mbufs away
 //!   (TX, ring enqueue) takes them from the front and the burst forgets exactly those; what
 //!   was not taken stays owned by the burst. Anything that receives (RX, ring dequeue) fills
@@ -11,7 +10,8 @@
 //!   can do is `mem::forget`, which leaks.
 //! - Mbufs never keep their pool alive; see [`Mempool`](crate::Mempool) for why that is safe.
 //!
-//! Multi-segment mbufs: [`Mbuf::data`] is the first segment only; [`Mbuf::nb_segs`] tells.
+//! Multi-segment mbufs: [`Mbuf::data`] is the first segment only; [`Mbuf::pkt_len`] is the
+//! length of the whole packet.
 
 use std::fmt;
 use std::mem::MaybeUninit;
@@ -26,8 +26,11 @@ use crate::{Mempool, RteError};
 #[repr(transparent)]
 pub struct Mbuf(NonNull<sys::rte_mbuf>);
 
-// SAFETY: an Mbuf is the sole reference to its rte_mbuf, and returning an mbuf to its pool is
-// allowed from any thread (mempool ops are multi-producer; non-EAL threads bypass the cache).
+// SAFETY: an Mbuf is the sole reference to its rte_mbuf, and it comes from a Mempool (allocated
+// from one, or received on an RX queue set up with one). Mempool::pktmbuf checked that the
+// pool's ops are "ring_mp_mc", multi-producer/multi-consumer, so returning the mbuf to its pool
+// is allowed from any thread (non-EAL threads bypass the per-lcore cache); without that check
+// this would not hold.
 unsafe impl Send for Mbuf {}
 
 /// What the NIC found when it checked a checksum (`RTE_MBUF_F_RX_{IP,L4}_CKSUM_*`).
@@ -46,7 +49,7 @@ pub enum CksumStatus {
 
 impl CksumStatus {
     /// Decodes the IP checksum status from `ol_flags`.
-    pub fn ip_from_ol_flags(ol_flags: u64) -> CksumStatus {
+    fn ip_from_ol_flags(ol_flags: u64) -> CksumStatus {
         Self::decode(
             ol_flags & sys::RTE_MBUF_F_RX_IP_CKSUM_MASK,
             sys::RTE_MBUF_F_RX_IP_CKSUM_BAD,
@@ -55,7 +58,7 @@ impl CksumStatus {
     }
 
     /// Decodes the L4 (TCP/UDP/SCTP) checksum status from `ol_flags`.
-    pub fn l4_from_ol_flags(ol_flags: u64) -> CksumStatus {
+    fn l4_from_ol_flags(ol_flags: u64) -> CksumStatus {
         Self::decode(
             ol_flags & sys::RTE_MBUF_F_RX_L4_CKSUM_MASK,
             sys::RTE_MBUF_F_RX_L4_CKSUM_BAD,
@@ -75,40 +78,31 @@ impl CksumStatus {
 }
 
 impl Mbuf {
-    /// Allocates an empty mbuf (zero length, default headroom); `None` if the pool is empty.
-    pub fn alloc(pool: &Mempool) -> Option<Mbuf> {
+    /// Allocates an mbuf holding a copy of `bytes` in one segment (for tests and packet
+    /// generators). Fails if the pool has no free mbuf or `bytes` does not fit in one
+    /// mbuf's data room.
+    pub fn from_slice(pool: &Mempool, bytes: &[u8]) -> Result<Mbuf, RteError> {
         // SAFETY: the pool is a live pktmbuf pool while the handle exists.
         let ptr = unsafe { sys::ctfw_rte_pktmbuf_alloc(pool.as_ptr()) };
-        NonNull::new(ptr).map(Mbuf)
-    }
-
-    /// Allocates an mbuf holding a copy of `bytes` (for tests and packet generators).
-    pub fn from_slice(pool: &Mempool, bytes: &[u8]) -> Result<Mbuf, RteError> {
-        let mut mbuf = Mbuf::alloc(pool)
+        let mbuf = NonNull::new(ptr)
+            .map(Mbuf)
             .ok_or_else(|| RteError::Exhausted(format!("no free mbuf in pool {}", pool.name())))?;
-        mbuf.extend_from_slice(bytes)?;
+        let too_big = || {
+            RteError::Exhausted(format!(
+                "{} bytes do not fit in one mbuf of pool {}",
+                bytes.len(),
+                pool.name()
+            ))
+        };
+        let len = u16::try_from(bytes.len()).map_err(|_| too_big())?;
+        // SAFETY: valid mbuf, exclusively owned; append checks the tailroom itself and
+        // returns NULL, changing nothing, when it is too small.
+        let dst = unsafe { sys::ctfw_rte_pktmbuf_append(mbuf.0.as_ptr(), len) };
+        let dst = NonNull::new(dst.cast::<u8>()).ok_or_else(too_big)?;
+        // SAFETY: append returned `len` writable bytes inside the buffer, which nothing else
+        // refers to; `bytes` is a separate Rust slice, so they do not overlap.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), dst.as_ptr(), bytes.len()) };
         Ok(mbuf)
-    }
-
-    /// Takes ownership of a raw mbuf.
-    ///
-    /// # Safety
-    /// `ptr` must be a valid mbuf that the caller owns (nobody else will free or use it),
-    /// with reference count 1, whose pool outlives it as [`Mempool`] describes.
-    pub unsafe fn from_raw(ptr: NonNull<sys::rte_mbuf>) -> Mbuf {
-        Mbuf(ptr)
-    }
-
-    /// Gives up ownership without freeing; the caller must free or re-wrap the pointer.
-    pub fn into_raw(self) -> NonNull<sys::rte_mbuf> {
-        let ptr = self.0;
-        std::mem::forget(self);
-        ptr
-    }
-
-    /// The raw mbuf, valid while `self` lives; for DPDK calls `rte` does not wrap.
-    pub fn as_ptr(&self) -> *mut sys::rte_mbuf {
-        self.0.as_ptr()
     }
 
     /// The packet bytes of the first segment.
@@ -117,13 +111,6 @@ impl Mbuf {
         // SAFETY: DPDK keeps data_off + data_len within the buffer, so ptr..ptr+len is
         // readable; `&self` keeps the mbuf alive and (sole owner) unchanged meanwhile.
         unsafe { slice::from_raw_parts(ptr, len) }
-    }
-
-    /// The packet bytes of the first segment, writable.
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        let (ptr, len) = self.raw_data();
-        // SAFETY: as for data(); `&mut self` and reference count 1 make the access exclusive.
-        unsafe { slice::from_raw_parts_mut(ptr, len) }
     }
 
     fn raw_data(&self) -> (*mut u8, usize) {
@@ -154,51 +141,16 @@ impl Mbuf {
         unsafe { sys::ctfw_rte_mbuf_pkt_len(self.0.as_ptr()) }
     }
 
-    /// Number of segments.
-    pub fn nb_segs(&self) -> u16 {
-        // SAFETY: valid mbuf (type invariant); reads a field.
-        unsafe { sys::ctfw_rte_mbuf_nb_segs(self.0.as_ptr()) }
-    }
-
-    /// Free bytes after the data of the last segment.
-    pub fn tailroom(&self) -> usize {
-        // SAFETY: valid mbuf (type invariant); reads fields.
-        usize::from(unsafe { sys::ctfw_rte_pktmbuf_tailroom(self.0.as_ptr()) })
-    }
-
     /// The input port set by the driver on RX.
     pub fn port(&self) -> u16 {
         // SAFETY: valid mbuf (type invariant); reads a field.
         unsafe { sys::ctfw_rte_mbuf_port(self.0.as_ptr()) }
     }
 
-    /// Sets the port field (e.g. for mbufs built in software).
-    pub fn set_port(&mut self, port: u16) {
-        // SAFETY: valid mbuf, exclusively owned; writes a plain field.
-        unsafe { sys::ctfw_rte_mbuf_set_port(self.0.as_ptr(), port) }
-    }
-
     /// The offload flags (`RTE_MBUF_F_*`).
-    pub fn ol_flags(&self) -> u64 {
+    fn ol_flags(&self) -> u64 {
         // SAFETY: valid mbuf (type invariant); reads a field.
         unsafe { sys::ctfw_rte_mbuf_ol_flags(self.0.as_ptr()) }
-    }
-
-    /// The RSS hash the NIC computed, if it set `RTE_MBUF_F_RX_RSS_HASH`.
-    pub fn rss_hash(&self) -> Option<u32> {
-        (self.ol_flags() & sys::RTE_MBUF_F_RX_RSS_HASH != 0)
-            // SAFETY: valid mbuf (type invariant); reads a field, meaningful under this flag.
-            .then(|| unsafe { sys::ctfw_rte_mbuf_rss_hash(self.0.as_ptr()) })
-    }
-
-    /// Sets the RSS hash and its flag (software RSS, tests).
-    pub fn set_rss_hash(&mut self, hash: u32) {
-        let flags = self.ol_flags() | sys::RTE_MBUF_F_RX_RSS_HASH;
-        // SAFETY: valid mbuf, exclusively owned; writes plain fields.
-        unsafe {
-            sys::ctfw_rte_mbuf_set_rss_hash(self.0.as_ptr(), hash);
-            sys::ctfw_rte_mbuf_set_ol_flags(self.0.as_ptr(), flags);
-        }
     }
 
     /// IP header checksum status reported by the NIC.
@@ -209,31 +161,6 @@ impl Mbuf {
     /// L4 checksum status reported by the NIC.
     pub fn l4_cksum(&self) -> CksumStatus {
         CksumStatus::l4_from_ol_flags(self.ol_flags())
-    }
-
-    /// Appends `len` zeroed bytes and returns them; `None` (nothing changed) if the tailroom
-    /// is too small.
-    pub fn append(&mut self, len: usize) -> Option<&mut [u8]> {
-        let len16 = u16::try_from(len).ok()?;
-        // SAFETY: valid mbuf, exclusively owned; append checks the tailroom itself.
-        let ptr = unsafe { sys::ctfw_rte_pktmbuf_append(self.0.as_ptr(), len16) };
-        let ptr = NonNull::new(ptr.cast::<u8>())?;
-        // SAFETY: append returned len writable bytes inside the buffer, ours via &mut self;
-        // they are zeroed before a slice is made so no uninitialised byte is exposed.
-        unsafe {
-            ptr::write_bytes(ptr.as_ptr(), 0, len);
-            Some(slice::from_raw_parts_mut(ptr.as_ptr(), len))
-        }
-    }
-
-    /// Appends a copy of `bytes`; fails (nothing changed) if the tailroom is too small.
-    pub fn extend_from_slice(&mut self, bytes: &[u8]) -> Result<(), RteError> {
-        let tailroom = self.tailroom();
-        let dst = self.append(bytes.len()).ok_or_else(|| {
-            RteError::Exhausted(format!("mbuf tailroom {tailroom} < {} bytes", bytes.len()))
-        })?;
-        dst.copy_from_slice(bytes);
-        Ok(())
     }
 }
 
@@ -301,20 +228,9 @@ impl<const N: usize> MbufBurst<N> {
         unsafe { slice::from_raw_parts(self.bufs.as_ptr().cast::<Mbuf>(), self.len) }
     }
 
-    /// The held mbufs, mutably (swapping or replacing them keeps ownership intact).
-    pub fn as_mut_slice(&mut self) -> &mut [Mbuf] {
-        // SAFETY: as for as_slice, with exclusive access through &mut self.
-        unsafe { slice::from_raw_parts_mut(self.bufs.as_mut_ptr().cast::<Mbuf>(), self.len) }
-    }
-
     /// Iterates over the held mbufs.
     pub fn iter(&self) -> slice::Iter<'_, Mbuf> {
         self.as_slice().iter()
-    }
-
-    /// Iterates mutably over the held mbufs.
-    pub fn iter_mut(&mut self) -> slice::IterMut<'_, Mbuf> {
-        self.as_mut_slice().iter_mut()
     }
 
     /// Appends `mbuf`, or gives it back if the burst is full.
@@ -325,13 +241,6 @@ impl<const N: usize> MbufBurst<N> {
         self.bufs[self.len].write(mbuf);
         self.len += 1;
         Ok(())
-    }
-
-    /// Removes and returns the last mbuf.
-    pub fn pop(&mut self) -> Option<Mbuf> {
-        self.len = self.len.checked_sub(1)?;
-        // SAFETY: slot len was initialised and is now outside bufs[..len]: moved out once.
-        Some(unsafe { self.bufs[self.len].assume_init_read() })
     }
 
     /// Removes and returns the mbuf at `index`, keeping the order of the rest.
@@ -374,23 +283,9 @@ impl<const N: usize> MbufBurst<N> {
     }
 
     /// The storage as the `struct rte_mbuf **` array DPDK burst functions take.
-    pub fn as_mut_ptr(&mut self) -> *mut *mut sys::rte_mbuf {
-        self.raw_ptr()
-    }
-
     fn raw_ptr(&mut self) -> *mut *mut sys::rte_mbuf {
         // Mbuf is a transparent NonNull<rte_mbuf>, which has the layout of *mut rte_mbuf.
         self.bufs.as_mut_ptr().cast()
-    }
-
-    /// Sets the number of held mbufs after raw code wrote into [`as_mut_ptr`](Self::as_mut_ptr).
-    ///
-    /// # Safety
-    /// `len <= N`, and slots `..len` must hold valid mbufs owned by this burst (the ones
-    /// already held, plus new ones the caller transfers ownership of).
-    pub unsafe fn set_len(&mut self, len: usize) {
-        debug_assert!(len <= N);
-        self.len = len;
     }
 
     /// Forgets the first `count` mbufs without freeing them, sliding the rest to the front.
@@ -398,7 +293,7 @@ impl<const N: usize> MbufBurst<N> {
     /// # Safety
     /// `count <= len`, and ownership of those mbufs must have passed elsewhere (e.g. a
     /// driver accepted them for transmission).
-    pub unsafe fn forget_front(&mut self, count: usize) {
+    unsafe fn forget_front(&mut self, count: usize) {
         debug_assert!(count <= self.len);
         let base = self.bufs.as_mut_ptr();
         // SAFETY: bufs[count..len] are initialised; moving them to the front (overlap
@@ -572,7 +467,7 @@ mod tests {
         let mut burst = MbufBurst::<32>::new();
         assert!(burst.is_empty() && !burst.is_full());
         assert_eq!(burst.capacity(), 32);
-        assert!(burst.pop().is_none() && burst.take(0).is_none());
+        assert!(burst.take(0).is_none());
         assert_eq!(burst.drain().count(), 0);
         assert_eq!(
             std::mem::size_of::<Mbuf>(),

@@ -1,14 +1,16 @@
-//! `Port`: an ethdev port (configure, start, stats, RSS) and `PortQueue`, a claimed queue
-//! pair for a worker's data path.
+//! `Port`: an ethdev port (configure, start, stats, RSS), and [`RxQueue`] / [`TxQueue`], the
+//! claimed queues its data path runs on.
 //!
 //! Invariants:
 //! - At most one `Port` exists per port id in the process (a global claim), because ethdev's
 //!   control functions are not thread-safe.
 //! - A data-path call only ever names a queue that was set up (DPDK does not range-check
-//!   queue ids on the fast path and would index out of bounds).
-//! - No queue is polled from two threads: a [`PortQueue`] claims its queue id, and the
-//!   `Port`'s own `rx_burst`/`tx_burst` refuse claimed queues.
-//! - Reconfiguring, starting, stopping or closing needs every `PortQueue` back (they hold a
+//!   queue ids on the fast path and would index out of bounds): the queue handles check the
+//!   id when they are claimed.
+//! - No queue is polled from two threads: an [`RxQueue`] or [`TxQueue`] claims its queue id
+//!   (a second claim is refused), is `Send` but not `Sync`, and polls through `&mut self`.
+//!   The `Port` itself has no data-path calls.
+//! - Reconfiguring, starting, stopping or closing needs every queue handle back (they hold a
 //!   shared reference that `Arc::get_mut` detects), so the device never changes under a
 //!   polling worker.
 //! - Every mempool given to `configure` is kept until the port is closed: RX queues allocate
@@ -19,7 +21,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString};
 use std::marker::PhantomData;
 use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -93,17 +95,6 @@ pub struct DevInfo {
     pub max_mtu: u16,
 }
 
-/// Link state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Link {
-    /// Link up.
-    pub up: bool,
-    /// Speed in Mbit/s (`RTE_ETH_SPEED_NUM_*`; 0 when unknown).
-    pub speed_mbps: u32,
-    /// Full duplex.
-    pub full_duplex: bool,
-}
-
 /// Basic port counters (`rte_eth_stats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortStats {
@@ -139,9 +130,9 @@ struct PortShared {
     started: bool,
     rx_queues: u16,
     tx_queues: u16,
-    /// RX queue ids held by a `PortQueue` or `RxQueue` (index = queue id).
+    /// RX queue ids held by an `RxQueue` (index = queue id).
     rx_claimed: Mutex<Vec<bool>>,
-    /// TX queue ids held by a `PortQueue` or `TxQueue` (index = queue id).
+    /// TX queue ids held by a `TxQueue` (index = queue id).
     tx_claimed: Mutex<Vec<bool>>,
     /// Every pool an RX queue of this port was set up with.
     pools: Vec<Mempool>,
@@ -193,15 +184,6 @@ impl Port {
         self.shared.id
     }
 
-    /// The device name.
-    pub fn name(&self) -> Result<String, RteError> {
-        let mut buf = [0 as c_char; sys::RTE_ETH_NAME_MAX_LEN as usize];
-        // SAFETY: buf has the RTE_ETH_NAME_MAX_LEN bytes the function requires.
-        let ret = unsafe { sys::rte_eth_dev_get_name_by_port(self.id(), buf.as_mut_ptr()) };
-        RteError::check("rte_eth_dev_get_name_by_port", ret)?;
-        Ok(c_chars_to_string(&buf))
-    }
-
     /// Device capabilities.
     pub fn dev_info(&self) -> Result<DevInfo, RteError> {
         let info = self.raw_dev_info()?;
@@ -241,7 +223,7 @@ impl Port {
     /// capabilities (RSS is turned off if no requested flow type is supported), descriptor
     /// counts are adjusted to its limits, and when RSS is on and the device can report the
     /// hash, `RTE_ETH_RX_OFFLOAD_RSS_HASH` is added. Errors: queue counts out of range, an
-    /// RSS key of the wrong length, a started port, `PortQueue`s still out, DPDK failures.
+    /// RSS key of the wrong length, a started port, queue handles still out, DPDK failures.
     pub fn configure(&mut self, conf: &PortConf, pool: &Mempool) -> Result<PortConf, RteError> {
         let info = self.raw_dev_info()?;
         let id = self.id();
@@ -373,7 +355,7 @@ impl Port {
         Ok(())
     }
 
-    /// Stops the port; every [`PortQueue`] must have been dropped.
+    /// Stops the port; every [`RxQueue`] and [`TxQueue`] must have been dropped.
     pub fn stop(&mut self) -> Result<(), RteError> {
         let id = self.id();
         let shared = self.exclusive("stop")?;
@@ -416,19 +398,6 @@ impl Port {
         RteError::check("rte_eth_promiscuous_enable/disable", ret).map(drop)
     }
 
-    /// Link state, without waiting for negotiation.
-    pub fn link(&self) -> Result<Link, RteError> {
-        let mut link = sys::rte_eth_link::default();
-        // SAFETY: valid out-pointer.
-        let ret = unsafe { sys::rte_eth_link_get_nowait(self.id(), &mut link) };
-        RteError::check("rte_eth_link_get_nowait", ret)?;
-        Ok(Link {
-            up: link.link_status() == 1,
-            speed_mbps: link.link_speed,
-            full_duplex: link.link_duplex() == 1,
-        })
-    }
-
     /// Basic counters.
     pub fn stats(&self) -> Result<PortStats, RteError> {
         let mut s = sys::rte_eth_stats::default();
@@ -445,36 +414,6 @@ impl Port {
             oerrors: s.oerrors,
             rx_nombuf: s.rx_nombuf,
         })
-    }
-
-    /// Extended counters as `(name, value)`, in the device's order.
-    pub fn xstats(&self) -> Result<Vec<(String, u64)>, RteError> {
-        let id = self.id();
-        // SAFETY: NULL with size 0 asks for the count only.
-        let count = unsafe { sys::rte_eth_xstats_get_names(id, ptr::null_mut(), 0) };
-        let count = RteError::check("rte_eth_xstats_get_names", count)? as u32;
-        let mut names = vec![sys::rte_eth_xstat_name::default(); count as usize];
-        // SAFETY: names has room for `count` entries.
-        let got = unsafe { sys::rte_eth_xstats_get_names(id, names.as_mut_ptr(), count) };
-        let got = RteError::check("rte_eth_xstats_get_names", got)? as u32;
-        let mut values = vec![sys::rte_eth_xstat::default(); count as usize];
-        // SAFETY: values has room for `count` entries.
-        let got_values = unsafe { sys::rte_eth_xstats_get(id, values.as_mut_ptr(), count) };
-        let got_values = RteError::check("rte_eth_xstats_get", got_values)? as u32;
-        if got > count || got_values > count {
-            return Err(RteError::Busy(format!(
-                "port {id}: xstats changed while being read"
-            )));
-        }
-        names.truncate(got as usize);
-        values.truncate(got_values as usize);
-        Ok(values
-            .iter()
-            .filter_map(|v| {
-                let name = names.get(usize::try_from(v.id).ok()?)?;
-                Some((c_chars_to_string(&name.name), v.value))
-            })
-            .collect())
     }
 
     /// The RSS key and flow types the device is using now (`rte_eth_dev_rss_hash_conf_get`).
@@ -500,60 +439,9 @@ impl Port {
         })
     }
 
-    /// Receives into the free room of `burst` from `queue`; returns how many arrived.
-    /// Fails if the queue was not set up or is held by a [`PortQueue`].
-    pub fn rx_burst<const N: usize>(
-        &mut self,
-        queue: u16,
-        burst: &mut MbufBurst<N>,
-    ) -> Result<usize, RteError> {
-        self.check_unclaimed(queue, self.shared.rx_queues, &self.shared.rx_claimed)?;
-        // SAFETY: queue was set up (checked) and nobody else polls it (unclaimed, &mut self).
-        Ok(unsafe { rx(self.id(), queue, burst, usize::MAX) })
-    }
-
-    /// Transmits from the front of `burst` on `queue`; returns how many the driver took.
-    /// Those leave the burst; the rest stay in it, still owned.
-    pub fn tx_burst<const N: usize>(
-        &mut self,
-        queue: u16,
-        burst: &mut MbufBurst<N>,
-    ) -> Result<usize, RteError> {
-        self.check_unclaimed(queue, self.shared.tx_queues, &self.shared.tx_claimed)?;
-        // SAFETY: as for rx_burst.
-        Ok(unsafe { tx(self.id(), queue, burst) })
-    }
-
-    /// Hands out queue pair `queue` (RX and TX queue with that id; both must exist) for use
-    /// on one thread, typically a worker lcore. The port cannot be reconfigured, started,
-    /// stopped or closed until every `PortQueue` is dropped.
-    pub fn queue(&self, queue: u16) -> Result<PortQueue, RteError> {
-        let shared = &self.shared;
-        if !shared.configured || queue >= shared.rx_queues || queue >= shared.tx_queues {
-            return Err(RteError::InvalidArgument(format!(
-                "port {}: queue pair {queue} is not set up",
-                shared.id
-            )));
-        }
-        let mut rx = lock(&shared.rx_claimed);
-        let mut tx = lock(&shared.tx_claimed);
-        match (
-            rx.get_mut(usize::from(queue)),
-            tx.get_mut(usize::from(queue)),
-        ) {
-            (Some(r), Some(t)) if !*r && !*t => (*r, *t) = (true, true),
-            _ => return Err(RteError::Busy(format!("port {} queue {queue}", shared.id))),
-        }
-        Ok(PortQueue {
-            shared: shared.clone(),
-            queue,
-            _not_sync: PhantomData,
-        })
-    }
-
-    /// Hands out RX queue `queue` alone (for a port whose RX and TX queues are polled by
-    /// different threads, e.g. one RX queue read by a distributor and one TX queue per
-    /// worker). Same rules as [`Port::queue`].
+    /// Hands out RX queue `queue` for use on one thread, typically a worker lcore. Fails if
+    /// the queue was not set up or is already handed out. The port cannot be reconfigured,
+    /// started, stopped or closed until every queue handle is dropped.
     pub fn rx_queue(&self, queue: u16) -> Result<RxQueue, RteError> {
         claim(
             &self.shared,
@@ -569,7 +457,9 @@ impl Port {
         })
     }
 
-    /// Hands out TX queue `queue` alone. Same rules as [`Port::queue`].
+    /// Hands out TX queue `queue`, under the same rules as [`Port::rx_queue`]. RX and TX queue
+    /// ids are claimed separately: one thread may poll RX queue 0 while another sends on TX
+    /// queue 0.
     pub fn tx_queue(&self, queue: u16) -> Result<TxQueue, RteError> {
         claim(
             &self.shared,
@@ -627,37 +517,11 @@ impl Port {
         RteError::check("rte_eth_dev_rss_reta_update", ret).map(drop)
     }
 
-    fn check_unclaimed(
-        &self,
-        queue: u16,
-        set_up: u16,
-        claimed: &Mutex<Vec<bool>>,
-    ) -> Result<(), RteError> {
-        let shared = &self.shared;
-        if !shared.configured || queue >= set_up {
-            return Err(RteError::InvalidArgument(format!(
-                "port {}: queue {queue} is not set up",
-                shared.id
-            )));
-        }
-        if lock(claimed)
-            .get(usize::from(queue))
-            .copied()
-            .unwrap_or(false)
-        {
-            return Err(RteError::Busy(format!(
-                "port {} queue {queue} is claimed",
-                shared.id
-            )));
-        }
-        Ok(())
-    }
-
     fn exclusive(&mut self, op: &str) -> Result<&mut PortShared, RteError> {
         let id = self.shared.id;
         Arc::get_mut(&mut self.shared).ok_or_else(|| {
             RteError::Busy(format!(
-                "port {id}: cannot {op} while PortQueues are in use"
+                "port {id}: cannot {op} while queue handles are in use"
             ))
         })
     }
@@ -679,49 +543,6 @@ impl Drop for PortShared {
     }
 }
 
-/// Queue pair `queue` of a port, for one thread's data path: `Send`, not `Sync`.
-#[derive(Debug)]
-pub struct PortQueue {
-    shared: Arc<PortShared>,
-    queue: u16,
-    _not_sync: PhantomData<Cell<()>>,
-}
-
-impl PortQueue {
-    /// The port id.
-    pub fn port_id(&self) -> u16 {
-        self.shared.id
-    }
-
-    /// The queue id (same for RX and TX).
-    pub fn queue_id(&self) -> u16 {
-        self.queue
-    }
-
-    /// As [`Port::rx_burst`], without the checks (done when the queue was claimed).
-    #[inline]
-    pub fn rx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
-        // SAFETY: the queue was set up (checked in Port::queue), this handle is its only
-        // user (claimed, !Sync, &mut self), and the port cannot be reconfigured or closed
-        // while we hold a reference.
-        unsafe { rx(self.shared.id, self.queue, burst, usize::MAX) }
-    }
-
-    /// As [`Port::tx_burst`], without the checks (done when the queue was claimed).
-    #[inline]
-    pub fn tx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
-        // SAFETY: as for rx_burst.
-        unsafe { tx(self.shared.id, self.queue, burst) }
-    }
-}
-
-impl Drop for PortQueue {
-    fn drop(&mut self) {
-        release(&self.shared.rx_claimed, self.queue);
-        release(&self.shared.tx_claimed, self.queue);
-    }
-}
-
 /// RX queue `queue` of a port, for one thread: `Send`, not `Sync`.
 #[derive(Debug)]
 pub struct RxQueue {
@@ -731,29 +552,13 @@ pub struct RxQueue {
 }
 
 impl RxQueue {
-    /// The port id.
-    pub fn port_id(&self) -> u16 {
-        self.shared.id
-    }
-
-    /// The queue id.
-    pub fn queue_id(&self) -> u16 {
-        self.queue
-    }
-
-    /// Receives into the free room of `burst`; returns how many arrived.
+    /// Receives at most `max` packets into the free room of `burst`; returns how many
+    /// arrived.
     #[inline]
-    pub fn rx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
+    pub fn rx_burst_max<const N: usize>(&mut self, burst: &mut MbufBurst<N>, max: usize) -> usize {
         // SAFETY: the queue was set up (checked when claimed), this handle is its only user
         // (claimed, !Sync, &mut self), and the port cannot be reconfigured or closed while we
         // hold a reference.
-        unsafe { rx(self.shared.id, self.queue, burst, usize::MAX) }
-    }
-
-    /// As [`RxQueue::rx_burst`], receiving at most `max` packets.
-    #[inline]
-    pub fn rx_burst_max<const N: usize>(&mut self, burst: &mut MbufBurst<N>, max: usize) -> usize {
-        // SAFETY: as for rx_burst.
         unsafe { rx(self.shared.id, self.queue, burst, max) }
     }
 }
@@ -773,21 +578,11 @@ pub struct TxQueue {
 }
 
 impl TxQueue {
-    /// The port id.
-    pub fn port_id(&self) -> u16 {
-        self.shared.id
-    }
-
-    /// The queue id.
-    pub fn queue_id(&self) -> u16 {
-        self.queue
-    }
-
     /// Transmits from the front of `burst`; returns how many the driver took. The rest stay
     /// in `burst`, still owned.
     #[inline]
     pub fn tx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
-        // SAFETY: as for RxQueue::rx_burst.
+        // SAFETY: as for RxQueue::rx_burst_max.
         unsafe { tx(self.shared.id, self.queue, burst) }
     }
 }
@@ -848,28 +643,5 @@ unsafe fn tx<const N: usize>(port: u16, queue: u16, burst: &mut MbufBurst<N>) ->
     // SAFETY: the driver takes ownership of exactly the first n mbufs it reports as sent.
     unsafe {
         burst.send_front(|mbufs, count| sys::ctfw_rte_eth_tx_burst(port, queue, mbufs, count))
-    }
-}
-
-/// A NUL-terminated (or full) C char buffer as a String.
-fn c_chars_to_string(chars: &[c_char]) -> String {
-    let bytes: Vec<u8> = chars
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn c_chars_stop_at_nul_or_end() {
-        let buf = [b'r' as c_char, b'x' as c_char, 0, b'z' as c_char];
-        assert_eq!(c_chars_to_string(&buf), "rx");
-        assert_eq!(c_chars_to_string(&buf[..2]), "rx");
-        assert_eq!(c_chars_to_string(&[]), "");
     }
 }

@@ -1,19 +1,16 @@
 //! Rings of mbufs (`rte_ring`): lock-free FIFOs that move packet ownership between lcores.
 //!
-//! Two shapes, so that the ring's synchronisation mode is enforced by types:
-//! - [`Ring`]: multi-producer / multi-consumer; `Clone + Send + Sync`, methods take `&self`.
-//! - [`Ring::spsc`]: single-producer / single-consumer, returned as one [`RingProducer`] and
-//!   one [`RingConsumer`]; each is `Send` but not `Sync` or `Clone`, and takes `&mut self`,
-//!   so no two threads can ever enqueue (or dequeue) at once, which DPDK's SP/SC mode forbids.
+//! A [`Ring`] is multi-producer / multi-consumer (DPDK's default mode), so any number of
+//! threads may enqueue and dequeue at once: it is `Clone + Send + Sync` and its methods take
+//! `&self`. (DPDK's single-producer/consumer modes would need handles that cannot be shared;
+//! nothing in ctfw uses them, so `rte` does not offer them.)
 //!
 //! Rings are created with `RING_F_EXACT_SZ`, so `capacity` is exactly what was asked for.
 //! Enqueue moves mbufs from the front of an [`MbufBurst`] into the ring; what did not fit
 //! stays in the burst. When the last handle goes, mbufs still in the ring are freed, then
 //! the ring.
 
-use std::cell::Cell;
 use std::ffi::{CString, c_void};
-use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
@@ -28,31 +25,22 @@ struct RingInner {
     _eal: Eal,
 }
 
-// SAFETY: the ring lives in DPDK shared memory and is only freed in Drop; which threads may
-// enqueue/dequeue concurrently is enforced by the public types (see module docs).
+// SAFETY: the ring lives in DPDK shared memory and is only freed in Drop, when no handle is
+// left; it is created multi-producer/multi-consumer, so any thread may enqueue or dequeue
+// concurrently.
 unsafe impl Send for RingInner {}
 // SAFETY: as above.
 unsafe impl Sync for RingInner {}
 
 impl RingInner {
-    fn create(
-        eal: &Eal,
-        name: &str,
-        capacity: u32,
-        socket: i32,
-        flags: u32,
-    ) -> Result<Self, RteError> {
+    /// Creates an MP/MC ring: without `RING_F_SP_ENQ`/`RING_F_SC_DEQ`, DPDK makes it
+    /// multi-producer/multi-consumer.
+    fn create(eal: &Eal, name: &str, capacity: u32, socket: i32) -> Result<Self, RteError> {
         let cname = CString::new(name)
             .map_err(|_| RteError::InvalidArgument(format!("ring name {name:?} has a NUL")))?;
         // SAFETY: cname is a valid C string for the call; the EAL is initialised.
-        let ptr = unsafe {
-            sys::rte_ring_create(
-                cname.as_ptr(),
-                capacity,
-                socket,
-                flags | sys::RING_F_EXACT_SZ,
-            )
-        };
+        let ptr =
+            unsafe { sys::rte_ring_create(cname.as_ptr(), capacity, socket, sys::RING_F_EXACT_SZ) };
         let ptr = NonNull::new(ptr).ok_or_else(|| RteError::last("rte_ring_create"))?;
         Ok(RingInner {
             ptr,
@@ -61,11 +49,9 @@ impl RingInner {
         })
     }
 
-    /// # Safety
-    /// The caller must respect the ring's producer mode (no concurrent SP enqueue).
-    unsafe fn enqueue<const N: usize>(&self, burst: &mut MbufBurst<N>) -> usize {
-        // SAFETY: the ring is live; send_front offers the burst's owned mbufs, and the ring
-        // takes ownership of exactly the `n` it reports, all from the front.
+    fn enqueue<const N: usize>(&self, burst: &mut MbufBurst<N>) -> usize {
+        // SAFETY: the ring is live and multi-producer; send_front offers the burst's owned
+        // mbufs, and the ring takes ownership of exactly the `n` it reports, all from the front.
         unsafe {
             burst.send_front(|mbufs, count| {
                 let n = sys::ctfw_rte_ring_enqueue_burst(
@@ -79,11 +65,9 @@ impl RingInner {
         }
     }
 
-    /// # Safety
-    /// The caller must respect the ring's consumer mode (no concurrent SC dequeue).
-    unsafe fn dequeue<const N: usize>(&self, burst: &mut MbufBurst<N>, max: usize) -> usize {
-        // SAFETY: the ring holds only owned mbufs put there by enqueue; dequeue writes at most
-        // `room` of them into the free tail and reports how many.
+    fn dequeue<const N: usize>(&self, burst: &mut MbufBurst<N>, max: usize) -> usize {
+        // SAFETY: the ring is live and multi-consumer, and holds only owned mbufs put there by
+        // enqueue; dequeue writes at most `room` of them into the free tail and reports how many.
         unsafe {
             burst.fill_tail(max, |tail, room| {
                 let n = sys::ctfw_rte_ring_dequeue_burst(
@@ -106,8 +90,7 @@ impl RingInner {
 impl Drop for RingInner {
     fn drop(&mut self) {
         let mut burst = MbufBurst::<64>::new();
-        // SAFETY: last handle: no other thread can use the ring, whatever its mode.
-        while unsafe { self.dequeue(&mut burst, usize::MAX) } > 0 {
+        while self.dequeue(&mut burst, usize::MAX) > 0 {
             burst.clear();
         }
         // SAFETY: the ring is empty and no handle refers to it any more.
@@ -126,48 +109,24 @@ impl Ring {
     /// (`dpdk_sys::SOCKET_ID_ANY` for any). Names must be unique in the process.
     pub fn new(eal: &Eal, name: &str, capacity: u32, socket: i32) -> Result<Ring, RteError> {
         Ok(Ring {
-            inner: Arc::new(RingInner::create(eal, name, capacity, socket, 0)?),
+            inner: Arc::new(RingInner::create(eal, name, capacity, socket)?),
         })
-    }
-
-    /// Creates a single-producer, single-consumer ring and returns its two ends.
-    pub fn spsc(
-        eal: &Eal,
-        name: &str,
-        capacity: u32,
-        socket: i32,
-    ) -> Result<(RingProducer, RingConsumer), RteError> {
-        let flags = sys::RING_F_SP_ENQ | sys::RING_F_SC_DEQ;
-        let inner = Arc::new(RingInner::create(eal, name, capacity, socket, flags)?);
-        Ok((
-            RingProducer {
-                inner: inner.clone(),
-                _not_sync: PhantomData,
-            },
-            RingConsumer {
-                inner,
-                _not_sync: PhantomData,
-            },
-        ))
     }
 
     /// Moves mbufs from the front of `burst` into the ring; returns how many. The rest
     /// (if the ring filled up) stay in `burst`.
     pub fn enqueue_burst<const N: usize>(&self, burst: &mut MbufBurst<N>) -> usize {
-        // SAFETY: the ring was created multi-producer.
-        unsafe { self.inner.enqueue(burst) }
+        self.inner.enqueue(burst)
     }
 
     /// Moves up to the free room of `burst` out of the ring into it; returns how many.
     pub fn dequeue_burst<const N: usize>(&self, burst: &mut MbufBurst<N>) -> usize {
-        // SAFETY: the ring was created multi-consumer.
-        unsafe { self.inner.dequeue(burst, usize::MAX) }
+        self.inner.dequeue(burst, usize::MAX)
     }
 
     /// As [`Ring::dequeue_burst`], moving at most `max` mbufs.
     pub fn dequeue_burst_max<const N: usize>(&self, burst: &mut MbufBurst<N>, max: usize) -> usize {
-        // SAFETY: the ring was created multi-consumer.
-        unsafe { self.inner.dequeue(burst, max) }
+        self.inner.dequeue(burst, max)
     }
 
     /// Mbufs in the ring (a snapshot).
@@ -178,45 +137,5 @@ impl Ring {
     /// Maximum number of mbufs the ring holds.
     pub fn capacity(&self) -> u32 {
         self.inner.capacity
-    }
-}
-
-/// The enqueue end of a single-producer ring. `Send`, not `Sync`.
-#[derive(Debug)]
-pub struct RingProducer {
-    inner: Arc<RingInner>,
-    _not_sync: PhantomData<Cell<()>>,
-}
-
-impl RingProducer {
-    /// As [`Ring::enqueue_burst`].
-    pub fn enqueue_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
-        // SAFETY: this is the ring's only producer handle and &mut self makes it exclusive.
-        unsafe { self.inner.enqueue(burst) }
-    }
-
-    /// Mbufs in the ring (a snapshot).
-    pub fn count(&self) -> u32 {
-        self.inner.count()
-    }
-}
-
-/// The dequeue end of a single-consumer ring. `Send`, not `Sync`.
-#[derive(Debug)]
-pub struct RingConsumer {
-    inner: Arc<RingInner>,
-    _not_sync: PhantomData<Cell<()>>,
-}
-
-impl RingConsumer {
-    /// As [`Ring::dequeue_burst`].
-    pub fn dequeue_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
-        // SAFETY: this is the ring's only consumer handle and &mut self makes it exclusive.
-        unsafe { self.inner.dequeue(burst, usize::MAX) }
-    }
-
-    /// Mbufs in the ring (a snapshot).
-    pub fn count(&self) -> u32 {
-        self.inner.count()
     }
 }
