@@ -89,7 +89,8 @@ reasons! {
     TcpBadFlags = "tcp_bad_flags", Invalid;
     /// UDP header cut short.
     UdpTruncated = "udp_truncated", Invalid;
-    /// UDP length field disagrees with the IP payload.
+    /// UDP length field below 8 or beyond the IP payload (a shorter one is accepted, as
+    /// `udp_error` accepts it).
     UdpBadLength = "udp_bad_length", Invalid;
     /// UDP checksum does not verify.
     UdpBadChecksum = "udp_bad_checksum", Invalid;

@@ -201,8 +201,9 @@ impl Engine {
         out[0]
     }
 
-    /// Process a burst: `out[i]` receives the verdict for `pkts[i]`. `now` is read once per
-    /// burst by the caller. Panics if `out` is shorter than `pkts` (a caller bug, not input).
+    /// Process a burst: `out[i]` receives the verdict for `pkts[i]`, all at instant `now` (the
+    /// data plane reads its clock once per polling round and passes the same `now` to every
+    /// burst of the round). Panics if `out` is shorter than `pkts` (a caller bug, not input).
     pub fn process_burst(&mut self, now: Instant, pkts: &[Pkt<'_>], out: &mut [Verdict]) {
         assert!(
             out.len() >= pkts.len(),

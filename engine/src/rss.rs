@@ -27,7 +27,7 @@ pub const SYMMETRIC_KEY: [u8; 52] = {
 };
 
 /// Indirection-table granularity: the low bits of the hash that choose a worker. Hardware
-/// RETAs are programmed so entry `j` names worker `(j % RETA_BITS_SPAN) % workers`, which
+/// RETAs are programmed so entry `j` names worker `(j % RETA_SPAN) % workers`, which
 /// makes [`owner`] agree with the device whatever its RETA size (a power of two >= this).
 pub const RETA_SPAN: u32 = 128;
 
@@ -124,8 +124,9 @@ impl Toeplitz {
 }
 
 /// The hash that decides a frame's owner: what a NIC would compute for it, except that an ICMP
-/// error is hashed on the flow it quotes. `None` for frames that are not IP (any worker may
-/// take them; they are dropped or forwarded without tracking).
+/// error is hashed on the flow it quotes. `None` for frames [`wire::parse`] rejects (non-IP,
+/// or a malformed link or network layer): any worker may take them, since they are dropped or
+/// forwarded without tracking.
 pub fn dispatch_hash(t: &Toeplitz, frame: &[u8]) -> Option<u32> {
     let p = parse_unverified(frame).ok()?;
     let a = p.addrs;

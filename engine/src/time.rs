@@ -1,12 +1,13 @@
 //! Engine time.
 //!
 //! The engine never reads a clock. Callers pass an [`Instant`] (nanoseconds since an arbitrary
-//! epoch: the packet timestamp in `ctfw replay`, the TSC converted once per burst in the data
-//! plane). Inside the table, expiry is kept as a 32-bit [`Tick`] of 1/256 s so that an entry's
-//! deadline costs four bytes; ticks wrap every 194 days and are compared with wrapping
-//! arithmetic, which is exact as long as every deadline lies less than 97 days from `now`
-//! (timeouts are capped at [`MAX_TIMEOUT_SECS`] by configuration, and the sweeper revisits every
-//! entry far more often than that).
+//! epoch: the packet timestamp in `ctfw replay`; in the data plane the TSC, read and converted
+//! once per polling round and shared by every burst of the round and the sweep). Inside the
+//! table, expiry is kept as a 32-bit [`Tick`] of 1/256 s so that an entry's deadline costs four
+//! bytes; ticks wrap every 194 days and are compared with wrapping arithmetic, which is exact as
+//! long as every deadline lies less than 97 days from `now` (timeouts are capped at
+//! [`MAX_TIMEOUT_SECS`] by configuration, and the sweeper revisits every entry far more often
+//! than that).
 
 use core::fmt;
 

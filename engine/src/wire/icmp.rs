@@ -12,8 +12,9 @@
 //!   would follow into its own header bytes, is refused.
 //! - IPv6: the 40-byte header present, then its extension headers walked as for any packet;
 //!   a non-first fragment or No Next Header is refused.
-//! - Transport: TCP and UDP need their 4 port bytes, ICMP and ICMPv6 their 8-byte header;
-//!   other protocols need nothing.
+//! - Transport: TCP and UDP need their 4 port bytes, ICMP and ICMPv6 their 8-byte header; a
+//!   GRE header is read as `gre_pkt_to_tuple` reads it (a version 1 header that does not carry
+//!   PPP has no tuple and is refused); other protocols need nothing.
 //!
 //! Any failure is `IcmpBadInner`.
 

@@ -5,8 +5,8 @@
 //! once the check has passed. Nothing is cast to a packed struct.
 //!
 //! [`parse`] walks a whole frame (Ethernet, up to two VLAN tags, IPv4 or IPv6 with its
-//! extension headers, then TCP, UDP, ICMP or ICMPv6) and returns a [`Packet`]: the facts the
-//! tracker and the rules need, borrowed from the frame. Failures are typed:
+//! extension headers, then TCP, UDP, ICMP/ICMPv6 or GRE) and returns a [`Packet`]: the facts
+//! the tracker and the rules need, borrowed from the frame. Failures are typed:
 //! - a frame or network-layer header that Linux's IP input would drop is an `Err(Reason)` of
 //!   class `Unparsed` (the packet never reaches connection tracking);
 //! - a bad transport header is `Ok` with [`L4::Malformed`]: connection tracking calls that
@@ -33,7 +33,12 @@
 //!   `nf_checksum` (pseudo-header length = IP payload length) when
 //!   [`ParseConfig::verify_l4_checksum`] is set and the hint is [`ChecksumHint::Unknown`];
 //!   the packet quoted by an ICMP error as `nf_ct_get_tuplepr` ([`icmp::parse_quoted`]).
-//! - Not judged here: TCP flag combinations, ICMP types a tracker refuses, window checks.
+//! - GRE as Linux's `gre_pkt_to_tuple` reads it (`gre_call_id`).
+//! - Not judged here: TCP flag combinations, ICMP types a tracker refuses, window checks. Two
+//!   exceptions, where conntrack refuses a packet before any tracker looks at its state:
+//!   ICMP carried in the wrong family (ICMPv6 over IPv4, ICMP over IPv6) is
+//!   `Malformed(IcmpInvalidNew)`, the ICMP tracker's refusal; a GRE version 1 header that does
+//!   not carry PPP has no tuple and is `Malformed(GreUnsupported)`.
 //!
 //! [`parse`] never panics and never allocates; every loop is bounded by the frame length or
 //! a small constant.
