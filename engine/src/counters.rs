@@ -63,8 +63,6 @@ reasons! {
     Ipv4BadChecksum = "ipv4_bad_checksum", Unparsed;
     /// IPv4 options are malformed.
     Ipv4BadOptions = "ipv4_bad_options", Unparsed;
-    /// Source or destination is a martian Linux drops at IP input (e.g. loopback or multicast source).
-    Ipv4BadAddress = "ipv4_bad_address", Unparsed;
     /// Shorter than the fixed IPv6 header.
     Ipv6Truncated = "ipv6_truncated", Unparsed;
     /// IPv6 version field is not 6.
