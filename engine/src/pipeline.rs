@@ -169,11 +169,6 @@ impl Engine {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &EngineConfig {
-        &self.cfg
-    }
-
     /// The rules.
     pub fn rules(&self) -> &RuleSet {
         &self.rules

@@ -174,19 +174,6 @@ pub fn icmp_error_hash(t: &Toeplitz, frame: &[u8]) -> Option<u32> {
     }
 }
 
-/// Whether a frame is an ICMP error (its quote readable or not).
-#[inline]
-pub fn is_icmp_error(frame: &[u8]) -> bool {
-    may_be_icmp(frame)
-        && matches!(
-            parse_unverified(frame),
-            Ok(wire::Packet {
-                l4: L4::Icmp(wire::IcmpMsg { inner: Some(_), .. }),
-                ..
-            })
-        )
-}
-
 /// A parse that skips checksums: enough to pick a worker.
 #[inline]
 fn parse_unverified(frame: &[u8]) -> Result<wire::Packet<'_>, crate::Reason> {
@@ -371,19 +358,17 @@ mod dispatch_tests {
         let flow = dispatch_hash(&t, &original).expect("ip");
         assert_eq!(dispatch_hash(&t, &reply), Some(flow));
         assert_eq!(dispatch_hash(&t, &unreachable), Some(flow));
-        assert!(is_icmp_error(&unreachable));
-        assert!(!is_icmp_error(&original));
         assert_eq!(icmp_error_hash(&t, &unreachable), Some(flow));
         assert_eq!(icmp_error_hash(&t, &original), None);
         let tagged = Frame::ipv4(router, client)
             .vlan(7)
             .icmp_error(3, 3, &datagram)
             .build();
-        assert!(is_icmp_error(&tagged));
+        assert_eq!(icmp_error_hash(&t, &tagged), Some(flow));
         assert_eq!(dispatch_hash(&t, &tagged), Some(flow));
         let echo = Frame::ipv4(client, server).echo_request(1, 1).build();
-        assert!(!is_icmp_error(&echo), "a query is not an error");
-        assert!(!is_icmp_error(&[0u8; 10]));
+        assert_eq!(icmp_error_hash(&t, &echo), None, "a query is not an error");
+        assert_eq!(icmp_error_hash(&t, &[0u8; 10]), None);
         // The outer addresses alone would usually choose another worker.
         let outer = t.hash_tuple(
             Family::V4,

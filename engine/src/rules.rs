@@ -282,16 +282,6 @@ impl Prefix {
         self.family
     }
 
-    /// Prefix length in bits.
-    pub const fn prefix_len(&self) -> u8 {
-        self.len
-    }
-
-    /// Network address (IPv4 as `u32 as u128`).
-    pub const fn addr(&self) -> u128 {
-        self.net
-    }
-
     /// Whether `addr` of `family` lies inside the prefix.
     #[inline]
     pub const fn contains(&self, family: Family, addr: u128) -> bool {
@@ -333,16 +323,6 @@ impl PortRange {
     /// The single port `port`.
     pub const fn single(port: u16) -> PortRange {
         PortRange { lo: port, hi: port }
-    }
-
-    /// Lowest port.
-    pub const fn lo(&self) -> u16 {
-        self.lo
-    }
-
-    /// Highest port.
-    pub const fn hi(&self) -> u16 {
-        self.hi
     }
 
     /// Whether `port` lies inside.
@@ -398,21 +378,6 @@ impl TcpFlagsMatch {
             negate: !self.negate,
             ..self
         }
-    }
-
-    /// Flags examined.
-    pub const fn mask(&self) -> u8 {
-        self.mask
-    }
-
-    /// Value the examined flags are compared with.
-    pub const fn comp(&self) -> u8 {
-        self.comp
-    }
-
-    /// Whether the comparison is `!=`.
-    pub const fn negate(&self) -> bool {
-        self.negate
     }
 
     /// Whether the flag byte `flags` passes the test.
@@ -675,11 +640,6 @@ impl RuleSet {
     /// Rule `idx`.
     pub fn rule(&self, idx: u16) -> Option<&Rule> {
         self.rules.get(usize::from(idx))
-    }
-
-    /// The rules, in order.
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
     }
 
     /// `(name, rule)` pairs, in order.

@@ -635,19 +635,6 @@ impl Table {
             .map(|(i, e)| (i as u32, e))
     }
 
-    /// Remove every entry.
-    pub fn clear(&mut self) {
-        for b in &mut self.buckets {
-            *b = Bucket::EMPTY;
-        }
-        for e in &mut self.entries {
-            e.flags.clear(LIVE);
-        }
-        self.free.clear();
-        self.free.extend((0..self.entries.len() as u32).rev());
-        self.pressure_left = 0;
-    }
-
     /// Check every invariant (tests and debug tooling; O(capacity)).
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut seen = vec![false; self.entries.len()];

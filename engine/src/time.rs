@@ -22,12 +22,6 @@ pub const MAX_TIMEOUT_SECS: u32 = 30 * 24 * 3600;
 pub struct Instant(pub u64);
 
 impl Instant {
-    /// `secs` seconds and `nanos` nanoseconds after the epoch.
-    #[inline]
-    pub const fn from_secs_nanos(secs: u64, nanos: u32) -> Self {
-        Instant(secs * 1_000_000_000 + nanos as u64)
-    }
-
     /// Nanoseconds since the epoch.
     #[inline]
     pub const fn as_nanos(self) -> u64 {
@@ -97,8 +91,8 @@ mod tests {
 
     #[test]
     fn instant_to_tick_is_exact_on_second_boundaries() {
-        assert_eq!(Instant::from_secs_nanos(1, 0).tick(), Tick(256));
-        assert_eq!(Instant::from_secs_nanos(2, 500_000_000).tick(), Tick(640));
+        assert_eq!(Instant(1_000_000_000).tick(), Tick(256));
+        assert_eq!(Instant(2_500_000_000).tick(), Tick(640));
         assert_eq!(Instant(3_906_249).tick(), Tick(0));
         assert_eq!(Instant(3_906_250).tick(), Tick(1));
     }

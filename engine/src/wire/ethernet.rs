@@ -6,6 +6,9 @@
 //! the network layer. Frame check sequences are not expected: NICs and pcap captures strip
 //! them. Trailing padding (frames shorter than 60 bytes are padded) is left in the payload;
 //! the IP layer trims it with its own length field.
+//!
+//! The views are complete, as smoltcp's are: the MAC addresses and the VLAN TCI fields are
+//! read only by the tests and by whoever debugs a frame; the parser needs the EtherTypes.
 
 use crate::counters::Reason;
 

@@ -17,6 +17,9 @@
 //!   PPP has no tuple and is refused); other protocols need nothing.
 //!
 //! Any failure is `IcmpBadInner`.
+//!
+//! [`IcmpPacket`] is a complete view, as smoltcp's are: the checksum field and the sequence
+//! number are read only by tests (the checksum is verified over the whole message).
 
 use super::ipv4::{self, Ipv4Packet};
 use super::ipv6::{self, Ipv6Packet};

@@ -13,6 +13,10 @@
 //! dropped before being forwarded and its unconfirmed entry is never inserted. Refusing it
 //! before tracking gives the same table and verdict, except that an existing entry is not
 //! refreshed by the doomed packet.
+//!
+//! [`Ipv4Packet`] is a complete view, as smoltcp's are: `new_checked`/`check_len` and the
+//! DSCP, ECN, identification, DF, TTL and checksum accessors serve tests and debugging; the
+//! parser runs the three checks above in Linux's order and reads the rest.
 
 use crate::counters::Reason;
 

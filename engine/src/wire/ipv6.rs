@@ -14,6 +14,10 @@
 //!   Fragment, Authentication and Destination Options headers (only their length bytes:
 //!   Linux does not process routing or destination options of a forwarded packet) and stops
 //!   at the first other protocol. No Next Header (59) ends the walk with no transport header.
+//!
+//! The views are complete, as smoltcp's are: `new_checked`/`check_len`, the traffic class,
+//! flow label and hop limit, and the Fragment header's identification serve tests and
+//! debugging; the parser runs the checks above one by one and reads the rest.
 
 use crate::counters::Reason;
 
@@ -384,8 +388,6 @@ pub struct Fragment {
     pub next_header: u8,
     /// Fragment offset in bytes.
     pub offset: u16,
-    /// More Fragments flag.
-    pub more: bool,
 }
 
 /// Where an extension-header walk stopped.
@@ -401,7 +403,8 @@ pub struct ExtChain {
     pub fragment: Option<Fragment>,
 }
 
-/// Why an extension-header walk found no transport header.
+/// Why an extension-header walk found no transport header. Both callers treat every variant
+/// alike (an invalid packet or quote); the distinction is for the tests and for reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalkError {
     /// No Next Header (59).
@@ -450,7 +453,6 @@ pub fn walk_ext_headers(buf: &[u8], start: usize, first: u8) -> Result<ExtChain,
             let fragment = Fragment {
                 next_header: f.next_header(),
                 offset: f.frag_offset(),
-                more: f.more_frags(),
             };
             return Ok(ExtChain {
                 offset: offset + FRAGMENT_HEADER_LEN,
@@ -689,7 +691,6 @@ mod tests {
         let frag = Fragment {
             next_header: 17,
             offset: 0,
-            more: true,
         };
         assert_eq!(
             walk_ext_headers(&c, 0, 60),

@@ -106,11 +106,6 @@ impl TcpFlags {
     /// CWR.
     pub const CWR: u8 = 0x80;
 
-    /// Whether every bit of `mask` is set.
-    #[inline]
-    pub const fn has(self, mask: u8) -> bool {
-        self.0 & mask == mask
-    }
     /// SYN is set.
     #[inline]
     pub const fn syn(self) -> bool {

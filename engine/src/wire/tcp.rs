@@ -9,6 +9,9 @@
 //! NOPs, stops at End of Option List, and stops (rather than guessing) at a length byte below
 //! 2 or one running past the end. A known option with the wrong length is returned as
 //! [`TcpOption::Unknown`], so, like Linux, a malformed window scale is simply not seen.
+//!
+//! [`TcpPacket`] is a complete view, as smoltcp's are: the checksum field and the urgent
+//! pointer are read only by tests (the checksum is verified over the whole segment).
 
 use super::{IpAddrs, TcpFlags, checksum, proto};
 use crate::counters::Reason;

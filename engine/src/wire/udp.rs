@@ -7,6 +7,9 @@
 //! A zero checksum field means "no checksum" and is accepted for IPv4 *and* IPv6: Linux's
 //! conntrack does not single out IPv6 (RFC 8200 forbids it, but that is enforced only by
 //! the receiving host's UDP layer, not on the forwarding path).
+//!
+//! [`UdpPacket`] is a complete view, as smoltcp's are: the parser reads the ports, the length
+//! and the checksum; [`UdpPacket::payload`] serves tests.
 
 use super::{IpAddrs, checksum, proto};
 use crate::counters::Reason;
