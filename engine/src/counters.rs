@@ -47,8 +47,10 @@ reasons! {
     // ---- frame and network layer: dropped before connection tracking ----
     /// Frame shorter than an Ethernet header.
     EthTruncated = "eth_truncated", Unparsed;
-    /// A VLAN tag was cut short, or more VLAN tags than supported were stacked.
+    /// A VLAN tag was cut short.
     VlanTruncated = "vlan_truncated", Unparsed;
+    /// More stacked VLAN tags than the parser strips (two: `wire::ethernet::MAX_VLAN_TAGS`).
+    VlanTooManyTags = "vlan_too_many_tags", Unparsed;
     /// Not IPv4 or IPv6 (ARP, LLDP, ...) and the configuration drops non-IP frames.
     NonIp = "non_ip", Unparsed;
     /// Shorter than a minimal IPv4 header.

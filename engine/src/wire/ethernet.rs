@@ -32,7 +32,8 @@ pub mod ethertype {
     }
 }
 
-/// How many stacked VLAN tags [`network_layer`] strips; a third tag is refused.
+/// How many stacked VLAN tags [`network_layer`] strips; a third tag is refused
+/// (`VlanTooManyTags`).
 pub const MAX_VLAN_TAGS: usize = 2;
 
 /// A read-only view of an Ethernet II header and its payload.
@@ -180,7 +181,8 @@ impl<'a, T: AsRef<[u8]> + ?Sized> VlanTag<&'a T> {
 /// Strip the Ethernet header and up to [`MAX_VLAN_TAGS`] VLAN tags from `frame`.
 ///
 /// Returns the innermost EtherType and the bytes after it. Errors: `EthTruncated` for a frame
-/// shorter than 14 bytes; `VlanTruncated` for a tag cut short or a third stacked tag. Any
+/// shorter than 14 bytes; `VlanTruncated` for a tag cut short; `VlanTooManyTags` for a third
+/// stacked tag. Any
 /// EtherType is returned as is: deciding that it is not IP is the caller's business.
 #[inline]
 pub fn network_layer(frame: &[u8]) -> Result<(u16, &[u8]), Reason> {
@@ -190,7 +192,7 @@ pub fn network_layer(frame: &[u8]) -> Result<(u16, &[u8]), Reason> {
     let mut tags = 0;
     while ethertype::is_vlan(ethertype) {
         if tags == MAX_VLAN_TAGS {
-            return Err(Reason::VlanTruncated);
+            return Err(Reason::VlanTooManyTags);
         }
         let tag = VlanTag::new_checked(rest)?;
         ethertype = tag.ethertype();
@@ -275,7 +277,7 @@ mod tests {
     fn third_tag_is_refused() {
         let mut f = DOUBLE.to_vec();
         f.splice(20..20, [0x81, 0x00, 0x00, 0x09]);
-        assert_eq!(network_layer(&f), Err(Reason::VlanTruncated));
+        assert_eq!(network_layer(&f), Err(Reason::VlanTooManyTags));
     }
 
     #[test]

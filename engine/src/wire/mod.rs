@@ -794,7 +794,7 @@ mod tests {
         assert_eq!(parse_ok(&two), want);
         let mut three = two.clone();
         three.splice(12..12, [0x91, 0x00, 0x00, 0x01]);
-        assert_eq!(parse_l4_of(&three), Err(Reason::VlanTruncated));
+        assert_eq!(parse_l4_of(&three), Err(Reason::VlanTooManyTags));
     }
 
     #[test]
