@@ -126,7 +126,9 @@ reasons! {
     // ---- policy and resources ----
     /// Dropped by a rule of the rule set.
     RuleDrop = "rule_drop", Policy;
-    /// Dropped by the default policy (no rule matched).
+    /// Dropped by the default policy (no rule matched). Also counts, without a rule hit, a
+    /// packet on a port without a peer, which only tests and fuzzing can send (config
+    /// validation gives every port a peer).
     DefaultPolicy = "default_policy", Policy;
     /// The table was full and held no entry that may be evicted (only live ASSURED
     /// connections nearby).

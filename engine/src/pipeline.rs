@@ -267,8 +267,12 @@ impl Engine {
         if let Some(k) = flow::key_of(p) {
             return Plan::Track(k, self.table.hash(&k.key));
         }
-        // What has no connection of its own is an ICMP message other than a query.
+        // What has no connection of its own is an ICMP message other than a query: `key_of`
+        // keys every other transport except fragments and malformed headers, both planned
+        // above. The arms marked "cannot happen" below are defensive: each would show up as a
+        // plausible but wrong reason, so debug builds (tests, fuzzing) stop there instead.
         let L4::Icmp(m) = p.l4 else {
+            debug_assert!(false, "cannot happen: an unkeyed packet that is not ICMP");
             return invalid(Reason::IcmpInvalidNew);
         };
         match icmp::classify(p.addrs.family, m.type_, m.code) {
@@ -283,11 +287,20 @@ impl Engine {
                     None => invalid(Reason::IcmpNoRelated),
                 },
                 Some(Err(r)) => invalid(r),
-                None => invalid(Reason::IcmpBadInner),
+                None => {
+                    // Cannot happen: the parser reads a quote for exactly the types `classify`
+                    // calls errors (both ask `wire::icmp::{v4, v6}::is_error`).
+                    debug_assert!(false, "cannot happen: an ICMP error without its quote");
+                    invalid(Reason::IcmpBadInner)
+                }
             },
             IcmpClass::Untracked => Plan::Fixed(Some(CtState::Untracked), None),
             IcmpClass::Invalid(r) => invalid(r),
-            IcmpClass::Query { .. } => invalid(Reason::IcmpInvalidNew), // keyed above
+            IcmpClass::Query { .. } => {
+                // Cannot happen: `key_of` keys every query, so a query never gets here.
+                debug_assert!(false, "cannot happen: an unkeyed ICMP query");
+                invalid(Reason::IcmpInvalidNew)
+            }
         }
     }
 
@@ -336,7 +349,10 @@ impl Engine {
             dir: tracked.dir,
         };
         let Some(out_port) = out_port else {
-            // A port without a peer cannot forward anything (config validation prevents it).
+            // A port without a peer cannot forward anything. Config validation gives every
+            // port a peer, so only tests and fuzzing get here; the drop is counted as
+            // `default_policy` (no rule ran, and `rule_hits` is not incremented) rather than
+            // under a reason of its own that would always read zero in production.
             return self.drop(verdict, Reason::DefaultPolicy);
         };
         let (ports, tcp_flags) = match p.l4 {
@@ -452,8 +468,16 @@ impl Engine {
                 meta.expires = now.after(other.generic);
                 TrackVerdict::Accept
             }
-            // The key includes the protocol, so an entry's state always fits its packets.
-            _ => TrackVerdict::Invalid(Reason::TcpInvalidState),
+            _ => {
+                // Cannot happen: the key includes the family and the protocol, and an entry's
+                // state was built from the same transport variant as every packet with its key
+                // (a protocol parses to one variant, or to `Malformed`, which has no key).
+                debug_assert!(
+                    false,
+                    "cannot happen: an entry's state does not fit its packet"
+                );
+                TrackVerdict::Invalid(Reason::TcpInvalidState)
+            }
         };
         match action {
             TrackVerdict::Accept | TrackVerdict::Ignore => {
@@ -512,9 +536,12 @@ impl Engine {
                 match conn.packet(&mut meta, now, Direction::Original, &seg, &tcp_cfg) {
                     TrackVerdict::Accept | TrackVerdict::Ignore => ProtoState::Tcp(conn),
                     TrackVerdict::Invalid(r) => return Tracked::invalid(r),
-                    // Neither happens to a connection's first segment; if it did, the packet
-                    // would leave no entry behind, as Linux's unconfirmed conntrack would not.
                     TrackVerdict::Kill | TrackVerdict::Reopen => {
+                        // Cannot happen to a connection's first segment: `Reopen` needs an
+                        // old state of TIME_WAIT or later and `Kill` an RST, which
+                        // `TcpConn::new` refuses. Were it to, the packet would leave no entry
+                        // behind, as Linux's unconfirmed conntrack would not.
+                        debug_assert!(false, "cannot happen: Kill or Reopen on a first segment");
                         return Tracked {
                             dir: Some(Direction::Original),
                             ..Tracked::state(CtState::New)

@@ -46,7 +46,8 @@ mod field {
 /// Length of the ICMP / ICMPv6 header (Linux's `struct icmphdr` and `struct icmp6hdr`).
 pub const HEADER_LEN: usize = field::PAYLOAD.start;
 
-/// ICMPv4 message types the engine names.
+/// ICMPv4 message types the engine names: the errors, and the queries conntrack tracks.
+/// The parser and the ICMP tracker both read them from here.
 pub mod v4 {
     /// Echo reply.
     pub const ECHO_REPLY: u8 = 0;
@@ -62,6 +63,18 @@ pub mod v4 {
     pub const TIME_EXCEEDED: u8 = 11;
     /// Parameter problem (error).
     pub const PARAMETER_PROBLEM: u8 = 12;
+    /// Timestamp request.
+    pub const TIMESTAMP: u8 = 13;
+    /// Timestamp reply.
+    pub const TIMESTAMP_REPLY: u8 = 14;
+    /// Information request.
+    pub const INFO_REQUEST: u8 = 15;
+    /// Information reply.
+    pub const INFO_REPLY: u8 = 16;
+    /// Address mask request.
+    pub const ADDRESS_MASK_REQUEST: u8 = 17;
+    /// Address mask reply.
+    pub const ADDRESS_MASK_REPLY: u8 = 18;
 
     /// Whether `t` is an error message quoting a packet (Linux's `icmp_is_err`).
     #[inline]
@@ -73,7 +86,8 @@ pub mod v4 {
     }
 }
 
-/// ICMPv6 message types the engine names.
+/// ICMPv6 message types the engine names: the errors, redirect, and the queries conntrack
+/// tracks. The parser and the ICMP tracker both read them from here.
 pub mod v6 {
     /// Destination unreachable (error).
     pub const DEST_UNREACH: u8 = 1;
@@ -87,6 +101,12 @@ pub mod v6 {
     pub const ECHO_REQUEST: u8 = 128;
     /// Echo reply.
     pub const ECHO_REPLY: u8 = 129;
+    /// Redirect (neighbour discovery, `NDISC_REDIRECT`).
+    pub const REDIRECT: u8 = 137;
+    /// Node information query (RFC 4620).
+    pub const NODE_INFO_QUERY: u8 = 139;
+    /// Node information response.
+    pub const NODE_INFO_RESPONSE: u8 = 140;
 
     /// Whether `t` is an error message (every type below 128, as conntrack decides).
     #[inline]

@@ -207,7 +207,7 @@ pub struct IcmpMsg {
     pub code: u8,
     /// Identifier: bytes 4..6 of the header (meaningful for queries such as echo).
     pub id: u16,
-    /// For error messages (ICMPv4 3, 4, 5, 11, 12; ICMPv6 types below 128): the quoted packet.
+    /// For error messages ([`icmp::v4::is_error`], [`icmp::v6::is_error`]): the quoted packet.
     /// `None` for non-error types.
     pub inner: Option<Result<InnerTuple, Reason>>,
 }
