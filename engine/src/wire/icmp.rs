@@ -4,6 +4,11 @@
 //! identifier and sequence number; [`IcmpPacket`] serves both. The ICMPv4 checksum covers the
 //! message only, the ICMPv6 one adds the IPv6 pseudo-header.
 //!
+//! `parse` turns the IP payload into an [`IcmpMsg`] (type, code, identifier, and for an
+//! error the quoted packet as an [`InnerTuple`]), or an `L4::Malformed` reason. Which types
+//! are queries, errors or untracked is the tracker's business (`track::icmp::classify`);
+//! both sides take the error types from [`v4::is_error`] and [`v6::is_error`].
+//!
 //! [`parse_quoted`] reads the packet inside an error message exactly as far as conntrack's
 //! `nf_ct_get_tuplepr` does, since that decides whether the error is RELATED:
 //! - IPv4: 20 bytes of header present, fragment offset 0 (MF alone is fine), IHL * 4 bytes
@@ -23,7 +28,7 @@
 
 use super::ipv4::{self, Ipv4Packet};
 use super::ipv6::{self, Ipv6Packet};
-use super::{Family, InnerL4, InnerTuple, IpAddrs, checksum, proto};
+use super::{Family, IpAddrs, L4, checksum, gre, proto};
 use crate::counters::Reason;
 
 /// A read-only view of an ICMP or ICMPv6 message.
@@ -191,6 +196,100 @@ impl<'a, T: AsRef<[u8]> + ?Sized> IcmpPacket<&'a T> {
     }
 }
 
+/// The transport part of the packet an ICMP error quotes (the "inner" packet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InnerTuple {
+    /// The quoted packet's addresses, as the quoted packet had them.
+    pub addrs: IpAddrs,
+    /// The quoted packet's L4 protocol.
+    pub proto: u8,
+    /// Its ports (TCP, UDP, and other port-carrying protocols) or ICMP fields.
+    pub l4: InnerL4,
+}
+
+/// L4 identity of a quoted packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InnerL4 {
+    /// TCP or UDP ports.
+    Ports {
+        /// Source port of the quoted packet.
+        sport: u16,
+        /// Destination port of the quoted packet.
+        dport: u16,
+    },
+    /// A quoted ICMP / ICMPv6 message.
+    Icmp {
+        /// Type.
+        type_: u8,
+        /// Code.
+        code: u8,
+        /// Identifier (bytes 4..6 of the quoted ICMP header).
+        id: u16,
+    },
+    /// A quoted GRE header: its PPTP call id, if it has one (see `gre::call_id`).
+    Gre {
+        /// Call id of a version 1 header carrying PPP.
+        call_id: Option<u16>,
+    },
+    /// Any other protocol: identified by addresses and protocol only.
+    None,
+}
+
+/// A checked ICMP or ICMPv6 message (the family tells which). Classification into queries,
+/// errors and untracked messages is the tracker's job; the parser only reads the fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpMsg {
+    /// Type.
+    pub type_: u8,
+    /// Code.
+    pub code: u8,
+    /// Identifier: bytes 4..6 of the header (meaningful for queries such as echo).
+    pub id: u16,
+    /// For error messages ([`v4::is_error`], [`v6::is_error`]): the quoted packet.
+    /// `None` for non-error types.
+    pub inner: Option<Result<InnerTuple, Reason>>,
+}
+
+/// The IP payload `l4` as an ICMP (`addrs.family` V4) or ICMPv6 (V6) message: its length
+/// check, then (when `verify`) the checksum, then for an error type the quoted packet.
+#[inline]
+pub(super) fn parse<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
+    let msg = match IcmpPacket::new_checked(l4) {
+        Ok(msg) => msg,
+        Err(reason) => return L4::Malformed(reason),
+    };
+    let (sum_ok, is_error) = match addrs.family {
+        Family::V4 => (
+            !verify || msg.verify_checksum_v4(),
+            v4::is_error(msg.msg_type()),
+        ),
+        Family::V6 => (
+            !verify || msg.verify_checksum_v6(addrs),
+            v6::is_error(msg.msg_type()),
+        ),
+    };
+    if !sum_ok {
+        return L4::Malformed(Reason::IcmpBadChecksum);
+    }
+    L4::Icmp(IcmpMsg {
+        type_: msg.msg_type(),
+        code: msg.msg_code(),
+        id: msg.ident(),
+        inner: is_error.then(|| parse_quoted(addrs.family, msg.payload())),
+    })
+}
+
+/// ICMPv6 over IPv4 or ICMP over IPv6: conntrack reads the 8-byte header for the tuple, then
+/// its ICMP tracker refuses the wrong family ("can't create new conn").
+#[inline]
+pub(super) fn parse_wrong_family(l4: &[u8]) -> L4<'static> {
+    if l4.len() < HEADER_LEN {
+        L4::Malformed(Reason::IcmpTruncated)
+    } else {
+        L4::Malformed(Reason::IcmpInvalidNew)
+    }
+}
+
 /// Read the packet quoted by an ICMP (`family` V4) or ICMPv6 (V6) error message, as
 /// conntrack does to find the flow it belongs to. `quoted` is the message after its 8-byte
 /// header, up to the end of the outer IP payload. Errors are `IcmpBadInner`.
@@ -258,7 +357,7 @@ pub fn parse_quoted(family: Family, quoted: &[u8]) -> Result<InnerTuple, Reason>
         // packet is keyed on its call id, and a version 1 header with another payload has no
         // tuple (the error is INVALID).
         proto::GRE => InnerL4::Gre {
-            call_id: super::gre_call_id(l4.unwrap_or(&[])).ok_or(bad)?,
+            call_id: gre::call_id(l4.unwrap_or(&[])).ok_or(bad)?,
         },
         _ => InnerL4::None,
     };

@@ -10,8 +10,11 @@
 //!
 //! [`UdpPacket`] is a complete view, as smoltcp's are: the parser reads the ports, the length
 //! and the checksum; [`UdpPacket::payload`] serves tests.
+//!
+//! `parse` turns the IP payload into a [`UdpDgram`] (the ports), or an `L4::Malformed`
+//! reason.
 
-use super::{IpAddrs, checksum, proto};
+use super::{IpAddrs, L4, checksum, proto};
 use crate::counters::Reason;
 
 /// A read-only view of a UDP datagram.
@@ -102,6 +105,32 @@ impl<'a, T: AsRef<[u8]> + ?Sized> UdpPacket<&'a T> {
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[HEADER_LEN..usize::from(self.length())]
     }
+}
+
+/// A checked UDP datagram header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpDgram {
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+/// The IP payload `l4` as a UDP datagram: its length checks, then (when `verify`) the
+/// checksum with the pseudo-header of `addrs`.
+#[inline]
+pub(super) fn parse<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
+    let udp = match UdpPacket::new_checked(l4) {
+        Ok(udp) => udp,
+        Err(reason) => return L4::Malformed(reason),
+    };
+    if verify && !udp.verify_checksum(addrs) {
+        return L4::Malformed(Reason::UdpBadChecksum);
+    }
+    L4::Udp(UdpDgram {
+        sport: udp.src_port(),
+        dport: udp.dst_port(),
+    })
 }
 
 #[inline]
