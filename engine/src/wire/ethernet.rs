@@ -10,6 +10,7 @@
 //! The views are complete, as smoltcp's are: the MAC addresses and the VLAN TCI fields are
 //! read only by the tests and by whoever debugs a frame; the parser needs the EtherTypes.
 
+use super::bytes::be16;
 use crate::counters::Reason;
 
 /// EtherType values the parser knows.
@@ -200,11 +201,6 @@ pub fn network_layer(frame: &[u8]) -> Result<(u16, &[u8]), Reason> {
         tags += 1;
     }
     Ok((ethertype, rest))
-}
-
-#[inline]
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
 }
 
 #[inline]

@@ -8,6 +8,7 @@
 //! to a GRE header quoted by an ICMP error (`icmp::parse_quoted`).
 
 use super::L4;
+use super::bytes::be16;
 use crate::counters::Reason;
 
 mod field {
@@ -51,9 +52,4 @@ pub(super) fn parse(l4: &[u8]) -> L4<'_> {
         Some(call_id) => L4::Gre { call_id },
         None => L4::Malformed(Reason::GreUnsupported),
     }
-}
-
-#[inline]
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
 }

@@ -26,6 +26,7 @@
 //! [`IcmpPacket`] is a complete view, as smoltcp's are: the checksum field and the sequence
 //! number are read only by tests (the checksum is verified over the whole message).
 
+use super::bytes::be16;
 use super::ipv4::{self, Ipv4Packet};
 use super::ipv6::{self, Ipv6Packet};
 use super::{Family, IpAddrs, L4, checksum, gre, proto};
@@ -362,11 +363,6 @@ pub fn parse_quoted(family: Family, quoted: &[u8]) -> Result<InnerTuple, Reason>
         _ => InnerL4::None,
     };
     Ok(InnerTuple { addrs, proto, l4 })
-}
-
-#[inline]
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
 }
 
 #[cfg(test)]

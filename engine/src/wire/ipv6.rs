@@ -19,6 +19,7 @@
 //! flow label and hop limit, and the Fragment header's identification serve tests and
 //! debugging; the parser runs the checks above one by one and reads the rest.
 
+use super::bytes::{be16, be32, be128};
 use crate::counters::Reason;
 
 /// A read-only view of an IPv6 packet.
@@ -153,8 +154,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// Payload length field.
     #[inline]
     pub fn payload_len(&self) -> u16 {
-        let b = &self.buffer.as_ref()[field::LENGTH];
-        u16::from_be_bytes([b[0], b[1]])
+        be16(&self.buffer.as_ref()[field::LENGTH])
     }
 
     /// Next Header field of the fixed header.
@@ -183,8 +183,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 
     #[inline]
     fn ver_tc_flow(&self) -> u32 {
-        let b = &self.buffer.as_ref()[field::VER_TC_FLOW];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        be32(&self.buffer.as_ref()[field::VER_TC_FLOW])
     }
 }
 
@@ -287,14 +286,12 @@ impl<T: AsRef<[u8]>> FragmentHeader<T> {
     /// Identification.
     #[inline]
     pub fn ident(&self) -> u32 {
-        let b = &self.buffer.as_ref()[field::FRAG_IDENT];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        be32(&self.buffer.as_ref()[field::FRAG_IDENT])
     }
 
     #[inline]
     fn off_field(&self) -> u16 {
-        let b = &self.buffer.as_ref()[field::FRAG_OFF];
-        u16::from_be_bytes([b[0], b[1]])
+        be16(&self.buffer.as_ref()[field::FRAG_OFF])
     }
 }
 
@@ -467,13 +464,6 @@ pub fn walk_ext_headers(buf: &[u8], start: usize, first: u8) -> Result<ExtChain,
         offset += h.header_len(proto);
         proto = h.next_header();
     }
-}
-
-#[inline]
-fn be128(b: &[u8]) -> u128 {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&b[..16]);
-    u128::from_be_bytes(a)
 }
 
 #[cfg(test)]

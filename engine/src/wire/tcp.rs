@@ -16,6 +16,7 @@
 //! `parse` turns the IP payload into a [`TcpSeg`], the fields the tracker and the rules
 //! read, or an `L4::Malformed` reason.
 
+use super::bytes::{be16, be32};
 use super::{IpAddrs, L4, checksum, proto};
 use crate::counters::Reason;
 
@@ -360,16 +361,6 @@ pub(super) fn parse<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
         payload_len: tcp.payload().len() as u32,
         options: tcp.options(),
     })
-}
-
-#[inline]
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
-#[inline]
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! `parse` turns the IP payload into a [`UdpDgram`] (the ports), or an `L4::Malformed`
 //! reason.
 
+use super::bytes::be16;
 use super::{IpAddrs, L4, checksum, proto};
 use crate::counters::Reason;
 
@@ -131,11 +132,6 @@ pub(super) fn parse<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
         sport: udp.src_port(),
         dport: udp.dst_port(),
     })
-}
-
-#[inline]
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
 }
 
 #[cfg(test)]
