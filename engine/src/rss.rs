@@ -13,7 +13,12 @@
 //! exception ([`dispatch_hash`]): they belong to the flow they quote, so the quoted packet's
 //! tuple is hashed; a worker that receives an error from hardware RSS re-dispatches it.
 
+use crate::wire::bytes::be16;
+use crate::wire::ethernet::{self, MAX_VLAN_TAGS, VLAN_TAG_LEN, ethertype};
 use crate::wire::{self, ChecksumHint, Family, InnerL4, L4, ParseConfig, proto};
+
+/// Offset of the EtherType (or the first VLAN TPID): the last two bytes of the MAC header.
+const ETHERTYPE_AT: usize = ethernet::HEADER_LEN - 2;
 
 /// The symmetric RSS key: `0x6d5a` repeated (52 bytes, enough for every NIC's key size).
 pub const SYMMETRIC_KEY: [u8; 52] = {
@@ -187,18 +192,21 @@ fn parse_unverified(frame: &[u8]) -> Result<wire::Packet<'_>, crate::Reason> {
 /// next protocol is not ICMP (IPv6 extension headers count as maybe).
 #[inline]
 fn may_be_icmp(frame: &[u8]) -> bool {
-    // Skip up to two VLAN tags to the EtherType.
-    let mut off = 12;
-    while let Some(&[a, b]) = frame.get(off..off + 2) {
-        return match u16::from_be_bytes([a, b]) {
-            0x8100 | 0x88a8 | 0x9100 if off < 20 => {
-                off += 4;
+    // Skip the VLAN tags `wire::parse` would strip to the EtherType; a frame with more is not
+    // parsed at all, so it is no ICMP error either.
+    let mut off = ETHERTYPE_AT;
+    let mut tags = 0;
+    while let Some(t) = frame.get(off..off + 2) {
+        return match be16(t) {
+            t if ethertype::is_vlan(t) && tags < MAX_VLAN_TAGS => {
+                off += VLAN_TAG_LEN;
+                tags += 1;
                 continue;
             }
             // IPv4: protocol at byte 9 of the header.
-            0x0800 => frame.get(off + 2 + 9) == Some(&proto::ICMP),
+            ethertype::IPV4 => frame.get(off + 2 + 9) == Some(&proto::ICMP),
             // IPv6: next header at byte 6; anything but TCP/UDP may be an extension header.
-            0x86dd => !matches!(
+            ethertype::IPV6 => !matches!(
                 frame.get(off + 2 + 6),
                 Some(&proto::TCP) | Some(&proto::UDP) | None
             ),

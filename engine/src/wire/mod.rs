@@ -50,7 +50,7 @@
 
 use crate::counters::Reason;
 
-mod bytes;
+pub(crate) mod bytes;
 pub mod checksum;
 pub mod ethernet;
 pub mod gre;
