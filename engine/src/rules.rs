@@ -1011,7 +1011,11 @@ mod tests {
         assert!(!rule.matches(&tcp_input(TcpFlags::ACK)));
     }
 
-    fn classic() -> RuleSet {
+    /// A small rule set for these tests: accept established/related, accept new from port 0
+    /// to port 1, drop invalid, default drop. It is shaped like the conformance policy but is
+    /// not it: that one is `config/conformance/classic*.yaml`, compiled and evaluated by
+    /// `ctfw-config`'s test `classic_rules_compile_and_decide`.
+    fn three_rules() -> RuleSet {
         let rules = vec![
             Rule {
                 ct: Some(CtStateSet::of(&[CtState::Established, CtState::Related])),
@@ -1036,7 +1040,7 @@ mod tests {
 
     #[test]
     fn first_match_wins_then_default() {
-        let set = classic();
+        let set = three_rules();
         let p = tcp_input(TcpFlags::SYN);
         assert_eq!(
             set.evaluate(&p),
@@ -1120,7 +1124,7 @@ mod tests {
 
     #[test]
     fn names_and_accessors() {
-        let set = classic();
+        let set = three_rules();
         assert_eq!(set.len(), 3);
         assert_eq!(set.name(1), "new_c2s_accept");
         assert_eq!(set.name(3), "?");
