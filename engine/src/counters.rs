@@ -47,8 +47,10 @@ reasons! {
     // ---- frame and network layer: dropped before connection tracking ----
     /// Frame shorter than an Ethernet header.
     EthTruncated = "eth_truncated", Unparsed;
-    /// A VLAN tag was cut short, or more VLAN tags than supported were stacked.
+    /// A VLAN tag was cut short.
     VlanTruncated = "vlan_truncated", Unparsed;
+    /// More stacked VLAN tags than the parser strips (two: `wire::ethernet::MAX_VLAN_TAGS`).
+    VlanTooManyTags = "vlan_too_many_tags", Unparsed;
     /// Not IPv4 or IPv6 (ARP, LLDP, ...) and the configuration drops non-IP frames.
     NonIp = "non_ip", Unparsed;
     /// Shorter than a minimal IPv4 header.
@@ -63,8 +65,6 @@ reasons! {
     Ipv4BadChecksum = "ipv4_bad_checksum", Unparsed;
     /// IPv4 options are malformed.
     Ipv4BadOptions = "ipv4_bad_options", Unparsed;
-    /// Source or destination is a martian Linux drops at IP input (e.g. loopback or multicast source).
-    Ipv4BadAddress = "ipv4_bad_address", Unparsed;
     /// Shorter than the fixed IPv6 header.
     Ipv6Truncated = "ipv6_truncated", Unparsed;
     /// IPv6 version field is not 6.
@@ -89,7 +89,8 @@ reasons! {
     TcpBadFlags = "tcp_bad_flags", Invalid;
     /// UDP header cut short.
     UdpTruncated = "udp_truncated", Invalid;
-    /// UDP length field disagrees with the IP payload.
+    /// UDP length field below 8 or beyond the IP payload (a shorter one is accepted, as
+    /// `udp_error` accepts it).
     UdpBadLength = "udp_bad_length", Invalid;
     /// UDP checksum does not verify.
     UdpBadChecksum = "udp_bad_checksum", Invalid;
@@ -125,7 +126,9 @@ reasons! {
     // ---- policy and resources ----
     /// Dropped by a rule of the rule set.
     RuleDrop = "rule_drop", Policy;
-    /// Dropped by the default policy (no rule matched).
+    /// Dropped by the default policy (no rule matched). Also counts, without a rule hit, a
+    /// packet on a port without a peer, which only tests and fuzzing can send (config
+    /// validation gives every port a peer).
     DefaultPolicy = "default_policy", Policy;
     /// The table was full and held no entry that may be evicted (only live ASSURED
     /// connections nearby).

@@ -6,8 +6,11 @@
 //! travels ORIGINAL, its reply REPLY). [`Direction`] says how the packet relates to the entry's
 //! ORIGINAL tuple; it is resolved once per packet, here.
 //!
-//! Keys exist only from checked packets ([`crate::wire::Packet`]) or from the inner packet of
-//! a checked ICMP error.
+//! The engine builds keys only from checked packets ([`key_of`], from a
+//! [`crate::wire::Packet`]) or from the inner packet of a checked ICMP error
+//! ([`key_of_inner`]). The fields and the constructors [`FlowKey::from_ports`] and
+//! [`FlowKey::icmp_query`] are public so that benchmarks and tests can build keys without a
+//! frame; such keys are only as canonical as those constructors make them.
 
 use crate::track::icmp::{self, IcmpClass};
 use crate::wire::{Family, InnerL4, InnerTuple, IpAddrs, L4, Packet};
@@ -43,7 +46,9 @@ impl Direction {
 ///
 /// For TCP, UDP and other port-based protocols `lo` is the lower `(addr, port)` endpoint.
 /// For ICMP queries `lo` is the requester, `hi` the responder, `lo_port` the identifier and
-/// `hi_port` `(request type << 8) | code`. For portless protocols both ports are zero.
+/// `hi_port` `(request type << 8) | code`. For portless protocols both ports are zero, except
+/// GRE version 1 (PPTP), keyed on its call id: one port zero, the other the call id, ordered
+/// like ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct FlowKey {
@@ -61,7 +66,7 @@ pub struct FlowKey {
     pub family: Family,
 }
 
-/// One endpoint as the packet carries it.
+/// Both endpoints as the packet carries them, with the protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Endpoints {
     /// Addresses as on the wire.

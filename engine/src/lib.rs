@@ -1,9 +1,10 @@
 //! ctfw's engine: everything between "here are some frame bytes" and "forward or drop".
 //!
-//! The engine is pure: it takes packet bytes, an ingress port and `now` (its own [`time::Instant`],
-//! read once per burst by the caller) and returns verdicts. It never reads a clock, never touches
-//! an mbuf, never allocates or formats per packet, which is what makes timeouts unit-testable
-//! and pcap replay exact. The DPDK data plane and `ctfw replay` run the same code.
+//! The engine is pure: it takes packet bytes, an ingress port and `now` (its own
+//! [`time::Instant`], read by the caller once per polling round, so at most once per burst) and
+//! returns verdicts. It never reads a clock, never touches an mbuf, never allocates or formats
+//! per packet, which is what makes timeouts unit-testable and pcap replay exact. The DPDK data
+//! plane and `ctfw replay` run the same code.
 //!
 //! - [`wire`]: checked, zero-copy views over headers; malformed input becomes a typed [`Reason`].
 //! - [`flow`]: canonical flow keys and keyed hashing.
@@ -11,6 +12,11 @@
 //! - [`table`]: the fixed-capacity connection table with incremental expiry and eviction.
 //! - [`rules`]: the compiled rule set.
 //! - [`pipeline`]: the burst pipeline tying them together.
+//! - [`counters`]: the reasons a packet is dropped or INVALID, and the per-worker counters.
+//! - [`time`]: the engine's clock types (`Instant`, and the 1/256 s `Tick` entries store).
+//! - [`view`]: an entry as an operator reads it (`conntrack -L` style), for listings.
+//! - [`rss`]: the symmetric Toeplitz hash and worker ownership, shared by the NIC RETA and the
+//!   software distributor, so both directions of a flow reach the worker that owns its entry.
 
 #![forbid(unsafe_code)]
 

@@ -1,8 +1,63 @@
-//! The burst pipeline. (Skeleton: being written by the lead.)
+//! The burst pipeline: one worker's [`Engine`], from frames to verdicts.
+//!
+//! [`Engine::process_burst`] takes a burst of frames with their ingress ports, all at one
+//! instant, and writes one [`Verdict`] per frame. It works in groups of [`BURST`] packets, in
+//! four stages, each a loop over the whole group:
+//! 1. parse each frame ([`wire::parse`]) and plan how it meets the table (`Engine::plan`):
+//!    dropped before tracking (unparsable, or a fragment under [`FragmentPolicy::Drop`]), a
+//!    state known without a lookup (UNTRACKED for a fragment under
+//!    [`FragmentPolicy::Untracked`] or an untracked ICMPv6 type; INVALID for a TCP flag
+//!    combination Linux's `tcp_error` refuses, a malformed transport header, an invalid ICMP
+//!    type, or an ICMP error that cannot be RELATED: unreadable or unkeyable quote, or sent
+//!    to someone other than the quoted packet's source), or a flow key and its hash (the
+//!    packet's own connection, or the one an ICMP error quotes);
+//! 2. fetch the two candidate buckets of every keyed packet;
+//! 3. with the buckets in cache, pick each packet's candidate entry from the tags, then fetch
+//!    the candidates;
+//! 4. in packet order, track (find or create the entry, run the protocol tracker) and decide
+//!    (the rules, then insertion of a new connection).
+//!
+//! Why stages 2 and 3 are loops of their own: the engine has no unsafe code, so its fetches
+//! are plain loads, and a load must retire before the reorder buffer moves far past it.
+//! Interleaved with parsing, one or two misses would be in flight; issued back to back, the
+//! whole group's are. The candidates of stage 3 are only hints: stage 4 checks that the
+//! candidate still holds the key (`Table::find_hinted`) and searches the buckets otherwise,
+//! since an earlier packet of the group may have created or removed entries meanwhile.
+//!
+//! A new connection is inserted only if the rules accept its first packet, as Linux confirms
+//! a conntrack only when the packet survives the hooks: tracking builds the entry and leaves
+//! it pending, and a dropped packet leaves no entry behind (nor evicts one). Insertion may
+//! reclaim or evict a neighbour (see [`crate::table`]); when it cannot, the packet is dropped
+//! as `TableFull`.
+//!
+//! Invariants:
+//! - every packet gets exactly one verdict: forwarded (`forward` set) or dropped (`dropped`
+//!   set, and counted under that reason), never both; `packets == accepted + dropped`;
+//! - packets of a burst are tracked in order, so a packet sees what earlier packets of the
+//!   same burst did to the table, and the result does not depend on how packets are split
+//!   into bursts given the same instants;
+//! - an INVALID verdict is counted under its reason whether or not the rules then drop it;
+//! - `rule_hits` counts every packet the rules decide, per rule and (last) for the default
+//!   policy; packets that never reach the rules (unparsed frames, fragments dropped by
+//!   policy, non-IP frames, packets on a port without a peer) are not in it;
+//! - the pipeline, not the trackers, sets `SEEN_REPLY`, after a REPLY packet is accepted;
+//!   an ICMP error found RELATED never refreshes the connection it quotes;
+//! - nothing is allocated per packet: the group's state lives in fixed arrays on the stack.
 
-use crate::rules::PortId;
-use crate::track::TrackConfig;
-use crate::wire::ParseConfig;
+use crate::counters::{Counters, Reason};
+use crate::flow::{self, Direction, FlowHasher, KeyedPacket};
+use crate::rules::{Action, PortId, RuleInput, RuleSet};
+use crate::table::{Entry, Hashed, Table};
+use crate::time::{Instant, Tick};
+use crate::track::icmp::{self, IcmpClass};
+use crate::track::tcp::{self, TcpConn};
+use crate::track::udp::UdpConn;
+use crate::track::{CtFlags, CtState, EntryMeta, ProtoState, TrackConfig, TrackVerdict, gre};
+use crate::wire::{self, ChecksumHint, L4, Packet, ParseConfig};
+
+/// Packets processed together: keys built, buckets and entries fetched for the whole group
+/// before any of them is tracked. Longer bursts are processed in groups of this size.
+pub const BURST: usize = 32;
 
 /// What to do with IPv4/IPv6 fragments. The tracker cannot classify a non-first fragment (it
 /// has no ports), and ctfw does not reassemble.
@@ -57,21 +112,6 @@ impl EngineConfig {
         }
     }
 }
-
-use crate::counters::{Counters, Reason};
-use crate::flow::{self, Direction, FlowHasher, KeyedPacket};
-use crate::rules::{Action, RuleInput, RuleSet};
-use crate::table::{Entry, Hashed, Table};
-use crate::time::{Instant, Tick};
-use crate::track::icmp::{self, IcmpClass};
-use crate::track::tcp::{self, TcpConn};
-use crate::track::udp::UdpConn;
-use crate::track::{CtFlags, CtState, EntryMeta, ProtoState, TrackVerdict, gre};
-use crate::wire::{self, ChecksumHint, L4, Packet};
-
-/// Packets processed together: keys built, buckets and entries fetched for the whole group
-/// before any of them is tracked. Longer bursts are processed in groups of this size.
-pub const BURST: usize = 32;
 
 /// One packet handed to the engine.
 #[derive(Clone, Copy, Debug)]
@@ -169,11 +209,6 @@ impl Engine {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &EngineConfig {
-        &self.cfg
-    }
-
     /// The rules.
     pub fn rules(&self) -> &RuleSet {
         &self.rules
@@ -201,8 +236,9 @@ impl Engine {
         out[0]
     }
 
-    /// Process a burst: `out[i]` receives the verdict for `pkts[i]`. `now` is read once per
-    /// burst by the caller. Panics if `out` is shorter than `pkts` (a caller bug, not input).
+    /// Process a burst: `out[i]` receives the verdict for `pkts[i]`, all at instant `now` (the
+    /// data plane reads its clock once per polling round and passes the same `now` to every
+    /// burst of the round). Panics if `out` is shorter than `pkts` (a caller bug, not input).
     pub fn process_burst(&mut self, now: Instant, pkts: &[Pkt<'_>], out: &mut [Verdict]) {
         assert!(
             out.len() >= pkts.len(),
@@ -271,8 +307,12 @@ impl Engine {
         if let Some(k) = flow::key_of(p) {
             return Plan::Track(k, self.table.hash(&k.key));
         }
-        // What has no connection of its own is an ICMP message other than a query.
+        // What has no connection of its own is an ICMP message other than a query: `key_of`
+        // keys every other transport except fragments and malformed headers, both planned
+        // above. The arms marked "cannot happen" below are defensive: each would show up as a
+        // plausible but wrong reason, so debug builds (tests, fuzzing) stop there instead.
         let L4::Icmp(m) = p.l4 else {
+            debug_assert!(false, "cannot happen: an unkeyed packet that is not ICMP");
             return invalid(Reason::IcmpInvalidNew);
         };
         match icmp::classify(p.addrs.family, m.type_, m.code) {
@@ -287,11 +327,20 @@ impl Engine {
                     None => invalid(Reason::IcmpNoRelated),
                 },
                 Some(Err(r)) => invalid(r),
-                None => invalid(Reason::IcmpBadInner),
+                None => {
+                    // Cannot happen: the parser reads a quote for exactly the types `classify`
+                    // calls errors (both ask `wire::icmp::{v4, v6}::is_error`).
+                    debug_assert!(false, "cannot happen: an ICMP error without its quote");
+                    invalid(Reason::IcmpBadInner)
+                }
             },
             IcmpClass::Untracked => Plan::Fixed(Some(CtState::Untracked), None),
             IcmpClass::Invalid(r) => invalid(r),
-            IcmpClass::Query { .. } => invalid(Reason::IcmpInvalidNew), // keyed above
+            IcmpClass::Query { .. } => {
+                // Cannot happen: `key_of` keys every query, so a query never gets here.
+                debug_assert!(false, "cannot happen: an unkeyed ICMP query");
+                invalid(Reason::IcmpInvalidNew)
+            }
         }
     }
 
@@ -340,7 +389,10 @@ impl Engine {
             dir: tracked.dir,
         };
         let Some(out_port) = out_port else {
-            // A port without a peer cannot forward anything (config validation prevents it).
+            // A port without a peer cannot forward anything. Config validation gives every
+            // port a peer, so only tests and fuzzing get here; the drop is counted as
+            // `default_policy` (no rule ran, and `rule_hits` is not incremented) rather than
+            // under a reason of its own that would always read zero in production.
             return self.drop(verdict, Reason::DefaultPolicy);
         };
         let (ports, tcp_flags) = match p.l4 {
@@ -456,8 +508,16 @@ impl Engine {
                 meta.expires = now.after(other.generic);
                 TrackVerdict::Accept
             }
-            // The key includes the protocol, so an entry's state always fits its packets.
-            _ => TrackVerdict::Invalid(Reason::TcpInvalidState),
+            _ => {
+                // Cannot happen: the key includes the family and the protocol, and an entry's
+                // state was built from the same transport variant as every packet with its key
+                // (a protocol parses to one variant, or to `Malformed`, which has no key).
+                debug_assert!(
+                    false,
+                    "cannot happen: an entry's state does not fit its packet"
+                );
+                TrackVerdict::Invalid(Reason::TcpInvalidState)
+            }
         };
         match action {
             TrackVerdict::Accept | TrackVerdict::Ignore => {
@@ -516,9 +576,12 @@ impl Engine {
                 match conn.packet(&mut meta, now, Direction::Original, &seg, &tcp_cfg) {
                     TrackVerdict::Accept | TrackVerdict::Ignore => ProtoState::Tcp(conn),
                     TrackVerdict::Invalid(r) => return Tracked::invalid(r),
-                    // Neither happens to a connection's first segment; if it did, the packet
-                    // would leave no entry behind, as Linux's unconfirmed conntrack would not.
                     TrackVerdict::Kill | TrackVerdict::Reopen => {
+                        // Cannot happen to a connection's first segment: `Reopen` needs an
+                        // old state of TIME_WAIT or later and `Kill` an RST, which
+                        // `TcpConn::new` refuses. Were it to, the packet would leave no entry
+                        // behind, as Linux's unconfirmed conntrack would not.
+                        debug_assert!(false, "cannot happen: Kill or Reopen on a first segment");
                         return Tracked {
                             dir: Some(Direction::Original),
                             ..Tracked::state(CtState::New)

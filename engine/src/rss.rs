@@ -13,7 +13,12 @@
 //! exception ([`dispatch_hash`]): they belong to the flow they quote, so the quoted packet's
 //! tuple is hashed; a worker that receives an error from hardware RSS re-dispatches it.
 
+use crate::wire::bytes::be16;
+use crate::wire::ethernet::{self, MAX_VLAN_TAGS, VLAN_TAG_LEN, ethertype};
 use crate::wire::{self, ChecksumHint, Family, InnerL4, L4, ParseConfig, proto};
+
+/// Offset of the EtherType (or the first VLAN TPID): the last two bytes of the MAC header.
+const ETHERTYPE_AT: usize = ethernet::HEADER_LEN - 2;
 
 /// The symmetric RSS key: `0x6d5a` repeated (52 bytes, enough for every NIC's key size).
 pub const SYMMETRIC_KEY: [u8; 52] = {
@@ -27,7 +32,7 @@ pub const SYMMETRIC_KEY: [u8; 52] = {
 };
 
 /// Indirection-table granularity: the low bits of the hash that choose a worker. Hardware
-/// RETAs are programmed so entry `j` names worker `(j % RETA_BITS_SPAN) % workers`, which
+/// RETAs are programmed so entry `j` names worker `(j % RETA_SPAN) % workers`, which
 /// makes [`owner`] agree with the device whatever its RETA size (a power of two >= this).
 pub const RETA_SPAN: u32 = 128;
 
@@ -124,8 +129,9 @@ impl Toeplitz {
 }
 
 /// The hash that decides a frame's owner: what a NIC would compute for it, except that an ICMP
-/// error is hashed on the flow it quotes. `None` for frames that are not IP (any worker may
-/// take them; they are dropped or forwarded without tracking).
+/// error is hashed on the flow it quotes. `None` for frames [`wire::parse`] rejects (non-IP,
+/// or a malformed link or network layer): any worker may take them, since they are dropped or
+/// forwarded without tracking.
 pub fn dispatch_hash(t: &Toeplitz, frame: &[u8]) -> Option<u32> {
     let p = parse_unverified(frame).ok()?;
     let a = p.addrs;
@@ -173,19 +179,6 @@ pub fn icmp_error_hash(t: &Toeplitz, frame: &[u8]) -> Option<u32> {
     }
 }
 
-/// Whether a frame is an ICMP error (its quote readable or not).
-#[inline]
-pub fn is_icmp_error(frame: &[u8]) -> bool {
-    may_be_icmp(frame)
-        && matches!(
-            parse_unverified(frame),
-            Ok(wire::Packet {
-                l4: L4::Icmp(wire::IcmpMsg { inner: Some(_), .. }),
-                ..
-            })
-        )
-}
-
 /// A parse that skips checksums: enough to pick a worker.
 #[inline]
 fn parse_unverified(frame: &[u8]) -> Result<wire::Packet<'_>, crate::Reason> {
@@ -199,18 +192,21 @@ fn parse_unverified(frame: &[u8]) -> Result<wire::Packet<'_>, crate::Reason> {
 /// next protocol is not ICMP (IPv6 extension headers count as maybe).
 #[inline]
 fn may_be_icmp(frame: &[u8]) -> bool {
-    // Skip up to two VLAN tags to the EtherType.
-    let mut off = 12;
-    while let Some(&[a, b]) = frame.get(off..off + 2) {
-        return match u16::from_be_bytes([a, b]) {
-            0x8100 | 0x88a8 | 0x9100 if off < 20 => {
-                off += 4;
+    // Skip the VLAN tags `wire::parse` would strip to the EtherType; a frame with more is not
+    // parsed at all, so it is no ICMP error either.
+    let mut off = ETHERTYPE_AT;
+    let mut tags = 0;
+    while let Some(t) = frame.get(off..off + 2) {
+        return match be16(t) {
+            t if ethertype::is_vlan(t) && tags < MAX_VLAN_TAGS => {
+                off += VLAN_TAG_LEN;
+                tags += 1;
                 continue;
             }
             // IPv4: protocol at byte 9 of the header.
-            0x0800 => frame.get(off + 2 + 9) == Some(&proto::ICMP),
+            ethertype::IPV4 => frame.get(off + 2 + 9) == Some(&proto::ICMP),
             // IPv6: next header at byte 6; anything but TCP/UDP may be an extension header.
-            0x86dd => !matches!(
+            ethertype::IPV6 => !matches!(
                 frame.get(off + 2 + 6),
                 Some(&proto::TCP) | Some(&proto::UDP) | None
             ),
@@ -370,19 +366,17 @@ mod dispatch_tests {
         let flow = dispatch_hash(&t, &original).expect("ip");
         assert_eq!(dispatch_hash(&t, &reply), Some(flow));
         assert_eq!(dispatch_hash(&t, &unreachable), Some(flow));
-        assert!(is_icmp_error(&unreachable));
-        assert!(!is_icmp_error(&original));
         assert_eq!(icmp_error_hash(&t, &unreachable), Some(flow));
         assert_eq!(icmp_error_hash(&t, &original), None);
         let tagged = Frame::ipv4(router, client)
             .vlan(7)
             .icmp_error(3, 3, &datagram)
             .build();
-        assert!(is_icmp_error(&tagged));
+        assert_eq!(icmp_error_hash(&t, &tagged), Some(flow));
         assert_eq!(dispatch_hash(&t, &tagged), Some(flow));
         let echo = Frame::ipv4(client, server).echo_request(1, 1).build();
-        assert!(!is_icmp_error(&echo), "a query is not an error");
-        assert!(!is_icmp_error(&[0u8; 10]));
+        assert_eq!(icmp_error_hash(&t, &echo), None, "a query is not an error");
+        assert_eq!(icmp_error_hash(&t, &[0u8; 10]), None);
         // The outer addresses alone would usually choose another worker.
         let outer = t.hash_tuple(
             Family::V4,

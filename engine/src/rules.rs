@@ -282,16 +282,6 @@ impl Prefix {
         self.family
     }
 
-    /// Prefix length in bits.
-    pub const fn prefix_len(&self) -> u8 {
-        self.len
-    }
-
-    /// Network address (IPv4 as `u32 as u128`).
-    pub const fn addr(&self) -> u128 {
-        self.net
-    }
-
     /// Whether `addr` of `family` lies inside the prefix.
     #[inline]
     pub const fn contains(&self, family: Family, addr: u128) -> bool {
@@ -333,16 +323,6 @@ impl PortRange {
     /// The single port `port`.
     pub const fn single(port: u16) -> PortRange {
         PortRange { lo: port, hi: port }
-    }
-
-    /// Lowest port.
-    pub const fn lo(&self) -> u16 {
-        self.lo
-    }
-
-    /// Highest port.
-    pub const fn hi(&self) -> u16 {
-        self.hi
     }
 
     /// Whether `port` lies inside.
@@ -398,21 +378,6 @@ impl TcpFlagsMatch {
             negate: !self.negate,
             ..self
         }
-    }
-
-    /// Flags examined.
-    pub const fn mask(&self) -> u8 {
-        self.mask
-    }
-
-    /// Value the examined flags are compared with.
-    pub const fn comp(&self) -> u8 {
-        self.comp
-    }
-
-    /// Whether the comparison is `!=`.
-    pub const fn negate(&self) -> bool {
-        self.negate
     }
 
     /// Whether the flag byte `flags` passes the test.
@@ -675,11 +640,6 @@ impl RuleSet {
     /// Rule `idx`.
     pub fn rule(&self, idx: u16) -> Option<&Rule> {
         self.rules.get(usize::from(idx))
-    }
-
-    /// The rules, in order.
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
     }
 
     /// `(name, rule)` pairs, in order.
@@ -1051,7 +1011,11 @@ mod tests {
         assert!(!rule.matches(&tcp_input(TcpFlags::ACK)));
     }
 
-    fn classic() -> RuleSet {
+    /// A small rule set for these tests: accept established/related, accept new from port 0
+    /// to port 1, drop invalid, default drop. It is shaped like the conformance policy but is
+    /// not it: that one is `config/conformance/classic*.yaml`, compiled and evaluated by
+    /// `ctfw-config`'s test `classic_rules_compile_and_decide`.
+    fn three_rules() -> RuleSet {
         let rules = vec![
             Rule {
                 ct: Some(CtStateSet::of(&[CtState::Established, CtState::Related])),
@@ -1076,7 +1040,7 @@ mod tests {
 
     #[test]
     fn first_match_wins_then_default() {
-        let set = classic();
+        let set = three_rules();
         let p = tcp_input(TcpFlags::SYN);
         assert_eq!(
             set.evaluate(&p),
@@ -1160,7 +1124,7 @@ mod tests {
 
     #[test]
     fn names_and_accessors() {
-        let set = classic();
+        let set = three_rules();
         assert_eq!(set.len(), 3);
         assert_eq!(set.name(1), "new_c2s_accept");
         assert_eq!(set.name(3), "?");

@@ -5,7 +5,8 @@
 //!   holding the canonical key, the deadline, the status bits and the protocol state.
 //!   A free list of pool indices makes insertion O(1).
 //! - `buckets`: the index, a bucketised cuckoo hash. A bucket is one 64-byte cache line of 16
-//!   slots; a slot packs an 8-bit tag from the hash with a 24-bit pool index (`0` = empty).
+//!   slots; a slot packs an 8-bit tag from the hash with the pool index plus one in 24 bits
+//!   (`0` = empty).
 //!   Every key has two candidate buckets, so a lookup reads at most two bucket lines (both
 //!   known from the hash, fetched in parallel) and, after a tag match, one entry.
 //!   The bucket count keeps the load at or below 80%, where 2x16-way cuckoo insertion
@@ -20,12 +21,14 @@
 //! Overflow is defined, after Linux's `early_drop` and its garbage collector under pressure
 //! (`nf_conntrack_core.c`):
 //! - when an insert finds no room, [`Table::insert`] evicts from the new key's neighbourhood
-//!   (the entries its two buckets refer to: at most 32): an expired entry first, else the
-//!   non-ASSURED entry closest to expiry, else an ASSURED entry whose connection is closing
-//!   (TCP FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE: [`ProtoState::can_early_drop`])
-//!   closest to expiry. A live ASSURED connection (ESTABLISHED, an assured SYN_RECV, a UDP
-//!   stream...) is never evicted; if the neighbourhood holds nothing else, the insert fails
-//!   and the caller drops and counts the packet;
+//!   (the entries its two buckets refer to: at most 32), scanned in slot order until the
+//!   first `EVICT_CANDIDATES` (8) non-ASSURED neighbours have been met: an expired entry met
+//!   on the way is taken at once; else the non-ASSURED entry closest to expiry among those
+//!   met; else (only when there is none) an ASSURED entry whose connection is closing (TCP
+//!   FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE: [`ProtoState::can_early_drop`]) closest
+//!   to expiry. A live ASSURED connection (ESTABLISHED, an assured SYN_RECV, a UDP stream...)
+//!   is never evicted; if the neighbourhood holds nothing else, the insert fails and the
+//!   caller drops and counts the packet;
 //! - a failed insert puts the table under pressure, as a failed allocation sets Linux's
 //!   `gc_work->early_drop`: for one full pass of [`Table::sweep`] over the pool, the sweeper
 //!   also removes every entry it meets that may be dropped early (non-ASSURED, or ASSURED and
@@ -161,11 +164,10 @@ impl Bucket {
         slots: [EMPTY; SLOTS],
     };
 
-    /// Bit mask of slots whose tag equals `tag` (empty slots have tag 0 and index 0, so they
-    /// are excluded by the index check).
+    /// Bit mask of slots whose tag equals `tag`. Empty slots are 0 and tags are never 0
+    /// ([`Table::hash`]), so an empty slot never matches: no separate test.
     #[inline]
     fn tag_hits(&self, tag: u32) -> u32 {
-        // Tags are never 0, so an empty slot (0) never matches: no separate test.
         let mut m = 0u32;
         for (i, &s) in self.slots.iter().enumerate() {
             m |= (((s >> 24) == tag) as u32) << i;
@@ -308,11 +310,14 @@ impl Table {
         Hashed { b1, b2, tag }
     }
 
-    /// Bring the two candidate buckets towards the cache (first stage of a burst lookup).
+    /// Bring the two candidate buckets towards the cache (stage 2 of
+    /// `Engine::process_group`). Returns a value the caller must consume (e.g. with
+    /// `black_box`) so that the loads are not optimised away.
     #[inline]
     pub fn prefetch_buckets(&self, h: &Hashed) -> u32 {
-        // A plain load per line: the engine is free of unsafe code, and an independent load
-        // that misses overlaps with the rest of the burst just as a prefetch would.
+        // A plain load per line (the engine is free of unsafe code, so no prefetch
+        // instruction). It overlaps with other misses only if the caller issues these loads
+        // back to back, in a loop of their own, as pipeline stage 2 does.
         self.buckets[h.b1 as usize].slots[0] ^ self.buckets[h.b2 as usize].slots[0]
     }
 
@@ -514,11 +519,12 @@ impl Table {
         }
     }
 
-    /// Make room near `h`: reclaim an expired neighbour, else evict the non-ASSURED
-    /// neighbour closest to expiry among the first [`EVICT_CANDIDATES`] found (each look at a
-    /// neighbour is a likely cache miss; Linux's `early_drop` also stops at the first it
-    /// can take), else the closing ASSURED neighbour closest to expiry. `None` when every
-    /// neighbour is a live ASSURED connection.
+    /// Make room near `h`. The scan stops after the first [`EVICT_CANDIDATES`] non-ASSURED
+    /// neighbours (each look at a neighbour is a likely cache miss; Linux's `early_drop` also
+    /// stops at the first it can take). An expired neighbour met before then is reclaimed at
+    /// once; else the non-ASSURED neighbour closest to expiry among those met is evicted; else
+    /// the closing ASSURED neighbour closest to expiry. `None` when every neighbour is a live
+    /// ASSURED connection.
     fn evict_near(&mut self, h: &Hashed, now: Tick) -> Option<Victim> {
         // (bucket, slot, idx, remaining ticks) of the best candidate of each kind.
         let mut best: Option<(u32, usize, u32, u32)> = None;
@@ -627,19 +633,6 @@ impl Table {
             .enumerate()
             .filter(move |(_, e)| e.is_live() && !e.is_expired(now))
             .map(|(i, e)| (i as u32, e))
-    }
-
-    /// Remove every entry.
-    pub fn clear(&mut self) {
-        for b in &mut self.buckets {
-            *b = Bucket::EMPTY;
-        }
-        for e in &mut self.entries {
-            e.flags.clear(LIVE);
-        }
-        self.free.clear();
-        self.free.extend((0..self.entries.len() as u32).rev());
-        self.pressure_left = 0;
     }
 
     /// Check every invariant (tests and debug tooling; O(capacity)).

@@ -1,12 +1,13 @@
 //! Engine time.
 //!
 //! The engine never reads a clock. Callers pass an [`Instant`] (nanoseconds since an arbitrary
-//! epoch: the packet timestamp in `ctfw replay`, the TSC converted once per burst in the data
-//! plane). Inside the table, expiry is kept as a 32-bit [`Tick`] of 1/256 s so that an entry's
-//! deadline costs four bytes; ticks wrap every 194 days and are compared with wrapping
-//! arithmetic, which is exact as long as every deadline lies less than 97 days from `now`
-//! (timeouts are capped at [`MAX_TIMEOUT_SECS`] by configuration, and the sweeper revisits every
-//! entry far more often than that).
+//! epoch: the packet timestamp in `ctfw replay`; in the data plane the TSC, read and converted
+//! once per polling round and shared by every burst of the round and the sweep). Inside the
+//! table, expiry is kept as a 32-bit [`Tick`] of 1/256 s so that an entry's deadline costs four
+//! bytes; ticks wrap every 194 days and are compared with wrapping arithmetic, which is exact as
+//! long as every deadline lies less than 97 days from `now` (timeouts are capped at
+//! [`MAX_TIMEOUT_SECS`] by configuration, and the sweeper revisits every entry far more often
+//! than that).
 
 use core::fmt;
 
@@ -21,12 +22,6 @@ pub const MAX_TIMEOUT_SECS: u32 = 30 * 24 * 3600;
 pub struct Instant(pub u64);
 
 impl Instant {
-    /// `secs` seconds and `nanos` nanoseconds after the epoch.
-    #[inline]
-    pub const fn from_secs_nanos(secs: u64, nanos: u32) -> Self {
-        Instant(secs * 1_000_000_000 + nanos as u64)
-    }
-
     /// Nanoseconds since the epoch.
     #[inline]
     pub const fn as_nanos(self) -> u64 {
@@ -96,8 +91,8 @@ mod tests {
 
     #[test]
     fn instant_to_tick_is_exact_on_second_boundaries() {
-        assert_eq!(Instant::from_secs_nanos(1, 0).tick(), Tick(256));
-        assert_eq!(Instant::from_secs_nanos(2, 500_000_000).tick(), Tick(640));
+        assert_eq!(Instant(1_000_000_000).tick(), Tick(256));
+        assert_eq!(Instant(2_500_000_000).tick(), Tick(640));
         assert_eq!(Instant(3_906_249).tick(), Tick(0));
         assert_eq!(Instant(3_906_250).tick(), Tick(1));
     }

@@ -112,7 +112,8 @@ impl EntryView {
         }
     }
 
-    /// Protocol name as conntrack prints it (`tcp`, `udp`, `icmp`, `icmpv6`, else `unknown`).
+    /// Protocol name as conntrack prints it (`tcp`, `udp`, `icmp`, `icmpv6`, `gre`, else
+    /// `unknown`).
     pub fn proto_name(&self) -> &'static str {
         match self.proto {
             proto::TCP => "tcp",

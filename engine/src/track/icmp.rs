@@ -36,6 +36,7 @@ use crate::counters::Reason;
 use crate::time::Tick;
 use crate::track::{EntryMeta, OtherTimeouts};
 use crate::wire::Family;
+use crate::wire::icmp::{v4, v6};
 
 /// How conntrack treats an ICMP / ICMPv6 message of a given type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,9 +59,6 @@ pub enum IcmpClass {
 /// Highest ICMPv4 type conntrack knows (Linux `NR_ICMP_TYPES`).
 const NR_ICMP_TYPES: u8 = 18;
 
-/// ICMPv6 redirect (Linux `NDISC_REDIRECT`).
-const ICMPV6_REDIRECT: u8 = 137;
-
 /// Classify a message type.
 ///
 /// `code` does not matter to Linux except for the ICMPv6 redirect (137), which it handles in
@@ -80,12 +78,12 @@ pub fn classify(family: Family, type_: u8, code: u8) -> IcmpClass {
 /// tuple; `None` if `request_type` is not a request conntrack tracks.
 pub fn reply_type(family: Family, request_type: u8) -> Option<u8> {
     match (family, request_type) {
-        (Family::V4, 8) => Some(0),
-        (Family::V4, 13) => Some(14),
-        (Family::V4, 15) => Some(16),
-        (Family::V4, 17) => Some(18),
-        (Family::V6, 128) => Some(129),
-        (Family::V6, 139) => Some(140),
+        (Family::V4, v4::ECHO_REQUEST) => Some(v4::ECHO_REPLY),
+        (Family::V4, v4::TIMESTAMP) => Some(v4::TIMESTAMP_REPLY),
+        (Family::V4, v4::INFO_REQUEST) => Some(v4::INFO_REPLY),
+        (Family::V4, v4::ADDRESS_MASK_REQUEST) => Some(v4::ADDRESS_MASK_REPLY),
+        (Family::V6, v6::ECHO_REQUEST) => Some(v6::ECHO_REPLY),
+        (Family::V6, v6::NODE_INFO_QUERY) => Some(v6::NODE_INFO_RESPONSE),
         _ => None,
     }
 }
@@ -111,15 +109,16 @@ fn classify_v4(type_: u8) -> IcmpClass {
         // "invalid icmp type": RFC 1122 says unknown types must be discarded.
         t if t > NR_ICMP_TYPES => IcmpClass::Invalid(Reason::IcmpBadType),
         // icmp_is_err(): unreachable, source quench, redirect, time exceeded, parameter problem.
-        3 | 4 | 5 | 11 | 12 => IcmpClass::Error,
-        8 => query(8, true),
-        0 => query(8, false),
-        13 => query(13, true),
-        14 => query(13, false),
-        15 => query(15, true),
-        16 => query(15, false),
-        17 => query(17, true),
-        18 => query(17, false),
+        // The parser reads a quoted packet for exactly these types (same function).
+        t if v4::is_error(t) => IcmpClass::Error,
+        v4::ECHO_REQUEST => query(v4::ECHO_REQUEST, true),
+        v4::ECHO_REPLY => query(v4::ECHO_REQUEST, false),
+        v4::TIMESTAMP => query(v4::TIMESTAMP, true),
+        v4::TIMESTAMP_REPLY => query(v4::TIMESTAMP, false),
+        v4::INFO_REQUEST => query(v4::INFO_REQUEST, true),
+        v4::INFO_REPLY => query(v4::INFO_REQUEST, false),
+        v4::ADDRESS_MASK_REQUEST => query(v4::ADDRESS_MASK_REQUEST, true),
+        v4::ADDRESS_MASK_REPLY => query(v4::ADDRESS_MASK_REQUEST, false),
         // 1, 2, 6, 7, 9 (router advertisement), 10 (router solicitation): no inverse in
         // invmap, so init_conntrack cannot build a reply tuple and the packet has no conntrack.
         _ => IcmpClass::Invalid(Reason::IcmpInvalidNew),
@@ -136,13 +135,14 @@ fn classify_v6(type_: u8, _code: u8) -> IcmpClass {
         // noct_valid_new[]: MLD query/report/done, RS, RA, NS, NA, MLDv2 report, MRD adv/sol.
         130..=136 | 143 | 151 | 152 => IcmpClass::Untracked,
         // See `classify`: every redirect a router could forward ends INVALID.
-        ICMPV6_REDIRECT => IcmpClass::Invalid(Reason::IcmpInvalidNew),
-        // "is not error message ?": `icmp6_type >= 128` is not; everything below is.
-        0..=127 => IcmpClass::Error,
-        128 => query(128, true),
-        129 => query(128, false),
-        139 => query(139, true),
-        140 => query(139, false),
+        v6::REDIRECT => IcmpClass::Invalid(Reason::IcmpInvalidNew),
+        // "is not error message ?": `icmp6_type >= 128` is not; everything below is. The
+        // parser reads a quoted packet for exactly these types (same function).
+        t if v6::is_error(t) => IcmpClass::Error,
+        v6::ECHO_REQUEST => query(v6::ECHO_REQUEST, true),
+        v6::ECHO_REPLY => query(v6::ECHO_REQUEST, false),
+        v6::NODE_INFO_QUERY => query(v6::NODE_INFO_QUERY, true),
+        v6::NODE_INFO_RESPONSE => query(v6::NODE_INFO_QUERY, false),
         // No inverse in invmap: init_conntrack fails, no conntrack.
         _ => IcmpClass::Invalid(Reason::IcmpInvalidNew),
     }

@@ -74,8 +74,9 @@ pub enum TrackVerdict {
     Reopen,
 }
 
-/// Entry status bits. The trackers read and set `SEEN_REPLY` and `ASSURED`; the table keeps
-/// its own bookkeeping in the other bits.
+/// Entry status bits. The trackers read `SEEN_REPLY` (as it was before the packet) and set
+/// `ASSURED`; the pipeline sets `SEEN_REPLY`; the table keeps its own bookkeeping in the other
+/// bits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtFlags(pub u8);
 
@@ -178,7 +179,7 @@ impl Default for OtherTimeouts {
 pub struct TrackConfig {
     /// TCP knobs and timeouts.
     pub tcp: tcp::TcpConfig,
-    /// UDP, ICMP and generic timeouts.
+    /// UDP, ICMP, GRE and generic timeouts.
     pub other: OtherTimeouts,
 }
 

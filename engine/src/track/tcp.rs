@@ -18,9 +18,11 @@
 //! divergence. Per-direction flags and `last_flags` keep Linux's bit values ([`dir_flags`]).
 //!
 //! # How the pipeline drives it
-//! - A segment that finds no entry: [`flags_valid`] (else INVALID), then [`TcpConn::new`]
-//!   (Linux `tcp_new`), then [`TcpConn::packet`] for the same segment with `meta.flags` empty
-//!   and [`Direction::Original`], as Linux runs `nf_conntrack_tcp_packet` after `tcp_new`.
+//! - Every TCP segment first passes [`flags_valid`] (in `Engine::plan`, before any lookup, as
+//!   Linux's `tcp_error` runs before the conntrack lookup), else it is INVALID.
+//! - A segment that then finds no entry goes through [`TcpConn::new`] (Linux `tcp_new`), then
+//!   [`TcpConn::packet`] for the same segment with `meta.flags` empty and
+//!   [`Direction::Original`], as Linux runs `nf_conntrack_tcp_packet` after `tcp_new`.
 //! - `meta.flags.seen_reply()` is what it was *before* this packet: the pipeline sets
 //!   `SEEN_REPLY` after a REPLY-direction packet returns [`TrackVerdict::Accept`] or
 //!   [`TrackVerdict::Ignore`] (Linux does it in `nf_conntrack_in`, after the L4 handler).
@@ -470,8 +472,8 @@ struct Seen {
     td_maxack: SeqNumber,
 }
 
-/// One direction's window-tracking state, for inspection (tests, debugging, `conntrack -L`
-/// style dumps).
+/// One direction's window-tracking state, for inspection by tests and when debugging
+/// ([`TcpConn::window`]); nothing in the data path reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpWindow {
     /// Max of seq + len sent (`td_end`).

@@ -6,7 +6,11 @@
 //! the network layer. Frame check sequences are not expected: NICs and pcap captures strip
 //! them. Trailing padding (frames shorter than 60 bytes are padded) is left in the payload;
 //! the IP layer trims it with its own length field.
+//!
+//! The views are complete, as smoltcp's are: the MAC addresses and the VLAN TCI fields are
+//! read only by the tests and by whoever debugs a frame; the parser needs the EtherTypes.
 
+use super::bytes::be16;
 use crate::counters::Reason;
 
 /// EtherType values the parser knows.
@@ -29,7 +33,8 @@ pub mod ethertype {
     }
 }
 
-/// How many stacked VLAN tags [`network_layer`] strips; a third tag is refused.
+/// How many stacked VLAN tags [`network_layer`] strips; a third tag is refused
+/// (`VlanTooManyTags`).
 pub const MAX_VLAN_TAGS: usize = 2;
 
 /// A read-only view of an Ethernet II header and its payload.
@@ -177,7 +182,8 @@ impl<'a, T: AsRef<[u8]> + ?Sized> VlanTag<&'a T> {
 /// Strip the Ethernet header and up to [`MAX_VLAN_TAGS`] VLAN tags from `frame`.
 ///
 /// Returns the innermost EtherType and the bytes after it. Errors: `EthTruncated` for a frame
-/// shorter than 14 bytes; `VlanTruncated` for a tag cut short or a third stacked tag. Any
+/// shorter than 14 bytes; `VlanTruncated` for a tag cut short; `VlanTooManyTags` for a third
+/// stacked tag. Any
 /// EtherType is returned as is: deciding that it is not IP is the caller's business.
 #[inline]
 pub fn network_layer(frame: &[u8]) -> Result<(u16, &[u8]), Reason> {
@@ -187,7 +193,7 @@ pub fn network_layer(frame: &[u8]) -> Result<(u16, &[u8]), Reason> {
     let mut tags = 0;
     while ethertype::is_vlan(ethertype) {
         if tags == MAX_VLAN_TAGS {
-            return Err(Reason::VlanTruncated);
+            return Err(Reason::VlanTooManyTags);
         }
         let tag = VlanTag::new_checked(rest)?;
         ethertype = tag.ethertype();
@@ -195,11 +201,6 @@ pub fn network_layer(frame: &[u8]) -> Result<(u16, &[u8]), Reason> {
         tags += 1;
     }
     Ok((ethertype, rest))
-}
-
-#[inline]
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
 }
 
 #[inline]
@@ -272,7 +273,7 @@ mod tests {
     fn third_tag_is_refused() {
         let mut f = DOUBLE.to_vec();
         f.splice(20..20, [0x81, 0x00, 0x00, 0x09]);
-        assert_eq!(network_layer(&f), Err(Reason::VlanTruncated));
+        assert_eq!(network_layer(&f), Err(Reason::VlanTooManyTags));
     }
 
     #[test]

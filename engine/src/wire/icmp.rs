@@ -4,6 +4,11 @@
 //! identifier and sequence number; [`IcmpPacket`] serves both. The ICMPv4 checksum covers the
 //! message only, the ICMPv6 one adds the IPv6 pseudo-header.
 //!
+//! `parse` turns the IP payload into an [`IcmpMsg`] (type, code, identifier, and for an
+//! error the quoted packet as an [`InnerTuple`]), or an `L4::Malformed` reason. Which types
+//! are queries, errors or untracked is the tracker's business (`track::icmp::classify`);
+//! both sides take the error types from [`v4::is_error`] and [`v6::is_error`].
+//!
 //! [`parse_quoted`] reads the packet inside an error message exactly as far as conntrack's
 //! `nf_ct_get_tuplepr` does, since that decides whether the error is RELATED:
 //! - IPv4: 20 bytes of header present, fragment offset 0 (MF alone is fine), IHL * 4 bytes
@@ -12,14 +17,19 @@
 //!   would follow into its own header bytes, is refused.
 //! - IPv6: the 40-byte header present, then its extension headers walked as for any packet;
 //!   a non-first fragment or No Next Header is refused.
-//! - Transport: TCP and UDP need their 4 port bytes, ICMP and ICMPv6 their 8-byte header;
-//!   other protocols need nothing.
+//! - Transport: TCP and UDP need their 4 port bytes, ICMP and ICMPv6 their 8-byte header; a
+//!   GRE header is read as `gre_pkt_to_tuple` reads it (a version 1 header that does not carry
+//!   PPP has no tuple and is refused); other protocols need nothing.
 //!
 //! Any failure is `IcmpBadInner`.
+//!
+//! [`IcmpPacket`] is a complete view, as smoltcp's are: the checksum field and the sequence
+//! number are read only by tests (the checksum is verified over the whole message).
 
+use super::bytes::be16;
 use super::ipv4::{self, Ipv4Packet};
 use super::ipv6::{self, Ipv6Packet};
-use super::{Family, InnerL4, InnerTuple, IpAddrs, checksum, proto};
+use super::{Family, IpAddrs, L4, checksum, gre, proto};
 use crate::counters::Reason;
 
 /// A read-only view of an ICMP or ICMPv6 message.
@@ -42,7 +52,8 @@ mod field {
 /// Length of the ICMP / ICMPv6 header (Linux's `struct icmphdr` and `struct icmp6hdr`).
 pub const HEADER_LEN: usize = field::PAYLOAD.start;
 
-/// ICMPv4 message types the engine names.
+/// ICMPv4 message types the engine names: the errors, and the queries conntrack tracks.
+/// The parser and the ICMP tracker both read them from here.
 pub mod v4 {
     /// Echo reply.
     pub const ECHO_REPLY: u8 = 0;
@@ -58,6 +69,18 @@ pub mod v4 {
     pub const TIME_EXCEEDED: u8 = 11;
     /// Parameter problem (error).
     pub const PARAMETER_PROBLEM: u8 = 12;
+    /// Timestamp request.
+    pub const TIMESTAMP: u8 = 13;
+    /// Timestamp reply.
+    pub const TIMESTAMP_REPLY: u8 = 14;
+    /// Information request.
+    pub const INFO_REQUEST: u8 = 15;
+    /// Information reply.
+    pub const INFO_REPLY: u8 = 16;
+    /// Address mask request.
+    pub const ADDRESS_MASK_REQUEST: u8 = 17;
+    /// Address mask reply.
+    pub const ADDRESS_MASK_REPLY: u8 = 18;
 
     /// Whether `t` is an error message quoting a packet (Linux's `icmp_is_err`).
     #[inline]
@@ -69,7 +92,8 @@ pub mod v4 {
     }
 }
 
-/// ICMPv6 message types the engine names.
+/// ICMPv6 message types the engine names: the errors, redirect, and the queries conntrack
+/// tracks. The parser and the ICMP tracker both read them from here.
 pub mod v6 {
     /// Destination unreachable (error).
     pub const DEST_UNREACH: u8 = 1;
@@ -83,6 +107,12 @@ pub mod v6 {
     pub const ECHO_REQUEST: u8 = 128;
     /// Echo reply.
     pub const ECHO_REPLY: u8 = 129;
+    /// Redirect (neighbour discovery, `NDISC_REDIRECT`).
+    pub const REDIRECT: u8 = 137;
+    /// Node information query (RFC 4620).
+    pub const NODE_INFO_QUERY: u8 = 139;
+    /// Node information response.
+    pub const NODE_INFO_RESPONSE: u8 = 140;
 
     /// Whether `t` is an error message (every type below 128, as conntrack decides).
     #[inline]
@@ -167,6 +197,100 @@ impl<'a, T: AsRef<[u8]> + ?Sized> IcmpPacket<&'a T> {
     }
 }
 
+/// The transport part of the packet an ICMP error quotes (the "inner" packet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InnerTuple {
+    /// The quoted packet's addresses, as the quoted packet had them.
+    pub addrs: IpAddrs,
+    /// The quoted packet's L4 protocol.
+    pub proto: u8,
+    /// Its ports (TCP, UDP, and other port-carrying protocols) or ICMP fields.
+    pub l4: InnerL4,
+}
+
+/// L4 identity of a quoted packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InnerL4 {
+    /// TCP or UDP ports.
+    Ports {
+        /// Source port of the quoted packet.
+        sport: u16,
+        /// Destination port of the quoted packet.
+        dport: u16,
+    },
+    /// A quoted ICMP / ICMPv6 message.
+    Icmp {
+        /// Type.
+        type_: u8,
+        /// Code.
+        code: u8,
+        /// Identifier (bytes 4..6 of the quoted ICMP header).
+        id: u16,
+    },
+    /// A quoted GRE header: its PPTP call id, if it has one (see `gre::call_id`).
+    Gre {
+        /// Call id of a version 1 header carrying PPP.
+        call_id: Option<u16>,
+    },
+    /// Any other protocol: identified by addresses and protocol only.
+    None,
+}
+
+/// A checked ICMP or ICMPv6 message (the family tells which). Classification into queries,
+/// errors and untracked messages is the tracker's job; the parser only reads the fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpMsg {
+    /// Type.
+    pub type_: u8,
+    /// Code.
+    pub code: u8,
+    /// Identifier: bytes 4..6 of the header (meaningful for queries such as echo).
+    pub id: u16,
+    /// For error messages ([`v4::is_error`], [`v6::is_error`]): the quoted packet.
+    /// `None` for non-error types.
+    pub inner: Option<Result<InnerTuple, Reason>>,
+}
+
+/// The IP payload `l4` as an ICMP (`addrs.family` V4) or ICMPv6 (V6) message: its length
+/// check, then (when `verify`) the checksum, then for an error type the quoted packet.
+#[inline]
+pub(super) fn parse<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
+    let msg = match IcmpPacket::new_checked(l4) {
+        Ok(msg) => msg,
+        Err(reason) => return L4::Malformed(reason),
+    };
+    let (sum_ok, is_error) = match addrs.family {
+        Family::V4 => (
+            !verify || msg.verify_checksum_v4(),
+            v4::is_error(msg.msg_type()),
+        ),
+        Family::V6 => (
+            !verify || msg.verify_checksum_v6(addrs),
+            v6::is_error(msg.msg_type()),
+        ),
+    };
+    if !sum_ok {
+        return L4::Malformed(Reason::IcmpBadChecksum);
+    }
+    L4::Icmp(IcmpMsg {
+        type_: msg.msg_type(),
+        code: msg.msg_code(),
+        id: msg.ident(),
+        inner: is_error.then(|| parse_quoted(addrs.family, msg.payload())),
+    })
+}
+
+/// ICMPv6 over IPv4 or ICMP over IPv6: conntrack reads the 8-byte header for the tuple, then
+/// its ICMP tracker refuses the wrong family ("can't create new conn").
+#[inline]
+pub(super) fn parse_wrong_family(l4: &[u8]) -> L4<'static> {
+    if l4.len() < HEADER_LEN {
+        L4::Malformed(Reason::IcmpTruncated)
+    } else {
+        L4::Malformed(Reason::IcmpInvalidNew)
+    }
+}
+
 /// Read the packet quoted by an ICMP (`family` V4) or ICMPv6 (V6) error message, as
 /// conntrack does to find the flow it belongs to. `quoted` is the message after its 8-byte
 /// header, up to the end of the outer IP payload. Errors are `IcmpBadInner`.
@@ -234,16 +358,11 @@ pub fn parse_quoted(family: Family, quoted: &[u8]) -> Result<InnerTuple, Reason>
         // packet is keyed on its call id, and a version 1 header with another payload has no
         // tuple (the error is INVALID).
         proto::GRE => InnerL4::Gre {
-            call_id: super::gre_call_id(l4.unwrap_or(&[])).ok_or(bad)?,
+            call_id: gre::call_id(l4.unwrap_or(&[])).ok_or(bad)?,
         },
         _ => InnerL4::None,
     };
     Ok(InnerTuple { addrs, proto, l4 })
-}
-
-#[inline]
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
 }
 
 #[cfg(test)]

@@ -13,7 +13,12 @@
 //! dropped before being forwarded and its unconfirmed entry is never inserted. Refusing it
 //! before tracking gives the same table and verdict, except that an existing entry is not
 //! refreshed by the doomed packet.
+//!
+//! [`Ipv4Packet`] is a complete view, as smoltcp's are: `new_checked`/`check_len` and the
+//! DSCP, ECN, identification, DF, TTL and checksum accessors serve tests and debugging; the
+//! parser runs the three checks above in Linux's order and reads the rest.
 
+use super::bytes::{be16, be32};
 use crate::counters::Reason;
 
 /// A read-only view of an IPv4 packet.
@@ -315,16 +320,6 @@ pub fn check_options(opts: &[u8]) -> Result<(), Reason> {
         rest = &rest[optlen_usize..];
     }
     Ok(())
-}
-
-#[inline]
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
-#[inline]
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
 #[cfg(test)]

@@ -14,7 +14,12 @@
 //!   Fragment, Authentication and Destination Options headers (only their length bytes:
 //!   Linux does not process routing or destination options of a forwarded packet) and stops
 //!   at the first other protocol. No Next Header (59) ends the walk with no transport header.
+//!
+//! The views are complete, as smoltcp's are: `new_checked`/`check_len`, the traffic class,
+//! flow label and hop limit, and the Fragment header's identification serve tests and
+//! debugging; the parser runs the checks above one by one and reads the rest.
 
+use super::bytes::{be16, be32, be128};
 use crate::counters::Reason;
 
 /// A read-only view of an IPv6 packet.
@@ -149,8 +154,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// Payload length field.
     #[inline]
     pub fn payload_len(&self) -> u16 {
-        let b = &self.buffer.as_ref()[field::LENGTH];
-        u16::from_be_bytes([b[0], b[1]])
+        be16(&self.buffer.as_ref()[field::LENGTH])
     }
 
     /// Next Header field of the fixed header.
@@ -179,8 +183,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 
     #[inline]
     fn ver_tc_flow(&self) -> u32 {
-        let b = &self.buffer.as_ref()[field::VER_TC_FLOW];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        be32(&self.buffer.as_ref()[field::VER_TC_FLOW])
     }
 }
 
@@ -283,14 +286,12 @@ impl<T: AsRef<[u8]>> FragmentHeader<T> {
     /// Identification.
     #[inline]
     pub fn ident(&self) -> u32 {
-        let b = &self.buffer.as_ref()[field::FRAG_IDENT];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        be32(&self.buffer.as_ref()[field::FRAG_IDENT])
     }
 
     #[inline]
     fn off_field(&self) -> u16 {
-        let b = &self.buffer.as_ref()[field::FRAG_OFF];
-        u16::from_be_bytes([b[0], b[1]])
+        be16(&self.buffer.as_ref()[field::FRAG_OFF])
     }
 }
 
@@ -384,8 +385,6 @@ pub struct Fragment {
     pub next_header: u8,
     /// Fragment offset in bytes.
     pub offset: u16,
-    /// More Fragments flag.
-    pub more: bool,
 }
 
 /// Where an extension-header walk stopped.
@@ -401,7 +400,8 @@ pub struct ExtChain {
     pub fragment: Option<Fragment>,
 }
 
-/// Why an extension-header walk found no transport header.
+/// Why an extension-header walk found no transport header. Both callers treat every variant
+/// alike (an invalid packet or quote); the distinction is for the tests and for reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalkError {
     /// No Next Header (59).
@@ -450,7 +450,6 @@ pub fn walk_ext_headers(buf: &[u8], start: usize, first: u8) -> Result<ExtChain,
             let fragment = Fragment {
                 next_header: f.next_header(),
                 offset: f.frag_offset(),
-                more: f.more_frags(),
             };
             return Ok(ExtChain {
                 offset: offset + FRAGMENT_HEADER_LEN,
@@ -465,13 +464,6 @@ pub fn walk_ext_headers(buf: &[u8], start: usize, first: u8) -> Result<ExtChain,
         offset += h.header_len(proto);
         proto = h.next_header();
     }
-}
-
-#[inline]
-fn be128(b: &[u8]) -> u128 {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&b[..16]);
-    u128::from_be_bytes(a)
 }
 
 #[cfg(test)]
@@ -689,7 +681,6 @@ mod tests {
         let frag = Fragment {
             next_header: 17,
             offset: 0,
-            more: true,
         };
         assert_eq!(
             walk_ext_headers(&c, 0, 60),

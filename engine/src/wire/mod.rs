@@ -4,9 +4,14 @@
 //! a private `mod field` of byte ranges and `#[inline]` big-endian accessors that cannot panic
 //! once the check has passed. Nothing is cast to a packed struct.
 //!
+//! Each protocol's module holds its view, its parsed representation and the function that
+//! turns one into the other, as smoltcp keeps them: [`tcp`] ([`TcpSeg`]), [`udp`]
+//! ([`UdpDgram`]), [`icmp`] ([`IcmpMsg`], and the quoted packet, [`InnerTuple`]) and [`gre`].
+//! This module holds the walk that ties them together and what it returns.
+//!
 //! [`parse`] walks a whole frame (Ethernet, up to two VLAN tags, IPv4 or IPv6 with its
-//! extension headers, then TCP, UDP, ICMP or ICMPv6) and returns a [`Packet`]: the facts the
-//! tracker and the rules need, borrowed from the frame. Failures are typed:
+//! extension headers, then TCP, UDP, ICMP/ICMPv6 or GRE) and returns a [`Packet`]: the facts
+//! the tracker and the rules need, borrowed from the frame. Failures are typed:
 //! - a frame or network-layer header that Linux's IP input would drop is an `Err(Reason)` of
 //!   class `Unparsed` (the packet never reaches connection tracking);
 //! - a bad transport header is `Ok` with [`L4::Malformed`]: connection tracking calls that
@@ -33,15 +38,22 @@
 //!   `nf_checksum` (pseudo-header length = IP payload length) when
 //!   [`ParseConfig::verify_l4_checksum`] is set and the hint is [`ChecksumHint::Unknown`];
 //!   the packet quoted by an ICMP error as `nf_ct_get_tuplepr` ([`icmp::parse_quoted`]).
-//! - Not judged here: TCP flag combinations, ICMP types a tracker refuses, window checks.
+//! - GRE as Linux's `gre_pkt_to_tuple` reads it (`gre::call_id`).
+//! - Not judged here: TCP flag combinations, ICMP types a tracker refuses, window checks. Two
+//!   exceptions, where conntrack refuses a packet before any tracker looks at its state:
+//!   ICMP carried in the wrong family (ICMPv6 over IPv4, ICMP over IPv6) is
+//!   `Malformed(IcmpInvalidNew)`, the ICMP tracker's refusal; a GRE version 1 header that does
+//!   not carry PPP has no tuple and is `Malformed(GreUnsupported)`.
 //!
 //! [`parse`] never panics and never allocates; every loop is bounded by the frame length or
 //! a small constant.
 
 use crate::counters::Reason;
 
+pub(crate) mod bytes;
 pub mod checksum;
 pub mod ethernet;
+pub mod gre;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
@@ -51,11 +63,12 @@ pub mod udp;
 #[cfg(test)]
 mod trace_tests;
 
-use icmp::IcmpPacket;
+pub use icmp::{IcmpMsg, InnerL4, InnerTuple};
+pub use tcp::{TcpFlags, TcpSeg};
+pub use udp::UdpDgram;
+
 use ipv4::Ipv4Packet;
 use ipv6::Ipv6Packet;
-use tcp::TcpPacket;
-use udp::UdpPacket;
 
 /// Address family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,139 +90,6 @@ pub struct IpAddrs {
     pub src: u128,
     /// Destination address.
     pub dst: u128,
-}
-
-/// TCP flag bits as in byte 13 of the TCP header.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct TcpFlags(pub u8);
-
-impl TcpFlags {
-    /// FIN.
-    pub const FIN: u8 = 0x01;
-    /// SYN.
-    pub const SYN: u8 = 0x02;
-    /// RST.
-    pub const RST: u8 = 0x04;
-    /// PSH.
-    pub const PSH: u8 = 0x08;
-    /// ACK.
-    pub const ACK: u8 = 0x10;
-    /// URG.
-    pub const URG: u8 = 0x20;
-    /// ECE.
-    pub const ECE: u8 = 0x40;
-    /// CWR.
-    pub const CWR: u8 = 0x80;
-
-    /// Whether every bit of `mask` is set.
-    #[inline]
-    pub const fn has(self, mask: u8) -> bool {
-        self.0 & mask == mask
-    }
-    /// SYN is set.
-    #[inline]
-    pub const fn syn(self) -> bool {
-        self.0 & Self::SYN != 0
-    }
-    /// ACK is set.
-    #[inline]
-    pub const fn ack(self) -> bool {
-        self.0 & Self::ACK != 0
-    }
-    /// FIN is set.
-    #[inline]
-    pub const fn fin(self) -> bool {
-        self.0 & Self::FIN != 0
-    }
-    /// RST is set.
-    #[inline]
-    pub const fn rst(self) -> bool {
-        self.0 & Self::RST != 0
-    }
-}
-
-/// A checked TCP segment: what the tracker and the rules need.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcpSeg<'a> {
-    /// Source port.
-    pub sport: u16,
-    /// Destination port.
-    pub dport: u16,
-    /// Sequence number.
-    pub seq: u32,
-    /// Acknowledgment number (whatever the ACK flag says).
-    pub ack: u32,
-    /// Flag byte.
-    pub flags: TcpFlags,
-    /// Raw (unscaled) window.
-    pub window: u16,
-    /// Payload length in bytes: the IP payload length minus the TCP header (`doff * 4`).
-    pub payload_len: u32,
-    /// The option bytes (`doff * 4 - 20` bytes), unparsed: the tracker reads only what it needs.
-    pub options: &'a [u8],
-}
-
-/// A checked UDP datagram header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UdpDgram {
-    /// Source port.
-    pub sport: u16,
-    /// Destination port.
-    pub dport: u16,
-}
-
-/// The transport part of the packet an ICMP error quotes (the "inner" packet).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InnerTuple {
-    /// The quoted packet's addresses, as the quoted packet had them.
-    pub addrs: IpAddrs,
-    /// The quoted packet's L4 protocol.
-    pub proto: u8,
-    /// Its ports (TCP, UDP, and other port-carrying protocols) or ICMP fields.
-    pub l4: InnerL4,
-}
-
-/// L4 identity of a quoted packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InnerL4 {
-    /// TCP or UDP ports.
-    Ports {
-        /// Source port of the quoted packet.
-        sport: u16,
-        /// Destination port of the quoted packet.
-        dport: u16,
-    },
-    /// A quoted ICMP / ICMPv6 message.
-    Icmp {
-        /// Type.
-        type_: u8,
-        /// Code.
-        code: u8,
-        /// Identifier (bytes 4..6 of the quoted ICMP header).
-        id: u16,
-    },
-    /// A quoted GRE header: its PPTP call id, if it has one (see `gre_call_id`).
-    Gre {
-        /// Call id of a version 1 header carrying PPP.
-        call_id: Option<u16>,
-    },
-    /// Any other protocol: identified by addresses and protocol only.
-    None,
-}
-
-/// A checked ICMP or ICMPv6 message (the family tells which). Classification into queries,
-/// errors and untracked messages is the tracker's job; the parser only reads the fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IcmpMsg {
-    /// Type.
-    pub type_: u8,
-    /// Code.
-    pub code: u8,
-    /// Identifier: bytes 4..6 of the header (meaningful for queries such as echo).
-    pub id: u16,
-    /// For error messages (ICMPv4 3, 4, 5, 11, 12; ICMPv6 types below 128): the quoted packet.
-    /// `None` for non-error types.
-    pub inner: Option<Result<InnerTuple, Reason>>,
 }
 
 /// The transport layer of a packet.
@@ -403,116 +283,16 @@ fn parse_l4<'a>(
 ) -> L4<'a> {
     let verify = verify_l4(cfg, hint);
     match (addrs.family, proto) {
-        (_, proto::TCP) => parse_tcp(addrs, l4, verify),
-        (_, proto::UDP) => parse_udp(addrs, l4, verify),
+        (_, proto::TCP) => tcp::parse(addrs, l4, verify),
+        (_, proto::UDP) => udp::parse(addrs, l4, verify),
         // NICs verify TCP and UDP checksums, not ICMP's: the hint never covers ICMP.
         (Family::V4, proto::ICMP) | (Family::V6, proto::ICMPV6) => {
-            parse_icmp(addrs, l4, cfg.verify_l4_checksum)
+            icmp::parse(addrs, l4, cfg.verify_l4_checksum)
         }
-        // ICMPv6 over IPv4 or ICMP over IPv6: conntrack reads the 8-byte header for the
-        // tuple, then its ICMP tracker refuses the wrong family ("can't create new conn").
-        (Family::V4, proto::ICMPV6) | (Family::V6, proto::ICMP) => {
-            if l4.len() < icmp::HEADER_LEN {
-                L4::Malformed(Reason::IcmpTruncated)
-            } else {
-                L4::Malformed(Reason::IcmpInvalidNew)
-            }
-        }
-        (_, proto::GRE) => parse_gre(l4),
+        (Family::V4, proto::ICMPV6) | (Family::V6, proto::ICMP) => icmp::parse_wrong_family(l4),
+        (_, proto::GRE) => gre::parse(l4),
         _ => L4::Other,
     }
-}
-
-/// GRE, after Linux `gre_pkt_to_tuple`: see [`gre_call_id`].
-#[inline]
-fn parse_gre(l4: &[u8]) -> L4<'_> {
-    match gre_call_id(l4) {
-        Some(call_id) => L4::Gre { call_id },
-        None => L4::Malformed(Reason::GreUnsupported),
-    }
-}
-
-/// The key Linux's `gre_pkt_to_tuple` reads from a GRE header (top-level or quoted by an ICMP
-/// error): `Some(None)` for a header tracked like a generic protocol (version 0, or fewer than
-/// 4 bytes, or a version 1 header of fewer than the 8 bytes that reach the call id, whatever
-/// it carries); `Some(Some(call_id))` for version 1 carrying PPP (0x880b), keyed on its call
-/// id (bytes 6..8); `None` for version 1 with any other payload, which has no tuple at all.
-pub(crate) fn gre_call_id(l4: &[u8]) -> Option<Option<u16>> {
-    const GRE_VERSION_1: u8 = 1;
-    const GRE_PROTO_PPP: u16 = 0x880b;
-    match l4 {
-        [_, flags_ver, p0, p1, _, _, c0, c1, ..] if flags_ver & 0x07 == GRE_VERSION_1 => {
-            (u16::from_be_bytes([*p0, *p1]) == GRE_PROTO_PPP)
-                .then_some(Some(u16::from_be_bytes([*c0, *c1])))
-        }
-        // Version 1 but shorter than the PPTP header: `if (!pgrehdr) return true;` comes
-        // before the protocol test, so the zeroed key stands whatever the payload.
-        _ => Some(None),
-    }
-}
-
-#[inline]
-fn parse_tcp<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
-    let tcp = match TcpPacket::new_checked(l4) {
-        Ok(tcp) => tcp,
-        Err(reason) => return L4::Malformed(reason),
-    };
-    if verify && !tcp.verify_checksum(addrs) {
-        return L4::Malformed(Reason::TcpBadChecksum);
-    }
-    L4::Tcp(TcpSeg {
-        sport: tcp.src_port(),
-        dport: tcp.dst_port(),
-        seq: tcp.seq_number(),
-        ack: tcp.ack_number(),
-        flags: tcp.flags(),
-        window: tcp.window_len(),
-        // At most 65535 - 20: the IP length fields are 16-bit.
-        payload_len: tcp.payload().len() as u32,
-        options: tcp.options(),
-    })
-}
-
-#[inline]
-fn parse_udp<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
-    let udp = match UdpPacket::new_checked(l4) {
-        Ok(udp) => udp,
-        Err(reason) => return L4::Malformed(reason),
-    };
-    if verify && !udp.verify_checksum(addrs) {
-        return L4::Malformed(Reason::UdpBadChecksum);
-    }
-    L4::Udp(UdpDgram {
-        sport: udp.src_port(),
-        dport: udp.dst_port(),
-    })
-}
-
-#[inline]
-fn parse_icmp<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
-    let msg = match IcmpPacket::new_checked(l4) {
-        Ok(msg) => msg,
-        Err(reason) => return L4::Malformed(reason),
-    };
-    let (sum_ok, is_error) = match addrs.family {
-        Family::V4 => (
-            !verify || msg.verify_checksum_v4(),
-            icmp::v4::is_error(msg.msg_type()),
-        ),
-        Family::V6 => (
-            !verify || msg.verify_checksum_v6(addrs),
-            icmp::v6::is_error(msg.msg_type()),
-        ),
-    };
-    if !sum_ok {
-        return L4::Malformed(Reason::IcmpBadChecksum);
-    }
-    L4::Icmp(IcmpMsg {
-        type_: msg.msg_type(),
-        code: msg.msg_code(),
-        id: msg.ident(),
-        inner: is_error.then(|| icmp::parse_quoted(addrs.family, msg.payload())),
-    })
 }
 
 #[cfg(test)]
@@ -794,7 +574,7 @@ mod tests {
         assert_eq!(parse_ok(&two), want);
         let mut three = two.clone();
         three.splice(12..12, [0x91, 0x00, 0x00, 0x01]);
-        assert_eq!(parse_l4_of(&three), Err(Reason::VlanTruncated));
+        assert_eq!(parse_l4_of(&three), Err(Reason::VlanTooManyTags));
     }
 
     #[test]

@@ -9,8 +9,15 @@
 //! NOPs, stops at End of Option List, and stops (rather than guessing) at a length byte below
 //! 2 or one running past the end. A known option with the wrong length is returned as
 //! [`TcpOption::Unknown`], so, like Linux, a malformed window scale is simply not seen.
+//!
+//! [`TcpPacket`] is a complete view, as smoltcp's are: the checksum field and the urgent
+//! pointer are read only by tests (the checksum is verified over the whole segment).
+//!
+//! `parse` turns the IP payload into a [`TcpSeg`], the fields the tracker and the rules
+//! read, or an `L4::Malformed` reason.
 
-use super::{IpAddrs, TcpFlags, checksum, proto};
+use super::bytes::{be16, be32};
+use super::{IpAddrs, L4, checksum, proto};
 use crate::counters::Reason;
 
 /// A read-only view of a TCP segment: header, options and payload.
@@ -146,6 +153,50 @@ impl<'a, T: AsRef<[u8]> + ?Sized> TcpPacket<&'a T> {
     }
 }
 
+/// TCP flag bits as in byte 13 of the TCP header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+    /// URG.
+    pub const URG: u8 = 0x20;
+    /// ECE.
+    pub const ECE: u8 = 0x40;
+    /// CWR.
+    pub const CWR: u8 = 0x80;
+
+    /// SYN is set.
+    #[inline]
+    pub const fn syn(self) -> bool {
+        self.0 & Self::SYN != 0
+    }
+    /// ACK is set.
+    #[inline]
+    pub const fn ack(self) -> bool {
+        self.0 & Self::ACK != 0
+    }
+    /// FIN is set.
+    #[inline]
+    pub const fn fin(self) -> bool {
+        self.0 & Self::FIN != 0
+    }
+    /// RST is set.
+    #[inline]
+    pub const fn rst(self) -> bool {
+        self.0 & Self::RST != 0
+    }
+}
+
 /// TCP option kinds.
 pub mod option {
     /// End of Option List.
@@ -200,7 +251,7 @@ pub struct TcpOptions<'a> {
 }
 
 impl<'a> TcpOptions<'a> {
-    /// Iterate over `options` (e.g. [`TcpPacket::options`] or [`super::TcpSeg::options`]).
+    /// Iterate over `options` (e.g. [`TcpPacket::options`] or [`TcpSeg::options`]).
     #[inline]
     pub const fn new(options: &'a [u8]) -> Self {
         TcpOptions { rest: options }
@@ -267,14 +318,49 @@ impl Iterator for SackBlocks<'_> {
     }
 }
 
-#[inline]
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
+/// A checked TCP segment: what the tracker and the rules need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSeg<'a> {
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number (whatever the ACK flag says).
+    pub ack: u32,
+    /// Flag byte.
+    pub flags: TcpFlags,
+    /// Raw (unscaled) window.
+    pub window: u16,
+    /// Payload length in bytes: the IP payload length minus the TCP header (`doff * 4`).
+    pub payload_len: u32,
+    /// The option bytes (`doff * 4 - 20` bytes), unparsed: the tracker reads only what it needs.
+    pub options: &'a [u8],
 }
 
+/// The IP payload `l4` as a TCP segment: its length checks, then (when `verify`) the
+/// checksum with the pseudo-header of `addrs`.
 #[inline]
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+pub(super) fn parse<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
+    let tcp = match TcpPacket::new_checked(l4) {
+        Ok(tcp) => tcp,
+        Err(reason) => return L4::Malformed(reason),
+    };
+    if verify && !tcp.verify_checksum(addrs) {
+        return L4::Malformed(Reason::TcpBadChecksum);
+    }
+    L4::Tcp(TcpSeg {
+        sport: tcp.src_port(),
+        dport: tcp.dst_port(),
+        seq: tcp.seq_number(),
+        ack: tcp.ack_number(),
+        flags: tcp.flags(),
+        window: tcp.window_len(),
+        // At most 65535 - 20: the IP length fields are 16-bit.
+        payload_len: tcp.payload().len() as u32,
+        options: tcp.options(),
+    })
 }
 
 #[cfg(test)]

@@ -7,8 +7,15 @@
 //! A zero checksum field means "no checksum" and is accepted for IPv4 *and* IPv6: Linux's
 //! conntrack does not single out IPv6 (RFC 8200 forbids it, but that is enforced only by
 //! the receiving host's UDP layer, not on the forwarding path).
+//!
+//! [`UdpPacket`] is a complete view, as smoltcp's are: the parser reads the ports, the length
+//! and the checksum; [`UdpPacket::payload`] serves tests.
+//!
+//! `parse` turns the IP payload into a [`UdpDgram`] (the ports), or an `L4::Malformed`
+//! reason.
 
-use super::{IpAddrs, checksum, proto};
+use super::bytes::be16;
+use super::{IpAddrs, L4, checksum, proto};
 use crate::counters::Reason;
 
 /// A read-only view of a UDP datagram.
@@ -101,9 +108,30 @@ impl<'a, T: AsRef<[u8]> + ?Sized> UdpPacket<&'a T> {
     }
 }
 
+/// A checked UDP datagram header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpDgram {
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+/// The IP payload `l4` as a UDP datagram: its length checks, then (when `verify`) the
+/// checksum with the pseudo-header of `addrs`.
 #[inline]
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
+pub(super) fn parse<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
+    let udp = match UdpPacket::new_checked(l4) {
+        Ok(udp) => udp,
+        Err(reason) => return L4::Malformed(reason),
+    };
+    if verify && !udp.verify_checksum(addrs) {
+        return L4::Malformed(Reason::UdpBadChecksum);
+    }
+    L4::Udp(UdpDgram {
+        sport: udp.src_port(),
+        dport: udp.dst_port(),
+    })
 }
 
 #[cfg(test)]

@@ -3,14 +3,15 @@
 //! timestamp.
 //!
 //! Why the timestamps matter: `Engine::process_burst` takes one `now` for the whole burst
-//! (the data plane reads its clock once per burst), and every time-dependent decision uses
-//! it: whether an entry has expired (`Entry::is_expired`), the deadlines written by refreshes,
-//! UDP's 2-second stream rule, eviction's "closest to expiry". Processing in bursts is
-//! therefore only equivalent to processing the same packets one by one *at the same
-//! instants*: a packet one tick past an entry's deadline finds the entry gone, while in a
-//! burst stamped one tick earlier it finds it alive. The last test shows exactly that.
-//! Within a burst, packets are tracked in order (the pipeline's third stage), so a packet
-//! sees the entry an earlier packet of the same burst created.
+//! (the data plane reads its clock once per polling round, so at most once per burst), and
+//! every time-dependent decision uses it: whether an entry has expired (`Entry::is_expired`),
+//! the deadlines written by refreshes, UDP's 2-second stream rule, eviction's "closest to
+//! expiry". Processing in bursts is therefore only equivalent to processing the same packets
+//! one by one *at the same instants*: a packet one tick past an entry's deadline finds the
+//! entry gone, while in a burst stamped one tick earlier it finds it alive. The last test
+//! shows exactly that.
+//! Within a burst, packets are tracked in order (the pipeline's track-and-decide stage), so a
+//! packet sees the entry an earlier packet of the same burst created.
 
 use std::net::{Ipv4Addr, SocketAddr};
 

@@ -2,8 +2,10 @@
 //! knobs, a clock in ticks, and lookups of a frame's table entry.
 //!
 //! The policy is `config/conformance/classic-loose1-liberal0.yaml` (the nft rule set of the
-//! conformance traces) rebuilt from `ctfw_engine::rules` types, because an engine test cannot
-//! depend on `ctfw-config`:
+//! conformance traces), loaded by the real loader, `ctfw_config::Config::load` (an
+//! integration test may dev-depend on `ctfw-config`: it links the same `ctfw_engine` the
+//! loader builds rules for). Its rules, by index, as [`R_ESTREL`], [`R_NEW_C2S`] and
+//! [`R_INVALID`] name them ([`classic_rules`] checks the names):
 //!
 //! ```text
 //! 0 estrel_accept   ct state established,related accept
@@ -19,14 +21,16 @@
 //! Linux calls an entry expired at its deadline itself (`nf_ct_is_expired`:
 //! `(__s32)(ct->timeout - nfct_time_stamp) <= 0`).
 
+use std::sync::OnceLock;
+
 use ctfw_engine::Instant;
 use ctfw_engine::flow::FlowKey;
-use ctfw_engine::pipeline::{Engine, EngineConfig, FragmentPolicy, NonIpPolicy, Pkt, Verdict};
-use ctfw_engine::rules::{Action, CtStateSet, PortId, PortSet, Rule, RuleSet};
+use ctfw_engine::pipeline::{Engine, EngineConfig, Pkt, Verdict};
+use ctfw_engine::rules::{Action, PortId, Rule, RuleSet};
 use ctfw_engine::table::Entry;
 use ctfw_engine::time::TICKS_PER_SEC;
 use ctfw_engine::track::tcp::{TcpConn, TcpState};
-use ctfw_engine::track::{CtState, ProtoState, TrackConfig};
+use ctfw_engine::track::{CtState, ProtoState};
 use ctfw_engine::view::EntryView;
 use ctfw_engine::wire::{self, ChecksumHint, ParseConfig};
 use ctfw_engine::{Counters, Reason};
@@ -51,63 +55,65 @@ pub const R_NEW_C2S: u16 = 1;
 /// Index of `invalid_drop`.
 pub const R_INVALID: u16 = 2;
 
-fn port_set(p: PortId) -> PortSet {
-    PortSet::EMPTY
-        .with(p)
-        .expect("port below RuleSet::MAX_PORTS")
+/// The classic policy's configuration file.
+const CLASSIC_YAML: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../config/conformance/classic-loose1-liberal0.yaml"
+);
+
+/// The classic policy (see the module documentation), as `ctfw_config` loads it. Loaded once
+/// per test binary; panics if the file does not load or its rules and ports are not where the
+/// scenarios expect them.
+pub fn classic_rules() -> RuleSet {
+    static RULES: OnceLock<RuleSet> = OnceLock::new();
+    RULES
+        .get_or_init(|| {
+            let cfg = ctfw_config::Config::load(CLASSIC_YAML)
+                .unwrap_or_else(|e| panic!("{CLASSIC_YAML}: {e}"));
+            for (port, name) in [(INSIDE, "inside"), (OUTSIDE, "outside")] {
+                assert_eq!(
+                    cfg.port_by_name(name),
+                    Some(port),
+                    "{CLASSIC_YAML}: port {name}"
+                );
+            }
+            for (idx, name) in [
+                (R_ESTREL, "estrel_accept"),
+                (R_NEW_C2S, "new_c2s_accept"),
+                (R_INVALID, "invalid_drop"),
+            ] {
+                assert_eq!(cfg.rules.name(idx), name, "{CLASSIC_YAML}: rule {idx}");
+            }
+            assert_eq!(cfg.rules.len(), 3, "{CLASSIC_YAML}: rule count");
+            assert_eq!(
+                cfg.rules.default_action(),
+                Action::Drop,
+                "{CLASSIC_YAML}: policy"
+            );
+            cfg.rules
+        })
+        .clone()
 }
 
-/// The classic rules without the default policy, so that variants can append to them.
+/// The classic rules as `(name, rule)` pairs, so that variants can add to them.
 pub fn classic_rule_list() -> Vec<(String, Rule)> {
-    vec![
-        (
-            "estrel_accept".into(),
-            Rule {
-                ct: Some(CtStateSet::of(&[CtState::Established, CtState::Related])),
-                ..Rule::new(Action::Accept)
-            },
-        ),
-        (
-            "new_c2s_accept".into(),
-            Rule {
-                ct: Some(CtStateSet::of(&[CtState::New])),
-                in_port: Some(port_set(INSIDE)),
-                out_port: Some(port_set(OUTSIDE)),
-                ..Rule::new(Action::Accept)
-            },
-        ),
-        (
-            "invalid_drop".into(),
-            Rule {
-                ct: Some(CtStateSet::of(&[CtState::Invalid])),
-                ..Rule::new(Action::Drop)
-            },
-        ),
-    ]
+    classic_rules()
+        .iter()
+        .map(|(name, rule)| (name.to_owned(), rule.clone()))
+        .collect()
 }
 
-/// A rule set from `(name, rule)` pairs with a drop policy.
+/// A rule set from `(name, rule)` pairs with the classic policy's default, drop.
 pub fn rule_set(list: Vec<(String, Rule)>) -> RuleSet {
     let (names, rules): (Vec<String>, Vec<Rule>) = list.into_iter().unzip();
     RuleSet::new(rules, Action::Drop, names).expect("a valid rule set")
 }
 
-/// The classic policy (see the module documentation).
-pub fn classic_rules() -> RuleSet {
-    rule_set(classic_rule_list())
-}
-
-/// Linux's default knobs: `TrackConfig::default()` (loose 1, be_liberal 0, max_retrans 3,
-/// default timeouts), checksums verified, fragments and non-IP dropped, inside <-> outside.
+/// Linux's default knobs ([`EngineConfig::linux_defaults`]: loose 1, be_liberal 0,
+/// max_retrans 3, default timeouts, checksums verified, fragments and non-IP dropped), with
+/// inside and outside each other's peer.
 pub fn linux_defaults(capacity: u32) -> EngineConfig {
-    EngineConfig {
-        capacity,
-        track: TrackConfig::default(),
-        parse: ParseConfig::default(),
-        fragments: FragmentPolicy::Drop,
-        non_ip: NonIpPolicy::Drop,
-        peers: vec![OUTSIDE, INSIDE],
-    }
+    EngineConfig::linux_defaults(capacity, vec![OUTSIDE, INSIDE])
 }
 
 /// The port a tracegen side arrives on.
