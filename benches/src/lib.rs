@@ -29,8 +29,8 @@ use ctfw_engine::Instant;
 use ctfw_engine::pipeline::{BURST, Engine, EngineConfig, Pkt, Verdict};
 use ctfw_engine::rules::PortId;
 use ctfw_engine::wire::ChecksumHint;
-use ctfw_tracegen::generate::AddressPlan;
 use ctfw_tracegen::checksum::Checksum;
+use ctfw_tracegen::generate::AddressPlan;
 use ctfw_tracegen::rng::Rng;
 use ctfw_tracegen::{DEFAULT_START_NS, TcpSim};
 
@@ -77,7 +77,14 @@ pub fn classic() -> ctfw_config::Config {
 /// An engine for `capacity` connections with the [`classic`] configuration and [`SEEDS`].
 pub fn engine(capacity: u32) -> Engine {
     let cfg = classic();
-    Engine::new(EngineConfig { capacity, ..cfg.engine }, cfg.rules, SEEDS)
+    Engine::new(
+        EngineConfig {
+            capacity,
+            ..cfg.engine
+        },
+        cfg.rules,
+        SEEDS,
+    )
 }
 
 /// The segments [`FlowFactory`] writes. Numbers and acknowledgments are those of one
@@ -305,7 +312,10 @@ impl Template {
         b[tcp..tcp + 12].fill(0);
         b[tcp + 16..tcp + 18].fill(0);
         let seg_len = b.len() - tcp;
-        assert!(seg_len % 2 == 0, "segments of even length keep the sums' parts aligned");
+        assert!(
+            seg_len % 2 == 0,
+            "segments of even length keep the sums' parts aligned"
+        );
         let mut tcp_sum = Checksum::new();
         tcp_sum
             .add_u16(TCP_PROTO)
@@ -572,8 +582,8 @@ pub fn timed_bursts(
 mod tests {
     use super::*;
     use ctfw_engine::Reason;
-    use ctfw_engine::track::{CtState, ProtoState};
     use ctfw_engine::track::tcp::TcpState;
+    use ctfw_engine::track::{CtState, ProtoState};
     use ctfw_engine::wire::{self, L4, ParseConfig};
 
     #[test]

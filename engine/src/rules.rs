@@ -590,15 +590,6 @@ impl RuleSet {
         })
     }
 
-    /// A rule set without rules: every packet gets `default`.
-    pub fn empty(default: Action) -> RuleSet {
-        RuleSet {
-            rules: Box::new([]),
-            names: Box::new([]),
-            default,
-        }
-    }
-
     /// Evaluate the rules in order; the first match decides, else the default policy.
     #[inline]
     pub fn evaluate(&self, input: &RuleInput) -> Decision {
@@ -1110,7 +1101,7 @@ mod tests {
     #[test]
     fn default_policy_of_an_empty_set() {
         let p = tcp_input(TcpFlags::SYN);
-        let accept_all = RuleSet::empty(Action::Accept);
+        let accept_all = RuleSet::new(Vec::new(), Action::Accept, Vec::new()).expect("no rules");
         assert_eq!(
             accept_all.evaluate(&p),
             Decision {
