@@ -9,6 +9,7 @@
 //!   the conformance traces) and packet sinks.
 //! - [`read`]: a streaming pcap/pcapng reader with typed errors that never panics.
 //! - [`generate`]: whole-capture generators behind the `ctfw-tracegen` binary.
+//! - [`random`]: many short random traces for the differential check against the kernel.
 //!
 //! Invariants: the same inputs and seed always give the same bytes (see [`rng`]); nothing here
 //! shares code with `ctfw-engine`, so the generator is an independent oracle for its parsers.
@@ -18,6 +19,7 @@
 pub mod checksum;
 pub mod frame;
 pub mod generate;
+pub mod random;
 pub mod read;
 pub mod rng;
 pub mod tcpsim;
