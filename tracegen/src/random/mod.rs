@@ -6,17 +6,21 @@
 //! through a Linux router (`scripts/kernel_check.sh`) and through `ctfw replay`, packet by
 //! packet. A conversation is *meaningful* traffic with random perturbations, not noise:
 //!
-//! - TCP (in `random/tcp.rs`) follows two [`TcpSim`](crate::TcpSim) endpoints (handshake, data and ACKs both ways, loss and SACK,
-//!   FIN or RST close, port reuse) and now and then does something a tracker must judge:
-//!   retransmissions, segments around and beyond the window edge, ACKs of unsent data, SYNs
-//!   with a new ISN on a live tuple, RSTs from either side with exact, inexact and
+//! - TCP (in `random/tcp.rs`) follows two [`TcpSim`](crate::TcpSim) endpoints (handshake,
+//!   data and ACKs both ways, loss and SACK, FIN or RST close, port reuse) and now and then
+//!   does something a tracker must judge: retransmissions (also three or four in a row, and
+//!   duplicate ACK trains), segments around and beyond the window edge, ACKs of unsent data,
+//!   SYNs with a new ISN on a live tuple, RSTs from either side with exact, inexact and
 //!   out-of-window sequence numbers or acknowledging a noted SYN's ISN + 1, SYN/ACKs that do
-//!   not match, simultaneous open, window scale / SACK / timestamp options, zero windows,
-//!   invalid flag combinations, bad checksums, mid-stream pickup, ICMP errors quoting it.
+//!   not match, a stale server's bare ACK answering a SYN, aborts during the handshake,
+//!   simultaneous open, window scale / SACK / timestamp options, zero windows, SYN or RST
+//!   with data, data with FIN, invalid flag combinations, bad checksums and data offsets,
+//!   IPv4 options and IPv6 extension headers, mid-stream pickup, ICMP errors quoting it.
 //! - UDP: request/response, unanswered datagrams, datagrams from outside first, streams that
-//!   outlive UDP's 2 s rule, port unreachable answers, checksum and length errors.
+//!   outlive UDP's 2 s rule, port unreachable answers, checksum, length and IP header errors.
 //! - ICMP and ICMPv6: echo (also unsolicited replies, wrong ids, from outside), timestamps,
-//!   errors quoting tracked flows (RELATED) and untracked ones (INVALID), errors quoting errors.
+//!   errors quoting tracked flows (RELATED) and untracked ones (INVALID), errors quoting
+//!   errors, errors quoting 4 bytes of the transport header or travelling the wrong way.
 //!
 //! Addresses: clients 10.0.1.2-9 and fd00:1::2-9 (inside), servers 10.0.2.2, 198.51.100.0/24,
 //! fd00:2::/64 (outside), intermediate routers 10.0.1.254 / fd00:1::fe (inside) and
@@ -36,7 +40,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-use crate::frame::{Frame, TcpFlags, icmp, macs};
+use crate::frame::{ChecksumMode, Frame, Ipv6Ext, TcpFlags, icmp, macs};
 use crate::rng::Rng;
 use crate::tcpsim::Dir;
 use crate::write::{CaptureFile, Counter, PacketSink, Resolution};
@@ -318,7 +322,15 @@ impl<'r> Conv<'r> {
                 _ => (5, 1, 0, "redirect"),
             }
         };
-        let mut e = ip_frame(src, qsrc.ip(), back).icmp_error(ty, code, quoted);
+        // Now and then the error travels the wrong way: from the quoted packet's own side,
+        // towards its destination.
+        let misdirected = self.rng.chance(0.04);
+        let (src, dst, back) = if misdirected {
+            (self.ends.router(quoted_dir), qdst.ip(), quoted_dir)
+        } else {
+            (src, qsrc.ip(), back)
+        };
+        let mut e = ip_frame(src, dst, back).icmp_error(ty, code, quoted);
         if let Some(i) = e.icmp_mut() {
             i.rest = u32::to_be_bytes(rest);
             if ty == 5 {
@@ -328,12 +340,19 @@ impl<'r> Conv<'r> {
                 }
             }
         }
-        let short = self.rng.chance(0.3);
-        if short {
-            // RFC 792 quoting: the IP header and the first 8 bytes of the transport header.
-            let ip_hdr = if v6 { 40 } else { 20 };
-            e.payload.truncate(ip_hdr + 8);
-        }
+        let ip_hdr = if v6 { 40 } else { 20 };
+        let quote = match self.rng.weighted(&[67, 30, 3]) {
+            0 => "",
+            1 => {
+                // RFC 792 quoting: the IP header and the first 8 bytes of the transport header.
+                e.payload.truncate(ip_hdr + 8);
+                " (8 bytes)"
+            }
+            _ => {
+                e.payload.truncate(ip_hdr + 4);
+                " (only 4 bytes of the transport header)"
+            }
+        };
         let bad = self.rng.chance(0.05);
         if bad {
             e = e.corrupt_l4_checksum();
@@ -341,8 +360,14 @@ impl<'r> Conv<'r> {
         let note = format!(
             "ICMP{} {label} from {} quoting {what}{}{}",
             if v6 { "v6" } else { "" },
-            if from_router { "a router" } else { "the peer" },
-            if short { " (8 bytes)" } else { "" },
+            if misdirected {
+                "the wrong side"
+            } else if from_router {
+                "a router"
+            } else {
+                "the peer"
+            },
+            quote,
             if bad { " BAD CHECKSUM" } else { "" }
         );
         self.put(back, e, note);
@@ -369,7 +394,7 @@ impl<'r> Conv<'r> {
             }
             3..=4 => {
                 if let Some(u) = f.udp_mut() {
-                    u.checksum = crate::frame::ChecksumMode::Value(0);
+                    u.checksum = ChecksumMode::Value(0);
                 }
                 format!("{note} (no checksum)")
             }
@@ -378,6 +403,35 @@ impl<'r> Conv<'r> {
                     u.length = Some(len as u16 + 8 + 1 + self.rng.below(20) as u16);
                 }
                 format!("{note} UDP LENGTH BEYOND PACKET")
+            }
+            6 => {
+                if let Some(u) = f.udp_mut() {
+                    u.length = Some(self.rng.below(8) as u16);
+                }
+                format!("{note} UDP LENGTH BELOW 8")
+            }
+            7 => {
+                // Trailing bytes after the datagram: the UDP length (and checksum) cover
+                // `keep` bytes of payload, the IP packet all of it.
+                let keep = self.rng.below(len as u64) as usize;
+                let short = self.udp_frame(dir, keep).build();
+                let at = 14 + if self.ends.v6() { 40 } else { 20 } + 6;
+                let csum = short
+                    .get(at..at + 2)
+                    .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+                if let Some(u) = f.udp_mut() {
+                    u.length = Some(keep as u16 + 8);
+                    u.checksum = ChecksumMode::Value(csum);
+                }
+                format!("{note} (UDP length shorter than the packet)")
+            }
+            8 if !self.ends.v6() => {
+                f = f.corrupt_ip_checksum();
+                format!("{note} BAD IPv4 HEADER CHECKSUM")
+            }
+            9 if self.ends.v6() => {
+                f = f.ipv6_ext(Ipv6Ext::DestOpts(Vec::new()));
+                format!("{note} (behind a destination options header)")
             }
             _ => note.to_string(),
         };

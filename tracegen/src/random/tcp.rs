@@ -10,7 +10,7 @@
 //! a segment they ignore. What each packet is meant to be goes into its note.
 
 use super::{Conv, Dir, Ends, MS, Phase, di, dir_name};
-use crate::frame::{Frame, TcpFlags, TcpOption};
+use crate::frame::{Frame, Ipv6Ext, TcpFlags, TcpOption};
 use crate::rng::Rng;
 use crate::tcpsim::TcpSim;
 use crate::{Packet, Side};
@@ -194,14 +194,53 @@ impl<'c, 'r> TcpConv<'c, 'r> {
         self.syn_isn[0] = Some(self.sim.endpoint(Dir::C2s).isn);
         self.tick();
         self.sim.syn();
-        self.flush("SYN");
+        if self.chance(0.03) {
+            // The same SYN carrying data (as with TCP Fast Open); the server ignores the data.
+            let _ = self.sim.take_packets();
+            let len = 1 + self.c.rng.below(200) as usize;
+            let f = self.sim.craft(Dir::C2s, TcpFlags::SYN, len);
+            self.push(Dir::C2s, &f, "SYN carrying data");
+        } else {
+            self.flush("SYN");
+        }
         for _ in 0..self.rng().weighted(&[88, 9, 3]) {
             self.tick();
             self.sim.syn();
             self.flush("SYN retransmission");
         }
-        match self.rng().weighted(&[84, 5, 4, 4, 3]) {
+        match self.rng().weighted(&[80, 5, 4, 4, 3, 3, 2]) {
             0 => {}
+            5 => {
+                // A server with a stale half-open connection answers with a bare ACK; the
+                // client resets it (seq = that ACK's ack, RFC 793) and tries again.
+                self.c.say("stale server ACK");
+                let stale_seq = self.c.rng.next_u32();
+                let stale_ack = self.c.rng.next_u32();
+                let f = Self::with_seq_ack(
+                    self.sim.craft(Dir::S2c, TcpFlags::ACK, 0),
+                    Some(stale_seq),
+                    Some(stale_ack),
+                );
+                self.push(Dir::S2c, &f, "bare ACK answering the SYN (stale server)");
+                let f = Self::with_seq_ack(
+                    self.sim.craft(Dir::C2s, TcpFlags::RST, 0),
+                    Some(stale_ack),
+                    Some(0),
+                );
+                self.push(Dir::C2s, &f, "client RST, seq = the stale ACK's ack");
+                self.tick();
+                self.sim.syn();
+                self.flush("SYN retransmission");
+            }
+            6 => {
+                self.c.say("ACK before the SYN/ACK");
+                let f = Self::with_seq_ack(
+                    self.sim.craft(Dir::C2s, TcpFlags::ACK, 0),
+                    None,
+                    Some(self.c.rng.next_u32()),
+                );
+                self.push(Dir::C2s, &f, "client ACK before any SYN/ACK");
+            }
             1 => {
                 self.c.say("closed port");
                 let f = Self::with_seq_ack(
@@ -265,6 +304,33 @@ impl<'c, 'r> TcpConv<'c, 'r> {
             self.tick();
             let f = self.sim.craft(Dir::S2c, TcpFlags::SYN | TcpFlags::ACK, 0);
             self.push(Dir::S2c, &f, "SYN/ACK retransmission");
+        }
+        match self.rng().weighted(&[94, 3, 3]) {
+            0 => {}
+            1 => {
+                self.c.say("server aborts in SYN_RECV");
+                let si = self.sim.endpoint(Dir::S2c).isn.wrapping_add(1);
+                let f = Self::with_seq_ack(
+                    self.sim.craft(Dir::S2c, TcpFlags::RST, 0),
+                    Some(si),
+                    Some(0),
+                );
+                self.push(Dir::S2c, &f, "server RST after its SYN/ACK (seq = ISN + 1)");
+                self.phase = Phase::Dead;
+                return;
+            }
+            _ => {
+                self.c.say("client aborts after the SYN/ACK");
+                let flags = if self.chance(0.5) {
+                    TcpFlags::RST | TcpFlags::ACK
+                } else {
+                    TcpFlags::RST
+                };
+                let f = self.sim.craft(Dir::C2s, flags, 0);
+                self.push(Dir::C2s, &f, "client RST answering the SYN/ACK");
+                self.phase = Phase::Dead;
+                return;
+            }
         }
         if self.chance(0.06) {
             self.c.say("wrong final ACK");
@@ -429,7 +495,7 @@ impl<'c, 'r> TcpConv<'c, 'r> {
             p(3),                                // 8 ACK of unsent data, very old ACK
             p(1),                                // 9 bogus SACK block
             p(2),                                // 10 zero window
-            p(5),                                // 11 SYN with a new ISN on this tuple
+            p(3),                                // 11 SYN with a new ISN on this tuple
             p(1),                                // 12 the old SYN again
             p(2),                                // 13 mismatched SYN/ACK
             p(5),                                // 14 RST
@@ -439,6 +505,10 @@ impl<'c, 'r> TcpConv<'c, 'r> {
             if closing { 25 } else { 8 },        // 18 FIN
             1,                                   // 19 keep-alive
             p(1),                                // 20 truncated header, bad data offset
+            p(2),                                // 21 the same ACK 3-4 times
+            p(2),                                // 22 the last data segment again 3-4 times
+            p(2),                                // 23 data with FIN
+            p(1),                                // 24 data with IP options / extension header
         ];
         let dir = if self.chance(0.5) { Dir::C2s } else { Dir::S2c };
         match self.rng().weighted(&weights) {
@@ -447,9 +517,18 @@ impl<'c, 'r> TcpConv<'c, 'r> {
             2 => self.ack(Dir::C2s),
             3 => self.ack(Dir::S2c),
             4 => {
-                self.sim.lose_next(dir);
-                self.lost[di(dir)] = true;
-                self.data(dir, "data (lost after the firewall)");
+                // Only a side that has not sent its FIN has new data to lose.
+                let d = if self.fin[di(dir)] {
+                    dir.reverse()
+                } else {
+                    dir
+                };
+                if self.fin[di(d)] {
+                    return self.ack(dir);
+                }
+                self.sim.lose_next(d);
+                self.lost[di(d)] = true;
+                self.data(d, "data (lost after the firewall)");
             }
             5 => {
                 let d = if self.lost[0] { Dir::C2s } else { Dir::S2c };
@@ -492,7 +571,68 @@ impl<'c, 'r> TcpConv<'c, 'r> {
                 self.c.icmp_error(&q, dir, "a segment of this connection");
             }
             18 => self.fin(),
-            19 => {
+            21 => {
+                self.c.say("duplicate ACKs");
+                for _ in 0..self.rng().range(3, 4) {
+                    self.tick();
+                    self.sim.ack_dir(dir);
+                    self.flush("the same ACK again");
+                }
+            }
+            22 => {
+                let Some(&(seq, len)) = self.sent[di(dir)].last() else {
+                    return self.data(dir, "data");
+                };
+                self.c.say("repeated retransmissions");
+                let f = Self::with_seq_ack(
+                    self.sim
+                        .craft(dir, TcpFlags::PSH | TcpFlags::ACK, len as usize),
+                    Some(seq),
+                    None,
+                );
+                for _ in 0..self.rng().range(3, 4) {
+                    self.push(dir, &f, "the last data segment again");
+                }
+            }
+            23 if !self.fin[di(dir)] => {
+                // Emulated through the simulator (data, then FIN) so both ends stay in step;
+                // on the wire it is one segment.
+                self.c.say("data with FIN");
+                let seq = self.sim.next_seq(dir);
+                let len = 1 + self.c.rng.below(500) as u32;
+                let flags = TcpFlags::FIN | TcpFlags::PSH | TcpFlags::ACK;
+                let f =
+                    Self::with_seq_ack(self.sim.craft(dir, flags, len as usize), Some(seq), None);
+                self.sim.data(dir, len).fin(dir);
+                let _ = self.sim.take_packets();
+                self.fin[di(dir)] = true;
+                self.phase = Phase::Closing;
+                self.push(dir, &f, "data with FIN");
+            }
+            24 => {
+                let seq = self.sim.next_seq(dir);
+                let len = 1 + self.c.rng.below(500) as u32;
+                let mut f = Self::with_seq_ack(
+                    self.sim
+                        .craft(dir, TcpFlags::PSH | TcpFlags::ACK, len as usize),
+                    Some(seq),
+                    None,
+                );
+                let what = if self.c.ends.v6() {
+                    f = f.ipv6_ext(Ipv6Ext::DestOpts(Vec::new()));
+                    "data behind an IPv6 destination options header"
+                } else {
+                    if let Some(ip) = f.ipv4_mut() {
+                        ip.options = vec![1, 1, 1, 1];
+                    }
+                    "data with IPv4 options (NOPs)"
+                };
+                self.sim.data(dir, len);
+                let _ = self.sim.take_packets();
+                self.sent[di(dir)].push((seq, len));
+                self.push(dir, &f, what);
+            }
+            19 | 23 => {
                 let f = self.sim.craft(dir, TcpFlags::ACK, 0);
                 let seq = self.sim.next_seq(dir).wrapping_sub(1);
                 let f = Self::with_seq_ack(f, Some(seq), None);
@@ -798,8 +938,10 @@ impl<'c, 'r> TcpConv<'c, 'r> {
         };
         let who = if dir == Dir::C2s { "client" } else { "server" };
         self.c.say(format!("{who} RST"));
-        let f = Self::with_seq_ack(self.sim.craft(dir, flags, 0), Some(seq), ack);
-        self.push(dir, &f, &format!("{who} RST, {sdesc}, {adesc}"));
+        let payload = if self.chance(0.05) { 20 } else { 0 };
+        let f = Self::with_seq_ack(self.sim.craft(dir, flags, payload), Some(seq), ack);
+        let extra = if payload > 0 { " (with payload)" } else { "" };
+        self.push(dir, &f, &format!("{who} RST, {sdesc}, {adesc}{extra}"));
         if sdesc == "exact seq" {
             self.phase = Phase::Dead;
         }
