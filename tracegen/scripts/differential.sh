@@ -120,11 +120,15 @@ kernel_done=$(date +%s)
 # 3. ctfw, on every trace the kernel got to.
 rm -rf "$out/ctfw"
 mkdir -p "$out/ctfw"
-for k in "$out"/kernel/*.jsonl; do
-  name=$(basename "$k" .jsonl)
-  "$ctfw" replay --config "$yaml" "$tdir/$name.pcapng" --jsonl "$out/ctfw/$name.jsonl" \
-    2>>"$out/ctfw.log" || say "ctfw replay failed on $name"
-done
+replay_one() {
+  "$ctfw" replay --config "$yaml" "$tdir/$1.pcapng" --jsonl "$out/ctfw/$1.jsonl" \
+    2>>"$out/ctfw.log" || echo "ctfw replay failed on $1" | tee -a "$log"
+}
+export -f replay_one
+export ctfw yaml tdir out log
+# shellcheck disable=SC2016 # $1 belongs to the inner shell
+find "$out/kernel" -name '*.jsonl' -printf '%f\n' | sed 's/\.jsonl$//' | sort |
+  xargs -P "$jobs" -n 1 bash -c 'replay_one "$1"' _
 ctfw_done=$(date +%s)
 
 # 4. Compare.
