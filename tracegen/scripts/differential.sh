@@ -6,6 +6,8 @@
 #   ctfw       ctfw replay --config config/conformance/C.yaml TRACE --jsonl OUT/ctfw/T.jsonl
 #   compare    compare.py OUT/kernel OUT/ctfw   (the conformance set's comparer; the kernel
 #              records are the expected side) and triage.py (differences grouped by kind)
+#   recheck    the differing traces through the kernel once more (OUT/kernel-recheck): a
+#              difference the kernel does not reproduce is a replay artefact, counted apart
 #
 # Everything stays in OUT: the traces with their manifest.json (what each packet is meant to
 # be), both record folders, compare.txt, triage.txt and summary.txt. Nothing leaves the
@@ -139,13 +141,28 @@ if [ $validate = 1 ]; then
 fi
 python3 "$conf/compare.py" "$out/kernel" "$out/ctfw" --max-diffs 20 >"$out/compare.txt" || true
 python3 "$here/triage.py" "$out/kernel" "$out/ctfw" --compare "$conf/compare.py" \
-  --json "$out/triage.json" >"$out/triage.txt" || true
+  --list "$out/differing.txt" >/dev/null || true
+
+# 5. Recheck: the differing traces through a fresh router once more.
+rm -rf "$out/kernel-recheck"
+recheck=()
+if [ -s "$out/differing.txt" ]; then
+  mapfile -t names <"$out/differing.txt"
+  for n in "${names[@]}"; do recheck+=("$tdir/$n.pcapng"); done
+  timeout --signal=TERM --kill-after=30 $((max_minutes * 60 + 300)) \
+    "$here/kernel_check.sh" --config "$config" --out "$out/kernel-recheck" --tag "$$r" \
+    --info "$out/kernel-recheck/run_info.json" --deadline $((deadline + 600)) "${recheck[@]}" \
+    >"$out/kernel-recheck.log" 2>&1 || say "kernel recheck failed; see $out/kernel-recheck.log"
+fi
+python3 "$here/triage.py" "$out/kernel" "$out/ctfw" --compare "$conf/compare.py" \
+  --json "$out/triage.json" ${recheck[0]:+--recheck "$out/kernel-recheck"} \
+  >"$out/triage.txt" || true
 packets=$(cat "$out"/kernel/*.jsonl | wc -l)
 artefacts=$(cat "$out"/kernel/*.jsonl | grep -c -e '"extra_frames"' -e '"inconsistent"' || true)
 skipped=$(python3 -c 'import json,sys; print(sum(len(json.load(open(f)).get("skipped", [])) for f in sys.argv[1:]))' "$out"/kernel/run_info.*.json)
 say "  kernel: $(find "$out/kernel" -name "*.jsonl" | wc -l) traces, $packets packets in $((kernel_done - started)) s ($skipped not run: deadline); packets with router artefacts: $artefacts"
 say "  ctfw:   $((ctfw_done - kernel_done)) s"
 say "  ctfw vs kernel: $(tail -1 "$out/compare.txt")"
-head -1 "$out/triage.txt" | sed 's/^/  /' | tee -a "$log"
+grep -e '^[0-9]* traces, ' -e '^rechecked ' "$out/triage.txt" | sed 's/^/  /' | tee -a "$log"
 grep '^[0-9]* trace(s):' "$out/triage.txt" | sed 's/^/  /' | tee -a "$log" || true
 say "  details: $out/compare.txt, $out/triage.txt"
