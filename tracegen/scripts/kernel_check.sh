@@ -77,7 +77,9 @@ rns=kc${tag}r
 hns=kc${tag}h
 R=(ip netns exec "$rns")
 H=(ip netns exec "$hns")
+child=""
 cleanup() {
+  [ -n "$child" ] && kill "$child" 2>/dev/null
   ip netns del "$rns" 2>/dev/null || true
   ip netns del "$hns" 2>/dev/null || true
 }
@@ -132,4 +134,9 @@ if [ -n "$out" ]; then
 else
   args+=(--summary)
 fi
-python3 "$here/kernel_replay.py" "${args[@]}" "${traces[@]}"
+# In the background, so that a signal reaches the trap at once (bash runs traps only between
+# foreground commands), and the trap stops the replayer before the namespaces go.
+python3 "$here/kernel_replay.py" "${args[@]}" "${traces[@]}" &
+child=$!
+wait "$child"
+child=""
