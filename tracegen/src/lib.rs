@@ -7,6 +7,7 @@
 //! - [`mod@write`] and [`read`]: the capture writers and reader of `ctfw-capture`, re-exported so
 //!   that a user of the generator needs one crate.
 //! - [`generate`]: whole-capture generators behind the `ctfw-tracegen` binary.
+//! - [`random`]: many short random traces for the differential check against the kernel.
 //! - [`conformance`]: where the Linux conformance data set is, for every test that reads it.
 //!
 //! Invariants: the same inputs and seed always give the same bytes (see [`rng`]); nothing here
@@ -18,6 +19,7 @@ pub mod checksum;
 pub mod conformance;
 pub mod frame;
 pub mod generate;
+pub mod random;
 pub mod rng;
 pub mod tcpsim;
 

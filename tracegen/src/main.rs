@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use ctfw_tracegen::Side;
 use ctfw_tracegen::generate::{
     self, DEFAULT_SEED, EstablishedOpts, MixedOpts, Order, Summary, SynfloodOpts,
 };
 use ctfw_tracegen::write::{CaptureFile, Counter, PacketSink, Resolution, SplitBySide, Tee};
+use ctfw_tracegen::{Side, random};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -128,6 +128,19 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Short random TCP/UDP/ICMP traces for the differential check against the kernel:
+    /// DIR/<name>.pcapng per trace and DIR/manifest.json (description and per-packet notes).
+    Random {
+        /// Traces to write.
+        #[arg(long)]
+        count: u64,
+        /// Index of the first trace (trace i of a seed is the same whatever the range).
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -220,6 +233,16 @@ fn main() -> Result<()> {
             let s = write_to(&out, split_by_side.as_deref(), res, |sink| {
                 generate::synflood(&opts, sink)
             })?;
+            (s, out)
+        }
+        Cmd::Random { count, first, out } => {
+            let counts = random::write_series(cli.seed, first, count, &out)
+                .with_context(|| format!("writing traces to {}", out.display()))?;
+            let s = Summary {
+                counts,
+                flows: count,
+                last_ts_ns: 0,
+            };
             (s, out)
         }
         Cmd::Sample { out } => {
