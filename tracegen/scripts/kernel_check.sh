@@ -29,7 +29,7 @@
 #   --tag TAG      namespace name tag (default: this shell's PID), for parallel instances
 #   --deadline T   start no trace after Unix time T
 # A DIR argument means every *.pcapng in it. Rulesets come from the conformance set that
-# conformance_dir.sh finds ($CTFW_CONFORMANCE, else the repository's tests/linux-conformance).
+# conformance_dir.sh finds (the vendored tests/linux-conformance, or $CTFW_CONFORMANCE_DIR).
 # Needs root, iproute2, nftables, conntrack-tools and python3. Not for CI: it changes kernel
 # state (namespaces) and its timing depends on the machine.
 set -euo pipefail
