@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use ctfw_config::{Config, Hugepages};
 use ctfw_engine::Counters;
 use ctfw_engine::pipeline::Engine;
@@ -43,15 +44,8 @@ const POOL_CACHE: u32 = 256;
 /// Environment variable set when re-executing without hugepages after a failed start.
 const NO_HUGE_ENV: &str = "CTFW_NO_HUGE";
 
-/// `--hugepages` values.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum HugeArg {
-    Auto,
-    On,
-    Off,
-}
-
-/// Arguments of `ctfw run`.
+/// Arguments of `ctfw run`. Every value is checked by its parser, so a bad one is refused
+/// with clap's usage message; what needs the configuration is checked in `apply_overrides`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The YAML configuration (ports, data plane, conntrack knobs, rules).
@@ -59,26 +53,74 @@ pub struct Args {
     config: PathBuf,
     /// Replace a configured port's DPDK device, e.g.
     /// `--port inside=net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap` (repeatable).
-    #[arg(long = "port", value_name = "NAME=DEVARGS")]
-    ports: Vec<String>,
+    #[arg(long = "port", value_name = "NAME=DEVARGS", value_parser = parse_device)]
+    ports: Vec<DeviceOverride>,
     /// Stop cleanly after this many seconds without a packet received on any port.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_positive_seconds)]
     idle_exit: Option<f64>,
     /// Number of workers (overrides `dataplane.workers`).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: Option<u16>,
     /// Hugepage use (overrides `dataplane.hugepages`).
-    #[arg(long, value_enum)]
-    hugepages: Option<HugeArg>,
+    #[arg(long, value_parser = PossibleValuesParser::new(Hugepages::ALL.map(Hugepages::name))
+        .try_map(|s| s.parse::<Hugepages>()))]
+    hugepages: Option<Hugepages>,
     /// EAL file prefix (overrides `dataplane.file_prefix`; default unique per process).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_file_prefix)]
     file_prefix: Option<String>,
     /// Print counters every SECONDS while running (0: only at exit).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_seconds)]
     stats_interval: f64,
     /// Entries of the final conntrack table to print at exit.
     #[arg(long, default_value_t = 20)]
     max_entries: usize,
+}
+
+/// One `NAME=DEVARGS` device replacement.
+#[derive(Clone, Debug)]
+struct DeviceOverride {
+    /// The configured port's name.
+    port: String,
+    /// Its new DPDK device.
+    device: String,
+}
+
+fn parse_device(s: &str) -> Result<DeviceOverride, String> {
+    let (port, device) = s
+        .split_once('=')
+        .ok_or("expected NAME=DEVARGS, e.g. inside=net_pcap0,rx_pcap=in.pcap")?;
+    if device.trim().is_empty() {
+        return Err("the device is empty".into());
+    }
+    Ok(DeviceOverride {
+        port: port.to_owned(),
+        device: device.to_owned(),
+    })
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err("expected a number of seconds >= 0".into()),
+    }
+}
+
+fn parse_positive_seconds(s: &str) -> Result<f64, String> {
+    match parse_seconds(s) {
+        Ok(t) if t > 0.0 => Ok(t),
+        _ => Err("expected a positive number of seconds".into()),
+    }
+}
+
+fn parse_file_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty()
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err("use letters, digits, '_' and '-'".into());
+    }
+    Ok(s.to_owned())
 }
 
 /// One configured port, probed.
@@ -341,28 +383,26 @@ fn add_io(a: &mut IoCounters, b: &IoCounters) {
     a.redispatch_dropped += b.redispatch_dropped;
 }
 
-/// Apply `--port`, `--workers`, `--hugepages` and `--file-prefix`.
+/// Apply `--port`, `--workers`, `--hugepages` and `--file-prefix`; check that every port
+/// still has a device of its own.
 fn apply_overrides(cfg: &mut Config, args: &Args) -> Result<()> {
     for o in &args.ports {
-        let (name, dev) = o.split_once('=').with_context(|| {
-            format!("--port {o:?}: expected NAME=DEVARGS, e.g. inside=net_pcap0,rx_pcap=in.pcap")
-        })?;
-        if dev.trim().is_empty() {
-            bail!("--port {o:?}: the device is empty");
-        }
         let names: Vec<_> = cfg.ports.iter().map(|p| p.name.clone()).collect();
         let port = cfg
             .ports
             .iter_mut()
-            .find(|p| p.name == name)
+            .find(|p| p.name == o.port)
             .with_context(|| {
                 format!(
-                    "--port {o:?}: no port named {name:?} in {} (ports: {})",
+                    "--port {}={}: no port named {:?} in {} (ports: {})",
+                    o.port,
+                    o.device,
+                    o.port,
                     cfg.source.display(),
                     names.join(", ")
                 )
             })?;
-        port.device = dev.to_owned();
+        port.device.clone_from(&o.device);
     }
     let mut seen = std::collections::HashSet::new();
     for p in &cfg.ports {
@@ -377,32 +417,10 @@ fn apply_overrides(cfg: &mut Config, args: &Args) -> Result<()> {
         cfg.dataplane.workers = w;
     }
     if let Some(h) = args.hugepages {
-        cfg.dataplane.hugepages = match h {
-            HugeArg::Auto => Hugepages::Auto,
-            HugeArg::On => Hugepages::On,
-            HugeArg::Off => Hugepages::Off,
-        };
+        cfg.dataplane.hugepages = h;
     }
     if let Some(p) = &args.file_prefix {
-        if p.is_empty()
-            || !p
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            bail!("--file-prefix {p:?}: use letters, digits, '_' and '-'");
-        }
         cfg.dataplane.file_prefix = Some(p.clone());
-    }
-    if let Some(t) = args.idle_exit {
-        if !(t.is_finite() && t > 0.0) {
-            bail!("--idle-exit {t}: expected a positive number of seconds");
-        }
-    }
-    if !(args.stats_interval.is_finite() && args.stats_interval >= 0.0) {
-        bail!(
-            "--stats-interval {}: expected a number of seconds >= 0",
-            args.stats_interval
-        );
     }
     Ok(())
 }
