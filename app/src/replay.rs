@@ -1,9 +1,10 @@
 //! `ctfw replay`: the engine's burst pipeline over a capture, deterministically.
 //!
 //! The packet timestamps are the clock, the flow hash has a fixed seed, and packets are fed in
-//! capture order, so a replay gives the same verdicts every time. pcapng interface names select
-//! the ingress port by name; classic pcap files carry no interface, so `--port` names one port
-//! for every packet and `--map PREFIX=PORT` chooses by source address.
+//! capture order, so a replay gives the same verdicts every time. The ingress port of a packet is
+//! chosen by `--map PREFIX=PORT` (source address), else `--port NAME` (every packet), else the
+//! name of its pcapng interface; classic pcap files carry no interface names, so they need
+//! `--port` or `--map`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -42,7 +43,8 @@ pub struct Args {
     /// Write one JSON record per packet here (the Linux conformance format) instead of a summary.
     #[arg(long, value_name = "OUT.jsonl")]
     jsonl: Option<PathBuf>,
-    /// Ingress port for every packet (needed for classic pcap unless --map covers it).
+    /// Ingress port for every packet: overrides pcapng interface names, and is needed for
+    /// classic pcap unless --map covers every packet (--map takes precedence).
     #[arg(long, value_name = "NAME")]
     port: Option<String>,
     /// Ingress port by source prefix, e.g. `--map 10.0.1.0/24=inside`; repeatable; the

@@ -52,9 +52,9 @@ pub struct Args {
     #[arg(long, short)]
     config: PathBuf,
     /// Replace a configured port's DPDK device, e.g.
-    /// `--port inside=net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap` (repeatable).
-    #[arg(long = "port", value_name = "NAME=DEVARGS", value_parser = parse_device)]
-    ports: Vec<DeviceOverride>,
+    /// `--device inside=net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap` (repeatable).
+    #[arg(long = "device", value_name = "NAME=DEVARGS", value_parser = parse_device)]
+    devices: Vec<DeviceOverride>,
     /// Stop cleanly after this many seconds without a packet received on any port.
     #[arg(long, value_name = "SECONDS", value_parser = parse_positive_seconds)]
     idle_exit: Option<f64>,
@@ -383,10 +383,10 @@ fn add_io(a: &mut IoCounters, b: &IoCounters) {
     a.redispatch_dropped += b.redispatch_dropped;
 }
 
-/// Apply `--port`, `--workers`, `--hugepages` and `--file-prefix`; check that every port
+/// Apply `--device`, `--workers`, `--hugepages` and `--file-prefix`; check that every port
 /// still has a device of its own.
 fn apply_overrides(cfg: &mut Config, args: &Args) -> Result<()> {
-    for o in &args.ports {
+    for o in &args.devices {
         let names: Vec<_> = cfg.ports.iter().map(|p| p.name.clone()).collect();
         let port = cfg
             .ports
@@ -394,7 +394,7 @@ fn apply_overrides(cfg: &mut Config, args: &Args) -> Result<()> {
             .find(|p| p.name == o.port)
             .with_context(|| {
                 format!(
-                    "--port {}={}: no port named {:?} in {} (ports: {})",
+                    "--device {}={}: no port named {:?} in {} (ports: {})",
                     o.port,
                     o.device,
                     o.port,
