@@ -132,7 +132,7 @@ pub struct Worker {
 }
 
 /// What a worker hands back when it stops.
-pub struct Report {
+pub struct Finished {
     /// The engine, with its table and counters.
     pub engine: Engine,
     /// I/O counters.
@@ -141,7 +141,7 @@ pub struct Report {
 
 impl Worker {
     /// The worker loop. Returns when `stop` is set and its input ring is drained.
-    pub fn run(mut self) -> Report {
+    pub fn run(mut self) -> Finished {
         let toeplitz = Toeplitz::symmetric();
         let mut io = IoCounters::default();
         let mut rx_buf: MbufBurst<MAX_BURST> = MbufBurst::default();
@@ -210,7 +210,7 @@ impl Worker {
         }
         self.flush(&mut tx_bufs, &mut io, true);
         self.publish(&io);
-        Report {
+        Finished {
             engine: self.engine,
             io,
         }
