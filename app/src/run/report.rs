@@ -108,8 +108,8 @@ pub fn print_progress(shared: &[Arc<Shared>], cfg: &Config, started: std::time::
             .snapshot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        c.merge(&g.0);
-        entries += g.2;
+        c.merge(&g.counters);
+        entries += g.entries;
     }
     outln!(
         "[{:>8.1} s] packets {} accepted {} dropped {} entries {} (capacity {})",
@@ -139,7 +139,7 @@ pub fn print_final(
     let (mut table_len, mut capacity) = (0, 0);
     for r in workers {
         total.merge(r.engine.counters());
-        add_io(&mut io_total, &r.io);
+        io_total += &r.io;
         for (a, b) in hits.iter_mut().zip(r.engine.rule_hits()) {
             *a += b;
         }
@@ -151,13 +151,19 @@ pub fn print_final(
         elapsed.as_secs_f64()
     );
     outln!(
-        "  received {}  transmitted {}  tx dropped {}  (distributor: {} received, {} ring-full drops; {} ICMP errors re-dispatched)",
+        "  received {}  transmitted {}  tx dropped {}  (distributor: {} received, {} ring-full drops; {} ICMP errors re-dispatched, {} dropped on a full ring)",
         io_total.rx_port + main.rx,
         io_total.tx_port + main.tx,
         io_total.tx_dropped + main.tx_dropped,
         main.rx,
         main.ring_dropped,
-        io_total.redispatched
+        io_total.redispatched,
+        io_total.redispatch_dropped
+    );
+    outln!(
+        "  rings: workers took {} from their input rings and put {} in shared TX rings",
+        io_total.rx_ring,
+        io_total.tx_ring
     );
     summary::print_counters(&total, table_len, capacity);
     summary::print_rule_hits(&cfg.rules, &hits);
@@ -205,14 +211,4 @@ pub fn print_ports(closed: &[Closed]) {
         }
         outln!("  mempool {}: {} of {} mbufs free", c.pool, c.free, c.size);
     }
-}
-
-fn add_io(a: &mut IoCounters, b: &IoCounters) {
-    a.rx_port += b.rx_port;
-    a.rx_ring += b.rx_ring;
-    a.tx_port += b.tx_port;
-    a.tx_ring += b.tx_ring;
-    a.tx_dropped += b.tx_dropped;
-    a.redispatched += b.redispatched;
-    a.redispatch_dropped += b.redispatch_dropped;
 }

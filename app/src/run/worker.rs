@@ -8,6 +8,7 @@
 //! few table entries; when idle, more. Counters live in the worker and are published to the
 //! control plane every ~100 ms through a mutex nobody else touches on the hot path.
 
+use std::ops::AddAssign;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -65,7 +66,7 @@ impl Clock {
 }
 
 /// Counters the data plane keeps around the engine.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IoCounters {
     /// Packets received from ports.
     pub rx_port: u64,
@@ -83,13 +84,43 @@ pub struct IoCounters {
     pub redispatch_dropped: u64,
 }
 
+impl AddAssign<&IoCounters> for IoCounters {
+    fn add_assign(&mut self, other: &IoCounters) {
+        let IoCounters {
+            rx_port,
+            rx_ring,
+            tx_port,
+            tx_ring,
+            tx_dropped,
+            redispatched,
+            redispatch_dropped,
+        } = other;
+        self.rx_port += rx_port;
+        self.rx_ring += rx_ring;
+        self.tx_port += tx_port;
+        self.tx_ring += tx_ring;
+        self.tx_dropped += tx_dropped;
+        self.redispatched += redispatched;
+        self.redispatch_dropped += redispatch_dropped;
+    }
+}
+
 /// What a worker publishes for the control plane.
 #[derive(Debug, Default)]
 pub struct Shared {
     /// Packets received so far (for idle detection), updated every burst.
     pub rx: AtomicU64,
-    /// The latest counters snapshot.
-    pub snapshot: Mutex<(Counters, IoCounters, usize)>,
+    /// The latest snapshot, for the progress lines.
+    pub snapshot: Mutex<Snapshot>,
+}
+
+/// A worker's engine counters and table size at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// The engine's counters.
+    pub counters: Counters,
+    /// Entries in its table.
+    pub entries: usize,
 }
 
 /// Where accepted packets for one port go.
@@ -205,28 +236,25 @@ impl Worker {
             }
             if tsc.wrapping_sub(last_publish) >= publish_every {
                 last_publish = tsc;
-                self.publish(&io);
+                self.publish();
             }
         }
         self.flush(&mut tx_bufs, &mut io, true);
-        self.publish(&io);
+        self.publish();
         Finished {
             engine: self.engine,
             io,
         }
     }
 
-    fn publish(&self, io: &IoCounters) {
+    fn publish(&self) {
         let mut s = self
             .shared
             .snapshot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *s = (
-            self.engine.counters().clone(),
-            io.clone(),
-            self.engine.table().len(),
-        );
+        s.counters.clone_from(self.engine.counters());
+        s.entries = self.engine.table().len();
     }
 
     /// Track and decide a burst; accepted mbufs go to their port's TX buffer, the rest are
