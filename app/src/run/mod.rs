@@ -23,6 +23,7 @@ mod report;
 mod rings;
 mod worker;
 
+use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -39,6 +40,9 @@ use self::layout::{RxMode, TxMode};
 use self::ports::PortSetup;
 use self::rings::Rings;
 use self::worker::{Clock, Finished, MAX_BURST, Shared, TxPath, Worker};
+
+/// Where the flow-hash seeds come from.
+const RANDOM_SOURCE: &str = "/dev/urandom";
 
 /// Run `ctfw run`.
 pub fn run(args: &Args) -> Result<()> {
@@ -138,7 +142,7 @@ impl Workers {
             built.push(Worker {
                 index: u32::from(w),
                 workers: u32::from(workers),
-                engine: Engine::new(engine_cfg.clone(), cfg.rules.clone(), random_seeds()),
+                engine: Engine::new(engine_cfg.clone(), cfg.rules.clone(), random_seeds()?),
                 rx,
                 input: rings.workers.get(usize::from(w)).cloned(),
                 tx,
@@ -194,17 +198,52 @@ fn worker_capacity(cfg: &Config) -> u32 {
         .max(1024)
 }
 
-fn random_seeds() -> [u64; 4] {
-    let mut b = [0u8; 32];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
+/// Flow-hash seeds for one worker's table, from the kernel's random source. The keyed hash is
+/// what keeps crafted traffic from colliding in the table, so there is no fallback: if the
+/// source cannot be read, start-up stops.
+fn random_seeds() -> Result<[u64; 4]> {
+    std::fs::File::open(RANDOM_SOURCE)
+        .and_then(|mut f| seeds_from(&mut f))
+        .with_context(|| {
+            format!(
+                "cannot read the flow-hash seed from {RANDOM_SOURCE}; ctfw does not start with \
+                 a guessable seed (the keyed hash defends the connection table against \
+                 collision attacks)"
+            )
+        })
+}
+
+/// Four seeds from the first 32 bytes of `source`; an error if it has fewer.
+fn seeds_from(source: &mut impl Read) -> std::io::Result<[u64; 4]> {
+    let mut bytes = [0u8; 32];
+    source.read_exact(&mut bytes)?;
     let mut seeds = [0u64; 4];
-    for (s, c) in seeds.iter_mut().zip(b.chunks_exact(8)) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        *s = u64::from_ne_bytes(w) ^ rte::tsc();
+    for (s, chunk) in seeds.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        *s = u64::from_ne_bytes(word);
     }
-    seeds
+    Ok(seeds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_come_from_the_random_source_and_a_short_read_is_an_error() {
+        let bytes: Vec<u8> = (1..=32).collect();
+        let seeds = seeds_from(&mut &bytes[..]).expect("32 bytes");
+        assert_eq!(seeds[0], u64::from_ne_bytes([1, 2, 3, 4, 5, 6, 7, 8]));
+        assert_eq!(
+            seeds[3],
+            u64::from_ne_bytes([25, 26, 27, 28, 29, 30, 31, 32])
+        );
+        let err = seeds_from(&mut &bytes[..31]).expect_err("31 bytes");
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_ne!(
+            random_seeds().expect("the kernel's random source"),
+            random_seeds().expect("the kernel's random source")
+        );
+    }
 }
