@@ -5,6 +5,10 @@
 //! - `replay --config FILE TRACE`: run the engine's burst pipeline over a capture with the
 //!   packet timestamps as the clock; print a summary or write per-packet JSON records;
 //! - `run --config FILE`: the firewall itself, the DPDK data plane on the configured ports.
+//!
+//! Everything unsafe about DPDK lives in `rte`; this crate has no `unsafe` code.
+
+#![forbid(unsafe_code)]
 
 /// `println!` that ends the process quietly when stdout is closed (`ctfw ... | head`)
 /// instead of panicking.

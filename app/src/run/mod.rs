@@ -183,6 +183,11 @@ impl Workers {
         for (w, h) in self.handles.into_iter().enumerate() {
             match h.join() {
                 Ok(f) => finished.push(f),
+                // Reached only in builds that unwind on panic (tests, debug): there `rte`
+                // catches a worker's panic at the lcore boundary and `join` returns it. The
+                // release profile has `panic = "abort"`, so in production a worker panic ends
+                // the process with SIGABRT where it happens, this branch never runs, and the
+                // service manager restarts the process.
                 Err(_) => bail!("worker {w} panicked"),
             }
         }
