@@ -1,5 +1,5 @@
 //! Reading captures for `ctfw replay`: pcapng (interface names select ports) and classic pcap,
-//! streamed packet by packet through the reader of `ctfw-tracegen`.
+//! streamed packet by packet through the reader of `ctfw-capture`.
 
 use std::fs::File;
 use std::io::BufReader;

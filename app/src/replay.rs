@@ -24,12 +24,14 @@ use crate::{records, summary};
 /// The largest `--burst`.
 const MAX_BURST: usize = 256;
 /// Packets join a burst only while they are at most this much later than its first packet:
-/// the engine reads its clock once per burst, as a data-plane worker does for packets that
-/// arrive together, so a burst must not stretch over time a capture spreads out.
+/// the whole burst is processed at one `now` (its first packet's timestamp), as a data-plane
+/// worker processes a polling round at one clock reading, so a burst must not stretch over
+/// time a capture spreads out.
 const BURST_WINDOW_NS: u64 = 100_000;
 /// Fixed flow-hash seeds: replay is reproducible (the data plane uses random seeds).
 const REPLAY_SEEDS: [u64; 4] = [0x6374_6677_7265_706c, 0x6179_0000_0000_0001, 7, 11];
-/// Table entries examined by the sweeper after each burst, as a data-plane worker does.
+/// Table entries examined by the sweeper after each burst (a data-plane worker sweeps after
+/// each busy round too).
 const SWEEP_BUDGET: usize = 64;
 
 /// Arguments of `ctfw replay`.

@@ -16,7 +16,7 @@ use super::layout::RxMode;
 use super::ports::PortSetup;
 use super::report;
 use super::rings::Rings;
-use super::worker::{MAX_BURST, Shared};
+use super::worker::{MAX_BURST, Shared, TX_RETRIES};
 
 /// Why the control loop ended.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -174,7 +174,7 @@ impl MainIo {
             if ring.dequeue_burst(&mut buf) == 0 {
                 continue;
             }
-            for _ in 0..4 {
+            for _ in 0..TX_RETRIES {
                 self.tx += q.tx_burst(&mut buf) as u64;
                 if buf.is_empty() {
                     break;

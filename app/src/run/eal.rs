@@ -29,7 +29,7 @@ pub enum Memory {
 pub struct Host {
     /// CPUs this process may run on, ascending.
     pub cpus: Vec<u32>,
-    /// Free 2 MiB hugepages, and whether hugetlbfs is mounted.
+    /// Free 2 MiB hugepages.
     pub free_hugepages_2m: u64,
     /// hugetlbfs is mounted somewhere.
     pub hugetlbfs: bool,

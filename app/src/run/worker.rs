@@ -1,12 +1,14 @@
 //! A worker: one lcore, one connection table, nothing shared on the hot path.
 //!
-//! Each iteration polls every RX source once, in a fixed order (its queue of each polled port
-//! in port order, then its input ring), and for each burst: (re-dispatches ICMP errors whose
-//! flow another worker owns), reads the clock once, runs the engine's burst pipeline, moves
-//! accepted mbufs into per-port TX buffers and frees the rest; then flushes TX with bounded
-//! retries, freeing and counting what the device would not take. Between bursts it sweeps a
-//! few table entries; when idle, more. Counters live in the worker and are published to the
-//! control plane every ~100 ms through a mutex nobody else touches on the hot path.
+//! Each round reads the clock once, then polls every RX source once, in a fixed order (its
+//! queue of each polled port in port order, then its input ring). For each burst it
+//! (re-dispatches ICMP errors whose flow another worker owns,) runs the engine's burst pipeline
+//! with the round's clock reading, moves accepted mbufs into per-port TX buffers and frees the
+//! rest. Then it offers the TX buffers to the devices (bounded retries); what a device does not
+//! take waits for the next round, and is dropped and counted only if its buffer overflows or
+//! at shutdown. After a busy round it sweeps a few table entries; when idle, more. Counters
+//! live in the worker and are published to the control plane every ~100 ms through a mutex
+//! nobody else touches on the hot path.
 
 use std::ops::AddAssign;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,9 +24,10 @@ use rte::{CksumStatus, Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
 
 /// Packets per RX burst buffer (the configured burst may be smaller).
 pub const MAX_BURST: usize = 256;
-/// TX attempts before the leftovers of a flush are dropped.
-const TX_RETRIES: usize = 4;
-/// Table entries swept after each busy iteration, and when idle.
+/// TX attempts per flush. What is still refused after them waits in the worker's buffer for
+/// the next round (the main lcore, which has no such buffer, drops it).
+pub const TX_RETRIES: usize = 4;
+/// Table entries swept after each busy round, and in each idle one.
 const SWEEP_BUSY: usize = 8;
 const SWEEP_IDLE: usize = 1024;
 
@@ -108,7 +111,8 @@ impl AddAssign<&IoCounters> for IoCounters {
 /// What a worker publishes for the control plane.
 #[derive(Debug, Default)]
 pub struct Shared {
-    /// Packets received so far (for idle detection), updated every burst.
+    /// Packets received so far (for idle detection), updated each round that received
+    /// packets or had TX pending.
     pub rx: AtomicU64,
     /// The latest snapshot, for the progress lines.
     pub snapshot: Mutex<Snapshot>,
@@ -134,7 +138,7 @@ pub enum TxPath {
 
 /// Everything a worker owns.
 pub struct Worker {
-    /// Worker index (0-based) and count.
+    /// Worker index (0-based).
     pub index: u32,
     /// Number of workers.
     pub workers: u32,
