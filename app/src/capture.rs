@@ -60,6 +60,11 @@ impl Capture {
         }))
     }
 
+    /// pcapng interfaces declared so far (0 for classic pcap).
+    pub fn interface_count(&self) -> usize {
+        self.reader.interfaces().len()
+    }
+
     /// The name of pcapng interface `i`, if it has one.
     pub fn interface_name(&self, i: u32) -> Option<&str> {
         self.reader

@@ -32,6 +32,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The largest burst: of `replay --burst`, and of `dataplane.burst`, which the configuration
+/// limits to the same 256. Burst buffers are this big.
+const MAX_BURST: usize = 256;
+
 /// ctfw: a stateful firewall with Linux-exact connection tracking.
 #[derive(Debug, Parser)]
 #[command(name = "ctfw", version, about, max_term_width = 100)]

@@ -16,7 +16,8 @@ use super::layout::RxMode;
 use super::ports::PortSetup;
 use super::report;
 use super::rings::Rings;
-use super::worker::{MAX_BURST, Shared, TX_RETRIES};
+use super::worker::{Shared, TX_RETRIES};
+use crate::MAX_BURST;
 
 /// Why the control loop ended.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -39,7 +39,8 @@ use self::control::MainIo;
 use self::layout::{RxMode, TxMode};
 use self::ports::PortSetup;
 use self::rings::Rings;
-use self::worker::{Clock, Finished, MAX_BURST, Shared, TxPath, Worker};
+use self::worker::{Clock, Finished, Shared, TxPath, Worker};
+use crate::MAX_BURST;
 
 /// Where the flow-hash seeds come from.
 const RANDOM_SOURCE: &str = "/dev/urandom";

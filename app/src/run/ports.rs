@@ -11,7 +11,7 @@ use tracing::info;
 use super::eal;
 use super::layout::{self, PortPlan, RxMode, TxMode};
 use super::rings::RING_SIZE;
-use super::worker::MAX_BURST;
+use crate::MAX_BURST;
 
 /// Per-lcore mempool cache.
 const POOL_CACHE: u32 = 256;

@@ -181,16 +181,7 @@ pub fn print_final(
         .iter()
         .flat_map(|r| summary::snapshot(&r.engine, now))
         .collect();
-    entries.sort_by_key(|e| {
-        (
-            e.family,
-            e.proto,
-            e.orig.src,
-            e.orig.dst,
-            e.orig.sport,
-            e.orig.dport,
-        )
-    });
+    summary::sort_entries(&mut entries);
     summary::print_table(&entries, args.max_entries);
 }
 

@@ -22,8 +22,8 @@ use ctfw_engine::time::Instant;
 use ctfw_engine::wire::ChecksumHint;
 use rte::{CksumStatus, Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
 
-/// Packets per RX burst buffer (the configured burst may be smaller).
-pub const MAX_BURST: usize = 256;
+use crate::MAX_BURST;
+
 /// TX attempts per flush. What is still refused after them waits in the worker's buffer for
 /// the next round (the main lcore, which has no such buffer, drops it).
 pub const TX_RETRIES: usize = 4;
