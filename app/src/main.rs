@@ -22,6 +22,7 @@ macro_rules! outln {
 }
 
 mod capture;
+mod json;
 mod records;
 mod replay;
 mod run;

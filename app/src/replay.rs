@@ -17,10 +17,12 @@ use ctfw_config::Config;
 use ctfw_engine::pipeline::{Engine, Pkt, Verdict};
 use ctfw_engine::rules::{PortId, Prefix, PrefixError};
 use ctfw_engine::time::Instant;
+use ctfw_engine::view::EntryView;
 use ctfw_engine::wire::{self, ChecksumHint, Family, ParseConfig};
+use serde::Serialize;
 
 use crate::capture::Capture;
-use crate::{MAX_BURST, records, summary};
+use crate::{MAX_BURST, json, records, summary};
 
 /// Packets join a burst only while they are at most this much later than its first packet:
 /// the whole burst is processed at one `now` (its first packet's timestamp), as a data-plane
@@ -57,9 +59,13 @@ pub struct Args {
     #[arg(long, default_value_t = 32,
         value_parser = clap::value_parser!(u16).range(1..=MAX_BURST as i64))]
     burst: u16,
-    /// Entries of the final table to print in the summary.
+    /// Entries of the final table to print in the summary (and to list in the JSON report).
     #[arg(long, default_value_t = 50)]
     max_entries: usize,
+    /// Also write the final report as JSON to FILE: counters, counters by reason, rule hits,
+    /// the table.
+    #[arg(long, value_name = "FILE")]
+    report_json: Option<PathBuf>,
 }
 
 /// How packets are assigned an ingress port.
@@ -273,18 +279,48 @@ pub fn run(args: &Args) -> Result<()> {
             carried = true;
         }
     }
-    if let Some(mut out) = jsonl {
-        out.flush()?;
-        return Ok(());
+    let wall = started.elapsed();
+    let entries = summary::snapshot(&engine, now);
+    match jsonl {
+        Some(mut out) => out.flush()?,
+        None => print_summary(args, &engine, &entries, index, wall, engine_time),
     }
-    print_summary(args, &engine, now, index, started.elapsed(), engine_time);
+    if let Some(path) = &args.report_json {
+        let table = engine.table();
+        let report = Report {
+            trace: args.trace.display().to_string(),
+            config: cfg.source.display().to_string(),
+            seconds: wall.as_secs_f64(),
+            engine_seconds: engine_time.as_secs_f64(),
+            counters: engine.counters().into(),
+            rule_hits: json::RuleHits::new(engine.rules(), engine.rule_hits()),
+            table: json::Table::new(&entries, table.len(), table.capacity(), args.max_entries),
+        };
+        json::write(path, &report)?;
+    }
     Ok(())
+}
+
+/// The JSON form of the summary (`--report-json`; [`json`] has the shared parts).
+#[derive(Debug, Serialize)]
+struct Report {
+    /// The capture.
+    trace: String,
+    /// The configuration.
+    config: String,
+    /// Wall-clock time of the replay.
+    seconds: f64,
+    /// Time spent in the engine.
+    engine_seconds: f64,
+    counters: json::Counters,
+    rule_hits: json::RuleHits,
+    table: json::Table,
 }
 
 fn print_summary(
     args: &Args,
     engine: &Engine,
-    now: Instant,
+    entries: &[EntryView],
     packets: u64,
     wall: std::time::Duration,
     engine_time: std::time::Duration,
@@ -301,7 +337,7 @@ fn print_summary(
     );
     summary::print_counters(c, engine.table().len(), engine.table().capacity());
     summary::print_rule_hits(engine.rules(), engine.rule_hits());
-    summary::print_table(&summary::snapshot(engine, now), args.max_entries);
+    summary::print_table(entries, args.max_entries);
 }
 
 #[cfg(test)]

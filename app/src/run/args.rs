@@ -36,9 +36,13 @@ pub struct Args {
     /// Print counters every SECONDS while running (0: only at exit).
     #[arg(long, value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_seconds)]
     pub stats_interval: f64,
-    /// Entries of the final conntrack table to print at exit.
+    /// Entries of the final conntrack table to print at exit (and to list in the JSON report).
     #[arg(long, default_value_t = 20)]
     pub max_entries: usize,
+    /// Also write the final report as JSON to FILE: packets in and out, counters by reason,
+    /// rule hits, each worker's share, the table, port statistics and the mempool check.
+    #[arg(long, value_name = "FILE")]
+    pub report_json: Option<PathBuf>,
 }
 
 /// One `NAME=DEVARGS` device replacement.

@@ -46,6 +46,13 @@ pub struct MainIo {
     stage: Vec<MbufBurst<MAX_BURST>>,
     toeplitz: Toeplitz,
     workers: u32,
+    /// What it counted.
+    pub counters: MainCounters,
+}
+
+/// The main lcore's packet counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MainCounters {
     /// Packets the distributor received.
     pub rx: u64,
     /// Packets transmitted from the shared TX rings.
@@ -75,10 +82,7 @@ impl MainIo {
             stage: rings.workers.iter().map(|_| MbufBurst::default()).collect(),
             toeplitz: Toeplitz::symmetric(),
             workers: u32::from(workers),
-            rx: 0,
-            tx: 0,
-            tx_dropped: 0,
-            ring_dropped: 0,
+            counters: MainCounters::default(),
         })
     }
 
@@ -111,7 +115,7 @@ impl MainIo {
             if term.load(Ordering::Relaxed) {
                 return Stop::Signal;
             }
-            let activity = self.rx
+            let activity = self.counters.rx
                 + shared
                     .iter()
                     .map(|s| s.rx.load(Ordering::Relaxed))
@@ -148,20 +152,20 @@ impl MainIo {
             if room == 0 || q.rx_burst_max(&mut rx, (room as usize).min(64)) == 0 {
                 continue;
             }
-            self.rx += rx.len() as u64;
+            self.counters.rx += rx.len() as u64;
             for m in rx.drain() {
                 let owner = rss::dispatch_hash(&self.toeplitz, m.data())
                     .map_or(0, |h| rss::owner(h, self.workers))
                     as usize;
                 if let Err(m) = self.stage[owner].push(m) {
-                    self.ring_dropped += 1;
+                    self.counters.ring_dropped += 1;
                     drop::<Mbuf>(m);
                 }
             }
             for (buf, ring) in self.stage.iter_mut().zip(&self.rings) {
                 ring.enqueue_burst(buf);
                 if !buf.is_empty() {
-                    self.ring_dropped += buf.len() as u64;
+                    self.counters.ring_dropped += buf.len() as u64;
                     buf.clear();
                 }
             }
@@ -176,12 +180,12 @@ impl MainIo {
                 continue;
             }
             for _ in 0..TX_RETRIES {
-                self.tx += q.tx_burst(&mut buf) as u64;
+                self.counters.tx += q.tx_burst(&mut buf) as u64;
                 if buf.is_empty() {
                     break;
                 }
             }
-            self.tx_dropped += buf.len() as u64;
+            self.counters.tx_dropped += buf.len() as u64;
             buf.clear();
         }
     }

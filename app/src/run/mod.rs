@@ -12,7 +12,8 @@
 //! Shutdown (SIGINT, SIGTERM, or `--idle-exit`): distribution stops, workers drain their
 //! rings and flush TX, the main lcore drains the shared TX rings, final counters and the
 //! table are printed ([`report`]), ports are stopped and closed, every pool is checked to be
-//! full again (no mbuf leaked), and the EAL is cleaned up. Exit status 0.
+//! full again (no mbuf leaked), the JSON report is written if `--report-json` asked for it,
+//! and the EAL is cleaned up. Exit status 0, or an error if an mbuf leaked.
 
 mod args;
 mod control;
@@ -70,7 +71,8 @@ pub fn run(args: &Args) -> Result<()> {
     let finished = workers.stop()?;
     main_io.drain_tx();
     let elapsed = started.elapsed();
-    report::print_final(&cfg, args, why, elapsed, &finished, &main_io, clock.now());
+    let summary = report::Final::new(&cfg, why, elapsed, memory, &finished, &main_io, clock.now());
+    summary.print(&cfg, args.max_entries);
 
     // Stop and close the ports once nothing holds their queues, then check that every mbuf
     // came home.
@@ -79,6 +81,9 @@ pub fn run(args: &Args) -> Result<()> {
     drop(rings);
     let closed = ports::close(ports)?;
     report::print_ports(&closed);
+    if let Some(path) = &args.report_json {
+        summary.write_json(path, &cfg, args.max_entries, &closed)?;
+    }
     if closed.iter().any(ports::Closed::leaked) {
         bail!("mbufs were not returned to their pools (see above)");
     }
