@@ -525,7 +525,9 @@ fn with_and_without_hugepages_and_two_instances_at_once() {
             .expect("spawn");
         (child, dir)
     };
-    // Hugepages when the machine has them (ci/test.sh reserves some), else auto falls back.
+    // Hugepages when the machine has them (ci/test.sh reserves some), else auto falls back;
+    // CTFW_REQUIRE_HUGEPAGES=1 (CI on a machine with hugepages) makes the fallback a failure.
+    let require_hugepages = std::env::var("CTFW_REQUIRE_HUGEPAGES").is_ok_and(|v| v == "1");
     let a = start("par-a", "auto");
     let b = start("par-b", "off");
     for ((child, dir), mode) in [(a, "auto"), (b, "off")] {
@@ -539,8 +541,16 @@ fn with_and_without_hugepages_and_two_instances_at_once() {
         let report = read_report(&dir.join("report.json"));
         assert_eq!(counters(&report), (21, 19, 2), "{mode}");
         assert_no_leak(&report);
-        if mode == "off" {
-            assert_eq!(report["memory"], "no_huge", "{report}");
+        println!("--hugepages {mode}: ran with memory {}", report["memory"]);
+        match mode {
+            "off" => assert_eq!(report["memory"], "no_huge", "{report}"),
+            _ if require_hugepages => assert_eq!(
+                report["memory"],
+                "hugepages",
+                "CTFW_REQUIRE_HUGEPAGES=1, but --hugepages auto fell back: {}",
+                text(&out.stderr)
+            ),
+            _ => {}
         }
     }
 }
