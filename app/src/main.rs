@@ -33,9 +33,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// The largest burst: of `replay --burst`, and of `dataplane.burst`, which the configuration
-/// limits to the same 256. Burst buffers are this big.
-const MAX_BURST: usize = 256;
+/// The largest burst, of `dataplane.burst` and of `replay --burst`: burst buffers are this big.
+const MAX_BURST: usize = ctfw_config::MAX_BURST as usize;
 
 /// ctfw: a stateful firewall with Linux-exact connection tracking.
 #[derive(Debug, Parser)]

@@ -57,7 +57,7 @@ pub struct Args {
     /// Packets per burst (1..=256). With --jsonl the burst is always 1, to record the table
     /// after every packet.
     #[arg(long, default_value_t = 32,
-        value_parser = clap::value_parser!(u16).range(1..=MAX_BURST as i64))]
+        value_parser = clap::value_parser!(u16).range(1..=i64::from(ctfw_config::MAX_BURST)))]
     burst: u16,
     /// Entries of the final table to print in the summary (and to list in the JSON report).
     #[arg(long, default_value_t = 50)]

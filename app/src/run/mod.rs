@@ -201,12 +201,13 @@ impl Workers {
     }
 }
 
-/// Each worker's table capacity: the configured total shared out (at least 1024 each).
+/// Each worker's table capacity: the configured total shared out, and at least the smallest
+/// capacity a configuration may give.
 fn worker_capacity(cfg: &Config) -> u32 {
     cfg.engine
         .capacity
         .div_ceil(u32::from(cfg.dataplane.workers))
-        .max(1024)
+        .max(ctfw_config::MIN_CAPACITY)
 }
 
 /// Flow-hash seeds for one worker's table, from the kernel's random source. The keyed hash is
