@@ -1,5 +1,5 @@
 //! Reading captures for `ctfw replay`: pcapng (interface names select ports) and classic pcap,
-//! streamed packet by packet through the reader of `ctfw-tracegen`.
+//! streamed packet by packet through the reader of `ctfw-capture`.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -58,6 +58,11 @@ impl Capture {
             ts_ns: rec.ts_ns,
             interface: rec.interface,
         }))
+    }
+
+    /// pcapng interfaces declared so far (0 for classic pcap).
+    pub fn interface_count(&self) -> usize {
+        self.reader.interfaces().len()
     }
 
     /// The name of pcapng interface `i`, if it has one.

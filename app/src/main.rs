@@ -5,6 +5,10 @@
 //! - `replay --config FILE TRACE`: run the engine's burst pipeline over a capture with the
 //!   packet timestamps as the clock; print a summary or write per-packet JSON records;
 //! - `run --config FILE`: the firewall itself, the DPDK data plane on the configured ports.
+//!
+//! Everything unsafe about DPDK lives in `rte`; this crate has no `unsafe` code.
+
+#![forbid(unsafe_code)]
 
 /// `println!` that ends the process quietly when stdout is closed (`ctfw ... | head`)
 /// instead of panicking.
@@ -18,6 +22,7 @@ macro_rules! outln {
 }
 
 mod capture;
+mod json;
 mod records;
 mod replay;
 mod run;
@@ -27,6 +32,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// The largest burst, of `dataplane.burst` and of `replay --burst`: burst buffers are this big.
+const MAX_BURST: usize = ctfw_config::MAX_BURST as usize;
 
 /// ctfw: a stateful firewall with Linux-exact connection tracking.
 #[derive(Debug, Parser)]

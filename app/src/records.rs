@@ -1,5 +1,5 @@
 //! Per-packet JSON records in the format of the Linux conformance set
-//! (`shared/conformance/README.md`): `index`, `t`, `forwarded`, `ct_state`, `ct_entries`, plus
+//! (`tests/linux-conformance/README.md`): `index`, `t`, `forwarded`, `ct_state`, `ct_entries`, plus
 //! informational fields (`in_port`, `ct_dir`, `rule`, `invalid`, `dropped`).
 
 use ctfw_engine::flow::Direction;

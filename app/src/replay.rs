@@ -1,34 +1,38 @@
 //! `ctfw replay`: the engine's burst pipeline over a capture, deterministically.
 //!
 //! The packet timestamps are the clock, the flow hash has a fixed seed, and packets are fed in
-//! capture order, so a replay gives the same verdicts every time. pcapng interface names select
-//! the ingress port by name; classic pcap files carry no interface, so `--port` names one port
-//! for every packet and `--map PREFIX=PORT` chooses by source address.
+//! capture order, so a replay gives the same verdicts every time. The ingress port of a packet is
+//! chosen by `--map PREFIX=PORT` (source address), else `--port NAME` (every packet), else the
+//! name of its pcapng interface; classic pcap files carry no interface names, so they need
+//! `--port` or `--map`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Instant as WallClock;
 
 use anyhow::{Context, Result, bail};
 use ctfw_config::Config;
 use ctfw_engine::pipeline::{Engine, Pkt, Verdict};
-use ctfw_engine::rules::PortId;
+use ctfw_engine::rules::{PortId, Prefix, PrefixError};
 use ctfw_engine::time::Instant;
+use ctfw_engine::view::EntryView;
 use ctfw_engine::wire::{self, ChecksumHint, Family, ParseConfig};
+use serde::Serialize;
 
 use crate::capture::Capture;
-use crate::{records, summary};
+use crate::{MAX_BURST, json, records, summary};
 
-/// The largest `--burst`.
-const MAX_BURST: usize = 256;
 /// Packets join a burst only while they are at most this much later than its first packet:
-/// the engine reads its clock once per burst, as a data-plane worker does for packets that
-/// arrive together, so a burst must not stretch over time a capture spreads out.
+/// the whole burst is processed at one `now` (its first packet's timestamp), as a data-plane
+/// worker processes a polling round at one clock reading, so a burst must not stretch over
+/// time a capture spreads out.
 const BURST_WINDOW_NS: u64 = 100_000;
 /// Fixed flow-hash seeds: replay is reproducible (the data plane uses random seeds).
 const REPLAY_SEEDS: [u64; 4] = [0x6374_6677_7265_706c, 0x6179_0000_0000_0001, 7, 11];
-/// Table entries examined by the sweeper after each burst, as a data-plane worker does.
+/// Table entries examined by the sweeper after each burst (a data-plane worker sweeps after
+/// each busy round too).
 const SWEEP_BUDGET: usize = 64;
 
 /// Arguments of `ctfw replay`.
@@ -42,7 +46,8 @@ pub struct Args {
     /// Write one JSON record per packet here (the Linux conformance format) instead of a summary.
     #[arg(long, value_name = "OUT.jsonl")]
     jsonl: Option<PathBuf>,
-    /// Ingress port for every packet (needed for classic pcap unless --map covers it).
+    /// Ingress port for every packet: overrides pcapng interface names, and is needed for
+    /// classic pcap unless --map covers every packet (--map takes precedence).
     #[arg(long, value_name = "NAME")]
     port: Option<String>,
     /// Ingress port by source prefix, e.g. `--map 10.0.1.0/24=inside`; repeatable; the
@@ -51,17 +56,26 @@ pub struct Args {
     map: Vec<String>,
     /// Packets per burst (1..=256). With --jsonl the burst is always 1, to record the table
     /// after every packet.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, default_value_t = 32,
+        value_parser = clap::value_parser!(u16).range(1..=i64::from(ctfw_config::MAX_BURST)))]
     burst: u16,
-    /// Entries of the final table to print in the summary.
+    /// Entries of the final table to print in the summary (and to list in the JSON report).
     #[arg(long, default_value_t = 50)]
     max_entries: usize,
+    /// Also write the final report as JSON to FILE: counters, counters by reason, rule hits,
+    /// the table.
+    #[arg(long, value_name = "FILE")]
+    report_json: Option<PathBuf>,
 }
 
 /// How packets are assigned an ingress port.
 struct PortChooser {
     fixed: Option<PortId>,
-    map: Vec<(Family, u128, u8, PortId)>,
+    /// `--map`, longest prefix first.
+    map: Vec<MapEntry>,
+    /// The port named like each pcapng interface, resolved once per interface as the capture
+    /// declares them (interface blocks may appear anywhere in a pcapng file).
+    interfaces: Vec<Option<PortId>>,
 }
 
 impl PortChooser {
@@ -82,43 +96,66 @@ impl PortChooser {
             let (prefix, name) = m.split_once('=').with_context(|| {
                 format!("--map {m:?}: expected PREFIX=PORT, e.g. 10.0.1.0/24=inside")
             })?;
-            let (family, net, len) =
-                parse_prefix(prefix).with_context(|| format!("--map {m:?}"))?;
-            map.push((family, net, len, lookup(name)?));
+            let (prefix, len) = parse_prefix(prefix).with_context(|| format!("--map {m:?}"))?;
+            map.push(MapEntry {
+                prefix,
+                len,
+                port: lookup(name)?,
+            });
         }
-        // Longest prefix first.
-        map.sort_by_key(|m| std::cmp::Reverse(m.2));
-        Ok(PortChooser { fixed, map })
+        map.sort_by_key(|m| std::cmp::Reverse(m.len));
+        Ok(PortChooser {
+            fixed,
+            map,
+            interfaces: Vec::new(),
+        })
     }
 
-    /// The port for a packet: --map by source, then --port, then the pcapng interface name.
-    fn choose(&self, frame: &[u8], iface: Option<PortId>) -> Option<PortId> {
+    /// The port for a packet: --map by source, then --port, then the name of its pcapng
+    /// interface.
+    fn choose(
+        &mut self,
+        frame: &[u8],
+        interface: Option<u32>,
+        capture: &Capture,
+        cfg: &Config,
+    ) -> Option<PortId> {
         if !self.map.is_empty() {
-            let cfg = ParseConfig {
+            let parse = ParseConfig {
                 verify_l4_checksum: false,
             };
-            if let Ok(p) = wire::parse(frame, &cfg, ChecksumHint::Good) {
-                for &(family, net, len, port) in &self.map {
-                    if family == p.addrs.family && prefix_mask(family, len) & p.addrs.src == net {
-                        return Some(port);
-                    }
+            if let Ok(p) = wire::parse(frame, &parse, ChecksumHint::Good) {
+                if let Some(m) = self
+                    .map
+                    .iter()
+                    .find(|m| m.prefix.contains(p.addrs.family, p.addrs.src))
+                {
+                    return Some(m.port);
                 }
             }
         }
-        self.fixed.or(iface)
+        self.fixed.or_else(|| {
+            let i = usize::try_from(interface?).ok()?;
+            while self.interfaces.len() <= i && self.interfaces.len() < capture.interface_count() {
+                let name = capture.interface_name(self.interfaces.len() as u32);
+                self.interfaces.push(name.and_then(|n| cfg.port_by_name(n)));
+            }
+            self.interfaces.get(i).copied().flatten()
+        })
     }
 }
 
-fn prefix_mask(family: Family, len: u8) -> u128 {
-    let bits = if family == Family::V4 { 32 } else { 128 };
-    if len == 0 {
-        0
-    } else {
-        (u128::MAX >> (128 - bits)) & !((1u128 << (bits - len as u32)) - 1)
-    }
+/// One `--map PREFIX=PORT`.
+struct MapEntry {
+    prefix: Prefix,
+    /// The prefix's length, for the longest-first order.
+    len: u8,
+    port: PortId,
 }
 
-fn parse_prefix(s: &str) -> Result<(Family, u128, u8)> {
+/// `ADDR/LEN` or a single address, as a prefix and its length. Host bits past the length are
+/// cleared (`10.0.1.5/24` is `10.0.1.0/24`).
+fn parse_prefix(s: &str) -> Result<(Prefix, u8)> {
     let (addr, len) = match s.split_once('/') {
         Some((a, l)) => (
             a,
@@ -126,24 +163,24 @@ fn parse_prefix(s: &str) -> Result<(Family, u128, u8)> {
         ),
         None => (s, None),
     };
-    let ip: std::net::IpAddr = addr
+    let ip: IpAddr = addr
         .parse()
         .with_context(|| format!("{addr:?} is not an IP address"))?;
-    let (family, value, max) = match ip {
-        std::net::IpAddr::V4(a) => (Family::V4, u32::from(a) as u128, 32),
-        std::net::IpAddr::V6(a) => (Family::V6, u128::from(a), 128),
+    let (family, value, width) = match ip {
+        IpAddr::V4(a) => (Family::V4, u128::from(u32::from(a)), 32),
+        IpAddr::V6(a) => (Family::V6, u128::from(a), 128),
     };
-    let len = len.unwrap_or(max);
-    if len > max {
-        bail!("prefix length {len} is longer than {max}");
+    let len = len.unwrap_or(width);
+    match Prefix::new(family, value, len) {
+        Ok(p) | Err(PrefixError::HostBitsSet { masked: p }) => Ok((p, len)),
+        Err(e) => Err(e.into()),
     }
-    Ok((family, value & prefix_mask(family, len), len))
 }
 
 /// Run `ctfw replay`.
 pub fn run(args: &Args) -> Result<()> {
     let cfg = Config::load(&args.config)?;
-    let chooser = PortChooser::new(args, &cfg)?;
+    let mut chooser = PortChooser::new(args, &cfg)?;
     let mut capture = Capture::open(&args.trace)?;
     let mut engine = Engine::new(cfg.engine.clone(), cfg.rules.clone(), REPLAY_SEEDS);
     let mut jsonl = match &args.jsonl {
@@ -156,14 +193,6 @@ pub fn run(args: &Args) -> Result<()> {
         1
     } else {
         args.burst as usize
-    };
-
-    // Map pcapng interface indices to ports once.
-    let iface_port = |capture: &Capture, i: u32| -> Result<Option<PortId>> {
-        match capture.interface_name(i) {
-            Some(name) => Ok(cfg.port_by_name(name)),
-            None => Ok(None),
-        }
     };
 
     let mut bufs: Vec<Vec<u8>> = vec![Vec::with_capacity(2048); burst];
@@ -184,11 +213,7 @@ pub fn run(args: &Args) -> Result<()> {
             let Some(meta) = capture.next_into(&mut bufs[n])? else {
                 break;
             };
-            let iface = match meta.interface {
-                Some(i) => iface_port(&capture, i)?,
-                None => None,
-            };
-            let Some(port) = chooser.choose(&bufs[n], iface) else {
+            let Some(port) = chooser.choose(&bufs[n], meta.interface, &capture, &cfg) else {
                 bail!(
                     "{}: packet {}: cannot tell its ingress port: {}",
                     args.trace.display(),
@@ -254,18 +279,48 @@ pub fn run(args: &Args) -> Result<()> {
             carried = true;
         }
     }
-    if let Some(mut out) = jsonl {
-        out.flush()?;
-        return Ok(());
+    let wall = started.elapsed();
+    let entries = summary::snapshot(&engine, now);
+    match jsonl {
+        Some(mut out) => out.flush()?,
+        None => print_summary(args, &engine, &entries, index, wall, engine_time),
     }
-    print_summary(args, &engine, now, index, started.elapsed(), engine_time);
+    if let Some(path) = &args.report_json {
+        let table = engine.table();
+        let report = Report {
+            trace: args.trace.display().to_string(),
+            config: cfg.source.display().to_string(),
+            seconds: wall.as_secs_f64(),
+            engine_seconds: engine_time.as_secs_f64(),
+            counters: engine.counters().into(),
+            rule_hits: json::RuleHits::new(engine.rules(), engine.rule_hits()),
+            table: json::Table::new(&entries, table.len(), table.capacity(), args.max_entries),
+        };
+        json::write(path, &report)?;
+    }
     Ok(())
+}
+
+/// The JSON form of the summary (`--report-json`; [`json`] has the shared parts).
+#[derive(Debug, Serialize)]
+struct Report {
+    /// The capture.
+    trace: String,
+    /// The configuration.
+    config: String,
+    /// Wall-clock time of the replay.
+    seconds: f64,
+    /// Time spent in the engine.
+    engine_seconds: f64,
+    counters: json::Counters,
+    rule_hits: json::RuleHits,
+    table: json::Table,
 }
 
 fn print_summary(
     args: &Args,
     engine: &Engine,
-    now: Instant,
+    entries: &[EntryView],
     packets: u64,
     wall: std::time::Duration,
     engine_time: std::time::Duration,
@@ -282,5 +337,22 @@ fn print_summary(
     );
     summary::print_counters(c, engine.table().len(), engine.table().capacity());
     summary::print_rule_hits(engine.rules(), engine.rule_hits());
-    summary::print_table(&summary::snapshot(engine, now), args.max_entries);
+    summary::print_table(entries, args.max_entries);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_prefixes_clear_host_bits_and_refuse_impossible_lengths() {
+        let p = |s: &str| parse_prefix(s).map(|(p, len)| format!("{p} len {len}"));
+        assert_eq!(p("10.0.1.5/24").expect("v4"), "10.0.1.0/24 len 24");
+        assert_eq!(p("10.0.1.7").expect("host"), "10.0.1.7 len 32");
+        assert_eq!(p("fd00:1::1/64").expect("v6"), "fd00:1::/64 len 64");
+        assert_eq!(p("0.0.0.0/0").expect("any"), "0.0.0.0/0 len 0");
+        assert!(p("10.0.0.0/33").is_err());
+        assert!(p("10.0.0.0/x").is_err());
+        assert!(p("inside/8").is_err());
+    }
 }

@@ -69,7 +69,14 @@ pub fn snapshot(engine: &Engine, now: Instant) -> Vec<EntryView> {
         .iter(tick)
         .map(|(_, e)| EntryView::new(e, tick))
         .collect();
-    v.sort_by_key(|e| {
+    sort_entries(&mut v);
+    v
+}
+
+/// Sort entries in the listings' stable order: family, protocol, then the original
+/// direction's addresses and ports.
+pub fn sort_entries(entries: &mut [EntryView]) {
+    entries.sort_by_key(|e| {
         (
             e.family,
             e.proto,
@@ -79,7 +86,6 @@ pub fn snapshot(engine: &Engine, now: Instant) -> Vec<EntryView> {
             e.orig.dport,
         )
     });
-    v
 }
 
 /// Print at most `max` entries in the `conntrack -L` format.

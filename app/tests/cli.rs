@@ -92,14 +92,61 @@ fn replay_of_classic_pcap_needs_a_port_and_takes_a_map() {
 }
 
 #[test]
+fn replay_writes_a_json_report() {
+    let dir = tmp("report");
+    let report = dir.join("report.json");
+    let out = ctfw(&[
+        "replay",
+        "--config",
+        "config/sample.yaml",
+        "samples/sample.pcapng",
+        "--report-json",
+        report.to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let c = &r["counters"];
+    assert_eq!(
+        (&c["packets"], &c["accepted"], &c["dropped"]),
+        (&21.into(), &19.into(), &2.into()),
+        "{r}"
+    );
+    assert_eq!(c["invalid_by_reason"]["tcp_bad_flags"], 1, "{r}");
+    assert_eq!(
+        c["dropped_by_reason"]["ipv4_bad_checksum"], 0,
+        "every reason: {r}"
+    );
+    let hits = &r["rule_hits"];
+    let sum: u64 = hits["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|h| h["packets"].as_u64().expect("count"))
+        .sum::<u64>()
+        + hits["default_policy"].as_u64().expect("count");
+    assert_eq!(sum, 21, "every packet meets a rule or the policy: {r}");
+    assert_eq!(r["table"]["entries"], 4, "{r}");
+    let listed = r["table"]["listed"].as_array().expect("listed");
+    assert!(
+        listed.iter().any(|e| e["state"] == "TIME_WAIT"
+            && e["timeout"] == 119
+            && e["sport"] == 40000
+            && e["flags"][0] == "ASSURED"),
+        "{r}"
+    );
+}
+
+#[test]
 fn replay_writes_conformance_records() {
     let dir = tmp("jsonl");
     let out_file = dir.join("o.jsonl");
+    let trace = ctfw_tracegen::conformance::dir().join("traces/tcp_syn_retransmit.pcapng");
     let out = ctfw(&[
         "replay",
         "--config",
         "config/conformance/classic-loose1-liberal0.yaml",
-        "tests/linux-conformance/traces/tcp_syn_retransmit.pcapng",
+        trace.to_str().expect("utf8"),
         "--jsonl",
         out_file.to_str().expect("utf8"),
     ]);

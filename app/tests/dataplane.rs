@@ -6,14 +6,17 @@
 //! order is therefore known, and these tests replay that same order through the engine in
 //! process (the "model") to know exactly which packets must come out of which port, in
 //! which order, with which counters.
+//!
+//! The tests read what a run did from its JSON report (`--report-json`), not from the printed
+//! one.
 
 mod common;
 
 use common::{ctfw, root, text, tmp};
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use ctfw_config::Config;
@@ -25,29 +28,41 @@ use ctfw_engine::wire::{self, ChecksumHint, ParseConfig};
 use ctfw_tracegen::generate::{self, MixedOpts};
 use ctfw_tracegen::read::CaptureReader;
 use ctfw_tracegen::{Packet, PcapWriter};
+use serde_json::Value;
 
-/// A two-port pcap configuration in `dir` with the classic policy.
-fn pcap_config(dir: &Path, extra: &str) -> PathBuf {
+/// The classic policy with Linux's default knobs: the conformance configuration, whose
+/// placeholder devices the tests replace with `--device`.
+const CLASSIC: &str = "config/conformance/classic-loose1-liberal0.yaml";
+
+/// `--device` arguments for two `net_pcap` ports reading `dir/{inside,outside}.pcap` and
+/// writing `dir/tx-{inside,outside}.pcap`.
+fn pcap_devices(dir: &Path) -> Vec<String> {
     let d = dir.display();
-    let body = format!(
-        r#"ports:
-  - name: inside
-    device: "net_pcap0,rx_pcap={d}/inside.pcap,tx_pcap={d}/tx-inside.pcap"
-    peer: outside
-  - name: outside
-    device: "net_pcap1,rx_pcap={d}/outside.pcap,tx_pcap={d}/tx-outside.pcap"
-    peer: inside
-{extra}
-policy: drop
-rules:
-  - {{name: estrel, ct_state: [established, related], action: accept}}
-  - {{name: new_out, ct_state: [new], in_port: inside, out_port: outside, action: accept}}
-  - {{name: invalid, ct_state: [invalid], action: drop}}
-"#
-    );
-    let p = dir.join("ctfw.yaml");
-    std::fs::write(&p, body).expect("write config");
-    p
+    vec![
+        "--device".into(),
+        format!("inside=net_pcap0,rx_pcap={d}/inside.pcap,tx_pcap={d}/tx-inside.pcap"),
+        "--device".into(),
+        format!("outside=net_pcap1,rx_pcap={d}/outside.pcap,tx_pcap={d}/tx-outside.pcap"),
+    ]
+}
+
+/// Run `ctfw run ARGS --report-json dir/report.json` from the repository root; its output
+/// and its JSON report (`Null` if it wrote none).
+fn run(dir: &Path, args: &[&str]) -> (Output, Value) {
+    let report = dir.join("report.json");
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend(["--report-json", report.to_str().expect("utf8")]);
+    let out = ctfw(&all);
+    (out, read_report(&report))
+}
+
+/// A JSON report, or `Null` if there is none.
+fn read_report(path: &Path) -> Value {
+    match std::fs::read_to_string(path) {
+        Ok(body) => serde_json::from_str(&body).expect("the JSON report parses"),
+        Err(_) => Value::Null,
+    }
 }
 
 /// Write `pkts` split by side into `dir/inside.pcap` and `dir/outside.pcap`.
@@ -149,29 +164,35 @@ fn model(cfg: &Path, rounds: &[(PortId, Vec<Vec<u8>>)], burst: usize) -> Expecte
     }
 }
 
-/// The `packets N  accepted A  dropped D` line of a run's report.
-fn counters_line(stdout: &str) -> (u64, u64, u64) {
-    let line = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("packets "))
-        .unwrap_or_else(|| panic!("no counters in:\n{stdout}"));
-    let nums: Vec<u64> = line
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    (nums[0], nums[1], nums[2])
+/// A count of the report, which must be there.
+fn count(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
-fn assert_no_leak(stdout: &str) {
-    let pools: Vec<&str> = stdout.lines().filter(|l| l.contains("mempool ")).collect();
-    assert!(!pools.is_empty(), "no mempool report:\n{stdout}");
-    for l in pools {
-        let nums: Vec<u64> = l
-            .split_whitespace()
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        assert_eq!(nums[0], nums[1], "mbufs missing: {l}");
+/// Packets, accepted and dropped, from a run's report.
+fn counters(report: &Value) -> (u64, u64, u64) {
+    let c = &report["counters"];
+    (
+        count(&c["packets"]),
+        count(&c["accepted"]),
+        count(&c["dropped"]),
+    )
+}
+
+/// Every port's pool is full again.
+fn assert_no_leak(report: &Value) {
+    let ports = report["ports"].as_array().expect("ports");
+    assert!(!ports.is_empty(), "no ports in the report: {report}");
+    for p in ports {
+        let pool = &p["mempool"];
+        assert_eq!(pool["free"], pool["size"], "mbufs missing: {p}");
     }
+    assert_eq!(report["mbufs_leaked"], false, "{report}");
+}
+
+/// The listed table entries of a run's report.
+fn listed(report: &Value) -> &[Value] {
+    report["table"]["listed"].as_array().expect("table.listed")
 }
 
 /// The flow a frame belongs to; an ICMP error belongs to the flow it quotes.
@@ -203,17 +224,19 @@ fn by_flow(frames: &[Vec<u8>]) -> HashMap<Option<FlowKey>, Vec<Vec<u8>>> {
 fn the_sample_comes_out_exactly_as_replay_decides() {
     let dir = tmp("sample");
     let d = dir.display();
-    let out = ctfw(&[
-        "run",
-        "--config",
-        "config/sample.yaml",
-        "--port",
-        &format!("inside=net_pcap0,rx_pcap=samples/inside.pcap,tx_pcap={d}/tx-inside.pcap"),
-        "--port",
-        &format!("outside=net_pcap1,rx_pcap=samples/outside.pcap,tx_pcap={d}/tx-outside.pcap"),
-        "--idle-exit",
-        "0.5",
-    ]);
+    let (out, report) = run(
+        &dir,
+        &[
+            "--config",
+            "config/sample.yaml",
+            "--device",
+            &format!("inside=net_pcap0,rx_pcap=samples/inside.pcap,tx_pcap={d}/tx-inside.pcap"),
+            "--device",
+            &format!("outside=net_pcap1,rx_pcap=samples/outside.pcap,tx_pcap={d}/tx-outside.pcap"),
+            "--idle-exit",
+            "0.5",
+        ],
+    );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     // The sample alternates sides and the config reads one packet per port per round, so the
@@ -235,20 +258,24 @@ fn the_sample_comes_out_exactly_as_replay_decides() {
         want.out[0],
         "leaving by inside"
     );
-    assert_eq!(counters_line(&stdout), (21, 19, 2));
+    assert_eq!(counters(&report), (21, 19, 2));
     assert_eq!(
-        counters_line(&stdout),
+        counters(&report),
         (want.packets, want.accepted, want.dropped)
     );
     assert!(
-        stdout.contains("TIME_WAIT src=10.0.1.2 dst=10.0.2.2 sport=40000 dport=80"),
-        "{stdout}"
+        listed(&report).iter().any(|e| e["state"] == "TIME_WAIT"
+            && e["src"] == "10.0.1.2"
+            && e["dst"] == "10.0.2.2"
+            && e["sport"] == 40000
+            && e["dport"] == 80),
+        "{report}"
     );
-    assert!(
-        stdout.contains("rule_drop                    1"),
-        "{stdout}"
+    assert_eq!(
+        report["counters"]["dropped_by_reason"]["rule_drop"], 1,
+        "{report}"
     );
-    assert_no_leak(&stdout);
+    assert_no_leak(&report);
 }
 
 #[test]
@@ -265,17 +292,16 @@ fn bursts_of_32_from_two_pcap_ports_follow_the_model() {
     )
     .expect("mixed");
     let (inside, outside) = write_sides(&dir, &pkts);
-    let cfg = pcap_config(&dir, "dataplane: {burst: 32}");
-    let out = ctfw(&[
-        "run",
-        "--config",
-        cfg.to_str().expect("utf8"),
-        "--idle-exit",
-        "1",
-    ]);
+    let cfg = root().join(CLASSIC);
+    let burst = usize::from(Config::load(&cfg).expect("config").dataplane.burst);
+    assert_eq!(burst, 32, "the default burst");
+    let mut args = vec!["--config", CLASSIC, "--idle-exit", "1"];
+    let devices = pcap_devices(&dir);
+    args.extend(devices.iter().map(String::as_str));
+    let (out, report) = run(&dir, &args);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    let want = model(&cfg, &poll_order(&inside, &outside, 32), 32);
+    let want = model(&cfg, &poll_order(&inside, &outside, burst), burst);
     assert!(
         want.accepted > 1000 && want.dropped > 10,
         "a meaningful mix: {} {}",
@@ -285,10 +311,10 @@ fn bursts_of_32_from_two_pcap_ports_follow_the_model() {
     assert_eq!(read_pcap(&dir.join("tx-outside.pcap")), want.out[1]);
     assert_eq!(read_pcap(&dir.join("tx-inside.pcap")), want.out[0]);
     assert_eq!(
-        counters_line(&stdout),
+        counters(&report),
         (want.packets, want.accepted, want.dropped)
     );
-    assert_no_leak(&stdout);
+    assert_no_leak(&report);
 }
 
 /// Two workers behind the software distributor. Which port's packets the distributor takes
@@ -362,25 +388,31 @@ fn two_workers_keep_each_flow_on_one_worker() {
         ),
     )
     .expect("config");
-    let out = ctfw(&[
-        "run",
-        "--config",
-        cfg.to_str().expect("utf8"),
-        "--idle-exit",
-        "1",
-        "--max-entries",
-        "100000",
-    ]);
+    let (out, report) = run(
+        &dir,
+        &[
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--idle-exit",
+            "1",
+            "--max-entries",
+            "100000",
+        ],
+    );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    assert!(stdout.contains("software distribution"), "{stdout}");
     let n = pkts.len() as u64;
+    // net_pcap cannot hash: the software distributor took every packet.
+    assert_eq!(report["io"]["distributor_received"], n, "{report}");
     assert_eq!(
-        counters_line(&stdout),
+        counters(&report),
         (n, n, 0),
         "every packet passes, the errors as RELATED"
     );
-    assert!(!stdout.contains("icmp_no_related"), "{stdout}");
+    assert_eq!(
+        report["counters"]["invalid_by_reason"]["icmp_no_related"], 0,
+        "{report}"
+    );
     // Everything that came in on one side left on the other, each flow in its own order.
     for (from, to) in [(&inside, "tx-outside.pcap"), (&outside, "tx-inside.pcap")] {
         let got = by_flow(&read_pcap(&dir.join(to)));
@@ -388,28 +420,34 @@ fn two_workers_keep_each_flow_on_one_worker() {
         assert_eq!(got, want, "{to}");
     }
     // One entry per flow, each having seen both directions.
-    let udp: Vec<&str> = stdout.lines().filter(|l| l.starts_with("udp ")).collect();
-    assert_eq!(udp.len(), FLOWS as usize, "{stdout}");
-    assert!(udp.iter().all(|l| !l.contains("[UNREPLIED]")), "{stdout}");
-    // Both workers took part.
-    let workers: Vec<u64> = stdout
-        .lines()
-        .filter(|l| l.trim_start().starts_with("worker ") && l.contains("packets"))
-        .map(|l| {
-            l.split_whitespace()
-                .nth(2)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        })
+    let udp: Vec<&Value> = listed(&report)
+        .iter()
+        .filter(|e| e["proto"] == "udp")
         .collect();
-    assert_eq!(workers.len(), 2, "{stdout}");
+    assert_eq!(udp.len(), FLOWS as usize, "{report}");
+    assert!(
+        udp.iter().all(|e| e["flags"]
+            .as_array()
+            .expect("flags")
+            .iter()
+            .all(|f| f != "UNREPLIED")),
+        "{report}"
+    );
+    // Both workers took part.
+    let workers: Vec<u64> = report["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| count(&w["packets"]))
+        .collect();
+    assert_eq!(workers.len(), 2, "{report}");
     assert!(workers.iter().all(|&w| w > n / 5), "{workers:?}");
-    assert_no_leak(&stdout);
+    assert_no_leak(&report);
 }
 
-/// net_null generates frames (zero-filled: not IP) and frees what it is sent; net_ring sends
-/// back what it is sent. Forwarding non-IP between them makes a loop that keeps both workers
-/// busy until SIGTERM, then every mbuf must be back in its pool.
+/// net_null generates frames (zero-filled: not IP) as fast as it is polled and frees what it is
+/// sent: forwarding non-IP between two of them keeps both workers and the distributor busy
+/// until SIGTERM, then every mbuf must be back in its pool.
 #[test]
 fn sigterm_under_load_stops_cleanly_without_leaking() {
     let dir = tmp("load");
@@ -420,8 +458,15 @@ fn sigterm_under_load_stops_cleanly_without_leaking() {
          dataplane: {workers: 2, hugepages: off}\nnon_ip: forward\n",
     )
     .expect("config");
+    let report = dir.join("report.json");
     let child = Command::new(env!("CARGO_BIN_EXE_ctfw"))
-        .args(["run", "--config", cfg.to_str().expect("utf8")])
+        .args([
+            "run",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--report-json",
+            report.to_str().expect("utf8"),
+        ])
         .current_dir(root())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -436,46 +481,56 @@ fn sigterm_under_load_stops_cleanly_without_leaking() {
     let out = child.wait_with_output().expect("wait");
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    assert!(stdout.contains("(signal)"), "{stdout}");
-    let (packets, accepted, _) = counters_line(&stdout);
-    assert!(packets > 10_000 && accepted > 10_000, "{stdout}");
-    assert!(stdout.contains("software distribution"), "{stdout}");
-    assert!(
-        text(&out.stderr).contains("running without hugepages")
-            || text(&out.stderr).contains("hugepages off")
+    let report = read_report(&report);
+    assert_eq!(report["stopped_by"], "signal", "{report}");
+    let (packets, accepted, _) = counters(&report);
+    assert!(packets > 10_000 && accepted > 10_000, "{report}");
+    // net_null does not hash: every packet came through the software distributor, and every
+    // one it handed to a worker ring was processed before the workers stopped.
+    let io = &report["io"];
+    assert_eq!(
+        packets,
+        count(&io["distributor_received"]) - count(&io["distributor_ring_full_dropped"]),
+        "{report}"
     );
-    assert_no_leak(&stdout);
+    assert_eq!(report["memory"], "no_huge", "{report}");
+    assert_no_leak(&report);
 }
 
 #[test]
 fn with_and_without_hugepages_and_two_instances_at_once() {
-    let run = |name: &str, huge: &str| {
+    let start = |name: &str, huge: &str| {
         let dir = tmp(name);
         let d = dir.display();
-        Command::new(env!("CARGO_BIN_EXE_ctfw"))
+        let child = Command::new(env!("CARGO_BIN_EXE_ctfw"))
             .args([
                 "run",
                 "--config",
                 "config/sample.yaml",
                 "--hugepages",
                 huge,
-                "--port",
+                "--device",
                 &format!("inside=net_pcap0,rx_pcap=samples/inside.pcap,tx_pcap={d}/tx-in.pcap"),
-                "--port",
+                "--device",
                 &format!("outside=net_pcap1,rx_pcap=samples/outside.pcap,tx_pcap={d}/tx-out.pcap"),
                 "--idle-exit",
                 "1",
+                "--report-json",
+                &format!("{d}/report.json"),
             ])
             .current_dir(root())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn")
+            .expect("spawn");
+        (child, dir)
     };
-    // Hugepages when the machine has them (ci/test.sh reserves some), else auto falls back.
-    let a = run("par-a", "auto");
-    let b = run("par-b", "off");
-    for (child, mode) in [(a, "auto"), (b, "off")] {
+    // Hugepages when the machine has them (ci/test.sh reserves some), else auto falls back;
+    // CTFW_REQUIRE_HUGEPAGES=1 (CI on a machine with hugepages) makes the fallback a failure.
+    let require_hugepages = std::env::var("CTFW_REQUIRE_HUGEPAGES").is_ok_and(|v| v == "1");
+    let a = start("par-a", "auto");
+    let b = start("par-b", "off");
+    for ((child, dir), mode) in [(a, "auto"), (b, "off")] {
         let out = child.wait_with_output().expect("wait");
         let stdout = text(&out.stdout);
         assert!(
@@ -483,10 +538,19 @@ fn with_and_without_hugepages_and_two_instances_at_once() {
             "{mode}: {stdout}\n{}",
             text(&out.stderr)
         );
-        assert_eq!(counters_line(&stdout), (21, 19, 2), "{mode}");
-        assert_no_leak(&stdout);
-        if mode == "off" {
-            assert!(stdout.contains("no hugepages (--no-huge)"), "{stdout}");
+        let report = read_report(&dir.join("report.json"));
+        assert_eq!(counters(&report), (21, 19, 2), "{mode}");
+        assert_no_leak(&report);
+        println!("--hugepages {mode}: ran with memory {}", report["memory"]);
+        match mode {
+            "off" => assert_eq!(report["memory"], "no_huge", "{report}"),
+            _ if require_hugepages => assert_eq!(
+                report["memory"],
+                "hugepages",
+                "CTFW_REQUIRE_HUGEPAGES=1, but --hugepages auto fell back: {}",
+                text(&out.stderr)
+            ),
+            _ => {}
         }
     }
 }
@@ -499,7 +563,7 @@ fn mistakes_get_a_clear_error_and_a_failing_status() {
                 "run",
                 "--config",
                 "config/sample.yaml",
-                "--port",
+                "--device",
                 "inside=net_bogus0",
             ],
             "net_bogus0",
@@ -509,13 +573,19 @@ fn mistakes_get_a_clear_error_and_a_failing_status() {
                 "run",
                 "--config",
                 "config/sample.yaml",
-                "--port",
+                "--device",
                 "nowhere=net_null0",
             ],
             "no port named",
         ),
         (
-            &["run", "--config", "config/sample.yaml", "--port", "inside"],
+            &[
+                "run",
+                "--config",
+                "config/sample.yaml",
+                "--device",
+                "inside",
+            ],
             "NAME=DEVARGS",
         ),
         (

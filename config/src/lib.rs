@@ -85,6 +85,43 @@ pub enum Hugepages {
     Off,
 }
 
+impl Hugepages {
+    /// Every mode, in the order the documentation lists them.
+    pub const ALL: [Hugepages; 3] = [Hugepages::Auto, Hugepages::On, Hugepages::Off];
+
+    /// The mode's name, as `dataplane.hugepages` and `ctfw run --hugepages` spell it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Hugepages::Auto => "auto",
+            Hugepages::On => "on",
+            Hugepages::Off => "off",
+        }
+    }
+}
+
+/// Parses a mode by its [`name`](Hugepages::name), for command lines:
+///
+/// ```
+/// use ctfw_config::Hugepages;
+/// assert_eq!("off".parse(), Ok(Hugepages::Off));
+/// assert!("yes".parse::<Hugepages>().is_err());
+/// ```
+impl std::str::FromStr for Hugepages {
+    type Err = UnknownHugepages;
+
+    fn from_str(s: &str) -> Result<Hugepages, UnknownHugepages> {
+        Hugepages::ALL
+            .into_iter()
+            .find(|h| h.name() == s)
+            .ok_or_else(|| UnknownHugepages(s.to_owned()))
+    }
+}
+
+/// A hugepage mode name that is not `auto`, `on` or `off`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a hugepage mode: expected auto, on or off")]
+pub struct UnknownHugepages(pub String);
+
 /// Settings for the DPDK data plane. All have defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dataplane {

@@ -1,10 +1,19 @@
-//! Building the EAL command line from the configuration.
+//! Starting the EAL, with a command line built from the configuration.
 //!
 //! Everything DPDK needs comes from the config (cores, memory, devices, file prefix) with
 //! sane defaults, so an operator never writes EAL arguments by hand unless they want to
-//! (`dataplane.eal_args` is appended last and wins).
+//! (`dataplane.eal_args` is appended last and wins). With `hugepages: auto`, a hugepage EAL
+//! that fails to start is retried without hugepages in a fresh process ([`start`]).
 
+use std::convert::Infallible;
+
+use anyhow::{Context, Result, bail};
 use ctfw_config::{Config, Hugepages};
+use rte::Eal;
+use tracing::{info, warn};
+
+/// Environment variable set when re-executing without hugepages after a failed start.
+const NO_HUGE_ENV: &str = "CTFW_NO_HUGE";
 
 /// How EAL memory is provided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +29,7 @@ pub enum Memory {
 pub struct Host {
     /// CPUs this process may run on, ascending.
     pub cpus: Vec<u32>,
-    /// Free 2 MiB hugepages, and whether hugetlbfs is mounted.
+    /// Free 2 MiB hugepages.
     pub free_hugepages_2m: u64,
     /// hugetlbfs is mounted somewhere.
     pub hugetlbfs: bool,
@@ -55,6 +64,86 @@ impl Host {
             hugetlbfs,
         }
     }
+}
+
+/// A started EAL.
+pub struct Started {
+    /// The EAL handle: everything that uses DPDK memory must be dropped before it.
+    pub eal: Eal,
+    /// The memory mode it runs with.
+    pub memory: Memory,
+    /// Its worker lcores, at least one per configured worker.
+    pub lcores: Vec<u32>,
+}
+
+/// Start the EAL for `cfg` (the log says which memory mode and why, and the EAL arguments).
+/// In `hugepages: auto` mode a hugepage start that fails re-runs this process without
+/// hugepages and never returns.
+pub fn start(cfg: &Config) -> Result<Started> {
+    let workers = cfg.dataplane.workers;
+    let host = Host::probe();
+    let forced_off = std::env::var_os(NO_HUGE_ENV).is_some();
+    let (memory, why) = choose_memory(
+        cfg.dataplane.hugepages,
+        &host,
+        cfg.dataplane.memory_mb,
+        forced_off,
+    );
+    info!("memory: {why}");
+    let prefix = cfg
+        .dataplane
+        .file_prefix
+        .clone()
+        .unwrap_or_else(|| format!("ctfw-{}", std::process::id()));
+    let args = eal_args(cfg, memory, &host, &prefix);
+    if cfg.dataplane.lcores.is_none() && lcore_map(workers, &host.cpus).1 {
+        warn!(
+            "{} lcores on {} CPU(s): workers share CPUs (fine for tests, not for speed)",
+            workers + 1,
+            host.cpus.len()
+        );
+    }
+    info!("EAL arguments: {}", args.join(" "));
+    let eal = match Eal::init(&args) {
+        Ok(eal) => eal,
+        Err(e) if memory == Memory::Hugepages && cfg.dataplane.hugepages == Hugepages::Auto => {
+            warn!("EAL start with hugepages failed ({e}); restarting without hugepages");
+            match reexec_without_hugepages()? {}
+        }
+        Err(e) => bail!(
+            "DPDK EAL initialisation failed: {e}\n  EAL arguments: {}\n  \
+             (check the devices, dataplane.lcores / --workers, and memory settings)",
+            args.join(" ")
+        ),
+    };
+    let lcores = eal.worker_lcores();
+    if lcores.len() < usize::from(workers) {
+        bail!(
+            "too few cores: {workers} worker(s) configured but the EAL has {} worker lcore(s) ({}); \
+             lower dataplane.workers / --workers or widen dataplane.lcores",
+            lcores.len(),
+            args.iter()
+                .find(|a| a.starts_with("--lcores") || a.starts_with("-l"))
+                .map_or("", |s| s)
+        );
+    }
+    Ok(Started {
+        eal,
+        memory,
+        lcores,
+    })
+}
+
+/// Re-run this process with hugepages off (the EAL cannot be initialised twice in one
+/// process), and exit with its status.
+fn reexec_without_hugepages() -> Result<Infallible> {
+    let exe = std::env::current_exe().context("cannot find the ctfw executable to restart")?;
+    let status = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(NO_HUGE_ENV, "1")
+        .status()
+        .context("cannot restart ctfw without hugepages")?;
+    std::process::exit(status.code().unwrap_or(1));
 }
 
 /// Parse a Linux CPU list such as `0-3,8,10-11`.

@@ -1,13 +1,16 @@
 //! A worker: one lcore, one connection table, nothing shared on the hot path.
 //!
-//! Each iteration polls every RX source once, in a fixed order (its queue of each polled port
-//! in port order, then its input ring), and for each burst: (re-dispatches ICMP errors whose
-//! flow another worker owns), reads the clock once, runs the engine's burst pipeline, moves
-//! accepted mbufs into per-port TX buffers and frees the rest; then flushes TX with bounded
-//! retries, freeing and counting what the device would not take. Between bursts it sweeps a
-//! few table entries; when idle, more. Counters live in the worker and are published to the
-//! control plane every ~100 ms through a mutex nobody else touches on the hot path.
+//! Each round reads the clock once, then polls every RX source once, in a fixed order (its
+//! queue of each polled port in port order, then its input ring). For each burst it
+//! (re-dispatches ICMP errors whose flow another worker owns,) runs the engine's burst pipeline
+//! with the round's clock reading, moves accepted mbufs into per-port TX buffers and frees the
+//! rest. Then it offers the TX buffers to the devices (bounded retries); what a device does not
+//! take waits for the next round, and is dropped and counted only if its buffer overflows or
+//! at shutdown. After a busy round it sweeps a few table entries; when idle, more. Counters
+//! live in the worker and are published to the control plane every ~100 ms through a mutex
+//! nobody else touches on the hot path.
 
+use std::ops::AddAssign;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -19,11 +22,12 @@ use ctfw_engine::time::Instant;
 use ctfw_engine::wire::ChecksumHint;
 use rte::{CksumStatus, Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
 
-/// Packets per RX burst buffer (the configured burst may be smaller).
-pub const MAX_BURST: usize = 256;
-/// TX attempts before the leftovers of a flush are dropped.
-const TX_RETRIES: usize = 4;
-/// Table entries swept after each busy iteration, and when idle.
+use crate::MAX_BURST;
+
+/// TX attempts per flush. What is still refused after them waits in the worker's buffer for
+/// the next round (the main lcore, which has no such buffer, drops it).
+pub const TX_RETRIES: usize = 4;
+/// Table entries swept after each busy round, and in each idle one.
 const SWEEP_BUSY: usize = 8;
 const SWEEP_IDLE: usize = 1024;
 
@@ -65,7 +69,7 @@ impl Clock {
 }
 
 /// Counters the data plane keeps around the engine.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IoCounters {
     /// Packets received from ports.
     pub rx_port: u64,
@@ -83,13 +87,44 @@ pub struct IoCounters {
     pub redispatch_dropped: u64,
 }
 
+impl AddAssign<&IoCounters> for IoCounters {
+    fn add_assign(&mut self, other: &IoCounters) {
+        let IoCounters {
+            rx_port,
+            rx_ring,
+            tx_port,
+            tx_ring,
+            tx_dropped,
+            redispatched,
+            redispatch_dropped,
+        } = other;
+        self.rx_port += rx_port;
+        self.rx_ring += rx_ring;
+        self.tx_port += tx_port;
+        self.tx_ring += tx_ring;
+        self.tx_dropped += tx_dropped;
+        self.redispatched += redispatched;
+        self.redispatch_dropped += redispatch_dropped;
+    }
+}
+
 /// What a worker publishes for the control plane.
 #[derive(Debug, Default)]
 pub struct Shared {
-    /// Packets received so far (for idle detection), updated every burst.
+    /// Packets received so far (for idle detection), updated each round that received
+    /// packets or had TX pending.
     pub rx: AtomicU64,
-    /// The latest counters snapshot.
-    pub snapshot: Mutex<(Counters, IoCounters, usize)>,
+    /// The latest snapshot, for the progress lines.
+    pub snapshot: Mutex<Snapshot>,
+}
+
+/// A worker's engine counters and table size at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// The engine's counters.
+    pub counters: Counters,
+    /// Entries in its table.
+    pub entries: usize,
 }
 
 /// Where accepted packets for one port go.
@@ -103,7 +138,7 @@ pub enum TxPath {
 
 /// Everything a worker owns.
 pub struct Worker {
-    /// Worker index (0-based) and count.
+    /// Worker index (0-based).
     pub index: u32,
     /// Number of workers.
     pub workers: u32,
@@ -132,7 +167,7 @@ pub struct Worker {
 }
 
 /// What a worker hands back when it stops.
-pub struct Report {
+pub struct Finished {
     /// The engine, with its table and counters.
     pub engine: Engine,
     /// I/O counters.
@@ -141,7 +176,7 @@ pub struct Report {
 
 impl Worker {
     /// The worker loop. Returns when `stop` is set and its input ring is drained.
-    pub fn run(mut self) -> Report {
+    pub fn run(mut self) -> Finished {
         let toeplitz = Toeplitz::symmetric();
         let mut io = IoCounters::default();
         let mut rx_buf: MbufBurst<MAX_BURST> = MbufBurst::default();
@@ -205,28 +240,25 @@ impl Worker {
             }
             if tsc.wrapping_sub(last_publish) >= publish_every {
                 last_publish = tsc;
-                self.publish(&io);
+                self.publish();
             }
         }
         self.flush(&mut tx_bufs, &mut io, true);
-        self.publish(&io);
-        Report {
+        self.publish();
+        Finished {
             engine: self.engine,
             io,
         }
     }
 
-    fn publish(&self, io: &IoCounters) {
+    fn publish(&self) {
         let mut s = self
             .shared
             .snapshot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *s = (
-            self.engine.counters().clone(),
-            io.clone(),
-            self.engine.table().len(),
-        );
+        s.counters.clone_from(self.engine.counters());
+        s.entries = self.engine.table().len();
     }
 
     /// Track and decide a burst; accepted mbufs go to their port's TX buffer, the rest are

@@ -1,0 +1,199 @@
+//! The main lcore: the control loop (signals, idle exit, periodic counters) and, when a device
+//! needs it, the software distributor and the transmitter for shared TX rings.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use ctfw_config::Config;
+use ctfw_engine::rss::{self, Toeplitz};
+use rte::{Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
+
+use super::args::Args;
+use super::layout::RxMode;
+use super::ports::PortSetup;
+use super::report;
+use super::rings::Rings;
+use super::worker::{Shared, TX_RETRIES};
+use crate::MAX_BURST;
+
+/// Why the control loop ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Stop {
+    /// SIGINT or SIGTERM.
+    Signal,
+    /// `--idle-exit`: no packet received for this many seconds.
+    Idle(f64),
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::Signal => f.write_str("signal"),
+            Stop::Idle(s) => write!(f, "no packet for {s} s (--idle-exit)"),
+        }
+    }
+}
+
+/// The main lcore's packet duties and counters.
+pub struct MainIo {
+    dist: Vec<RxQueue>,
+    tx_queues: Vec<(Ring, TxQueue)>,
+    rings: Vec<Ring>,
+    /// Per-worker staging for one distributed burst (allocated once, here).
+    stage: Vec<MbufBurst<MAX_BURST>>,
+    toeplitz: Toeplitz,
+    workers: u32,
+    /// What it counted.
+    pub counters: MainCounters,
+}
+
+/// The main lcore's packet counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MainCounters {
+    /// Packets the distributor received.
+    pub rx: u64,
+    /// Packets transmitted from the shared TX rings.
+    pub tx: u64,
+    /// Packets from the shared TX rings the device would not take after retries: freed.
+    pub tx_dropped: u64,
+    /// Packets the distributor received and freed because the owner's ring was full.
+    pub ring_dropped: u64,
+}
+
+impl MainIo {
+    pub fn new(ports: &[PortSetup], rings: &Rings, workers: u16) -> Result<MainIo> {
+        let mut dist = Vec::new();
+        let mut tx = Vec::new();
+        for (i, p) in ports.iter().enumerate() {
+            if p.plan.rx == RxMode::Distributed {
+                dist.push(p.port.rx_queue(0)?);
+            }
+            if let Some(r) = &rings.tx[i] {
+                tx.push((r.clone(), p.port.tx_queue(0)?));
+            }
+        }
+        Ok(MainIo {
+            dist,
+            tx_queues: tx,
+            rings: rings.workers.clone(),
+            stage: rings.workers.iter().map(|_| MbufBurst::default()).collect(),
+            toeplitz: Toeplitz::symmetric(),
+            workers: u32::from(workers),
+            counters: MainCounters::default(),
+        })
+    }
+
+    /// Distribute, transmit, and watch for the end. Returns why it stopped.
+    pub fn run(
+        &mut self,
+        term: &AtomicBool,
+        args: &Args,
+        shared: &[Arc<Shared>],
+        cfg: &Config,
+        started: std::time::Instant,
+    ) -> Stop {
+        let busy = !self.dist.is_empty() || !self.tx_queues.is_empty();
+        let hz = rte::tsc_hz();
+        let mut last_check = rte::tsc();
+        let mut last_activity = (0u64, std::time::Instant::now());
+        let mut last_stats = std::time::Instant::now();
+        loop {
+            if busy {
+                self.distribute();
+                self.transmit();
+                let t = rte::tsc();
+                if t.wrapping_sub(last_check) < hz / 1000 {
+                    continue;
+                }
+                last_check = t;
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if term.load(Ordering::Relaxed) {
+                return Stop::Signal;
+            }
+            let activity = self.counters.rx
+                + shared
+                    .iter()
+                    .map(|s| s.rx.load(Ordering::Relaxed))
+                    .sum::<u64>();
+            if activity != last_activity.0 {
+                last_activity = (activity, std::time::Instant::now());
+            } else if let Some(idle) = args.idle_exit {
+                if last_activity.1.elapsed().as_secs_f64() >= idle {
+                    return Stop::Idle(idle);
+                }
+            }
+            if args.stats_interval > 0.0
+                && last_stats.elapsed().as_secs_f64() >= args.stats_interval
+            {
+                last_stats = std::time::Instant::now();
+                report::print_progress(shared, cfg, started);
+            }
+        }
+    }
+
+    /// One RX burst from every software-distributed port, each packet to its owner's ring.
+    fn distribute(&mut self) {
+        let mut rx: MbufBurst<MAX_BURST> = MbufBurst::default();
+        // Back-pressure: take from a device only what every worker ring can still hold, so
+        // an overloaded worker makes packets wait in (and, sustained, overflow) the device's
+        // own RX queue, where the NIC counts them, instead of being dropped after receipt.
+        for q in &mut self.dist {
+            let room = self
+                .rings
+                .iter()
+                .map(|r| r.capacity() - r.count())
+                .min()
+                .unwrap_or(0);
+            if room == 0 || q.rx_burst_max(&mut rx, (room as usize).min(64)) == 0 {
+                continue;
+            }
+            self.counters.rx += rx.len() as u64;
+            for m in rx.drain() {
+                let owner = rss::dispatch_hash(&self.toeplitz, m.data())
+                    .map_or(0, |h| rss::owner(h, self.workers))
+                    as usize;
+                if let Err(m) = self.stage[owner].push(m) {
+                    self.counters.ring_dropped += 1;
+                    drop::<Mbuf>(m);
+                }
+            }
+            for (buf, ring) in self.stage.iter_mut().zip(&self.rings) {
+                ring.enqueue_burst(buf);
+                if !buf.is_empty() {
+                    self.counters.ring_dropped += buf.len() as u64;
+                    buf.clear();
+                }
+            }
+        }
+    }
+
+    /// Drain the shared TX rings into their ports.
+    fn transmit(&mut self) {
+        let mut buf: MbufBurst<MAX_BURST> = MbufBurst::default();
+        for (ring, q) in &mut self.tx_queues {
+            if ring.dequeue_burst(&mut buf) == 0 {
+                continue;
+            }
+            for _ in 0..TX_RETRIES {
+                self.counters.tx += q.tx_burst(&mut buf) as u64;
+                if buf.is_empty() {
+                    break;
+                }
+            }
+            self.counters.tx_dropped += buf.len() as u64;
+            buf.clear();
+        }
+    }
+
+    /// After the workers stopped: transmit what is left in the TX rings.
+    pub fn drain_tx(&mut self) {
+        while self.tx_queues.iter().any(|(r, _)| r.count() > 0) {
+            self.transmit();
+        }
+    }
+}

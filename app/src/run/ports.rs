@@ -1,0 +1,189 @@
+//! The ports: each configured device probed, planned ([`layout`]), given a
+//! packet pool large enough for every place its mbufs can wait, configured and started; at
+//! the end, closed, with a check that every mbuf came back to its pool.
+
+use anyhow::{Context, Result, bail};
+use ctfw_config::{Config, Dataplane};
+use ctfw_engine::rss::SYMMETRIC_KEY;
+use rte::{Eal, Mempool, Port, PortConf, PortStats, RssConf, sys};
+use tracing::info;
+
+use super::eal;
+use super::layout::{self, PortPlan, RxMode, TxMode};
+use super::rings::RING_SIZE;
+use crate::MAX_BURST;
+
+/// Per-lcore mempool cache.
+const POOL_CACHE: u32 = 256;
+
+/// One configured port, probed and configured.
+pub struct PortSetup {
+    /// Its name in the configuration.
+    pub name: String,
+    /// Its DPDK device string (devargs included).
+    pub device: String,
+    /// The ethdev.
+    pub port: Port,
+    /// Its packet pool.
+    pub pool: Mempool,
+    /// Which lcores poll and transmit on it.
+    pub plan: PortPlan,
+    /// The driver's name.
+    pub driver: String,
+    /// The configuration the device accepted.
+    pub accepted: PortConf,
+}
+
+/// Probe, plan and configure every port.
+pub fn setup(eal: &Eal, cfg: &Config) -> Result<Vec<PortSetup>> {
+    let dp = &cfg.dataplane;
+    let workers = dp.workers;
+    let mut out = Vec::new();
+    for (i, p) in cfg.ports.iter().enumerate() {
+        let ethdev = eal::ethdev_name(&p.device);
+        let dev = ethdev.as_str();
+        let mut port = Port::by_name(eal, dev).with_context(|| {
+            format!(
+                "port {}: device {dev:?} not found (is the PMD available, the devargs right, \
+                 the PCI device bound to vfio-pci?)",
+                p.name
+            )
+        })?;
+        let info = port
+            .dev_info()
+            .with_context(|| format!("port {}: device info", p.name))?;
+        let plan = layout::plan_port(&info, workers);
+        let needed = mbufs_needed(&plan, dp, workers);
+        if u64::from(dp.mbufs_per_port) < needed {
+            bail!(
+                "port {}: dataplane.mbufs_per_port is {}, but its queues, rings and caches can hold \
+                 {needed} mbufs: raise it to at least {needed} (2^n - 1 suits the mempool best), \
+                 or lower rx_descriptors / tx_descriptors",
+                p.name,
+                dp.mbufs_per_port
+            );
+        }
+        let pool = Mempool::pktmbuf(
+            eal,
+            &format!("ctfw_p{i}"),
+            dp.mbufs_per_port,
+            POOL_CACHE,
+            sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+            sys::SOCKET_ID_ANY,
+        )
+        .with_context(|| {
+            format!(
+                "port {}: cannot create a pool of {} mbufs (raise dataplane.memory_mb, now {} MiB)",
+                p.name, dp.mbufs_per_port, dp.memory_mb
+            )
+        })?;
+        let rss = (plan.rx == RxMode::Rss).then(|| RssConf {
+            key: SYMMETRIC_KEY[..usize::from(info.hash_key_size).min(SYMMETRIC_KEY.len())].to_vec(),
+            hf: layout::RSS_HF,
+        });
+        let conf = PortConf {
+            rx_queues: plan.rx_queues,
+            tx_queues: plan.tx_queues,
+            rx_desc: dp.rx_descriptors,
+            tx_desc: dp.tx_descriptors,
+            rss,
+            rx_offloads: sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM
+                | sys::RTE_ETH_RX_OFFLOAD_TCP_CKSUM
+                | sys::RTE_ETH_RX_OFFLOAD_UDP_CKSUM,
+            tx_offloads: 0,
+            mtu: None,
+        };
+        let accepted = port
+            .configure(&conf, &pool)
+            .with_context(|| format!("port {}: cannot configure device {dev}", p.name))?;
+        if plan.rx == RxMode::Rss {
+            if accepted.rss.is_none() {
+                bail!(
+                    "port {}: device {dev} refused RSS after advertising it",
+                    p.name
+                );
+            }
+            port.set_reta(&layout::reta(info.reta_size, workers))
+                .with_context(|| {
+                    format!("port {}: cannot program the RSS redirection table", p.name)
+                })?;
+        }
+        out.push(PortSetup {
+            name: p.name.clone(),
+            device: p.device.clone(),
+            port,
+            pool,
+            plan,
+            driver: info.driver_name,
+            accepted,
+        });
+    }
+    Ok(out)
+}
+
+/// Mbufs of one port that can be out of its pool at once: its RX descriptors, TX
+/// descriptors (of the peer, counted alike), the lcores' pool caches, the rings and the burst
+/// buffers.
+fn mbufs_needed(plan: &PortPlan, dp: &Dataplane, workers: u16) -> u64 {
+    let rings = u64::from(workers > 1) + u64::from(plan.tx == TxMode::Shared);
+    u64::from(plan.rx_queues) * u64::from(dp.rx_descriptors)
+        + u64::from(plan.tx_queues) * u64::from(dp.tx_descriptors)
+        + u64::from(workers + 1) * u64::from(POOL_CACHE)
+        + rings * u64::from(RING_SIZE)
+        + MAX_BURST as u64 * u64::from(workers + 1)
+}
+
+/// Start every port, promiscuous where the device allows it.
+pub fn start(ports: &mut [PortSetup]) -> Result<()> {
+    for p in ports {
+        p.port
+            .start()
+            .with_context(|| format!("cannot start port {} ({})", p.name, p.device))?;
+        if let Err(e) = p.port.promiscuous(true) {
+            info!("port {}: promiscuous mode not available ({e})", p.name);
+        }
+    }
+    Ok(())
+}
+
+/// A port after it was closed: its last statistics and the state of its pool.
+pub struct Closed {
+    /// The port's name.
+    pub name: String,
+    /// Its statistics just before closing (`None` if the device could not give them).
+    pub stats: Option<PortStats>,
+    /// Its pool's name.
+    pub pool: String,
+    /// Mbufs back in the pool.
+    pub free: u32,
+    /// Mbufs the pool holds when none is out.
+    pub size: u32,
+}
+
+impl Closed {
+    /// Whether mbufs are missing from the pool.
+    pub fn leaked(&self) -> bool {
+        self.free != self.size
+    }
+}
+
+/// Stop and close every port (the workers and the main lcore's queues must be gone), then
+/// see whether every mbuf came home.
+pub fn close(ports: Vec<PortSetup>) -> Result<Vec<Closed>> {
+    let mut out = Vec::new();
+    for p in ports {
+        let stats = p.port.stats().ok();
+        let pool = p.pool.clone();
+        p.port
+            .close()
+            .with_context(|| format!("closing port {}", p.name))?;
+        out.push(Closed {
+            name: p.name,
+            stats,
+            pool: pool.name().to_owned(),
+            free: pool.avail(),
+            size: pool.size(),
+        });
+    }
+    Ok(out)
+}
