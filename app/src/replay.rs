@@ -96,14 +96,13 @@ impl PortChooser {
             let (prefix, name) = m.split_once('=').with_context(|| {
                 format!("--map {m:?}: expected PREFIX=PORT, e.g. 10.0.1.0/24=inside")
             })?;
-            let (prefix, len) = parse_prefix(prefix).with_context(|| format!("--map {m:?}"))?;
+            let prefix = parse_prefix(prefix).with_context(|| format!("--map {m:?}"))?;
             map.push(MapEntry {
                 prefix,
-                len,
                 port: lookup(name)?,
             });
         }
-        map.sort_by_key(|m| std::cmp::Reverse(m.len));
+        map.sort_by_key(|m| std::cmp::Reverse(m.prefix.prefix_len()));
         Ok(PortChooser {
             fixed,
             map,
@@ -148,14 +147,12 @@ impl PortChooser {
 /// One `--map PREFIX=PORT`.
 struct MapEntry {
     prefix: Prefix,
-    /// The prefix's length, for the longest-first order.
-    len: u8,
     port: PortId,
 }
 
-/// `ADDR/LEN` or a single address, as a prefix and its length. Host bits past the length are
-/// cleared (`10.0.1.5/24` is `10.0.1.0/24`).
-fn parse_prefix(s: &str) -> Result<(Prefix, u8)> {
+/// `ADDR/LEN` or a single address, as a prefix. Host bits past the length are cleared
+/// (`10.0.1.5/24` is `10.0.1.0/24`).
+fn parse_prefix(s: &str) -> Result<Prefix> {
     let (addr, len) = match s.split_once('/') {
         Some((a, l)) => (
             a,
@@ -172,7 +169,7 @@ fn parse_prefix(s: &str) -> Result<(Prefix, u8)> {
     };
     let len = len.unwrap_or(width);
     match Prefix::new(family, value, len) {
-        Ok(p) | Err(PrefixError::HostBitsSet { masked: p }) => Ok((p, len)),
+        Ok(p) | Err(PrefixError::HostBitsSet { masked: p }) => Ok(p),
         Err(e) => Err(e.into()),
     }
 }
@@ -346,7 +343,7 @@ mod tests {
 
     #[test]
     fn map_prefixes_clear_host_bits_and_refuse_impossible_lengths() {
-        let p = |s: &str| parse_prefix(s).map(|(p, len)| format!("{p} len {len}"));
+        let p = |s: &str| parse_prefix(s).map(|p| format!("{p} len {}", p.prefix_len()));
         assert_eq!(p("10.0.1.5/24").expect("v4"), "10.0.1.0/24 len 24");
         assert_eq!(p("10.0.1.7").expect("host"), "10.0.1.7 len 32");
         assert_eq!(p("fd00:1::1/64").expect("v6"), "fd00:1::/64 len 64");

@@ -76,7 +76,8 @@ pub struct Port {
 /// Whether the EAL uses hugepages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Hugepages {
-    /// Use them if the system has them mounted, else run without.
+    /// Use them if hugetlbfs is mounted and enough 2 MiB pages are free, else run without;
+    /// also fall back to `--no-huge` if the EAL fails to start with them.
     #[default]
     Auto,
     /// Require them.

@@ -11,8 +11,8 @@ use ctfw_engine::rules::{Action, PortSet, Rule};
 use ctfw_engine::track::TrackConfig;
 use ctfw_engine::wire::{Family, proto};
 
+use crate::Config;
 use crate::raw::TIMEOUTS;
-use crate::{Config, Hugepages};
 
 /// `on`/`off`.
 fn on_off(b: bool) -> &'static str {
@@ -46,11 +46,7 @@ pub(crate) fn summary(cfg: &Config) -> String {
         d.tx_descriptors,
         d.mbufs_per_port,
         d.memory_mb,
-        match d.hugepages {
-            Hugepages::Auto => "auto",
-            Hugepages::On => "on",
-            Hugepages::Off => "off",
-        }
+        d.hugepages.name()
     );
     if let Some(l) = &d.lcores {
         let _ = write!(s, ", lcores {l:?}");

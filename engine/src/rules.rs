@@ -282,6 +282,11 @@ impl Prefix {
         self.family
     }
 
+    /// The prefix length in bits.
+    pub const fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
     /// Whether `addr` of `family` lies inside the prefix.
     #[inline]
     pub const fn contains(&self, family: Family, addr: u128) -> bool {

@@ -92,11 +92,7 @@ pub(super) fn build(raw: &RawDataplane, ctx: &Ctx<'_>) -> Result<Dataplane, Conf
             Some(l) => ctx.keyword(
                 l.into(),
                 "dataplane.hugepages",
-                &[
-                    ("auto", Hugepages::Auto),
-                    ("on", Hugepages::On),
-                    ("off", Hugepages::Off),
-                ],
+                &Hugepages::ALL.map(|h| (h.name(), h)),
             )?,
             None => d.hugepages,
         },
