@@ -294,9 +294,6 @@ impl Ipv4 {
     }
 }
 
-/// An IPv4 router-alert option (RFC 2113), a common harmless option.
-pub const IPV4_OPTION_ROUTER_ALERT: [u8; 4] = [0x94, 0x04, 0x00, 0x00];
-
 /// An IPv6 extension header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ipv6Ext {

@@ -21,7 +21,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::frame::{Frame, Ip, Ipv4, Ipv6, Mac, TcpFlags, TcpOption, VlanTag, macs};
-use crate::{DEFAULT_START_NS, Packet, PacketSink, Side};
+use crate::{DEFAULT_START_NS, Packet, Side};
 
 /// The direction of a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -752,14 +752,6 @@ impl TcpSim {
     /// Takes the packets emitted so far.
     pub fn take_packets(&mut self) -> Vec<Packet> {
         std::mem::take(&mut self.out)
-    }
-
-    /// Writes the packets emitted so far to `sink` and forgets them.
-    pub fn drain_into<S: PacketSink + ?Sized>(&mut self, sink: &mut S) -> std::io::Result<()> {
-        for p in self.out.drain(..) {
-            sink.write_packet(&p)?;
-        }
-        Ok(())
     }
 }
 
