@@ -411,13 +411,19 @@ rules:
 EOF
 }
 
-# check_ctfw LOG N: the run must have tracked N flows and dropped nothing.
+# check_ctfw REPORT N: the run (its --report-json REPORT) must have tracked N flows and
+# dropped nothing.
 check_ctfw() {
-    local logf=$1 n=$2
-    grep -Eq "^  packets [0-9]+  accepted [0-9]+  dropped 0 " "$logf" ||
-        die "ctfw dropped packets: the benchmark is not measuring forwarding (log: $logf)"
-    grep -Eq "; $n in the table" "$logf" ||
-        die "ctfw's table does not hold exactly $n entries (log: $logf)"
+    local report=$1 n=$2
+    python3 - "$report" "$n" <<'PY' || die "ctfw's report $1 says the run did not measure forwarding of $2 flows"
+import json, sys
+r = json.load(open(sys.argv[1]))
+dropped, entries = r["counters"]["dropped"], r["table"]["entries"]
+if dropped != 0:
+    sys.exit(f"ctfw dropped {dropped} packets")
+if entries != int(sys.argv[2]):
+    sys.exit(f"ctfw's table holds {entries} entries, not {sys.argv[2]}")
+PY
 }
 
 # run_ctfw N TRACE [PERF_DATA]
@@ -431,7 +437,7 @@ run_ctfw() {
     RUN_NO=$((RUN_NO + 1))
     logf=$RUN_DIR/ctfw-$n-$RUN_NO.log
     start "$logf" "$CTFW" run --config "$cfg" --hugepages "$HUGE" --stats-interval 1 \
-        --file-prefix "dpbench-$$-$RUN_NO" --max-entries 0
+        --file-prefix "dpbench-$$-$RUN_NO" --max-entries 0 --report-json "$logf.json"
     local pid=$BG_PID
     wait_for "$pid" "$logf" '^\[ *[0-9.]+ s\] packets '
     if [ -n "$perf_data" ]; then
@@ -451,7 +457,7 @@ run_ctfw() {
         measure "$pid"
     fi
     stop "$pid" "$logf"
-    check_ctfw "$logf" "$n"
+    check_ctfw "$logf.json" "$n"
     RES_RATE=$(ctfw_rate "$logf") || die "no rate in $logf"
     RES_CPU=$MEAS_CPU
     RES_LOAD=$MEAS_LOAD

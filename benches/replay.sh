@@ -14,7 +14,16 @@ if [ ! -f "$trace" ]; then
     log "generating $trace"
     "$ROOT/target/release/ctfw-tracegen" established --flows 10000 --packets 970000 --out "$trace"
 fi
+report=$(mktemp -t ctfw-replay-report.XXXXXX.json)
+trap 'rm -f "$report"' EXIT
 for i in 1 2 3; do
     "$ROOT/target/release/ctfw" replay --config config/conformance/classic-loose1-liberal0.yaml \
-        "$trace" --max-entries 0 | sed -n '2,4p'
+        "$trace" --max-entries 0 --report-json "$report" >/dev/null
+    python3 - "$report" "$i" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+n = r["counters"]["packets"]
+print(f"run {sys.argv[2]}: {n} packets in {r['seconds']:.3f} s = {n / r['seconds'] / 1e6:.2f} Mpps overall, "
+      f"{n / r['engine_seconds'] / 1e6:.2f} Mpps in the engine")
+PY
 done
