@@ -16,7 +16,7 @@
 //! Before that fix, the side that sent the ignored SYN could also send an RST acknowledging
 //! its own SYN and tear down an ESTABLISHED, ASSURED entry. Every expectation below was
 //! also observed on Linux 6.18.44 (a netns router with the classic rule set, the same
-//! frames): see `docs/linux-conntrack-core.md`.
+//! frames): the `rst-*` traces of `tests/kernel-recorded/`, which CI replays.
 
 use ctfw_engine::Reason;
 use ctfw_engine::pipeline::Verdict;
