@@ -62,6 +62,16 @@ fn establish(fw: &mut Fw, sim: &mut TcpSim) {
     }
 }
 
+/// Each connection sends 10 bytes and has them acknowledged: all ESTABLISHED, all forwarded.
+fn still_pass_traffic(fw: &mut Fw, sims: &mut [TcpSim]) {
+    for sim in sims {
+        sim.data_c2s(10).ack_s2c();
+        for p in sim.take_packets() {
+            assert_fwd_pkt(&fw.pkt(&p), CtState::Established, &p);
+        }
+    }
+}
+
 /// Sends `frames` from the inside in bursts of 32 at the current time.
 fn flood(fw: &mut Fw, frames: impl Iterator<Item = Vec<u8>>) -> Vec<Verdict> {
     let frames: Vec<Vec<u8>> = frames.collect();
@@ -108,12 +118,7 @@ fn a_syn_flood_cannot_displace_assured_connections() {
 
     // Every original connection is still there and still passes traffic both ways.
     fw.advance(SEC);
-    for sim in &mut sims {
-        sim.data_c2s(10).ack_s2c();
-        for p in sim.take_packets() {
-            assert_fwd_pkt(&fw.pkt(&p), CtState::Established, &p);
-        }
-    }
+    still_pass_traffic(&mut fw, &mut sims);
     assert_eq!(fw.counters().created, u64::from(CAPACITY));
     fw.check();
 }
@@ -286,12 +291,7 @@ fn closing_connections_make_room_and_live_ones_stay() {
     assert_eq!(c2.expired, c.expired);
 
     fw.advance(SEC);
-    for sim in &mut live {
-        sim.data_c2s(10).ack_s2c();
-        for p in sim.take_packets() {
-            assert_fwd_pkt(&fw.pkt(&p), CtState::Established, &p);
-        }
-    }
+    still_pass_traffic(&mut fw, &mut live);
     fw.check();
 }
 
