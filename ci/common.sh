@@ -28,35 +28,25 @@ ensure_build_deps() {
 }
 
 # ensure_toolchain: the toolchain rust-toolchain.toml pins. With rustup, an installed toolchain
-# of exactly that version (e.g. `stable`) is linked under the pinned name when the machine
-# cannot download it; otherwise rustup installs it.
+# of exactly that version (e.g. `stable`) is made available under the pinned name when the
+# machine cannot download it (rustup refuses to `link` a release name, so as a symlink in
+# $RUSTUP_HOME/toolchains, as rustup itself lays toolchains out); otherwise rustup installs it.
 ensure_toolchain() {
     command -v rustup >/dev/null || return 0
-    local want tc
+    local want tc host dir
     want=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$ROOT/rust-toolchain.toml")
     rustup toolchain list | grep -q "^$want" && return 0
     for tc in $(rustup toolchain list | awk '{print $1}'); do
         if [ "$(rustup run "$tc" rustc --version 2>/dev/null | awk '{print $2}')" = "$want" ]; then
-            log "linking the installed toolchain $tc as $want"
-            rustup toolchain link "$want" "$(rustup run "$tc" rustc --print sysroot)"
+            host=$(rustup run "$tc" rustc -vV | sed -n 's/^host: //p')
+            dir="${RUSTUP_HOME:-$HOME/.rustup}/toolchains/$want-$host"
+            log "using the installed toolchain $tc as $want ($dir)"
+            ln -sfn "$(rustup run "$tc" rustc --print sysroot)" "$dir"
             return 0
         fi
     done
     log "installing Rust $want"
     rustup toolchain install "$want" --profile minimal -c rustfmt -c clippy
-}
-
-# The Linux conformance set: the vendored copy, or the one CTFW_CONFORMANCE_DIR names (the
-# same rule as ctfw_tracegen::conformance::dir). A missing set is an error, never a skip.
-conformance_dir() {
-    local dir="${CTFW_CONFORMANCE_DIR:-$ROOT/tests/linux-conformance}"
-    for p in traces expected compare.py; do
-        if [ ! -e "$dir/$p" ]; then
-            echo "no Linux conformance data set at $dir (missing $p): restore tests/linux-conformance or set CTFW_CONFORMANCE_DIR" >&2
-            return 1
-        fi
-    done
-    (cd "$dir" && pwd)
 }
 
 # ensure_hugepages: best effort (root only) to reserve 256 x 2 MiB hugepages and mount
