@@ -49,6 +49,19 @@ ensure_toolchain() {
     rustup toolchain install "$want" --profile minimal -c rustfmt -c clippy
 }
 
+# The Linux conformance set: the vendored copy, or the one CTFW_CONFORMANCE_DIR names (the
+# same rule as ctfw_tracegen::conformance::dir). A missing set is an error, never a skip.
+conformance_dir() {
+    local dir="${CTFW_CONFORMANCE_DIR:-$ROOT/tests/linux-conformance}"
+    for p in traces expected compare.py; do
+        if [ ! -e "$dir/$p" ]; then
+            echo "no Linux conformance data set at $dir (missing $p): restore tests/linux-conformance or set CTFW_CONFORMANCE_DIR" >&2
+            return 1
+        fi
+    done
+    (cd "$dir" && pwd)
+}
+
 # ensure_hugepages: best effort (root only) to reserve 256 x 2 MiB hugepages and mount
 # hugetlbfs; ctfw falls back to --no-huge by itself when there are none. Returns 0 when
 # hugepages are available afterwards.
