@@ -27,6 +27,7 @@
 mod build;
 mod error;
 mod raw;
+mod reload;
 mod summary;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ use serde_path_to_error::Segment;
 use serde_saphyr::MessageFormatter;
 
 pub use error::{ConfigError, Diagnostic, Pos, Problem};
+pub use reload::Refused;
 
 /// The smallest `conntrack.capacity` a file may give. The largest is
 /// [`ctfw_engine::table::MAX_CAPACITY`], the most the table can index.
@@ -60,6 +62,74 @@ pub struct Config {
     pub engine: EngineConfig,
     /// The compiled rules and default policy.
     pub rules: RuleSet,
+    /// The control socket (`control`).
+    pub control: Control,
+    /// The Prometheus endpoint (`metrics`).
+    pub metrics: Metrics,
+    /// Where and how fast logged packets are written (`log`).
+    pub log: Logging,
+}
+
+/// The default control socket.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/ctfw/ctfw.sock";
+
+/// `control`: how operators and scripts reach a running instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Control {
+    /// The Unix-domain socket `ctfw run` listens on (created owner-only), and the one the
+    /// `ctfw conntrack|stats|rules|reload` commands connect to by default.
+    pub socket: PathBuf,
+}
+
+impl Default for Control {
+    fn default() -> Control {
+        Control {
+            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        }
+    }
+}
+
+/// `metrics`: the Prometheus text exposition over HTTP.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Address `/metrics` is served on; `None` (the default): no HTTP server.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// Where logged packets go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard error (the default; the service manager's journal).
+    #[default]
+    Stderr,
+    /// A file, appended to.
+    File(PathBuf),
+}
+
+/// `log`: the record of packets decided by rules with `log: true` (and by the default policy
+/// with `log.policy: true`), like iptables' `LOG` target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logging {
+    /// Where the JSON lines go.
+    pub target: LogTarget,
+    /// Records per second each worker may write (token-bucket rate); beyond it records are
+    /// suppressed and counted.
+    pub rate: u32,
+    /// Records a worker may write at once after a quiet period (token-bucket depth).
+    pub burst: u32,
+    /// Whether packets the default policy decides are logged.
+    pub policy: bool,
+}
+
+impl Default for Logging {
+    fn default() -> Logging {
+        Logging {
+            target: LogTarget::Stderr,
+            rate: 10,
+            burst: 50,
+            policy: false,
+        }
+    }
 }
 
 /// One port of the firewall.

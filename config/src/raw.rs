@@ -34,6 +34,33 @@ pub(crate) struct RawConfig {
     pub non_ip: Option<Leaf>,
     pub policy: Option<Leaf>,
     pub rules: Option<Spanned<Vec<Spanned<RawRule>>>>,
+    pub control: Option<Spanned<RawControl>>,
+    pub metrics: Option<Spanned<RawMetrics>>,
+    pub log: Option<Spanned<RawLog>>,
+}
+
+/// `control`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    pub socket: Option<Leaf>,
+}
+
+/// `metrics`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub listen: Option<Leaf>,
+}
+
+/// `log`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub file: Option<Leaf>,
+    pub rate: Option<Leaf>,
+    pub burst: Option<Leaf>,
+    pub policy: Option<Leaf>,
 }
 
 /// One entry of `ports`.

@@ -1178,3 +1178,94 @@ fn yaml_anchors_and_aliases_work() {
         Some(CtStateSet::of(&[CtState::Established, CtState::Related]))
     );
 }
+
+#[test]
+fn service_sections_default_and_parse() {
+    let d = ok(PORTS);
+    assert_eq!(
+        d.control.socket,
+        std::path::PathBuf::from("/run/ctfw/ctfw.sock")
+    );
+    assert_eq!(d.metrics.listen, None);
+    assert_eq!(d.log, crate::Logging::default());
+    let c = ok(&with_ports(
+        "control:\n  socket: /tmp/x/ctfw.sock\nmetrics:\n  listen: \"[::1]:9469\"\n\
+         log:\n  file: /var/log/ctfw/log.jsonl\n  rate: 5\n  burst: 7\n  policy: true\n",
+    ));
+    assert_eq!(
+        c.control.socket,
+        std::path::PathBuf::from("/tmp/x/ctfw.sock")
+    );
+    assert_eq!(c.metrics.listen, Some("[::1]:9469".parse().expect("addr")));
+    assert_eq!(
+        c.log,
+        crate::Logging {
+            target: crate::LogTarget::File("/var/log/ctfw/log.jsonl".into()),
+            rate: 5,
+            burst: 7,
+            policy: true,
+        }
+    );
+    let e = ok(&with_ports("log:\n  file: stderr\n"));
+    assert_eq!(e.log.target, crate::LogTarget::Stderr);
+}
+
+#[test]
+fn error_service_sections() {
+    fails(
+        &with_ports("control:\n  socket: ctfw.sock\n"),
+        "9:11",
+        "control.socket",
+        &["expected an absolute path to a socket file, at most 107 bytes, got \"ctfw.sock\""],
+    );
+    fails(
+        &with_ports("metrics:\n  listen: localhost\n"),
+        "9:11",
+        "metrics.listen",
+        &["expected an IP address and port, e.g. 127.0.0.1:9469 or [::1]:9469, got \"localhost\""],
+    );
+    fails(
+        &with_ports("log:\n  rate: 0\n"),
+        "9:9",
+        "log.rate",
+        &["expected a whole number between 1 and 1000000, got 0"],
+    );
+    fails(
+        &with_ports("log:\n  file: drops.log\n"),
+        "9:9",
+        "log.file",
+        &["expected an absolute file path, or stderr, got \"drops.log\""],
+    );
+    fails(
+        &with_ports("metrics:\n  port: 9469\n"),
+        "9:3",
+        "metrics.port",
+        &["unknown key `port`; valid keys here: listen"],
+    );
+}
+
+#[test]
+fn reload_refuses_what_needs_a_restart_and_only_that() {
+    let base = ok(PORTS);
+    // Rules, policy, knobs, timeouts and logging may change live.
+    let live = ok(&with_ports(
+        "policy: accept\nconntrack:\n  loose: false\n  timeouts:\n    tcp_established: 3600\n\
+         log:\n  rate: 99\n",
+    ));
+    assert_eq!(base.reload_refusals(&live), vec![]);
+    let moved = ok(&with_ports(
+        "dataplane:\n  workers: 2\nconntrack:\n  capacity: 4096\ncontrol:\n  socket: /tmp/other.sock\n",
+    ));
+    let keys: Vec<&str> = base.reload_refusals(&moved).iter().map(|r| r.key).collect();
+    assert_eq!(
+        keys,
+        ["dataplane.workers", "conntrack.capacity", "control.socket"]
+    );
+    let other_ports = ok(&PORTS.replace("net_null0", "net_null7"));
+    let keys: Vec<&str> = base
+        .reload_refusals(&other_ports)
+        .iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(keys, ["ports"]);
+}

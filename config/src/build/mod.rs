@@ -6,7 +6,8 @@
 //!
 //! One module per section of the schema: [`ports`] (names, devices, mutual peers),
 //! [`dataplane`] (DPDK settings), [`conntrack`] (tracking knobs and timeouts) and [`rules`]
-//! (matchers, and rules that could never match). This module holds what they share: the
+//! (matchers, and rules that could never match), and [`service`] for what operators use
+//! (`control`, `metrics`, `log`). This module holds what they share: the
 //! [`Ctx`] that turns a located value into a typed one or an error, and the top-level keys
 //! `non_ip` and `policy`.
 
@@ -14,6 +15,7 @@ mod conntrack;
 mod dataplane;
 mod ports;
 mod rules;
+mod service;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -295,6 +297,9 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError
         dataplane,
         engine,
         rules,
+        control: service::control(raw.control.as_ref().map(|c| &c.value), ctx)?,
+        metrics: service::metrics(raw.metrics.as_ref().map(|m| &m.value), ctx)?,
+        log: service::log(raw.log.as_ref().map(|l| &l.value), ctx)?,
     })
 }
 
