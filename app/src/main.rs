@@ -4,7 +4,9 @@
 //! - `check-config FILE`: validate a configuration and print a summary;
 //! - `replay --config FILE TRACE`: run the engine's burst pipeline over a capture with the
 //!   packet timestamps as the clock; print a summary or write per-packet JSON records;
-//! - `run --config FILE`: the firewall itself, the DPDK data plane on the configured ports.
+//! - `run --config FILE`: the firewall itself, the DPDK data plane on the configured ports;
+//! - `conntrack list|count|delete|flush|events`, `stats`, `rules`, `reload`: talk to a running
+//!   instance over its control socket (`docs/control-protocol.md`).
 //!
 //! Everything unsafe about DPDK lives in `rte`; this crate has no `unsafe` code.
 
@@ -22,6 +24,7 @@ macro_rules! outln {
 }
 
 mod capture;
+mod control;
 mod json;
 mod records;
 mod replay;
@@ -55,6 +58,27 @@ enum Command {
     Replay(replay::Args),
     /// Run the firewall: the DPDK data plane on the configured ports.
     Run(run::Args),
+    /// The connection table of a running instance: list, count, delete, flush, events.
+    Conntrack(control::cli::ConntrackArgs),
+    /// The running instance's counters.
+    Stats {
+        #[command(flatten)]
+        target: control::cli::Target,
+        #[command(flatten)]
+        out: control::cli::OutputArg,
+    },
+    /// The running rule set, with the packets each rule decided since the last reload.
+    Rules {
+        #[command(flatten)]
+        target: control::cli::Target,
+        #[command(flatten)]
+        out: control::cli::OutputArg,
+    },
+    /// Make the running instance re-read its configuration file (as SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        target: control::cli::Target,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,6 +95,10 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Replay(args) => replay::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Conntrack(args) => control::cli::conntrack(&args),
+        Command::Stats { target, out } => control::cli::stats(&target, out.output),
+        Command::Rules { target, out } => control::cli::rules(&target, out.output),
+        Command::Reload { target } => control::cli::reload(&target),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

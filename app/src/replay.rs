@@ -151,8 +151,8 @@ struct MapEntry {
 }
 
 /// `ADDR/LEN` or a single address, as a prefix. Host bits past the length are cleared
-/// (`10.0.1.5/24` is `10.0.1.0/24`).
-fn parse_prefix(s: &str) -> Result<Prefix> {
+/// (`10.0.1.5/24` is `10.0.1.0/24`). Also reads the control protocol's address filters.
+pub fn parse_prefix(s: &str) -> Result<Prefix> {
     let (addr, len) = match s.split_once('/') {
         Some((a, l)) => (
             a,

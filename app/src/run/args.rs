@@ -11,7 +11,7 @@ use super::eal;
 
 /// Arguments of `ctfw run`. Every value is checked by its parser, so a bad one is refused
 /// with clap's usage message; what needs the configuration is checked in [`apply`].
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct Args {
     /// The YAML configuration (ports, data plane, conntrack knobs, rules).
     #[arg(long, short)]
@@ -33,6 +33,9 @@ pub struct Args {
     /// EAL file prefix (overrides `dataplane.file_prefix`; default unique per process).
     #[arg(long, value_parser = parse_file_prefix)]
     pub file_prefix: Option<String>,
+    /// The control socket (overrides `control.socket`): an absolute path.
+    #[arg(long, value_name = "PATH", value_parser = parse_socket)]
+    pub socket: Option<PathBuf>,
     /// Print counters every SECONDS while running (0: only at exit).
     #[arg(long, value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_seconds)]
     pub stats_interval: f64,
@@ -92,8 +95,16 @@ fn parse_file_prefix(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// Apply `--device`, `--workers`, `--hugepages` and `--file-prefix`; check that every port
-/// still has a device of its own.
+fn parse_socket(s: &str) -> Result<PathBuf, String> {
+    // What `control.socket` accepts: sun_path holds 108 bytes with the terminating NUL.
+    if !s.starts_with('/') || s.ends_with('/') || s.len() > 107 {
+        return Err("expected an absolute path to a socket file, at most 107 bytes".into());
+    }
+    Ok(PathBuf::from(s))
+}
+
+/// Apply `--device`, `--workers`, `--hugepages`, `--file-prefix` and `--socket`; check that
+/// every port still has a device of its own.
 pub fn apply(cfg: &mut Config, args: &Args) -> Result<()> {
     for o in &args.devices {
         let names: Vec<_> = cfg.ports.iter().map(|p| p.name.clone()).collect();
@@ -130,6 +141,9 @@ pub fn apply(cfg: &mut Config, args: &Args) -> Result<()> {
     }
     if let Some(p) = &args.file_prefix {
         cfg.dataplane.file_prefix = Some(p.clone());
+    }
+    if let Some(s) = &args.socket {
+        cfg.control.socket.clone_from(s);
     }
     Ok(())
 }

@@ -1,5 +1,10 @@
-//! The main lcore: the control loop (signals, idle exit, periodic counters) and, when a device
-//! needs it, the software distributor and the transmitter for shared TX rings.
+//! The main lcore: the control loop (signals, idle exit, periodic counters, the control
+//! socket's commands: [`Service`]) and, when a device needs it, the software distributor and
+//! the transmitter for shared TX rings.
+//!
+//! The control work runs every millisecond, or every [`BUSY_POLL`] while commands are in
+//! progress (a listing's next chunk waits for it); between two, the loop distributes and
+//! transmits, or sleeps if it has no packet duties.
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,8 +21,12 @@ use super::layout::RxMode;
 use super::ports::PortSetup;
 use super::report;
 use super::rings::Rings;
+use super::service::Service;
 use super::worker::{Shared, TX_RETRIES};
 use crate::MAX_BURST;
+
+/// The control loop's period while control commands are in progress.
+const BUSY_POLL: Duration = Duration::from_micros(50);
 
 /// Why the control loop ended.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -94,6 +103,7 @@ impl MainIo {
         shared: &[Arc<Shared>],
         cfg: &Config,
         started: std::time::Instant,
+        service: &mut Service,
     ) -> Stop {
         let busy = !self.dist.is_empty() || !self.tx_queues.is_empty();
         let hz = rte::tsc_hz();
@@ -101,17 +111,23 @@ impl MainIo {
         let mut last_activity = (0u64, std::time::Instant::now());
         let mut last_stats = std::time::Instant::now();
         loop {
+            let period = if service.busy() {
+                BUSY_POLL
+            } else {
+                Duration::from_millis(1)
+            };
             if busy {
                 self.distribute();
                 self.transmit();
                 let t = rte::tsc();
-                if t.wrapping_sub(last_check) < hz / 1000 {
+                if t.wrapping_sub(last_check) < hz / 1_000_000 * period.as_micros() as u64 {
                     continue;
                 }
                 last_check = t;
             } else {
-                std::thread::sleep(Duration::from_millis(1));
+                std::thread::sleep(period);
             }
+            service.poll();
             if term.load(Ordering::Relaxed) {
                 return Stop::Signal;
             }

@@ -5,23 +5,30 @@
 //! planned ([`layout`]: symmetric RSS, software distribution, TX per worker or shared), each
 //! with its packet pool, configured ([`ports`]) -> the rings between lcores ([`rings`]) ->
 //! ports started -> one worker per worker lcore, each with its own connection table
-//! ([`worker`]). The main lcore keeps the control plane (signals, idle exit, periodic
-//! counters) and, when a device needs it, distributes RX in software and transmits for ports
-//! with fewer TX queues than workers ([`control`]).
+//! ([`worker`]). The control socket is bound first of all ([`crate::control::server`]), so
+//! that a second instance is refused before it touches DPDK. The main lcore keeps the control
+//! plane (signals, idle exit, periodic counters, the control socket's commands through the
+//! workers' mailboxes: [`service`], [`mailbox`], the drop log: [`droplog`]) and, when a
+//! device needs it, distributes RX in software and transmits for ports with fewer TX queues
+//! than workers ([`control`]).
 //!
 //! Shutdown (SIGINT, SIGTERM, or `--idle-exit`): distribution stops, workers drain their
-//! rings and flush TX, the main lcore drains the shared TX rings, final counters and the
+//! rings and flush TX, the main lcore drains the shared TX rings, writes the last drop-log
+//! records and removes the control socket, final counters and the
 //! table are printed ([`report`]), ports are stopped and closed, every pool is checked to be
 //! full again (no mbuf leaked), the JSON report is written if `--report-json` asked for it,
 //! and the EAL is cleaned up. Exit status 0, or an error if an mbuf leaked.
 
 mod args;
 mod control;
+mod droplog;
 mod eal;
 mod layout;
+mod mailbox;
 mod ports;
 mod report;
 mod rings;
+mod service;
 mod worker;
 
 use std::io::Read;
@@ -30,18 +37,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use ctfw_config::Config;
-use ctfw_engine::pipeline::Engine;
-use ctfw_engine::rules::PortId;
+use ctfw_engine::pipeline::{Engine, EngineConfig};
+use ctfw_engine::rules::{PortId, RuleSet};
 use rte::{Eal, LaunchHandle, sys};
 use tracing::info;
 
 pub use self::args::Args;
 use self::control::MainIo;
 use self::layout::{RxMode, TxMode};
+use self::mailbox::MainBox;
 use self::ports::PortSetup;
 use self::rings::Rings;
+use self::service::Service;
 use self::worker::{Clock, Finished, Shared, TxPath, Worker};
 use crate::MAX_BURST;
+use crate::control::server::Server;
 
 /// Where the flow-hash seeds come from.
 const RANDOM_SOURCE: &str = "/dev/urandom";
@@ -50,6 +60,8 @@ const RANDOM_SOURCE: &str = "/dev/urandom";
 pub fn run(args: &Args) -> Result<()> {
     let mut cfg = Config::load(&args.config)?;
     args::apply(&mut cfg, args)?;
+    let server = Server::bind(&cfg.control.socket)?;
+    info!("control socket: {}", server.path().display());
     let eal::Started {
         eal,
         memory,
@@ -62,14 +74,20 @@ pub fn run(args: &Args) -> Result<()> {
     let term = stop_on_signals()?;
     let mut main_io = MainIo::new(&ports, &rings, cfg.dataplane.workers)?;
     let clock = Clock::new(eal.tsc_hz(), rte::tsc());
-    let workers = Workers::launch(&eal, &cfg, &ports, &rings, &lcores, clock)?;
+    let wall0 = std::time::SystemTime::now();
+    let mut workers = Workers::launch(&eal, &cfg, &ports, &rings, &lcores, clock)?;
+    let boxes = std::mem::take(&mut workers.boxes);
+    let mut service = Service::new(server, boxes, &cfg, args, &workers.shared, wall0)?;
 
     let started = std::time::Instant::now();
-    let why = main_io.run(&term, args, &workers.shared, &cfg, started);
+    let why = main_io.run(&term, args, &workers.shared, &cfg, started, &mut service);
     info!("stopping: {why}");
     // Workers drain their input rings and flush; then the shared TX rings are drained.
-    let finished = workers.stop()?;
+    let mut finished = workers.stop()?;
     main_io.drain_tx();
+    let mut engines: Vec<&mut Engine> = finished.iter_mut().map(|f| &mut f.engine).collect();
+    service.shutdown(&mut engines);
+    drop(service);
     let elapsed = started.elapsed();
     let summary = report::Final::new(&cfg, why, elapsed, memory, &finished, &main_io, clock.now());
     summary.print(&cfg, args.max_entries);
@@ -107,6 +125,8 @@ struct Workers {
     shared: Vec<Arc<Shared>>,
     /// Set to make them stop.
     stop: Arc<AtomicBool>,
+    /// Main's end of each one's mailbox, for the control plane.
+    boxes: Vec<MainBox>,
 }
 
 impl Workers {
@@ -122,14 +142,17 @@ impl Workers {
     ) -> Result<Workers> {
         let workers = cfg.dataplane.workers;
         let stop = Arc::new(AtomicBool::new(false));
-        let mut engine_cfg = cfg.engine.clone();
-        engine_cfg.capacity = worker_capacity(cfg);
+        let engine_cfg = engine_config(cfg);
+        let rules = rule_set(cfg);
         let mut port_of = vec![None; sys::RTE_MAX_ETHPORTS as usize];
         for (i, p) in ports.iter().enumerate() {
             port_of[usize::from(p.port.id())] = Some(PortId(i as u16));
         }
         let mut built = Vec::new();
+        let mut boxes = Vec::new();
         for w in 0..workers {
+            let (main_end, worker_end) = mailbox::mailbox();
+            boxes.push(main_end);
             let mut rx = Vec::new();
             let mut tx = Vec::new();
             for (i, p) in ports.iter().enumerate() {
@@ -148,7 +171,7 @@ impl Workers {
             built.push(Worker {
                 index: u32::from(w),
                 workers: u32::from(workers),
-                engine: Engine::new(engine_cfg.clone(), cfg.rules.clone(), random_seeds()?),
+                engine: Engine::new(engine_cfg.clone(), rules.clone(), random_seeds()?),
                 rx,
                 input: rings.workers.get(usize::from(w)).cloned(),
                 tx,
@@ -159,6 +182,7 @@ impl Workers {
                 clock,
                 stop: Arc::clone(&stop),
                 shared: Arc::new(Shared::default()),
+                mailbox: worker_end,
             });
         }
         let shared = built.iter().map(|w| Arc::clone(&w.shared)).collect();
@@ -178,6 +202,7 @@ impl Workers {
             handles,
             shared,
             stop,
+            boxes,
         })
     }
 
@@ -199,6 +224,21 @@ impl Workers {
         }
         Ok(finished)
     }
+}
+
+/// A worker's engine settings under `cfg`: its share of the capacity, the drop log's rate.
+/// Start-up and reload build them here, so that a reload compares like with like.
+fn engine_config(cfg: &Config) -> EngineConfig {
+    let mut e = cfg.engine.clone();
+    e.capacity = worker_capacity(cfg);
+    e.log_rate = cfg.log.rate;
+    e.log_burst = cfg.log.burst;
+    e
+}
+
+/// A worker's rules under `cfg`, the default policy logging if `log.policy` says so.
+fn rule_set(cfg: &Config) -> RuleSet {
+    cfg.rules.clone().with_default_log(cfg.log.policy)
 }
 
 /// Each worker's table capacity: the configured total shared out, and at least the smallest

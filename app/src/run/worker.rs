@@ -6,9 +6,11 @@
 //! with the round's clock reading, moves accepted mbufs into per-port TX buffers and frees the
 //! rest. Then it offers the TX buffers to the devices (bounded retries); what a device does not
 //! take waits for the next round, and is dropped and counted only if its buffer overflows or
-//! at shutdown. After a busy round it sweeps a few table entries; when idle, more. Counters
-//! live in the worker and are published to the control plane every ~100 ms through a mutex
-//! nobody else touches on the hot path.
+//! at shutdown. After a busy round it sweeps a few table entries; when idle, more. Then it
+//! serves its mailbox: at most one control-plane request, bounded work, and the events and
+//! drop-log records its engine buffered ([`super::mailbox`]). Counters live in the worker and
+//! are published to the control plane every ~100 ms through a mutex nobody else touches on
+//! the hot path.
 
 use std::ops::AddAssign;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +24,7 @@ use ctfw_engine::time::Instant;
 use ctfw_engine::wire::ChecksumHint;
 use rte::{CksumStatus, Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
 
+use super::mailbox::WorkerBox;
 use crate::MAX_BURST;
 
 /// TX attempts per flush. What is still refused after them waits in the worker's buffer for
@@ -164,6 +167,8 @@ pub struct Worker {
     pub stop: Arc<AtomicBool>,
     /// Published counters.
     pub shared: Arc<Shared>,
+    /// The control plane's requests, and the queues for events and drop-log records.
+    pub mailbox: WorkerBox,
 }
 
 /// What a worker hands back when it stops.
@@ -238,6 +243,8 @@ impl Worker {
                 self.engine.sweep(now, SWEEP_IDLE);
                 std::hint::spin_loop();
             }
+            // Between bursts: at most one control request, bounded work.
+            self.mailbox.serve(&mut self.engine, now);
             if tsc.wrapping_sub(last_publish) >= publish_every {
                 last_publish = tsc;
                 self.publish();

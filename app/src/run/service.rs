@@ -1,0 +1,1137 @@
+//! The control plane of `ctfw run`: the commands of the control socket carried out on the main
+//! lcore, against tables only the workers touch.
+//!
+//! [`Service::poll`] runs in the main lcore's control loop. Each call accepts and reads
+//! clients ([`Server`]), collects the workers' replies ([`mailbox`]), moves every command in
+//! progress one step, fans connection events out to their listeners, writes the drop log, and
+//! writes what the clients can take. Nothing in it waits: a command that needs the workers
+//! posts a request and goes on when the reply comes in a later call.
+//!
+//! - **Walks** (`conntrack.list`, `count`, `delete`, `flush`) ask every worker for its table
+//!   chunk by chunk ([`mailbox::CHUNK`] slots each), one chunk in flight per worker. A listing
+//!   asks for the next chunk only while its client's buffer is below [`server::HIGH_WATER`]:
+//!   a slow client slows its own listing and nothing else. A delete by full tuple uses the
+//!   engine's hash lookup instead.
+//! - **Events**: the first listener switches events on in every worker's engine, the last one
+//!   leaving switches them off, so that nobody listening costs nothing. A listener is told it
+//!   is subscribed once every worker has switched them on. An event its buffer cannot take is
+//!   counted as lost for it and reported in a `lost` item.
+//! - **Reload** (and SIGHUP): validate the file as a start does, keep `ctfw run`'s command-line
+//!   overrides, refuse what needs a restart ([`Config::reload_refusals`]), then send every
+//!   worker its new rules and settings and wait for all of them. Should a worker refuse, the
+//!   others are put back, so the running configuration stays in force everywhere.
+//! - **Hit counters** restart at each reload; `rules` reports them "since reload", and sums
+//!   them only when every worker answers for the same generation of the rules.
+//!
+//! One thread serves everything, so the control plane's state (clients, listeners, commands
+//! in progress) lives in plain collections owned here: no concurrent map is needed.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use ctfw_config::Config;
+use ctfw_engine::observe::{EntryRecord, Event, EventKind as EngineEvent};
+use ctfw_engine::ops::{Cursor, Filter};
+use ctfw_engine::pipeline::EngineConfig;
+use ctfw_engine::rules::RuleSet;
+use ctfw_engine::view::Tuple;
+use ctfw_engine::wire::Family;
+use serde_json::{Value, json};
+use tracing::{error, info, warn};
+
+use super::args::{self, Args};
+use super::droplog::DropLog;
+use super::mailbox::{self, MainBox, Reload, Reply, Request};
+use super::worker::Shared;
+use super::{engine_config, rule_set};
+use crate::control::protocol::{
+    self, Code, Command, EventArgs, EventKind, Failure, FilterArgs, Format,
+    Request as ClientRequest,
+};
+use crate::control::server::{self, ClientId, Incoming, Server};
+use crate::{json as report_json, records};
+
+/// How long a command waits for a worker's reply before it fails.
+const WORKER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a reload waits for every worker.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes an events listener's buffer may hold; an event that does not fit is lost for it.
+const EVENT_BUFFER: usize = 4 * server::HIGH_WATER;
+
+/// The control plane's state on the main lcore.
+pub struct Service {
+    server: Server,
+    boxes: Vec<MainBox>,
+    /// Per worker, who waits for each request sent or queued, in order (replies come in
+    /// request order).
+    waiting: Vec<VecDeque<Token>>,
+    /// Per worker, requests not sent yet (its mailbox is full), in order.
+    outbox: Vec<VecDeque<Request>>,
+    walks: Vec<Walk>,
+    hits: Vec<Hits>,
+    listeners: Vec<Listener>,
+    /// Whether the workers were last told to record events.
+    events_on: bool,
+    reload: Option<ReloadOp>,
+    running: Running,
+    /// `ctfw run`'s arguments, re-applied to a reloaded file.
+    args: Args,
+    /// Set by SIGHUP.
+    hup: Arc<AtomicBool>,
+    drop_log: DropLog,
+    /// The workers' published counters.
+    shared: Vec<Arc<Shared>>,
+    /// When the engine clock read zero, in wall-clock time.
+    wall0: SystemTime,
+    started: Instant,
+    next_key: u64,
+    incoming: Vec<Incoming>,
+    /// Listing buffers, reused.
+    spare: Vec<Vec<EntryRecord>>,
+}
+
+/// The configuration in force.
+struct Running {
+    cfg: Config,
+    /// 0 at start, one more at each reload.
+    generation: u64,
+    /// When the hit counters restarted.
+    since: Instant,
+    /// The previous generation's rules, to name the rules of log records still in flight.
+    previous: Option<(u64, RuleSet)>,
+}
+
+/// Who waits for a worker's reply.
+#[derive(Clone, Copy, Debug)]
+enum Token {
+    Walk(u64),
+    Hits(u64),
+    /// A listener waiting for events to be on (or an events switch nobody waits for).
+    Events(Option<u64>),
+    Reload(u64),
+}
+
+/// A chunked walk over every worker's table.
+struct Walk {
+    key: u64,
+    client: ClientId,
+    id: u64,
+    kind: WalkKind,
+    filter: Filter,
+    /// Per worker.
+    state: Vec<WalkState>,
+    /// Entries listed, counted or deleted so far.
+    total: u64,
+    /// When the last reply came (or the walk began).
+    progress: Instant,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum WalkKind {
+    List(Format),
+    Count,
+    Delete,
+    /// A delete by full tuple: one hash lookup per worker.
+    DeleteTuple(Family, u8, Tuple),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum WalkState {
+    Next(Cursor),
+    Waiting,
+    Done,
+}
+
+/// `rules`: collecting every worker's hit counters.
+struct Hits {
+    key: u64,
+    client: ClientId,
+    id: u64,
+    replies: Vec<Option<(u64, Vec<u64>)>>,
+    tries: u32,
+    started: Instant,
+}
+
+/// A `conntrack.events` listener.
+struct Listener {
+    key: u64,
+    client: ClientId,
+    id: u64,
+    filter: Filter,
+    /// Kinds wanted (empty: all).
+    types: Vec<EventKind>,
+    format: Format,
+    /// Workers still to confirm events are on; subscribed at 0.
+    acks: usize,
+    /// Events it missed since the last `lost` item.
+    lost: u64,
+}
+
+/// A reload waiting for the workers.
+struct ReloadOp {
+    /// The client that asked (`None`: SIGHUP).
+    client: Option<(ClientId, u64)>,
+    generation: u64,
+    cfg: Box<Config>,
+    results: Vec<Option<Result<(), String>>>,
+    deadline: Instant,
+    /// Putting the previous settings back after a refusal; the error to report then.
+    rollback: Option<String>,
+}
+
+impl Service {
+    /// The control plane, serving `server` for the workers behind `boxes`.
+    pub fn new(
+        server: Server,
+        boxes: Vec<MainBox>,
+        cfg: &Config,
+        args: &Args,
+        shared: &[Arc<Shared>],
+        wall0: SystemTime,
+    ) -> Result<Service> {
+        let hup = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))?;
+        let n = boxes.len();
+        Ok(Service {
+            server,
+            boxes,
+            waiting: (0..n).map(|_| VecDeque::new()).collect(),
+            outbox: (0..n).map(|_| VecDeque::new()).collect(),
+            walks: Vec::new(),
+            hits: Vec::new(),
+            listeners: Vec::new(),
+            events_on: false,
+            reload: None,
+            running: Running {
+                cfg: cfg.clone(),
+                generation: 0,
+                since: Instant::now(),
+                previous: None,
+            },
+            args: args.clone(),
+            hup,
+            drop_log: DropLog::open(&cfg.log)?,
+            shared: shared.to_vec(),
+            wall0,
+            started: Instant::now(),
+            next_key: 1,
+            incoming: Vec::new(),
+            spare: Vec::new(),
+        })
+    }
+
+    /// Whether commands are in progress or answers wait to be written: the control loop
+    /// then polls more often.
+    pub fn busy(&self) -> bool {
+        !self.walks.is_empty()
+            || !self.hits.is_empty()
+            || self.reload.is_some()
+            || self
+                .listeners
+                .iter()
+                .any(|l| self.server.pending(l.client) > 0)
+    }
+
+    /// One step of everything (see the module documentation).
+    pub fn poll(&mut self) {
+        let now = Instant::now();
+        if self.hup.swap(false, Ordering::Relaxed) {
+            info!("SIGHUP: reloading {}", self.running.cfg.source.display());
+            self.start_reload(None, now);
+        }
+        let mut incoming = std::mem::take(&mut self.incoming);
+        self.server.poll(now, &mut incoming);
+        for i in incoming.drain(..) {
+            match i {
+                Incoming::Request(client, req) => self.start(client, req, now),
+                Incoming::Gone(client) => self.gone(client),
+            }
+        }
+        self.incoming = incoming;
+        for w in 0..self.boxes.len() {
+            while let Some(reply) = self.boxes[w].reply() {
+                let Some(token) = self.waiting[w].pop_front() else {
+                    error!("worker {w} answered a request nobody sent");
+                    continue;
+                };
+                self.on_reply(w, token, reply, now);
+            }
+        }
+        self.advance(now);
+        self.pump();
+        self.fan_out_events();
+        self.write_logs();
+        self.timeouts(now);
+        self.server.flush(now);
+    }
+
+    /// At shutdown, after the workers stopped: write the log records still queued, and tell
+    /// clients still waiting that the instance is stopping.
+    pub fn shutdown(&mut self, engines: &mut [&mut ctfw_engine::pipeline::Engine]) {
+        self.write_logs();
+        let cfg = &self.running.cfg;
+        for (w, e) in engines.iter_mut().enumerate() {
+            e.drain_logs(|r| self.drop_log.write(w, r, cfg, None, self.wall0));
+        }
+        self.drop_log.flush();
+        let f = Failure::new(Code::ShuttingDown, "ctfw is stopping");
+        let clients: Vec<(ClientId, u64)> = self
+            .walks
+            .iter()
+            .map(|w| (w.client, w.id))
+            .chain(self.hits.iter().map(|h| (h.client, h.id)))
+            .chain(self.listeners.iter().map(|l| (l.client, l.id)))
+            .chain(self.reload.as_ref().and_then(|r| r.client))
+            .collect();
+        for (c, id) in clients {
+            self.server.finish(c, &protocol::error_line(id, &f));
+        }
+        self.server.flush(Instant::now());
+    }
+
+    /// Drop-log records written and lost.
+    #[allow(dead_code)] // read by the stats snapshot
+    pub fn drop_log_counts(&self) -> (u64, u64) {
+        (self.drop_log.written, self.drop_log.lost)
+    }
+
+    fn key(&mut self) -> u64 {
+        self.next_key += 1;
+        self.next_key
+    }
+
+    /// Queue `req` for worker `w`, for `token`.
+    fn post(&mut self, w: usize, req: Request, token: Token) {
+        self.waiting[w].push_back(token);
+        self.outbox[w].push_back(req);
+        self.pump_one(w);
+    }
+
+    fn pump(&mut self) {
+        for w in 0..self.boxes.len() {
+            self.pump_one(w);
+        }
+    }
+
+    fn pump_one(&mut self, w: usize) {
+        while self.boxes[w].has_room() {
+            let Some(req) = self.outbox[w].pop_front() else {
+                break;
+            };
+            if !self.boxes[w].send(req) {
+                // Only at shutdown: the worker has stopped, its answer will never come.
+                error!("worker {w} does not take requests any more");
+            }
+        }
+    }
+
+    fn finish_ok(&mut self, client: ClientId, id: u64, result: &Value) {
+        self.server.finish(client, &protocol::ok_line(id, result));
+    }
+
+    fn finish_err(&mut self, client: ClientId, id: u64, f: &Failure) {
+        self.server.finish(client, &protocol::error_line(id, f));
+    }
+
+    /// Begin carrying out `req` for `client`.
+    fn start(&mut self, client: ClientId, req: ClientRequest, now: Instant) {
+        let id = req.id;
+        let walk = |kind, filter| (kind, filter);
+        let (kind, filter) = match req.command {
+            Command::Hello => {
+                let r = self.hello();
+                return self.finish_ok(client, id, &r);
+            }
+            Command::Stats(a) => {
+                let r = self.stats(a.format);
+                return self.finish_ok(client, id, &r);
+            }
+            Command::Rules => {
+                let key = self.key();
+                self.hits.push(Hits {
+                    key,
+                    client,
+                    id,
+                    replies: vec![None; self.boxes.len()],
+                    tries: 0,
+                    started: now,
+                });
+                return self.ask_hits(key);
+            }
+            Command::Reload => return self.start_reload(Some((client, id)), now),
+            Command::Events(a) => return self.subscribe(client, id, &a),
+            Command::List(a) => walk(WalkKind::List(a.format), a.filter),
+            Command::Count(f) => walk(WalkKind::Count, f),
+            Command::Delete(f) | Command::Flush(f) => walk(WalkKind::Delete, f),
+        };
+        // The protocol checked the filter when it parsed the request.
+        let args = filter;
+        let filter = match args.check() {
+            Ok(f) => f,
+            Err(e) => return self.finish_err(client, id, &Failure::new(Code::BadArgs, e)),
+        };
+        let kind = match (kind, tuple_of(&args, &filter)) {
+            (WalkKind::Delete, Some((family, proto, t))) => WalkKind::DeleteTuple(family, proto, t),
+            (k, _) => k,
+        };
+        let key = self.key();
+        self.walks.push(Walk {
+            key,
+            client,
+            id,
+            kind,
+            filter,
+            state: vec![WalkState::Next(Cursor::START); self.boxes.len()],
+            total: 0,
+            progress: now,
+        });
+    }
+
+    fn hello(&self) -> Value {
+        json!({
+            "protocol": protocol::VERSION,
+            "ctfw": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "config": self.running.cfg.source.display().to_string(),
+            "socket": self.server.path().display().to_string(),
+            "workers": self.boxes.len(),
+            "generation": self.running.generation,
+            "uptime_seconds": self.started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Send every walk that may go on its next chunks.
+    fn advance(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.walks.len() {
+            let done = self.walks[i].state.iter().all(|s| *s == WalkState::Done);
+            if done {
+                let w = self.walks.swap_remove(i);
+                let result = match w.kind {
+                    WalkKind::List(_) => json!({"entries": w.total}),
+                    WalkKind::Count => json!({"count": w.total}),
+                    WalkKind::Delete | WalkKind::DeleteTuple(..) => json!({"deleted": w.total}),
+                };
+                self.finish_ok(w.client, w.id, &result);
+                continue;
+            }
+            let (key, kind, filter, client) = {
+                let w = &self.walks[i];
+                (w.key, w.kind, w.filter, w.client)
+            };
+            // A listing waits while its client's buffer is full.
+            let may_send = !matches!(kind, WalkKind::List(_)) || self.server.room(client) > 0;
+            for worker in 0..self.boxes.len() {
+                let WalkState::Next(cursor) = self.walks[i].state[worker] else {
+                    continue;
+                };
+                if !may_send {
+                    break;
+                }
+                let req = match kind {
+                    WalkKind::List(_) => {
+                        let mut buf = self.spare.pop().unwrap_or_default();
+                        buf.reserve(mailbox::CHUNK);
+                        Request::List {
+                            filter,
+                            cursor,
+                            buf,
+                        }
+                    }
+                    WalkKind::Count => Request::Count { filter, cursor },
+                    WalkKind::Delete => Request::Delete { filter, cursor },
+                    WalkKind::DeleteTuple(family, proto, orig) => Request::DeleteTuple {
+                        family,
+                        proto,
+                        orig,
+                    },
+                };
+                self.walks[i].state[worker] = WalkState::Waiting;
+                self.post(worker, req, Token::Walk(key));
+            }
+            let _ = now;
+            i += 1;
+        }
+    }
+
+    fn on_reply(&mut self, worker: usize, token: Token, reply: Reply, now: Instant) {
+        match (token, reply) {
+            (Token::Walk(key), reply) => {
+                let (n, next, buf) = match reply {
+                    Reply::Listed { buf, next } => (buf.len() as u64, next, Some(buf)),
+                    Reply::Counted { n, next } | Reply::Deleted { n, next } => (n, next, None),
+                    other => {
+                        error!("worker {worker}: unexpected reply {other:?} to a walk");
+                        return;
+                    }
+                };
+                let Some(i) = self.walks.iter().position(|w| w.key == key) else {
+                    // The client went, or the walk timed out.
+                    self.spare.extend(buf);
+                    return;
+                };
+                let w = &mut self.walks[i];
+                w.progress = now;
+                w.total += n;
+                w.state[worker] = match next {
+                    Some(c) => WalkState::Next(c),
+                    None => WalkState::Done,
+                };
+                if let (Some(buf), WalkKind::List(format)) = (buf, w.kind) {
+                    let (client, id) = (w.client, w.id);
+                    let mut out = Vec::new();
+                    for r in &buf {
+                        let item = match format {
+                            Format::Json => entry_json(r),
+                            Format::Text => json!({"line": entry_line(r)}),
+                        };
+                        out.extend(protocol::item_line(id, &item));
+                    }
+                    self.server.send(client, &out);
+                    self.spare.push(buf);
+                }
+            }
+            (Token::Hits(key), Reply::Hits { generation, buf }) => {
+                if let Some(h) = self.hits.iter_mut().find(|h| h.key == key) {
+                    h.replies[worker] = Some((generation, buf));
+                    self.finish_hits(key);
+                }
+            }
+            (Token::Events(who), Reply::Events(on)) => {
+                if let (true, Some(key)) = (on, who) {
+                    if let Some(l) = self.listeners.iter_mut().find(|l| l.key == key) {
+                        l.acks = l.acks.saturating_sub(1);
+                        if l.acks == 0 {
+                            let line = protocol::item_line(l.id, &json!({"type": "subscribed"}));
+                            self.server.send(l.client, &line);
+                        }
+                    }
+                }
+            }
+            (Token::Reload(generation), Reply::Reloaded(result)) => {
+                self.on_reloaded(worker, generation, result, now);
+            }
+            (token, reply) => {
+                error!("worker {worker}: reply {reply:?} does not match {token:?}");
+            }
+        }
+    }
+
+    fn gone(&mut self, client: ClientId) {
+        // Walks and hit collections of the client stop; replies still in flight are dropped
+        // when they come.
+        self.walks.retain(|w| w.client != client);
+        self.hits.retain(|h| h.client != client);
+        if let Some(r) = &mut self.reload {
+            if r.client.is_some_and(|(c, _)| c == client) {
+                r.client = None;
+            }
+        }
+        let before = self.listeners.len();
+        self.listeners.retain(|l| l.client != client);
+        if before != self.listeners.len() && self.listeners.is_empty() {
+            self.switch_events(false, None);
+        }
+    }
+
+    // ---- rules ----
+
+    fn ask_hits(&mut self, key: u64) {
+        let rules = self.running.cfg.rules.len() + 1;
+        for w in 0..self.boxes.len() {
+            let buf = Vec::with_capacity(rules);
+            self.post(w, Request::Hits { buf }, Token::Hits(key));
+        }
+    }
+
+    fn finish_hits(&mut self, key: u64) {
+        let Some(i) = self.hits.iter().position(|h| h.key == key) else {
+            return;
+        };
+        if self.hits[i].replies.iter().any(Option::is_none) {
+            return;
+        }
+        let h = self.hits.swap_remove(i);
+        let generation = self.running.generation;
+        let consistent = h.replies.iter().flatten().all(|(g, _)| *g == generation);
+        if !consistent {
+            // A reload is being applied: ask again once it is.
+            if h.tries < 50 {
+                let key = self.key();
+                self.hits.push(Hits {
+                    key,
+                    replies: vec![None; self.boxes.len()],
+                    tries: h.tries + 1,
+                    ..h
+                });
+                self.ask_hits(key);
+            } else {
+                let f = Failure::new(Code::Timeout, "the workers' rules did not settle");
+                self.finish_err(h.client, h.id, &f);
+            }
+            return;
+        }
+        let cfg = &self.running.cfg;
+        let mut sum = vec![0u64; cfg.rules.len() + 1];
+        for (_, buf) in h.replies.iter().flatten() {
+            for (a, b) in sum.iter_mut().zip(buf) {
+                *a += b;
+            }
+        }
+        let result = rules_json(cfg, &sum, generation, self.running.since.elapsed());
+        self.finish_ok(h.client, h.id, &result);
+    }
+
+    // ---- events ----
+
+    fn subscribe(&mut self, client: ClientId, id: u64, a: &EventArgs) {
+        let filter = match a.filter.check() {
+            Ok(f) => f,
+            Err(e) => return self.finish_err(client, id, &Failure::new(Code::BadArgs, e)),
+        };
+        let key = self.key();
+        self.listeners.push(Listener {
+            key,
+            client,
+            id,
+            filter,
+            types: a.types.clone(),
+            format: a.format,
+            acks: self.boxes.len(),
+            lost: 0,
+        });
+        self.server.ends_on_eof(client);
+        self.switch_events(true, Some(key));
+    }
+
+    /// Tell every worker to record events, or to stop.
+    fn switch_events(&mut self, on: bool, who: Option<u64>) {
+        self.events_on = on;
+        for w in 0..self.boxes.len() {
+            self.post(w, Request::Events(on), Token::Events(who));
+        }
+    }
+
+    fn fan_out_events(&mut self) {
+        for w in 0..self.boxes.len() {
+            let mut lost = self.boxes[w].lost.events.swap(0, Ordering::Relaxed);
+            // Bounded: at most what the queue held when this began.
+            for _ in 0..mailbox::EVENT_QUEUE {
+                let Ok(e) = self.boxes[w].events.try_recv() else {
+                    break;
+                };
+                self.deliver(&e);
+            }
+            // Events the engine's own buffer could not take are in its counters; those the
+            // queue could not take were counted here.
+            if lost > 0 {
+                for l in &mut self.listeners {
+                    l.lost += lost;
+                }
+                lost = 0;
+            }
+            let _ = lost;
+        }
+        for l in &mut self.listeners {
+            if l.lost > 0 && l.acks == 0 {
+                let item = json!({"type": "lost", "count": l.lost});
+                let line = protocol::item_line(l.id, &item);
+                if self.server.pending(l.client) + line.len() <= EVENT_BUFFER {
+                    self.server.send(l.client, &line);
+                    l.lost = 0;
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, e: &Event) {
+        let kind = match e.kind {
+            EngineEvent::New => EventKind::New,
+            EngineEvent::Update => EventKind::Update,
+            EngineEvent::Destroy(_) => EventKind::Destroy,
+        };
+        let mut json_line: Option<Value> = None;
+        let mut text_line: Option<Value> = None;
+        for l in &mut self.listeners {
+            if l.acks > 0
+                || !(l.types.is_empty() || l.types.contains(&kind))
+                || !l.filter.matches(&e.record.view)
+            {
+                continue;
+            }
+            let item = match l.format {
+                Format::Json => json_line.get_or_insert_with(|| event_json(e, self.wall0)),
+                Format::Text => text_line.get_or_insert_with(
+                    || json!({"line": format!("{} {}", kind.tag(), entry_line(&e.record))}),
+                ),
+            };
+            let line = protocol::item_line(l.id, item);
+            if self.server.pending(l.client) + line.len() > EVENT_BUFFER {
+                l.lost += 1;
+            } else {
+                self.server.send(l.client, &line);
+            }
+        }
+    }
+
+    // ---- drop log ----
+
+    fn write_logs(&mut self) {
+        let (cfg, generation) = (&self.running.cfg, self.running.generation);
+        let previous = self.running.previous.as_ref();
+        for (w, b) in self.boxes.iter().enumerate() {
+            self.drop_log.lost += b.lost.logs.swap(0, Ordering::Relaxed);
+            for _ in 0..mailbox::LOG_QUEUE {
+                let Ok((gen_of, r)) = b.logs.try_recv() else {
+                    break;
+                };
+                // Records decided by the previous rules name them, not today's.
+                let rules = match previous {
+                    Some((g, rules)) if *g == gen_of && gen_of != generation => Some(rules),
+                    _ => None,
+                };
+                self.drop_log.write(w, &r, cfg, rules, self.wall0);
+            }
+        }
+        self.drop_log.flush();
+    }
+
+    // ---- stats ----
+
+    fn stats(&self, format: Format) -> Value {
+        let mut c = ctfw_engine::Counters::default();
+        let mut entries = 0;
+        let mut workers = Vec::new();
+        for s in &self.shared {
+            let g = s
+                .snapshot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            c.merge(&g.counters);
+            entries += g.entries;
+            workers.push(json!({
+                "packets": g.counters.packets,
+                "accepted": g.counters.accepted,
+                "dropped": g.counters.dropped,
+                "entries": g.entries,
+            }));
+        }
+        let events_lost: u64 = c.events_lost;
+        let v = json!({
+            "uptime_seconds": self.started.elapsed().as_secs_f64(),
+            "config": self.running.cfg.source.display().to_string(),
+            "generation": self.running.generation,
+            "entries": entries,
+            "capacity": self.running.cfg.engine.capacity,
+            "counters": report_json::Counters::from(&c),
+            "workers": workers,
+            "events": {"listeners": self.listeners.len(), "lost_in_engine": events_lost},
+            "control_clients": self.server.clients(),
+            "log": {"logged": c.logged, "suppressed": c.log_suppressed,
+                    "written": self.drop_log.written, "lost": self.drop_log.lost},
+        });
+        match format {
+            Format::Json => v,
+            Format::Text => json!({"text": format!(
+                "ctfw: up {:.1} s, {} entries (capacity {})\n  packets {} accepted {} dropped {}\n",
+                self.started.elapsed().as_secs_f64(),
+                entries,
+                self.running.cfg.engine.capacity,
+                c.packets,
+                c.accepted,
+                c.dropped
+            )}),
+        }
+    }
+
+    // ---- reload ----
+
+    fn start_reload(&mut self, client: Option<(ClientId, u64)>, now: Instant) {
+        let fail = |this: &mut Service, f: Failure| match client {
+            Some((c, id)) => this.finish_err(c, id, &f),
+            None => error!("reload failed: {}", f.message),
+        };
+        if self.reload.is_some() {
+            let f = Failure::new(Code::Internal, "a reload is already in progress; try again");
+            return fail(self, f);
+        }
+        let source = self.running.cfg.source.clone();
+        let mut new = match Config::load(&source) {
+            Ok(c) => c,
+            // The text `ctfw check-config` prints after `ctfw: error: `.
+            Err(e) => {
+                let f = Failure::new(Code::InvalidConfig, format!("{:#}", anyhow::Error::from(e)));
+                return fail(self, f);
+            }
+        };
+        if let Err(e) = args::apply(&mut new, &self.args) {
+            return fail(self, Failure::new(Code::InvalidConfig, format!("{e:#}")));
+        }
+        let refused = self.running.cfg.reload_refusals(&new);
+        if !refused.is_empty() {
+            let list: Vec<String> = refused.iter().map(ToString::to_string).collect();
+            let f = Failure::new(
+                Code::ReloadRefused,
+                format!(
+                    "reload refused, the running configuration stays in force: {} changes \
+                     settings that need a restart: {}",
+                    source.display(),
+                    list.join("; ")
+                ),
+            )
+            .with(
+                "refused",
+                Value::Array(
+                    refused
+                        .iter()
+                        .map(|r| json!({"key": r.key, "why": r.why}))
+                        .collect(),
+                ),
+            );
+            return fail(self, f);
+        }
+        let generation = self.running.generation + 1;
+        self.send_config(&new, generation);
+        self.reload = Some(ReloadOp {
+            client,
+            generation,
+            cfg: Box::new(new),
+            results: vec![None; self.boxes.len()],
+            deadline: now + RELOAD_TIMEOUT,
+            rollback: None,
+        });
+    }
+
+    /// Send every worker the rules and settings of `cfg`, as `generation`.
+    fn send_config(&mut self, cfg: &Config, generation: u64) {
+        let (rules, ecfg) = (rule_set(cfg), engine_config(cfg));
+        for w in 0..self.boxes.len() {
+            self.send_config_to(w, &rules, &ecfg, generation);
+        }
+    }
+
+    fn send_config_to(&mut self, w: usize, rules: &RuleSet, cfg: &EngineConfig, generation: u64) {
+        let r = Reload {
+            generation,
+            rules: rules.clone(),
+            cfg: cfg.clone(),
+        };
+        self.post(w, Request::Reload(Box::new(r)), Token::Reload(generation));
+    }
+
+    fn on_reloaded(
+        &mut self,
+        worker: usize,
+        generation: u64,
+        result: Result<(), String>,
+        now: Instant,
+    ) {
+        let Some(op) = &mut self.reload else {
+            return;
+        };
+        if op.generation != generation {
+            // A rollback's answer (the rollback re-sends the running generation).
+            if op.rollback.is_some() && generation == self.running.generation {
+                op.results[worker] = Some(result);
+                self.finish_reload(now);
+            }
+            return;
+        }
+        op.results[worker] = Some(result);
+        self.finish_reload(now);
+    }
+
+    fn finish_reload(&mut self, _now: Instant) {
+        let Some(op) = &self.reload else { return };
+        if op.results.iter().any(Option::is_none) {
+            return;
+        }
+        let Some(mut op) = self.reload.take() else {
+            return;
+        };
+        if let Some(why) = op.rollback.take() {
+            let f = Failure::new(Code::Internal, why);
+            match op.client {
+                Some((c, id)) => self.finish_err(c, id, &f),
+                None => error!("reload failed: {}", f.message),
+            }
+            return;
+        }
+        let refusals: Vec<(usize, String)> = op
+            .results
+            .iter()
+            .enumerate()
+            .filter_map(|(w, r)| match r {
+                Some(Err(e)) => Some((w, e.clone())),
+                _ => None,
+            })
+            .collect();
+        if !refusals.is_empty() {
+            // Put back the running settings where the new ones were taken.
+            let why = format!(
+                "reload refused by worker {}: {}; the running configuration stays in force",
+                refusals[0].0, refusals[0].1
+            );
+            let (rules, ecfg) = (
+                rule_set(&self.running.cfg),
+                engine_config(&self.running.cfg),
+            );
+            let generation = self.running.generation;
+            let mut results = vec![Some(Ok(())); self.boxes.len()];
+            for (w, r) in op.results.iter().enumerate() {
+                if matches!(r, Some(Ok(()))) {
+                    results[w] = None;
+                    self.send_config_to(w, &rules, &ecfg, generation);
+                }
+            }
+            op.results = results;
+            op.rollback = Some(why);
+            self.reload = Some(op);
+            return self.finish_reload(_now);
+        }
+        let old = std::mem::replace(&mut self.running.cfg, *op.cfg);
+        self.running.previous = Some((self.running.generation, old.rules.clone()));
+        self.running.generation = op.generation;
+        self.running.since = Instant::now();
+        if old.log != self.running.cfg.log {
+            if let Err(e) = self.drop_log.retarget(&self.running.cfg.log) {
+                warn!("drop log: {e:#}; it keeps its previous target");
+            }
+        }
+        let cfg = &self.running.cfg;
+        let result = json!({
+            "config": cfg.source.display().to_string(),
+            "generation": op.generation,
+            "rules": cfg.rules.len(),
+            "policy": cfg.rules.default_action().name(),
+        });
+        info!(
+            "reloaded {} (generation {}): {} rules, policy {}; every connection kept",
+            cfg.source.display(),
+            op.generation,
+            cfg.rules.len(),
+            cfg.rules.default_action().name()
+        );
+        if let Some((c, id)) = op.client {
+            self.finish_ok(c, id, &result);
+        }
+    }
+
+    // ---- timeouts ----
+
+    fn timeouts(&mut self, now: Instant) {
+        let f = Failure::new(
+            Code::Timeout,
+            format!(
+                "a worker did not answer within {} s",
+                WORKER_TIMEOUT.as_secs()
+            ),
+        );
+        let mut late = Vec::new();
+        self.walks.retain(|w| {
+            let waiting = w.state.contains(&WalkState::Waiting);
+            let stale = waiting && now.duration_since(w.progress) > WORKER_TIMEOUT;
+            if stale {
+                late.push((w.client, w.id));
+            }
+            !stale
+        });
+        self.hits.retain(|h| {
+            let stale = now.duration_since(h.started) > WORKER_TIMEOUT;
+            if stale {
+                late.push((h.client, h.id));
+            }
+            !stale
+        });
+        for (c, id) in late {
+            self.finish_err(c, id, &f);
+        }
+        if let Some(op) = &mut self.reload {
+            if now > op.deadline {
+                // Keep waiting for the workers (the outcome is logged), but answer now.
+                op.deadline = now + RELOAD_TIMEOUT;
+                if let Some((c, id)) = op.client.take() {
+                    let f = Failure::new(
+                        Code::Timeout,
+                        format!(
+                            "the workers did not all take the new configuration within {} s; \
+                             the reload completes when they do (see ctfw's log)",
+                            RELOAD_TIMEOUT.as_secs()
+                        ),
+                    );
+                    self.finish_err(c, id, &f);
+                }
+            }
+        }
+    }
+}
+
+/// The full ORIGINAL tuple a filter names, if it names one (both addresses bare, both ports
+/// or the ICMP type, code and id, nothing else): a delete by tuple.
+fn tuple_of(args: &FilterArgs, f: &Filter) -> Option<(Family, u8, Tuple)> {
+    let (family, proto) = (f.family?, f.proto?);
+    let addr = |a: &Option<String>| -> Option<u128> {
+        match a.as_deref()?.parse::<IpAddr>().ok()? {
+            IpAddr::V4(v4) => Some(u128::from(u32::from(v4))),
+            IpAddr::V6(v6) => Some(u128::from(v6)),
+        }
+    };
+    let (src, dst) = (addr(&args.src)?, addr(&args.dst)?);
+    let (sport, dport) = match (f.sport, f.dport, f.icmp_type, f.icmp_code, f.icmp_id) {
+        (Some(s), Some(d), None, None, None) => (s, d),
+        (None, None, Some(t), Some(c), Some(id)) => (id, (u16::from(t) << 8) | u16::from(c)),
+        _ => return None,
+    };
+    if f.tcp_state.is_some() || f.assured.is_some() || f.unreplied.is_some() {
+        return None;
+    }
+    Some((
+        family,
+        proto,
+        Tuple {
+            src,
+            dst,
+            sport,
+            dport,
+        },
+    ))
+}
+
+/// An entry as a listing's JSON item: the conformance records' fields, and `counters` when
+/// accounting is on.
+pub fn entry_json(r: &EntryRecord) -> Value {
+    let mut v = records::entry_json(&r.view);
+    if let Some(a) = r.acct {
+        v["counters"] = json!({
+            "original": {"packets": a.orig.packets, "bytes": a.orig.bytes},
+            "reply": {"packets": a.reply.packets, "bytes": a.reply.bytes},
+        });
+    }
+    v
+}
+
+/// An entry's `conntrack -L` line; with accounting, `packets=N bytes=N` after each tuple, as
+/// conntrack prints them with `nf_conntrack_acct` on.
+pub fn entry_line(r: &EntryRecord) -> String {
+    let line = r.view.to_string();
+    let Some(a) = r.acct else { return line };
+    // The view's line has the REPLY tuple start at the second `src=`; `[UNREPLIED]` (if there)
+    // ends the ORIGINAL tuple, `[ASSURED]` or `mark=` the REPLY tuple.
+    let words: Vec<&str> = line.split(' ').collect();
+    let reply_at = words
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.starts_with("src="))
+        .nth(1)
+        .map(|(i, _)| i);
+    let Some(reply_at) = reply_at else {
+        return line;
+    };
+    let orig_end = if words[reply_at - 1] == "[UNREPLIED]" {
+        reply_at - 1
+    } else {
+        reply_at
+    };
+    let reply_end = words
+        .iter()
+        .position(|w| *w == "[ASSURED]" || w.starts_with("mark="))
+        .unwrap_or(words.len());
+    let counts =
+        |d: ctfw_engine::observe::DirAcct| format!("packets={} bytes={}", d.packets, d.bytes);
+    let (o, rp) = (counts(a.orig), counts(a.reply));
+    let mut out: Vec<&str> = Vec::with_capacity(words.len() + 2);
+    for (i, w) in words.iter().enumerate() {
+        if i == orig_end {
+            out.push(&o);
+        }
+        if i == reply_end {
+            out.push(&rp);
+        }
+        out.push(w);
+    }
+    if reply_end == words.len() {
+        out.push(&rp);
+    }
+    out.join(" ")
+}
+
+/// A connection event as a JSON item.
+fn event_json(e: &Event, wall0: SystemTime) -> Value {
+    let mut v = json!({
+        "type": e.kind.name(),
+        "time": unix_seconds(wall0, e.at),
+        "entry": entry_json(&e.record),
+    });
+    if let EngineEvent::Destroy(cause) = e.kind {
+        v["cause"] = json!(cause.name());
+    }
+    v
+}
+
+/// Engine time `at` in seconds since the Unix epoch, microsecond precision.
+pub fn unix_seconds(wall0: SystemTime, at: ctfw_engine::time::Instant) -> f64 {
+    let t = wall0 + Duration::from_nanos(at.0);
+    let s = t
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    (s * 1e6).round() / 1e6
+}
+
+/// `rules`' result: each rule in `check-config`'s notation with its hits since the reload.
+fn rules_json(cfg: &Config, hits: &[u64], generation: u64, since: Duration) -> Value {
+    let texts = rule_texts(cfg);
+    let rules: Vec<Value> = cfg
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, (name, rule))| {
+            json!({
+                "index": i,
+                "name": name,
+                "rule": texts.get(i).cloned().unwrap_or_default(),
+                "action": rule.action.name(),
+                "log": rule.log,
+                "packets": hits.get(i).copied().unwrap_or(0),
+            })
+        })
+        .collect();
+    let hits_json = report_json::RuleHits::new(&cfg.rules, hits);
+    json!({
+        "config": cfg.source.display().to_string(),
+        "generation": generation,
+        "since_seconds": since.as_secs_f64(),
+        "rules": rules,
+        "policy": {
+            "action": cfg.rules.default_action().name(),
+            "log": cfg.rules.default_log() || cfg.log.policy,
+            "packets": hits_json.default_policy,
+        },
+    })
+}
+
+/// Each rule in the iptables-like notation `ctfw check-config` prints, taken from its
+/// summary (`  {index} {name}  {rule}` lines under `rules (first match wins):`).
+fn rule_texts(cfg: &Config) -> Vec<String> {
+    let summary = cfg.summary();
+    let mut lines = summary
+        .lines()
+        .skip_while(|l| !l.starts_with("rules (first match wins)"))
+        .skip(1);
+    let mut out = Vec::new();
+    for (i, (name, _)) in cfg.rules.iter().enumerate() {
+        let Some(l) = lines.next() else { break };
+        let rest = l.trim_start();
+        let rest = rest
+            .strip_prefix(&i.to_string())
+            .map(str::trim_start)
+            .and_then(|r| r.strip_prefix(name))
+            .map_or(rest, str::trim_start);
+        out.push(rest.to_owned());
+    }
+    out
+}
