@@ -410,27 +410,32 @@ pub fn rules(target: &Target, out: Output) -> Result<()> {
         .iter()
         .filter_map(|x| x["name"].as_str())
         .map(str::len)
+        .chain([6])
         .max()
-        .unwrap_or(0);
+        .unwrap_or(6);
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
     outln!("  {:>3} {:>12}  {:width$}  rule", "#", "packets", "name");
     for x in rules {
         outln!(
             "  {:>3} {:>12}  {:width$}  {}{}",
-            x["index"],
-            x["packets"],
-            x["name"].as_str().unwrap_or("?"),
-            x["rule"].as_str().unwrap_or("?"),
-            if x["log"] == true { " (logged)" } else { "" }
+            text(&x["index"]),
+            text(&x["packets"]),
+            text(&x["name"]),
+            text(&x["rule"]),
+            if x["log"] == true { "  (logged)" } else { "" }
         );
     }
     let p = &r["policy"];
     outln!(
         "  {:>3} {:>12}  {:width$}  -j {}{}",
         "",
-        p["packets"],
+        text(&p["packets"]),
         "policy",
-        p["action"].as_str().unwrap_or("?").to_ascii_uppercase(),
-        if p["log"] == true { " (logged)" } else { "" }
+        text(&p["action"]).to_ascii_uppercase(),
+        if p["log"] == true { "  (logged)" } else { "" }
     );
     Ok(())
 }
