@@ -50,9 +50,12 @@ fn pcap_devices(dir: &Path) -> Vec<String> {
 /// and its JSON report (`Null` if it wrote none).
 fn run(dir: &Path, args: &[&str]) -> (Output, Value) {
     let report = dir.join("report.json");
+    let socket = dir.join("ctfw.sock");
     let mut all = vec!["run"];
     all.extend_from_slice(args);
     all.extend(["--report-json", report.to_str().expect("utf8")]);
+    // A control socket of its own: tests run side by side.
+    all.extend(["--socket", socket.to_str().expect("utf8")]);
     let out = ctfw(&all);
     (out, read_report(&report))
 }
@@ -466,6 +469,8 @@ fn sigterm_under_load_stops_cleanly_without_leaking() {
             cfg.to_str().expect("utf8"),
             "--report-json",
             report.to_str().expect("utf8"),
+            "--socket",
+            dir.join("ctfw.sock").to_str().expect("utf8"),
         ])
         .current_dir(root())
         .stdout(Stdio::piped())
@@ -517,6 +522,8 @@ fn with_and_without_hugepages_and_two_instances_at_once() {
                 "1",
                 "--report-json",
                 &format!("{d}/report.json"),
+                "--socket",
+                &format!("{d}/ctfw.sock"),
             ])
             .current_dir(root())
             .stdout(Stdio::piped())
@@ -597,8 +604,13 @@ fn mistakes_get_a_clear_error_and_a_failing_status() {
             "/nonexistent.yaml",
         ),
     ];
+    let dir = tmp("mistakes");
+    let socket = dir.join("ctfw.sock");
     for (args, want) in cases {
-        let out = ctfw(args);
+        // A control socket of its own: tests run side by side.
+        let mut args = args.to_vec();
+        args.extend(["--socket", socket.to_str().expect("utf8")]);
+        let out = ctfw(&args);
         let err = text(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(err.contains(want), "{args:?}: {err}");
@@ -613,7 +625,13 @@ fn mistakes_get_a_clear_error_and_a_failing_status() {
          dataplane: {workers: 3, lcores: \"0-1\", hugepages: off}\n",
     )
     .expect("config");
-    let out = ctfw(&["run", "--config", cfg.to_str().expect("utf8")]);
+    let out = ctfw(&[
+        "run",
+        "--config",
+        cfg.to_str().expect("utf8"),
+        "--socket",
+        dir.join("ctfw.sock").to_str().expect("utf8"),
+    ]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("too few cores"),
