@@ -40,7 +40,7 @@ use self::control::MainIo;
 use self::layout::{RxMode, TxMode};
 use self::ports::PortSetup;
 use self::rings::Rings;
-use self::worker::{Clock, Finished, Shared, TxPath, Worker};
+use self::worker::{Clock, Finished, PortVerdicts, Shared, TxPath, Worker};
 use crate::MAX_BURST;
 
 /// Where the flow-hash seeds come from.
@@ -159,6 +159,7 @@ impl Workers {
                 clock,
                 stop: Arc::clone(&stop),
                 shared: Arc::new(Shared::default()),
+                by_port: vec![PortVerdicts::default(); ports.len()],
             });
         }
         let shared = built.iter().map(|w| Arc::clone(&w.shared)).collect();
