@@ -1,5 +1,6 @@
-//! The main lcore: the control loop (signals, idle exit, periodic counters) and, when a device
-//! needs it, the software distributor and the transmitter for shared TX rings.
+//! The main lcore: the control loop (signals, idle exit, periodic counters, the live
+//! statistics of [`super::publish`]) and, when a device needs it, the software distributor and
+//! the transmitter for shared TX rings.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use rte::{Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
 use super::args::Args;
 use super::layout::RxMode;
 use super::ports::PortSetup;
+use super::publish::Publisher;
 use super::report;
 use super::rings::Rings;
 use super::worker::{Shared, TX_RETRIES};
@@ -86,7 +88,8 @@ impl MainIo {
         })
     }
 
-    /// Distribute, transmit, and watch for the end. Returns why it stopped.
+    /// Distribute, transmit, keep the live statistics up to date, and watch for the end.
+    /// Returns why it stopped.
     pub fn run(
         &mut self,
         term: &AtomicBool,
@@ -94,6 +97,7 @@ impl MainIo {
         shared: &[Arc<Shared>],
         cfg: &Config,
         started: std::time::Instant,
+        publisher: &mut Publisher<'_>,
     ) -> Stop {
         let busy = !self.dist.is_empty() || !self.tx_queues.is_empty();
         let hz = rte::tsc_hz();
@@ -115,6 +119,7 @@ impl MainIo {
             if term.load(Ordering::Relaxed) {
                 return Stop::Signal;
             }
+            publisher.tick(&self.counters);
             let activity = self.counters.rx
                 + shared
                     .iter()

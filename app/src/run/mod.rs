@@ -20,6 +20,7 @@ mod control;
 mod eal;
 mod layout;
 mod ports;
+mod publish;
 mod report;
 mod rings;
 mod worker;
@@ -39,9 +40,11 @@ pub use self::args::Args;
 use self::control::MainIo;
 use self::layout::{RxMode, TxMode};
 use self::ports::PortSetup;
+use self::publish::Publisher;
 use self::rings::Rings;
 use self::worker::{Clock, Finished, PortVerdicts, Shared, TxPath, Worker};
-use crate::MAX_BURST;
+use crate::stats::Board;
+use crate::{MAX_BURST, metrics};
 
 /// Where the flow-hash seeds come from.
 const RANDOM_SOURCE: &str = "/dev/urandom";
@@ -50,11 +53,19 @@ const RANDOM_SOURCE: &str = "/dev/urandom";
 pub fn run(args: &Args) -> Result<()> {
     let mut cfg = Config::load(&args.config)?;
     args::apply(&mut cfg, args)?;
+    // Taken before DPDK starts, so that an address in use fails at once and says so.
+    let metrics_addr = cfg.metrics.listen.map(metrics::bind).transpose()?;
     let eal::Started {
         eal,
         memory,
         lcores,
     } = eal::start(&cfg)?;
+    // Served from here on: the EAL has pinned this thread to the main lcore, and the
+    // server's threads inherit that CPU rather than a worker's.
+    let board = Arc::new(Board::new());
+    let metrics = metrics_addr
+        .map(|l| metrics::serve(l, Arc::clone(&board)))
+        .transpose()?;
     let mut ports = ports::setup(&eal, &cfg)?;
     let rings = Rings::new(&eal, &ports, cfg.dataplane.workers)?;
     report::print_layout(&cfg, &ports, &rings, &lcores, memory);
@@ -65,11 +76,15 @@ pub fn run(args: &Args) -> Result<()> {
     let workers = Workers::launch(&eal, &cfg, &ports, &rings, &lcores, clock)?;
 
     let started = std::time::Instant::now();
-    let why = main_io.run(&term, args, &workers.shared, &cfg, started);
+    let shared = workers.shared.clone();
+    let mut publisher = Publisher::new(board, &cfg, &ports, &shared, &lcores, started);
+    let why = main_io.run(&term, args, &shared, &cfg, started, &mut publisher);
     info!("stopping: {why}");
     // Workers drain their input rings and flush; then the shared TX rings are drained.
     let finished = workers.stop()?;
     main_io.drain_tx();
+    // Readers see the final counters while the report is printed.
+    publisher.publish(&main_io.counters);
     let elapsed = started.elapsed();
     let summary = report::Final::new(&cfg, why, elapsed, memory, &finished, &main_io, clock.now());
     summary.print(&cfg, args.max_entries);
@@ -84,6 +99,7 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(path) = &args.report_json {
         summary.write_json(path, &cfg, args.max_entries, &closed)?;
     }
+    drop(metrics);
     if closed.iter().any(ports::Closed::leaked) {
         bail!("mbufs were not returned to their pools (see above)");
     }
