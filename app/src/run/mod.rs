@@ -1,19 +1,22 @@
 //! `ctfw run`: the firewall itself, a DPDK data plane on the configured ports.
 //!
-//! Start-up: configuration (with command-line overrides, [`args`]) -> EAL (hugepages when there
-//! are enough, else a clean `--no-huge` fallback, said in the log; [`eal`]) -> ports probed and
-//! planned ([`layout`]: symmetric RSS, software distribution, TX per worker or shared), each
-//! with its packet pool, configured ([`ports`]) -> the rings between lcores ([`rings`]) ->
-//! ports started -> one worker per worker lcore, each with its own connection table
-//! ([`worker`]). The main lcore keeps the control plane (signals, idle exit, periodic
-//! counters) and, when a device needs it, distributes RX in software and transmits for ports
-//! with fewer TX queues than workers ([`control`]).
+//! Start-up: configuration (with command-line overrides, [`args`]) -> the `metrics.listen`
+//! address taken ([`metrics::bind`]) -> EAL (hugepages when there are enough, else a clean
+//! `--no-huge` fallback, said in the log; [`eal`]) -> the `/metrics` server started
+//! ([`metrics::serve`]) -> ports probed and planned ([`layout`]: symmetric RSS, software
+//! distribution, TX per worker or shared), each with its packet pool, configured ([`ports`])
+//! -> the rings between lcores ([`rings`]) -> ports started -> one worker per worker lcore,
+//! each with its own connection table ([`worker`]). The main lcore keeps the control plane
+//! (signals, idle exit, periodic counters, the live statistics of [`publish`]) and, when a
+//! device needs it, distributes RX in software and transmits for ports with fewer TX queues
+//! than workers ([`control`]).
 //!
 //! Shutdown (SIGINT, SIGTERM, or `--idle-exit`): distribution stops, workers drain their
-//! rings and flush TX, the main lcore drains the shared TX rings, final counters and the
-//! table are printed ([`report`]), ports are stopped and closed, every pool is checked to be
-//! full again (no mbuf leaked), the JSON report is written if `--report-json` asked for it,
-//! and the EAL is cleaned up. Exit status 0, or an error if an mbuf leaked.
+//! rings and flush TX, the main lcore drains the shared TX rings and posts the final
+//! statistics, final counters and the table are printed ([`report`]), ports are stopped and
+//! closed, every pool is checked to be full again (no mbuf leaked), the JSON report is written
+//! if `--report-json` asked for it, the `/metrics` server stops, and the EAL is cleaned up.
+//! Exit status 0, or an error if an mbuf leaked.
 
 mod args;
 mod control;
