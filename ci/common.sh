@@ -20,9 +20,10 @@ ensure_packages() {
     $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# The packages ctfw builds and tests with, and the pinned Rust toolchain.
+# The packages ctfw builds and tests with, and the pinned Rust toolchain. `prometheus` brings
+# promtool, which the metrics end-to-end test validates the /metrics exposition with.
 ensure_build_deps() {
-    ensure_packages pkg-config libdpdk-dev dpdk clang libclang-dev libpcap-dev python3
+    ensure_packages pkg-config libdpdk-dev dpdk clang libclang-dev libpcap-dev python3 prometheus
     command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
     ensure_toolchain
 }

@@ -57,6 +57,8 @@ const FUNCTIONS: &[&str] = &[
     "rte_eth_promiscuous_enable",
     "rte_eth_promiscuous_disable",
     "rte_eth_stats_get",
+    "rte_eth_xstats_get_names",
+    "rte_eth_xstats_get",
     "rte_eth_dev_rss_hash_conf_get",
     "rte_eth_dev_get_mtu",
 ];

@@ -1,7 +1,9 @@
 //! The JSON form of the final reports of `ctfw replay` and `ctfw run` (`--report-json FILE`):
 //! the facts of the human report, under stable names, for scripts, benchmarks and tests (the
 //! human report may change freely; these names do not). The parts both commands share are
-//! here; each command's report adds its own fields around them.
+//! here; each command's report adds its own fields around them. The live statistics of
+//! `ctfw stats` ([`crate::stats`]) use the same counters and rule hits, and read them back
+//! (hence `Deserialize`).
 //!
 //! Counters are JSON integers. Reasons are keyed by [`Reason::name`], and every reason of a
 //! class is present, zeros included, so a script can read any of them without a default.
@@ -16,12 +18,12 @@ use anyhow::{Context, Result};
 use ctfw_engine::rules::RuleSet;
 use ctfw_engine::view::EntryView;
 use ctfw_engine::{Reason, ReasonClass};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::records;
 
 /// The engine's counters.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counters {
     /// Packets handed to the engine.
     pub packets: u64,
@@ -34,13 +36,13 @@ pub struct Counters {
     /// What happened to connection entries.
     pub connections: Connections,
     /// Dropped packets by reason: every reason of the `Unparsed` and `Policy` classes.
-    pub dropped_by_reason: BTreeMap<&'static str, u64>,
+    pub dropped_by_reason: BTreeMap<String, u64>,
     /// INVALID verdicts by reason (the rules then decided): every `Invalid` reason.
-    pub invalid_by_reason: BTreeMap<&'static str, u64>,
+    pub invalid_by_reason: BTreeMap<String, u64>,
 }
 
 /// Connection entries created and removed.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Connections {
     /// Entries created.
     pub created: u64,
@@ -60,7 +62,7 @@ impl From<&ctfw_engine::Counters> for Counters {
             Reason::ALL
                 .iter()
                 .filter(|r| (r.class() == ReasonClass::Invalid) == invalid)
-                .map(|&r| (r.name(), c.get(r)))
+                .map(|&r| (r.name().to_owned(), c.get(r)))
                 .collect()
         };
         Counters {
@@ -82,7 +84,7 @@ impl From<&ctfw_engine::Counters> for Counters {
 }
 
 /// Packets decided per rule, and by the default policy.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuleHits {
     /// Each rule, in rule order.
     pub rules: Vec<RuleHit>,
@@ -91,7 +93,7 @@ pub struct RuleHits {
 }
 
 /// Packets decided by one rule.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuleHit {
     /// The rule's name.
     pub rule: String,

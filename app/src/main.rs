@@ -26,9 +26,11 @@ macro_rules! outln {
 mod capture;
 mod control;
 mod json;
+mod metrics;
 mod records;
 mod replay;
 mod run;
+mod stats;
 mod summary;
 
 use std::path::PathBuf;

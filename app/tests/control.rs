@@ -512,7 +512,7 @@ fn conntrack_list_filters_count_delete_and_flush() {
     assert_eq!(lab.ok(&["conntrack", "count"]).trim(), "0");
     // The engines counted the deletions.
     let stats = lab.json(&["stats"]);
-    assert_eq!(stats["entries"], 0, "{stats}");
+    assert_eq!(stats["table"]["entries"], 0, "{stats}");
     lab.stop();
 }
 
@@ -603,12 +603,12 @@ impl Listener {
 fn events_follow_a_handshake_and_a_close() {
     let mut lab = Instance::lab("events", 1, CLASSIC);
     // Nobody listens: no events are recorded.
-    assert_eq!(lab.json(&["stats"])["events"]["listeners"], 0);
+    assert_eq!(lab.json(&["stats"])["control"]["listeners"], 0);
     let json = Listener::start(&lab, &["-o", "json"]);
     let human = Listener::start(&lab, &["-p", "tcp"]);
     let quiet = Listener::start(&lab, &["-p", "udp"]);
     let news = Listener::start(&lab, &["-e", "NEW"]);
-    assert_eq!(lab.json(&["stats"])["events"]["listeners"], 4);
+    assert_eq!(lab.json(&["stats"])["control"]["listeners"], 4);
 
     let mut a = TcpSim::new(sock("10.0.1.2", 40000), sock("10.0.2.2", 80));
     a.handshake().exchange(10, 20).close();
@@ -715,7 +715,7 @@ fn events_follow_a_handshake_and_a_close() {
         );
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while lab.json(&["stats"])["events"]["listeners"] != 0 {
+    while lab.json(&["stats"])["control"]["listeners"] != 0 {
         assert!(Instant::now() < deadline, "listeners stayed");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -735,9 +735,17 @@ fn stats_and_rule_hits() {
     assert_eq!(s["counters"]["packets"], 4, "{s}");
     assert_eq!(s["counters"]["accepted"], 3, "{s}");
     assert_eq!(s["counters"]["dropped"], 1, "{s}");
-    assert_eq!(s["entries"], 1, "{s}");
+    assert_eq!(s["table"]["entries"], 1, "{s}");
+    assert_eq!(s["rule_hits"]["default_policy"], 1, "{s}");
     let human = lab.ok(&["stats"]);
-    assert!(human.contains("packets 4"), "{human}");
+    assert!(
+        human.contains("packets 4  accepted 3  dropped 1"),
+        "{human}"
+    );
+    assert!(
+        human.contains("control: configuration generation 0"),
+        "{human}"
+    );
 
     let r = lab.json(&["rules"]);
     let hits: Vec<(String, u64)> = r["rules"]
@@ -1110,7 +1118,7 @@ fn a_stuck_client_slows_only_itself_and_is_dropped() {
     lab.send(&[udp(Side::Inside, "10.0.1.9", "10.0.2.2", 999, 53)]);
     assert_eq!(lab.list(&["-s", "10.0.1.9"]).len(), 1);
     assert_eq!(
-        lab.json(&["stats"])["control_clients"],
+        lab.json(&["stats"])["control"]["clients"],
         2,
         "the stuck one and stats"
     );
@@ -1129,7 +1137,7 @@ fn a_stuck_client_slows_only_itself_and_is_dropped() {
         lines.len()
     );
     assert!(!got.contains("\"ok\""), "no final line");
-    assert_eq!(lab.json(&["stats"])["control_clients"], 1);
+    assert_eq!(lab.json(&["stats"])["control"]["clients"], 1);
     // A client that reads gets everything.
     assert_eq!(lab.list(&[]).len(), 6001);
     lab.stop();
@@ -1177,10 +1185,8 @@ fn the_drop_log_records_logged_packets_and_counts_what_it_suppresses() {
     assert_eq!(r["dport"], 7000);
     assert!(r["time"].as_f64().expect("time") > 1.0e9);
     let s = lab.json(&["stats"]);
-    assert_eq!(s["log"]["logged"], 3, "{s}");
-    assert_eq!(s["log"]["suppressed"], 7, "{s}");
-    assert_eq!(s["log"]["written"], 3, "{s}");
-    assert_eq!(s["log"]["lost"], 0, "{s}");
+    assert_eq!(s["control"]["log_written"], 3, "{s}");
+    assert_eq!(s["control"]["log_lost"], 0, "{s}");
     assert_eq!(lab.json(&["rules"])["policy"]["log"], true);
     lab.stop();
 }

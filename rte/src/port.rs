@@ -1,5 +1,5 @@
-//! `Port`: an ethdev port (configure, start, stats, RSS), and [`RxQueue`] / [`TxQueue`], the
-//! claimed queues its data path runs on.
+//! `Port`: an ethdev port (configure, start, stats and xstats, RSS), and [`RxQueue`] /
+//! [`TxQueue`], the claimed queues its data path runs on.
 //!
 //! Invariants:
 //! - At most one `Port` exists per port id in the process (a global claim), because ethdev's
@@ -21,7 +21,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, c_char};
 use std::marker::PhantomData;
 use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -416,6 +416,41 @@ impl Port {
         })
     }
 
+    /// Extended counters (`rte_eth_xstats_get`) as `(name, value)`, in the device's order:
+    /// the generic ones every ethdev has (`rx_good_packets`, `rx_q0_bytes`, ...) and the
+    /// driver's own. A control-path call, like [`stats`](Self::stats): it allocates, and the
+    /// data path never needs it.
+    pub fn xstats(&self) -> Result<Vec<(String, u64)>, RteError> {
+        let id = self.id();
+        // SAFETY: NULL with size 0 asks for the count only.
+        let count = unsafe { sys::rte_eth_xstats_get_names(id, ptr::null_mut(), 0) };
+        let count = RteError::check("rte_eth_xstats_get_names", count)? as u32;
+        let mut names = vec![sys::rte_eth_xstat_name::default(); count as usize];
+        // SAFETY: names has room for `count` entries, as the call is told.
+        let got = unsafe { sys::rte_eth_xstats_get_names(id, names.as_mut_ptr(), count) };
+        let got = RteError::check("rte_eth_xstats_get_names", got)? as u32;
+        let mut values = vec![sys::rte_eth_xstat::default(); count as usize];
+        // SAFETY: values has room for `count` entries, as the call is told.
+        let got_values = unsafe { sys::rte_eth_xstats_get(id, values.as_mut_ptr(), count) };
+        let got_values = RteError::check("rte_eth_xstats_get", got_values)? as u32;
+        // A larger count means the device grew counters between the calls (and filled
+        // nothing): refuse rather than report a partial list.
+        if got > count || got_values > count {
+            return Err(RteError::Busy(format!(
+                "port {id}: xstats changed while being read"
+            )));
+        }
+        names.truncate(got as usize);
+        values.truncate(got_values as usize);
+        Ok(values
+            .iter()
+            .filter_map(|v| {
+                let name = names.get(usize::try_from(v.id).ok()?)?;
+                Some((c_chars_to_string(&name.name), v.value))
+            })
+            .collect())
+    }
+
     /// The RSS key and flow types the device is using now (`rte_eth_dev_rss_hash_conf_get`).
     pub fn rss_hash_conf_get(&self) -> Result<RssConf, RteError> {
         let info = self.raw_dev_info()?;
@@ -624,6 +659,16 @@ fn release(claimed: &Mutex<Vec<bool>>, queue: u16) {
     }
 }
 
+/// A NUL-terminated (or full) C char buffer as a String.
+fn c_chars_to_string(chars: &[c_char]) -> String {
+    let bytes: Vec<u8> = chars
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// # Safety
 /// `queue` must be a set-up RX queue of `port` polled by no other thread.
 #[inline]
@@ -643,5 +688,18 @@ unsafe fn tx<const N: usize>(port: u16, queue: u16, burst: &mut MbufBurst<N>) ->
     // SAFETY: the driver takes ownership of exactly the first n mbufs it reports as sent.
     unsafe {
         burst.send_front(|mbufs, count| sys::ctfw_rte_eth_tx_burst(port, queue, mbufs, count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_chars_stop_at_nul_or_end() {
+        let buf = [b'r' as c_char, b'x' as c_char, 0, b'z' as c_char];
+        assert_eq!(c_chars_to_string(&buf), "rx");
+        assert_eq!(c_chars_to_string(&buf[..2]), "rx");
+        assert_eq!(c_chars_to_string(&[]), "");
     }
 }

@@ -1,6 +1,6 @@
-//! The main lcore: the control loop (signals, idle exit, periodic counters, the control
-//! socket's commands: [`Service`]) and, when a device needs it, the software distributor and
-//! the transmitter for shared TX rings.
+//! The main lcore: the control loop (signals, idle exit, periodic counters, the live
+//! statistics of [`super::publish`], the control socket's commands: [`Service`]) and, when a
+//! device needs it, the software distributor and the transmitter for shared TX rings.
 //!
 //! The control work runs every millisecond, or every [`BUSY_POLL`] while commands are in
 //! progress (a listing's next chunk waits for it); between two, the loop distributes and
@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
-use ctfw_config::Config;
 use ctfw_engine::rss::{self, Toeplitz};
 use rte::{Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
 
 use super::args::Args;
 use super::layout::RxMode;
 use super::ports::PortSetup;
+use super::publish::Publisher;
 use super::report;
 use super::rings::Rings;
 use super::service::Service;
@@ -95,14 +95,15 @@ impl MainIo {
         })
     }
 
-    /// Distribute, transmit, and watch for the end. Returns why it stopped.
+    /// Distribute, transmit, keep the live statistics up to date, and watch for the end.
+    /// Returns why it stopped.
     pub fn run(
         &mut self,
         term: &AtomicBool,
         args: &Args,
         shared: &[Arc<Shared>],
-        cfg: &Config,
         started: std::time::Instant,
+        publisher: &mut Publisher<'_>,
         service: &mut Service,
     ) -> Stop {
         let busy = !self.dist.is_empty() || !self.tx_queues.is_empty();
@@ -127,10 +128,11 @@ impl MainIo {
             } else {
                 std::thread::sleep(period);
             }
-            service.poll();
+            service.poll(publisher, &self.counters);
             if term.load(Ordering::Relaxed) {
                 return Stop::Signal;
             }
+            publisher.tick(&self.counters);
             let activity = self.counters.rx
                 + shared
                     .iter()
@@ -147,7 +149,7 @@ impl MainIo {
                 && last_stats.elapsed().as_secs_f64() >= args.stats_interval
             {
                 last_stats = std::time::Instant::now();
-                report::print_progress(shared, cfg, started);
+                report::print_progress(shared, service.config(), started);
             }
         }
     }

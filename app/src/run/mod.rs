@@ -1,23 +1,26 @@
 //! `ctfw run`: the firewall itself, a DPDK data plane on the configured ports.
 //!
-//! Start-up: configuration (with command-line overrides, [`args`]) -> EAL (hugepages when there
-//! are enough, else a clean `--no-huge` fallback, said in the log; [`eal`]) -> ports probed and
-//! planned ([`layout`]: symmetric RSS, software distribution, TX per worker or shared), each
-//! with its packet pool, configured ([`ports`]) -> the rings between lcores ([`rings`]) ->
-//! ports started -> one worker per worker lcore, each with its own connection table
-//! ([`worker`]). The control socket is bound first of all ([`crate::control::server`]), so
-//! that a second instance is refused before it touches DPDK. The main lcore keeps the control
-//! plane (signals, idle exit, periodic counters, the control socket's commands through the
-//! workers' mailboxes: [`service`], [`mailbox`], the drop log: [`droplog`]) and, when a
+//! Start-up: configuration (with command-line overrides, [`args`]) -> the control socket bound
+//! ([`crate::control::server`]) and the `metrics.listen` address taken ([`metrics::bind`]), so
+//! that a second instance or an address in use fails before DPDK starts -> EAL (hugepages
+//! when there are enough, else a clean `--no-huge` fallback, said in the log; [`eal`]) -> the
+//! `/metrics` server started ([`metrics::serve`]) -> ports probed and planned ([`layout`]:
+//! symmetric RSS, software distribution, TX per worker or shared), each with its packet pool,
+//! configured ([`ports`]) -> the rings between lcores ([`rings`]) -> ports started -> one
+//! worker per worker lcore, each with its own connection table and mailbox ([`worker`],
+//! [`mailbox`]). The main lcore keeps the control plane (signals, idle exit, periodic
+//! counters, the live statistics of [`publish`], the control socket's commands and the drop
+//! log: [`service`], [`droplog`]) and, when a
 //! device needs it, distributes RX in software and transmits for ports with fewer TX queues
 //! than workers ([`control`]).
 //!
 //! Shutdown (SIGINT, SIGTERM, or `--idle-exit`): distribution stops, workers drain their
-//! rings and flush TX, the main lcore drains the shared TX rings, writes the last drop-log
-//! records and removes the control socket, final counters and the
+//! rings and flush TX, the main lcore drains the shared TX rings, posts the final statistics,
+//! writes the last drop-log records and removes the control socket, final counters and the
 //! table are printed ([`report`]), ports are stopped and closed, every pool is checked to be
 //! full again (no mbuf leaked), the JSON report is written if `--report-json` asked for it,
-//! and the EAL is cleaned up. Exit status 0, or an error if an mbuf leaked.
+//! the `/metrics` server stops, and the EAL is cleaned up. Exit status 0, or an error if an
+//! mbuf leaked.
 
 mod args;
 mod control;
@@ -26,6 +29,7 @@ mod eal;
 mod layout;
 mod mailbox;
 mod ports;
+mod publish;
 mod report;
 mod rings;
 mod service;
@@ -47,11 +51,13 @@ use self::control::MainIo;
 use self::layout::{RxMode, TxMode};
 use self::mailbox::MainBox;
 use self::ports::PortSetup;
+use self::publish::Publisher;
 use self::rings::Rings;
 use self::service::Service;
-use self::worker::{Clock, Finished, Shared, TxPath, Worker};
-use crate::MAX_BURST;
+use self::worker::{Clock, Finished, PortVerdicts, Shared, TxPath, Worker};
 use crate::control::server::Server;
+use crate::stats::Board;
+use crate::{MAX_BURST, metrics};
 
 /// Where the flow-hash seeds come from.
 const RANDOM_SOURCE: &str = "/dev/urandom";
@@ -62,11 +68,19 @@ pub fn run(args: &Args) -> Result<()> {
     args::apply(&mut cfg, args)?;
     let server = Server::bind(&cfg.control.socket)?;
     info!("control socket: {}", server.path().display());
+    // Taken before DPDK starts, so that an address in use fails at once and says so.
+    let metrics_addr = cfg.metrics.listen.map(metrics::bind).transpose()?;
     let eal::Started {
         eal,
         memory,
         lcores,
     } = eal::start(&cfg)?;
+    // Served from here on: the EAL has pinned this thread to the main lcore, and the
+    // server's threads inherit that CPU rather than a worker's.
+    let board = Arc::new(Board::new());
+    let metrics = metrics_addr
+        .map(|l| metrics::serve(l, Arc::clone(&board)))
+        .transpose()?;
     let mut ports = ports::setup(&eal, &cfg)?;
     let rings = Rings::new(&eal, &ports, cfg.dataplane.workers)?;
     report::print_layout(&cfg, &ports, &rings, &lcores, memory);
@@ -77,16 +91,22 @@ pub fn run(args: &Args) -> Result<()> {
     let wall0 = std::time::SystemTime::now();
     let mut workers = Workers::launch(&eal, &cfg, &ports, &rings, &lcores, clock)?;
     let boxes = std::mem::take(&mut workers.boxes);
-    let mut service = Service::new(server, boxes, &cfg, args, &workers.shared, wall0)?;
+    let mut service = Service::new(server, boxes, &cfg, args, wall0)?;
 
     let started = std::time::Instant::now();
-    let why = main_io.run(&term, args, &workers.shared, &cfg, started, &mut service);
+    let shared = workers.shared.clone();
+    let mut publisher = Publisher::new(board, &cfg, &ports, &shared, &lcores, started);
+    let why = main_io.run(&term, args, &shared, started, &mut publisher, &mut service);
     info!("stopping: {why}");
     // Workers drain their input rings and flush; then the shared TX rings are drained.
     let mut finished = workers.stop()?;
     main_io.drain_tx();
+    // Readers see the final counters while the report is printed.
+    publisher.publish(&main_io.counters);
     let mut engines: Vec<&mut Engine> = finished.iter_mut().map(|f| &mut f.engine).collect();
     service.shutdown(&mut engines);
+    // The report names the rules in force at the end (a reload may have changed them).
+    let cfg = service.config().clone();
     drop(service);
     let elapsed = started.elapsed();
     let summary = report::Final::new(&cfg, why, elapsed, memory, &finished, &main_io, clock.now());
@@ -102,6 +122,7 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(path) = &args.report_json {
         summary.write_json(path, &cfg, args.max_entries, &closed)?;
     }
+    drop(metrics);
     if closed.iter().any(ports::Closed::leaked) {
         bail!("mbufs were not returned to their pools (see above)");
     }
@@ -183,6 +204,7 @@ impl Workers {
                 stop: Arc::clone(&stop),
                 shared: Arc::new(Shared::default()),
                 mailbox: worker_end,
+                by_port: vec![PortVerdicts::default(); ports.len()],
             });
         }
         let shared = built.iter().map(|w| Arc::clone(&w.shared)).collect();

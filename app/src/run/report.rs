@@ -19,6 +19,7 @@ use super::ports::{Closed, PortSetup};
 use super::rings::Rings;
 use super::worker::{Finished, IoCounters, Shared};
 use super::worker_capacity;
+use crate::stats::DeviceStats;
 use crate::{json, summary};
 
 /// Print the start-up layout: memory mode, ports and their queues, what each lcore polls.
@@ -281,16 +282,7 @@ impl Final {
                 .iter()
                 .map(|c| Port {
                     name: &c.name,
-                    stats: c.stats.as_ref().map(|s| PortStats {
-                        rx_packets: s.ipackets,
-                        tx_packets: s.opackets,
-                        rx_bytes: s.ibytes,
-                        tx_bytes: s.obytes,
-                        rx_missed: s.imissed,
-                        rx_errors: s.ierrors,
-                        tx_errors: s.oerrors,
-                        rx_nombuf: s.rx_nombuf,
-                    }),
+                    stats: c.stats.as_ref().map(DeviceStats::from),
                     mempool: Mempool {
                         name: &c.pool,
                         free: c.free,
@@ -356,23 +348,8 @@ struct Io {
 struct Port<'a> {
     name: &'a str,
     /// `null` if the device could not give them.
-    stats: Option<PortStats>,
+    stats: Option<DeviceStats>,
     mempool: Mempool<'a>,
-}
-
-/// A port's device statistics.
-#[derive(Debug, Serialize)]
-struct PortStats {
-    rx_packets: u64,
-    tx_packets: u64,
-    rx_bytes: u64,
-    tx_bytes: u64,
-    /// Dropped by the device: RX queue full.
-    rx_missed: u64,
-    rx_errors: u64,
-    tx_errors: u64,
-    /// RX failed for want of an mbuf.
-    rx_nombuf: u64,
 }
 
 /// A port's packet pool after the port closed.

@@ -44,9 +44,10 @@ use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use super::args::{self, Args};
+use super::control::MainCounters;
 use super::droplog::DropLog;
 use super::mailbox::{self, MainBox, Reload, Reply, Request};
-use super::worker::Shared;
+use super::publish::Publisher;
 use super::{engine_config, rule_set};
 use crate::control::protocol::{
     self, Code, Command, EventArgs, EventKind, Failure, FilterArgs, Format,
@@ -83,8 +84,10 @@ pub struct Service {
     /// Set by SIGHUP.
     hup: Arc<AtomicBool>,
     drop_log: DropLog,
-    /// The workers' published counters.
-    shared: Vec<Arc<Shared>>,
+    /// `stats` requests to answer at the end of this poll.
+    stats_wanted: Vec<(ClientId, u64, Format)>,
+    /// A reload took effect: the statistics must name the new rules.
+    config_changed: bool,
     /// When the engine clock read zero, in wall-clock time.
     wall0: SystemTime,
     started: Instant,
@@ -190,7 +193,6 @@ impl Service {
         boxes: Vec<MainBox>,
         cfg: &Config,
         args: &Args,
-        shared: &[Arc<Shared>],
         wall0: SystemTime,
     ) -> Result<Service> {
         let hup = Arc::new(AtomicBool::new(false));
@@ -215,13 +217,19 @@ impl Service {
             args: args.clone(),
             hup,
             drop_log: DropLog::open(&cfg.log)?,
-            shared: shared.to_vec(),
+            stats_wanted: Vec::new(),
+            config_changed: false,
             wall0,
             started: Instant::now(),
             next_key: 1,
             incoming: Vec::new(),
             spare: Vec::new(),
         })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.running.cfg
     }
 
     /// Whether commands are in progress or answers wait to be written: the control loop
@@ -236,8 +244,9 @@ impl Service {
                 .any(|l| self.server.pending(l.client) > 0)
     }
 
-    /// One step of everything (see the module documentation).
-    pub fn poll(&mut self) {
+    /// One step of everything (see the module documentation). `publisher` and `main` give the
+    /// live statistics.
+    pub fn poll(&mut self, publisher: &mut Publisher<'_>, main: &MainCounters) {
         let now = Instant::now();
         if self.hup.swap(false, Ordering::Relaxed) {
             info!("SIGHUP: reloading {}", self.running.cfg.source.display());
@@ -260,6 +269,10 @@ impl Service {
                 };
                 self.on_reply(w, token, reply, now);
             }
+        }
+        self.answer_stats(publisher, main);
+        if std::mem::take(&mut self.config_changed) {
+            publisher.set_config(&self.running.cfg);
         }
         self.advance(now);
         self.pump();
@@ -346,10 +359,7 @@ impl Service {
                 let r = self.hello();
                 return self.finish_ok(client, id, &r);
             }
-            Command::Stats(a) => {
-                let r = self.stats(a.format);
-                return self.finish_ok(client, id, &r);
-            }
+            Command::Stats(a) => return self.stats_wanted.push((client, id, a.format)),
             Command::Rules => {
                 let key = self.key();
                 self.hits.push(Hits {
@@ -702,49 +712,41 @@ impl Service {
 
     // ---- stats ----
 
-    fn stats(&self, format: Format) -> Value {
-        let mut c = ctfw_engine::Counters::default();
-        let mut entries = 0;
-        let mut workers = Vec::new();
-        for s in &self.shared {
-            let g = s
-                .snapshot
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            c.merge(&g.counters);
-            entries += g.entries;
-            workers.push(json!({
-                "packets": g.counters.packets,
-                "accepted": g.counters.accepted,
-                "dropped": g.counters.dropped,
-                "entries": g.entries,
-            }));
+    /// Answer the `stats` requests that came in this poll, from one fresh collection.
+    fn answer_stats(&mut self, publisher: &mut Publisher<'_>, main: &MainCounters) {
+        if self.stats_wanted.is_empty() {
+            return;
         }
-        let events_lost: u64 = c.events_lost;
-        let v = json!({
-            "uptime_seconds": self.started.elapsed().as_secs_f64(),
-            "config": self.running.cfg.source.display().to_string(),
+        let stats = publisher.fresh(main);
+        let control = json!({
             "generation": self.running.generation,
-            "entries": entries,
-            "capacity": self.running.cfg.engine.capacity,
-            "counters": report_json::Counters::from(&c),
-            "workers": workers,
-            "events": {"listeners": self.listeners.len(), "lost_in_engine": events_lost},
-            "control_clients": self.server.clients(),
-            "log": {"logged": c.logged, "suppressed": c.log_suppressed,
-                    "written": self.drop_log.written, "lost": self.drop_log.lost},
+            "clients": self.server.clients(),
+            "listeners": self.listeners.len(),
+            "log_written": self.drop_log.written,
+            "log_lost": self.drop_log.lost,
         });
-        match format {
-            Format::Json => v,
-            Format::Text => json!({"text": format!(
-                "ctfw: up {:.1} s, {} entries (capacity {})\n  packets {} accepted {} dropped {}\n",
-                self.started.elapsed().as_secs_f64(),
-                entries,
-                self.running.cfg.engine.capacity,
-                c.packets,
-                c.accepted,
-                c.dropped
-            )}),
+        for (client, id, format) in std::mem::take(&mut self.stats_wanted) {
+            let result = match format {
+                Format::Json => {
+                    let mut v = serde_json::to_value(&*stats).unwrap_or(Value::Null);
+                    v["control"] = control.clone();
+                    v
+                }
+                Format::Text => {
+                    let mut text = crate::stats::render(&stats);
+                    text.push_str(&format!(
+                        "control: configuration generation {}, {} client(s), {} event \
+                         listener(s); drop log: {} written, {} lost\n",
+                        self.running.generation,
+                        self.server.clients(),
+                        self.listeners.len(),
+                        self.drop_log.written,
+                        self.drop_log.lost
+                    ));
+                    json!({"text": text})
+                }
+            };
+            self.finish_ok(client, id, &result);
         }
     }
 
@@ -897,6 +899,7 @@ impl Service {
         self.running.previous = Some((self.running.generation, old.rules.clone()));
         self.running.generation = op.generation;
         self.running.since = Instant::now();
+        self.config_changed = true;
         if old.log != self.running.cfg.log {
             if let Err(e) = self.drop_log.retarget(&self.running.cfg.log) {
                 warn!("drop log: {e:#}; it keeps its previous target");

@@ -10,7 +10,10 @@
 //! serves its mailbox: at most one control-plane request, bounded work, and the events and
 //! drop-log records its engine buffered ([`super::mailbox`]). Counters live in the worker and
 //! are published to the control plane every ~100 ms through a mutex nobody else touches on
-//! the hot path.
+//! the hot path: the engine's counters and rule hits, the table's fill, the I/O counters,
+//! packets and bytes by ingress port and verdict, and how many rounds (and TSC cycles) were
+//! busy or idle. Readers (`ctfw stats`, `/metrics`) see only what the main lcore collects from
+//! these snapshots, never the worker itself.
 
 use std::ops::AddAssign;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -111,6 +114,48 @@ impl AddAssign<&IoCounters> for IoCounters {
     }
 }
 
+/// Packets and bytes the engine decided, for one ingress port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortVerdicts {
+    /// Packets forwarded.
+    pub accepted_packets: u64,
+    /// Their bytes (frame lengths).
+    pub accepted_bytes: u64,
+    /// Packets dropped.
+    pub dropped_packets: u64,
+    /// Their bytes (frame lengths).
+    pub dropped_bytes: u64,
+}
+
+/// How a worker's rounds went. A round is busy if it received a packet or had packets
+/// waiting for TX, idle otherwise; each round's TSC cycles (from its clock reading to the
+/// next round's) count for its kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Polls {
+    /// Busy rounds.
+    pub busy: u64,
+    /// Idle rounds.
+    pub idle: u64,
+    /// TSC cycles spent in busy rounds.
+    pub busy_cycles: u64,
+    /// TSC cycles spent in idle rounds.
+    pub idle_cycles: u64,
+}
+
+impl Polls {
+    /// Count a round of `cycles` that was `busy` or not.
+    #[inline]
+    fn count(&mut self, busy: bool, cycles: u64) {
+        if busy {
+            self.busy += 1;
+            self.busy_cycles += cycles;
+        } else {
+            self.idle += 1;
+            self.idle_cycles += cycles;
+        }
+    }
+}
+
 /// What a worker publishes for the control plane.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -121,13 +166,23 @@ pub struct Shared {
     pub snapshot: Mutex<Snapshot>,
 }
 
-/// A worker's engine counters and table size at one moment.
+/// A worker's counters and table fill at one moment.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// The engine's counters.
     pub counters: Counters,
+    /// Packets decided per rule, then by the default policy (the engine's rule hits).
+    pub rule_hits: Vec<u64>,
     /// Entries in its table.
     pub entries: usize,
+    /// Entries its table can hold.
+    pub capacity: usize,
+    /// Counters around the engine.
+    pub io: IoCounters,
+    /// Packets and bytes decided, by ingress port (indexed by `PortId`).
+    pub by_port: Vec<PortVerdicts>,
+    /// Busy and idle rounds.
+    pub polls: Polls,
 }
 
 /// Where accepted packets for one port go.
@@ -167,6 +222,8 @@ pub struct Worker {
     pub stop: Arc<AtomicBool>,
     /// Published counters.
     pub shared: Arc<Shared>,
+    /// Packets and bytes decided, by ingress port (one per port, indexed by `PortId`).
+    pub by_port: Vec<PortVerdicts>,
     /// The control plane's requests, and the queues for events and drop-log records.
     pub mailbox: WorkerBox,
 }
@@ -190,9 +247,15 @@ impl Worker {
         let mut verdicts = vec![Verdict::default(); MAX_BURST];
         let publish_every = self.clock.hz / 10;
         let mut last_publish = rte::tsc();
+        let mut polls = Polls::default();
+        // The previous round: its clock reading, and whether it was busy.
+        let mut last_round: Option<(u64, bool)> = None;
         loop {
             // One clock reading per round: every burst of the round and the sweep use it.
             let tsc = rte::tsc();
+            if let Some((start, busy)) = last_round {
+                polls.count(busy, tsc.wrapping_sub(start));
+            }
             let now = self.clock.at(tsc);
             let stopping = self.stop.load(Ordering::Relaxed);
             let mut got = 0;
@@ -228,6 +291,7 @@ impl Worker {
                 }
             }
             let pending = tx_bufs.iter().any(|b| !b.is_empty());
+            last_round = Some((tsc, got > 0 || pending));
             if got > 0 || pending {
                 self.shared
                     .rx
@@ -247,25 +311,32 @@ impl Worker {
             self.mailbox.serve(&mut self.engine, now);
             if tsc.wrapping_sub(last_publish) >= publish_every {
                 last_publish = tsc;
-                self.publish();
+                self.publish(&io, &polls);
             }
         }
         self.flush(&mut tx_bufs, &mut io, true);
-        self.publish();
+        self.publish(&io, &polls);
         Finished {
             engine: self.engine,
             io,
         }
     }
 
-    fn publish(&self) {
+    /// Copy the counters into the shared snapshot (the vectors keep their allocation).
+    fn publish(&self, io: &IoCounters, polls: &Polls) {
         let mut s = self
             .shared
             .snapshot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         s.counters.clone_from(self.engine.counters());
+        s.rule_hits.clear();
+        s.rule_hits.extend_from_slice(self.engine.rule_hits());
         s.entries = self.engine.table().len();
+        s.capacity = self.engine.table().capacity();
+        s.io = *io;
+        s.by_port.clone_from(&self.by_port);
+        s.polls = *polls;
     }
 
     /// Track and decide a burst; accepted mbufs go to their port's TX buffer, the rest are
@@ -313,6 +384,18 @@ impl Worker {
             }
             self.engine
                 .process_burst(now, &pkts[..mbufs.len()], verdicts);
+            for (p, v) in pkts.iter().zip(verdicts.iter()) {
+                if let Some(t) = self.by_port.get_mut(usize::from(p.port.0)) {
+                    let len = p.data.len() as u64;
+                    if v.forward.is_some() {
+                        t.accepted_packets += 1;
+                        t.accepted_bytes += len;
+                    } else {
+                        t.dropped_packets += 1;
+                        t.dropped_bytes += len;
+                    }
+                }
+            }
         }
         for (m, v) in burst.drain().zip(verdicts.iter()) {
             match v.forward {

@@ -209,7 +209,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("ring_mpmc_moves_ownership", ring_mpmc),
     ("ring_across_lcores_keeps_order", ring_across_lcores),
     ("net_null_rss_reports_accepted_hf", net_null_rss),
-    ("stats_count_traffic", stats),
+    ("stats_and_xstats_count_traffic", stats),
     ("close_releases_the_vdev", close_port),
     ("no_mbuf_leaked", no_leaks),
 ];
@@ -924,6 +924,29 @@ fn stats(ctx: &mut Ctx) -> Result<(), String> {
     ensure!(
         stats.opackets >= 32 && stats.ipackets >= 32,
         "counters did not move"
+    );
+    // Nothing polls the port now, so the generic xstats agree with the basic counters.
+    let xstats = port.xstats().map_err(err)?;
+    let shown: Vec<String> = xstats
+        .iter()
+        .take(4)
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    note(format!(
+        "net_ring0 xstats: {} counters, e.g. {}",
+        xstats.len(),
+        shown.join(" ")
+    ));
+    let xstat = |name: &str| xstats.iter().find(|(n, _)| n == name).map(|&(_, v)| v);
+    ensure!(
+        xstat("rx_good_packets") == Some(stats.ipackets)
+            && xstat("tx_good_packets") == Some(stats.opackets)
+            && xstat("rx_good_bytes") == Some(stats.ibytes),
+        "xstats disagree with the basic counters: {xstats:?}"
+    );
+    ensure!(
+        xstats.iter().any(|(n, _)| n.starts_with("rx_q0_")),
+        "no per-queue xstats: {xstats:?}"
     );
     Ok(())
 }
