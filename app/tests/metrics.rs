@@ -146,11 +146,20 @@ fn free_addr() -> SocketAddr {
         .expect("a free port")
 }
 
-/// `config/sample.yaml` with `metrics.listen: addr`, written in `dir`.
+/// `config/sample.yaml` with `metrics.listen: addr` and a control socket of its own (tests
+/// run side by side), written in `dir`.
 fn sample_config(dir: &Path, addr: SocketAddr) -> String {
     let sample = std::fs::read_to_string(root().join("config/sample.yaml")).expect("sample");
     let path = dir.join("ctfw.yaml");
-    std::fs::write(&path, format!("{sample}\nmetrics:\n  listen: {addr}\n")).expect("config");
+    let socket = dir.join("ctfw.sock");
+    std::fs::write(
+        &path,
+        format!(
+            "{sample}\nmetrics:\n  listen: {addr}\ncontrol:\n  socket: {}\n",
+            socket.display()
+        ),
+    )
+    .expect("config");
     path.to_str().expect("utf8").to_owned()
 }
 
