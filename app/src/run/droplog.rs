@@ -18,7 +18,7 @@ use ctfw_engine::view::Addr;
 use ctfw_engine::wire::proto;
 use serde_json::{Value, json};
 
-use super::service::unix_seconds;
+use crate::control::format::unix_seconds;
 use crate::control::protocol::family_name;
 
 /// Where the records go, and how many went.

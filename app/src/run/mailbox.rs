@@ -137,7 +137,7 @@ pub enum Reply {
 /// What a worker could not queue for main: counted, never waited for.
 #[derive(Debug, Default)]
 pub struct Lost {
-    /// Connection events dropped because the events queue was full.
+    /// Connection events dropped because the engine's buffer or the events queue was full.
     pub events: AtomicU64,
     /// Drop-log records dropped because the log queue was full.
     pub logs: AtomicU64,
@@ -169,6 +169,8 @@ pub struct WorkerBox {
     lost: Arc<Lost>,
     /// The configuration generation in force on this worker.
     generation: u64,
+    /// The engine's `events_lost` already passed on to main.
+    events_lost: u64,
 }
 
 /// A new mailbox: main's end and the worker's.
@@ -194,6 +196,7 @@ pub fn mailbox() -> (MainBox, WorkerBox) {
             logs: log_tx,
             lost,
             generation: 0,
+            events_lost: 0,
         },
     )
 }
@@ -246,6 +249,12 @@ impl WorkerBox {
                     lost.fetch_add(1, Ordering::Relaxed);
                 }
             });
+            // Those the engine's own buffer could not take are lost too.
+            let engine_lost = engine.counters().events_lost;
+            if engine_lost > self.events_lost {
+                lost.fetch_add(engine_lost - self.events_lost, Ordering::Relaxed);
+                self.events_lost = engine_lost;
+            }
         }
         let (q, lost, generation) = (&self.logs, &self.lost.logs, self.generation);
         engine.drain_logs(|r| {

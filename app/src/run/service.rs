@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use ctfw_config::Config;
@@ -49,12 +49,12 @@ use super::droplog::DropLog;
 use super::mailbox::{self, MainBox, Reload, Reply, Request};
 use super::publish::Publisher;
 use super::{engine_config, rule_set};
+use crate::control::format::{entry_json, entry_line, event_json, rules_json};
 use crate::control::protocol::{
     self, Code, Command, EventArgs, EventKind, Failure, FilterArgs, Format,
     Request as ClientRequest,
 };
 use crate::control::server::{self, ClientId, Incoming, Server};
-use crate::{json as report_json, records};
 
 /// How long a command waits for a worker's reply before it fails.
 const WORKER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -274,7 +274,7 @@ impl Service {
         if std::mem::take(&mut self.config_changed) {
             publisher.set_config(&self.running.cfg);
         }
-        self.advance(now);
+        self.advance();
         self.pump();
         self.fan_out_events();
         self.write_logs();
@@ -304,12 +304,6 @@ impl Service {
             self.server.finish(c, &protocol::error_line(id, &f));
         }
         self.server.flush(Instant::now());
-    }
-
-    /// Drop-log records written and lost.
-    #[allow(dead_code)] // read by the stats snapshot
-    pub fn drop_log_counts(&self) -> (u64, u64) {
-        (self.drop_log.written, self.drop_log.lost)
     }
 
     fn key(&mut self) -> u64 {
@@ -353,7 +347,6 @@ impl Service {
     /// Begin carrying out `req` for `client`.
     fn start(&mut self, client: ClientId, req: ClientRequest, now: Instant) {
         let id = req.id;
-        let walk = |kind, filter| (kind, filter);
         let (kind, filter) = match req.command {
             Command::Hello => {
                 let r = self.hello();
@@ -374,9 +367,9 @@ impl Service {
             }
             Command::Reload => return self.start_reload(Some((client, id)), now),
             Command::Events(a) => return self.subscribe(client, id, &a),
-            Command::List(a) => walk(WalkKind::List(a.format), a.filter),
-            Command::Count(f) => walk(WalkKind::Count, f),
-            Command::Delete(f) | Command::Flush(f) => walk(WalkKind::Delete, f),
+            Command::List(a) => (WalkKind::List(a.format), a.filter),
+            Command::Count(f) => (WalkKind::Count, f),
+            Command::Delete(f) | Command::Flush(f) => (WalkKind::Delete, f),
         };
         // The protocol checked the filter when it parsed the request.
         let args = filter;
@@ -415,7 +408,7 @@ impl Service {
     }
 
     /// Send every walk that may go on its next chunks.
-    fn advance(&mut self, now: Instant) {
+    fn advance(&mut self) {
         let mut i = 0;
         while i < self.walks.len() {
             let done = self.walks[i].state.iter().all(|s| *s == WalkState::Done);
@@ -463,7 +456,6 @@ impl Service {
                 self.walks[i].state[worker] = WalkState::Waiting;
                 self.post(worker, req, Token::Walk(key));
             }
-            let _ = now;
             i += 1;
         }
     }
@@ -523,7 +515,7 @@ impl Service {
                 }
             }
             (Token::Reload(generation), Reply::Reloaded(result)) => {
-                self.on_reloaded(worker, generation, result, now);
+                self.on_reloaded(worker, generation, result);
             }
             (token, reply) => {
                 error!("worker {worker}: reply {reply:?} does not match {token:?}");
@@ -628,23 +620,20 @@ impl Service {
 
     fn fan_out_events(&mut self) {
         for w in 0..self.boxes.len() {
-            let mut lost = self.boxes[w].lost.events.swap(0, Ordering::Relaxed);
-            // Bounded: at most what the queue held when this began.
+            // Bounded: at most a queue's worth per poll.
             for _ in 0..mailbox::EVENT_QUEUE {
                 let Ok(e) = self.boxes[w].events.try_recv() else {
                     break;
                 };
                 self.deliver(&e);
             }
-            // Events the engine's own buffer could not take are in its counters; those the
-            // queue could not take were counted here.
+            // What the worker's engine buffer or queue could not take is lost for everyone.
+            let lost = self.boxes[w].lost.events.swap(0, Ordering::Relaxed);
             if lost > 0 {
                 for l in &mut self.listeners {
                     l.lost += lost;
                 }
-                lost = 0;
             }
-            let _ = lost;
         }
         for l in &mut self.listeners {
             if l.lost > 0 && l.acks == 0 {
@@ -825,13 +814,7 @@ impl Service {
         self.post(w, Request::Reload(Box::new(r)), Token::Reload(generation));
     }
 
-    fn on_reloaded(
-        &mut self,
-        worker: usize,
-        generation: u64,
-        result: Result<(), String>,
-        now: Instant,
-    ) {
+    fn on_reloaded(&mut self, worker: usize, generation: u64, result: Result<(), String>) {
         let Some(op) = &mut self.reload else {
             return;
         };
@@ -839,15 +822,15 @@ impl Service {
             // A rollback's answer (the rollback re-sends the running generation).
             if op.rollback.is_some() && generation == self.running.generation {
                 op.results[worker] = Some(result);
-                self.finish_reload(now);
+                self.finish_reload();
             }
             return;
         }
         op.results[worker] = Some(result);
-        self.finish_reload(now);
+        self.finish_reload();
     }
 
-    fn finish_reload(&mut self, _now: Instant) {
+    fn finish_reload(&mut self) {
         let Some(op) = &self.reload else { return };
         if op.results.iter().any(Option::is_none) {
             return;
@@ -893,7 +876,7 @@ impl Service {
             op.results = results;
             op.rollback = Some(why);
             self.reload = Some(op);
-            return self.finish_reload(_now);
+            return self.finish_reload();
         }
         let old = std::mem::replace(&mut self.running.cfg, *op.cfg);
         self.running.previous = Some((self.running.generation, old.rules.clone()));
@@ -1002,139 +985,4 @@ fn tuple_of(args: &FilterArgs, f: &Filter) -> Option<(Family, u8, Tuple)> {
             dport,
         },
     ))
-}
-
-/// An entry as a listing's JSON item: the conformance records' fields, and `counters` when
-/// accounting is on.
-pub fn entry_json(r: &EntryRecord) -> Value {
-    let mut v = records::entry_json(&r.view);
-    if let Some(a) = r.acct {
-        v["counters"] = json!({
-            "original": {"packets": a.orig.packets, "bytes": a.orig.bytes},
-            "reply": {"packets": a.reply.packets, "bytes": a.reply.bytes},
-        });
-    }
-    v
-}
-
-/// An entry's `conntrack -L` line; with accounting, `packets=N bytes=N` after each tuple, as
-/// conntrack prints them with `nf_conntrack_acct` on.
-pub fn entry_line(r: &EntryRecord) -> String {
-    let line = r.view.to_string();
-    let Some(a) = r.acct else { return line };
-    // The view's line has the REPLY tuple start at the second `src=`; `[UNREPLIED]` (if there)
-    // ends the ORIGINAL tuple, `[ASSURED]` or `mark=` the REPLY tuple.
-    let words: Vec<&str> = line.split(' ').collect();
-    let reply_at = words
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| w.starts_with("src="))
-        .nth(1)
-        .map(|(i, _)| i);
-    let Some(reply_at) = reply_at else {
-        return line;
-    };
-    let orig_end = if words[reply_at - 1] == "[UNREPLIED]" {
-        reply_at - 1
-    } else {
-        reply_at
-    };
-    let reply_end = words
-        .iter()
-        .position(|w| *w == "[ASSURED]" || w.starts_with("mark="))
-        .unwrap_or(words.len());
-    let counts =
-        |d: ctfw_engine::observe::DirAcct| format!("packets={} bytes={}", d.packets, d.bytes);
-    let (o, rp) = (counts(a.orig), counts(a.reply));
-    let mut out: Vec<&str> = Vec::with_capacity(words.len() + 2);
-    for (i, w) in words.iter().enumerate() {
-        if i == orig_end {
-            out.push(&o);
-        }
-        if i == reply_end {
-            out.push(&rp);
-        }
-        out.push(w);
-    }
-    if reply_end == words.len() {
-        out.push(&rp);
-    }
-    out.join(" ")
-}
-
-/// A connection event as a JSON item.
-fn event_json(e: &Event, wall0: SystemTime) -> Value {
-    let mut v = json!({
-        "type": e.kind.name(),
-        "time": unix_seconds(wall0, e.at),
-        "entry": entry_json(&e.record),
-    });
-    if let EngineEvent::Destroy(cause) = e.kind {
-        v["cause"] = json!(cause.name());
-    }
-    v
-}
-
-/// Engine time `at` in seconds since the Unix epoch, microsecond precision.
-pub fn unix_seconds(wall0: SystemTime, at: ctfw_engine::time::Instant) -> f64 {
-    let t = wall0 + Duration::from_nanos(at.0);
-    let s = t
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    (s * 1e6).round() / 1e6
-}
-
-/// `rules`' result: each rule in `check-config`'s notation with its hits since the reload.
-fn rules_json(cfg: &Config, hits: &[u64], generation: u64, since: Duration) -> Value {
-    let texts = rule_texts(cfg);
-    let rules: Vec<Value> = cfg
-        .rules
-        .iter()
-        .enumerate()
-        .map(|(i, (name, rule))| {
-            json!({
-                "index": i,
-                "name": name,
-                "rule": texts.get(i).cloned().unwrap_or_default(),
-                "action": rule.action.name(),
-                "log": rule.log,
-                "packets": hits.get(i).copied().unwrap_or(0),
-            })
-        })
-        .collect();
-    let hits_json = report_json::RuleHits::new(&cfg.rules, hits);
-    json!({
-        "config": cfg.source.display().to_string(),
-        "generation": generation,
-        "since_seconds": since.as_secs_f64(),
-        "rules": rules,
-        "policy": {
-            "action": cfg.rules.default_action().name(),
-            "log": cfg.rules.default_log() || cfg.log.policy,
-            "packets": hits_json.default_policy,
-        },
-    })
-}
-
-/// Each rule in the iptables-like notation `ctfw check-config` prints, taken from its
-/// summary (`  {index} {name}  {rule}` lines under `rules (first match wins):`).
-fn rule_texts(cfg: &Config) -> Vec<String> {
-    let summary = cfg.summary();
-    let mut lines = summary
-        .lines()
-        .skip_while(|l| !l.starts_with("rules (first match wins)"))
-        .skip(1);
-    let mut out = Vec::new();
-    for (i, (name, _)) in cfg.rules.iter().enumerate() {
-        let Some(l) = lines.next() else { break };
-        let rest = l.trim_start();
-        let rest = rest
-            .strip_prefix(&i.to_string())
-            .map(str::trim_start)
-            .and_then(|r| r.strip_prefix(name))
-            .map_or(rest, str::trim_start);
-        out.push(rest.to_owned());
-    }
-    out
 }
