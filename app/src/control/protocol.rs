@@ -611,7 +611,18 @@ pub fn request_line(id: u64, command: &Command) -> Vec<u8> {
 
 /// An item line of the answer to `id`.
 pub fn item_line(id: u64, item: &Value) -> Vec<u8> {
-    line(&json!({"id": id, "item": item}))
+    let mut out = Vec::new();
+    write_item(&mut out, id, item);
+    out
+}
+
+/// Append an item line of the answer to `id` to `out` (a listing writes thousands: the item
+/// is serialized in place, not copied into a wrapper object first).
+pub fn write_item(out: &mut Vec<u8>, id: u64, item: &Value) {
+    out.extend_from_slice(format!("{{\"id\":{id},\"item\":").as_bytes());
+    // Writing a `Value` into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, item);
+    out.extend_from_slice(b"}\n");
 }
 
 /// The final line of a successful answer to `id`.

@@ -4,7 +4,8 @@
 //!
 //! The control work runs every millisecond, or every [`BUSY_POLL`] while commands are in
 //! progress (a listing's next chunk waits for it); between two, the loop distributes and
-//! transmits, or sleeps if it has no packet duties.
+//! transmits, or sleeps if it has no packet duties (and only yields while commands are in
+//! progress).
 
 use std::fmt;
 use std::sync::Arc;
@@ -112,7 +113,8 @@ impl MainIo {
         let mut last_activity = (0u64, std::time::Instant::now());
         let mut last_stats = std::time::Instant::now();
         loop {
-            let period = if service.busy() {
+            let commands = service.busy();
+            let period = if commands {
                 BUSY_POLL
             } else {
                 Duration::from_millis(1)
@@ -125,6 +127,9 @@ impl MainIo {
                     continue;
                 }
                 last_check = t;
+            } else if commands {
+                // A chunk's round trip to a worker takes one poll: poll again at once.
+                std::thread::yield_now();
             } else {
                 std::thread::sleep(period);
             }

@@ -491,7 +491,7 @@ impl Service {
                             Format::Json => entry_json(r),
                             Format::Text => json!({"line": entry_line(r)}),
                         };
-                        out.extend(protocol::item_line(id, &item));
+                        protocol::write_item(&mut out, id, &item);
                     }
                     self.server.send(client, &out);
                     self.spare.push(buf);
