@@ -117,7 +117,9 @@ impl Server {
             if !c.dead && c.eof && c.ends_on_eof {
                 c.dead = true;
             }
-            if !c.dead && !c.busy && !c.closing {
+            // The next request waits until the previous answers have mostly left: a client
+            // that sends without reading cannot make its buffer grow without bound.
+            if !c.dead && !c.busy && !c.closing && c.pending() < HIGH_WATER {
                 if let Some(req) = c.next_request() {
                     c.busy = true;
                     out.push(Incoming::Request(c.id, req));
