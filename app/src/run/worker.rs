@@ -467,13 +467,20 @@ fn send(path: &mut TxPath, buf: &mut MbufBurst<MAX_BURST>, io: &mut IoCounters) 
     }
 }
 
-/// The engine's checksum hint from the NIC's verdict: good only if both the IP header and
-/// the L4 checksum were verified good (ICMP is always verified in software).
+/// The engine's checksum hint from the device's report: what it vouched for (verified good,
+/// or intact with the field left to offload, which Linux does not verify either) is not
+/// verified again. ICMP is always verified in software.
 #[inline]
 fn hint(m: &Mbuf) -> ChecksumHint {
-    match (m.ip_cksum(), m.l4_cksum()) {
-        (CksumStatus::Good, CksumStatus::Good) => ChecksumHint::Good,
-        _ => ChecksumHint::Unknown,
+    hint_from(m.ip_cksum(), m.l4_cksum())
+}
+
+#[inline]
+fn hint_from(ip: CksumStatus, l4: CksumStatus) -> ChecksumHint {
+    match (ip.vouched(), l4.vouched()) {
+        (true, true) => ChecksumHint::Good,
+        (false, true) => ChecksumHint::L4Good,
+        (_, false) => ChecksumHint::Unknown,
     }
 }
 
@@ -492,6 +499,21 @@ pub fn ring_upto(r: &Ring, buf: &mut MbufBurst<MAX_BURST>, limit: usize) -> usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_checksum_the_device_reports_is_not_verified_again() {
+        use CksumStatus::*;
+        // virtio's report for a local sender's offloaded checksum: IP unknown, L4 "none".
+        assert_eq!(hint_from(Unknown, DataValid), ChecksumHint::L4Good);
+        assert_eq!(hint_from(Good, DataValid), ChecksumHint::Good);
+        assert_eq!(hint_from(DataValid, Good), ChecksumHint::Good);
+        assert_eq!(hint_from(Unknown, Good), ChecksumHint::L4Good);
+        assert_eq!(hint_from(Good, Good), ChecksumHint::Good);
+        for ip in [Unknown, Bad, Good, DataValid] {
+            assert_eq!(hint_from(ip, Unknown), ChecksumHint::Unknown);
+            assert_eq!(hint_from(ip, Bad), ChecksumHint::Unknown);
+        }
+    }
 
     #[test]
     fn clock_converts_ticks_to_nanoseconds_without_dividing() {
