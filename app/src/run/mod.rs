@@ -7,9 +7,9 @@
 //! distribution, TX per worker or shared), each with its packet pool, configured ([`ports`])
 //! -> the rings between lcores ([`rings`]) -> ports started -> one worker per worker lcore,
 //! each with its own connection table ([`worker`]). The main lcore keeps the control plane
-//! (signals, idle exit, periodic counters, the live statistics of [`publish`]) and, when a
-//! device needs it, distributes RX in software and transmits for ports with fewer TX queues
-//! than workers ([`control`]).
+//! (signals, idle exit, periodic counters, the live statistics of [`publish`], the
+//! bad-checksum warning of [`csum_watch`]) and, when a device needs it, distributes RX in
+//! software and transmits for ports with fewer TX queues than workers ([`control`]).
 //!
 //! Shutdown (SIGINT, SIGTERM, or `--idle-exit`): distribution stops, workers drain their
 //! rings and flush TX, the main lcore drains the shared TX rings and posts the final
@@ -21,6 +21,7 @@
 
 mod args;
 mod control;
+mod csum_watch;
 mod eal;
 mod layout;
 mod ports;

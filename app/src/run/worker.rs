@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ctfw_engine::Counters;
+use ctfw_engine::counters::Reason;
 use ctfw_engine::pipeline::{BURST, Engine, Pkt, Verdict};
 use ctfw_engine::rss::{self, Toeplitz};
 use ctfw_engine::rules::PortId;
@@ -122,6 +123,11 @@ pub struct PortVerdicts {
     pub dropped_packets: u64,
     /// Their bytes (frame lengths).
     pub dropped_bytes: u64,
+    /// Packets that reached connection tracking (a conntrack state, INVALID included), for
+    /// the bad-checksum watch ([`super::csum_watch`]).
+    pub tracked: u64,
+    /// Of those, INVALID for a bad TCP or UDP checksum.
+    pub bad_checksum: u64,
 }
 
 /// How a worker's rounds went. A round is busy if it received a packet or had packets
@@ -387,6 +393,11 @@ impl Worker {
                         t.dropped_packets += 1;
                         t.dropped_bytes += len;
                     }
+                    t.tracked += u64::from(v.ct.is_some());
+                    t.bad_checksum += u64::from(matches!(
+                        v.invalid,
+                        Some(Reason::TcpBadChecksum | Reason::UdpBadChecksum)
+                    ));
                 }
             }
         }
