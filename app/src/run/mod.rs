@@ -6,18 +6,19 @@
 //! ([`metrics::serve`]) -> ports probed and planned ([`layout`]: symmetric RSS, software
 //! distribution, TX per worker or shared), each with its packet pool, configured ([`ports`])
 //! -> the rings between lcores ([`rings`]) -> ports started -> one worker per worker lcore,
-//! each with its own connection table ([`worker`]). The main lcore keeps the control plane
-//! (signals, idle exit, periodic counters, the live statistics of [`publish`], the
-//! bad-checksum warning of [`csum_watch`]) and, when a device needs it, distributes RX in
-//! software and transmits for ports with fewer TX queues than workers ([`control`]).
+//! each with its own connection table ([`worker`]) -> `READY=1` to systemd when it started
+//! ctfw ([`sd_notify`]). The main lcore keeps the control plane (signals, idle exit, periodic
+//! counters, the live statistics of [`publish`], the bad-checksum warning of [`csum_watch`])
+//! and, when a device needs it, distributes RX in software and transmits for ports with fewer
+//! TX queues than workers ([`control`]).
 //!
-//! Shutdown (SIGINT, SIGTERM, or `--idle-exit`): distribution stops, workers drain their
-//! rings and flush TX, the main lcore drains the shared TX rings and posts the final
-//! statistics, final counters and the table are printed ([`report`]), ports are stopped and
-//! closed, every pool is checked to be full again (no mbuf leaked; `net_af_xdp` keeps some by
-//! design, [`ports`]), the JSON report is written if `--report-json` asked for it, the
-//! `/metrics` server stops, and the EAL is cleaned up. Exit status 0, or an error if an mbuf
-//! leaked.
+//! Shutdown (SIGINT, SIGTERM, or `--idle-exit`): `STOPPING=1` to systemd, distribution stops,
+//! workers drain their rings and flush TX, the main lcore drains the shared TX rings and posts
+//! the final statistics, final counters and the table are printed ([`report`]), ports are
+//! stopped and closed, every pool is checked to be full again (no mbuf leaked; `net_af_xdp`
+//! keeps some by design, [`ports`]), the JSON report is written if `--report-json` asked for
+//! it, the `/metrics` server stops, and the EAL is cleaned up. Exit status 0, or an error if an
+//! mbuf leaked.
 
 mod args;
 mod control;
@@ -28,6 +29,7 @@ mod ports;
 mod publish;
 mod report;
 mod rings;
+mod sd_notify;
 mod worker;
 
 use std::io::Read;
@@ -39,7 +41,7 @@ use ctfw_config::Config;
 use ctfw_engine::pipeline::Engine;
 use ctfw_engine::rules::PortId;
 use rte::{Eal, LaunchHandle, sys};
-use tracing::info;
+use tracing::{info, warn};
 
 pub use self::args::Args;
 use self::control::MainIo;
@@ -83,8 +85,13 @@ pub fn run(args: &Args) -> Result<()> {
     let started = std::time::Instant::now();
     let shared = workers.shared.clone();
     let mut publisher = Publisher::new(board, &cfg, &ports, &shared, &lcores, started);
+    // Everything that can fail at start has run: tell systemd (Type=notify) we forward.
+    if let Err(e) = sd_notify::notify("READY=1") {
+        warn!("cannot tell the service manager that ctfw is ready: {e}");
+    }
     let why = main_io.run(&term, args, &shared, &cfg, started, &mut publisher);
     info!("stopping: {why}");
+    let _ = sd_notify::notify("STOPPING=1");
     // Workers drain their input rings and flush; then the shared TX rings are drained.
     let finished = workers.stop()?;
     main_io.drain_tx();
