@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use super::ports::PortSetup;
+use super::ports::{PortSetup, iface_of};
 use super::worker::{PortVerdicts, Shared};
 
 /// The longest window of counts the watch judges, and the shortest time between two warnings
@@ -161,15 +161,6 @@ impl ChecksumWatch {
     }
 }
 
-/// The kernel interface named by `iface=` in a vdev's arguments (`net_af_packet0,iface=eth1`).
-fn iface_of(device: &str) -> Option<&str> {
-    device
-        .split(',')
-        .skip(1)
-        .find_map(|kv| kv.strip_prefix("iface="))
-        .filter(|i| !i.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,16 +227,5 @@ mod tests {
         // A window closes after a minute: old counts do not add up to a false alarm later.
         assert!(w.check(&[at(3, 3), at(40, 1000)], t0 + s(61)).is_empty());
         assert!(w.check(&[at(7, 8), at(40, 1000)], t0 + s(70)).is_empty());
-    }
-
-    #[test]
-    fn iface_comes_from_the_devargs() {
-        assert_eq!(
-            iface_of("net_af_xdp0,iface=eth1,queue_count=2"),
-            Some("eth1")
-        );
-        assert_eq!(iface_of("net_af_packet1,qpairs=1,iface=a1"), Some("a1"));
-        assert_eq!(iface_of("0000:03:00.0"), None);
-        assert_eq!(iface_of("net_af_packet0,iface="), None);
     }
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use ctfw_config::{Config, Dataplane};
 use ctfw_engine::rss::SYMMETRIC_KEY;
 use rte::{Eal, Mempool, Port, PortConf, PortStats, RssConf, sys};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::eal;
 use super::layout::{self, PortPlan, RxMode, TxMode};
@@ -53,6 +53,9 @@ pub fn setup(eal: &Eal, cfg: &Config) -> Result<Vec<PortSetup>> {
             .dev_info()
             .with_context(|| format!("port {}: device info", p.name))?;
         let plan = layout::plan_port(&info, workers);
+        if info.driver_name == "net_af_xdp" {
+            warn_unread_queues(&p.name, &p.device, plan.rx_queues);
+        }
         let needed = mbufs_needed(&plan, dp, workers) + driver_keeps(&info.driver_name, &plan, dp);
         if u64::from(dp.mbufs_per_port) < needed {
             bail!(
@@ -131,6 +134,39 @@ fn mbufs_needed(plan: &PortPlan, dp: &Dataplane, workers: u16) -> u64 {
         + u64::from(workers + 1) * u64::from(POOL_CACHE)
         + rings * u64::from(RING_SIZE)
         + MAX_BURST as u64 * u64::from(workers + 1)
+}
+
+/// The kernel interface named by `iface=` in a vdev's arguments (`net_af_packet0,iface=eth1`).
+pub fn iface_of(device: &str) -> Option<&str> {
+    device
+        .split(',')
+        .skip(1)
+        .find_map(|kv| kv.strip_prefix("iface="))
+        .filter(|i| !i.is_empty())
+}
+
+/// An AF_XDP socket reads one queue of its interface: what the NIC steers to the others is
+/// passed to the kernel (the driver's XDP program redirects only queues that have a socket),
+/// so it never crosses ctfw. Said at start when the interface has more RX queues than ctfw
+/// reads.
+fn warn_unread_queues(name: &str, device: &str, polled: u16) {
+    let Some(iface) = iface_of(device) else {
+        return;
+    };
+    let queues = std::fs::read_dir(format!("/sys/class/net/{iface}/queues"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .unwrap_or(0);
+    if queues > usize::from(polled) {
+        warn!(
+            "port {name}: {iface} has {queues} RX queues and ctfw's AF_XDP socket reads \
+             {polled}: packets the NIC steers to the others go to the kernel, not through \
+             ctfw. Give the interface one queue (`ethtool -L {iface} combined 1`)"
+        );
+    }
 }
 
 /// The fill ring of a `net_af_xdp` RX queue (`XSK_RING_CONS__DEFAULT_NUM_DESCS`, which the
@@ -239,5 +275,16 @@ mod tests {
         assert!(closed(8190, 0).leaked());
         assert!(!closed(8191 - 2049, keeps as u32).leaked());
         assert!(closed(8191 - keeps as u32 - 1, keeps as u32).leaked());
+    }
+
+    #[test]
+    fn iface_comes_from_the_devargs() {
+        assert_eq!(
+            iface_of("net_af_xdp0,iface=eth1,queue_count=2"),
+            Some("eth1")
+        );
+        assert_eq!(iface_of("net_af_packet1,qpairs=1,iface=a1"), Some("a1"));
+        assert_eq!(iface_of("0000:03:00.0"), None);
+        assert_eq!(iface_of("net_af_packet0,iface="), None);
     }
 }
