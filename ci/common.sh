@@ -30,9 +30,10 @@ ensure_build_deps() {
 
 # The tools the deployment tests use: systemd-analyze (app/tests/deploy.rs verifies
 # deploy/ctfw.service), and for app/tests/netns.rs (real kernel TCP through ctfw on veth
-# ports) ip, ethtool, curl and iperf3. Those tests fail, naming the package, without them.
+# ports) ip and ss, sysctl, ethtool, curl and iperf3. Those tests fail without them, naming
+# the package.
 ensure_deploy_test_deps() {
-    ensure_packages systemd iproute2 ethtool curl iperf3
+    ensure_packages systemd iproute2 procps ethtool curl iperf3
 }
 
 # ensure_toolchain: the toolchain rust-toolchain.toml pins. With rustup, an installed toolchain

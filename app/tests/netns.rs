@@ -9,9 +9,9 @@
 //!
 //! Each test makes its own namespaces and veth pairs under names unique to the test run and
 //! deletes them when it ends, failed or not ([`Lab`]'s `Drop`); traffic flows only between
-//! the two namespaces; every transfer is bounded in size and time. Needs root and `ip`,
-//! `ethtool`, `curl`, `iperf3`, `python3` (`ci/common.sh`: `ensure_deploy_test_deps`); a
-//! missing one fails the test, naming its Debian package.
+//! the two namespaces; every transfer is bounded in size and time. Needs root and `ip`, `ss`,
+//! `sysctl`, `ethtool`, `curl`, `iperf3`, `python3` (`ci/common.sh`:
+//! `ensure_deploy_test_deps`); a missing one fails the test, naming its Debian package.
 //!
 //! The namespaces' veth ends have TX checksum offload off (`ethtool -K ... tx off`), as a
 //! deployment on local virtual interfaces needs (docs/operations.md): with it on, their frames
@@ -160,6 +160,8 @@ fn require_root() {
     );
     for (tool, package) in [
         ("ip", "iproute2"),
+        ("ss", "iproute2"),
+        ("sysctl", "procps"),
         ("ethtool", "ethtool"),
         ("curl", "curl"),
         ("iperf3", "iperf3"),
