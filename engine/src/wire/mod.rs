@@ -210,6 +210,28 @@ pub fn parse<'a>(
     }
 }
 
+/// The length of the IP packet a frame carries: header, extension headers and payload, without
+/// the link layer or any padding after the IP length. This is Linux's `skb->len` at
+/// PREROUTING, after `ip_rcv_core` / `ip6_rcv_core` trimmed the frame to the IP length: what
+/// conntrack accounting counts. It reads the length field without checking the header again:
+/// exact for a frame [`parse`] accepted (which checked that length against the frame), as
+/// the header says otherwise; `None` when the frame has no IPv4 or IPv6 length field.
+#[inline]
+pub fn ip_len(frame: &[u8]) -> Option<u32> {
+    let (ethertype, l3) = ethernet::network_layer(frame).ok()?;
+    let field = |at: usize| {
+        l3.get(at..at + 2)
+            .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    match ethertype {
+        // Total length, bytes 2..4 of the IPv4 header.
+        ethernet::ethertype::IPV4 => field(2),
+        // Payload length, bytes 4..6 of the IPv6 header, after the 40-byte fixed header.
+        ethernet::ethertype::IPV6 => field(4).map(|n| ipv6::HEADER_LEN as u32 + n),
+        _ => None,
+    }
+}
+
 /// Parse an IPv4 packet (no link-layer header) down to its transport header, as [`parse`].
 pub fn parse_ipv4<'a>(
     bytes: &'a [u8],
@@ -599,6 +621,24 @@ mod tests {
         let mut three = two.clone();
         three.splice(12..12, [0x91, 0x00, 0x00, 0x01]);
         assert_eq!(parse_l4_of(&three), Err(Reason::VlanTooManyTags));
+    }
+
+    /// `skb->len` at PREROUTING: IP header and payload, nothing of the link layer, no padding.
+    #[test]
+    fn ip_len_counts_the_ip_packet_only() {
+        assert_eq!(ip_len(&SYN_FRAME), Some(52));
+        let mut padded = SYN_FRAME.to_vec();
+        padded.extend_from_slice(&[0; 10]);
+        assert_eq!(ip_len(&padded), Some(52), "Ethernet padding is not counted");
+        let mut tagged = SYN_FRAME.to_vec();
+        tagged.splice(12..12, [0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x00, 0x0a]);
+        assert_eq!(ip_len(&tagged), Some(52), "nor VLAN tags");
+        assert_eq!(ip_len(&echo_frame()), Some(84));
+        let a = v6(C6, S6);
+        let f = ether(0x86dd, &ipv6(proto::UDP, &a, &udp(&a, 5353, 53, b"query")));
+        assert_eq!(ip_len(&f), Some(40 + 8 + 5));
+        assert_eq!(ip_len(&ether(0x0806, &[0; 28])), None);
+        assert_eq!(ip_len(&SYN_FRAME[..17]), None, "no length field");
     }
 
     #[test]
