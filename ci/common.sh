@@ -28,6 +28,14 @@ ensure_build_deps() {
     ensure_toolchain
 }
 
+# The tools the deployment tests use: systemd-analyze (app/tests/deploy.rs verifies
+# deploy/ctfw.service), and for app/tests/netns.rs (real kernel TCP through ctfw on veth
+# ports) ip and ss, sysctl, ethtool, curl and iperf3. Those tests fail without them, naming
+# the package.
+ensure_deploy_test_deps() {
+    ensure_packages systemd iproute2 procps ethtool curl iperf3
+}
+
 # ensure_toolchain: the toolchain rust-toolchain.toml pins. With rustup, an installed toolchain
 # of exactly that version (e.g. `stable`) is made available under the pinned name when the
 # machine cannot download it (rustup refuses to `link` a release name, so as a symlink in

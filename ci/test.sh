@@ -8,6 +8,7 @@ source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
 ensure_build_deps
+ensure_deploy_test_deps
 # The data-plane tests run with and without hugepages. When this machine has them, the
 # hugepage tests must really use them (they fail instead of falling back to --no-huge).
 if ensure_hugepages; then

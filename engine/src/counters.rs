@@ -176,6 +176,18 @@ pub struct Counters {
     /// ASSURED entries of closing TCP connections (FIN_WAIT, CLOSE_WAIT, LAST_ACK,
     /// TIME_WAIT, CLOSE) evicted the same ways. Live connections are never evicted.
     pub evicted_closing: u64,
+    /// Entries removed by the operator (`Engine::delete`, `Engine::delete_tuple`), ASSURED
+    /// ones included.
+    pub deleted: u64,
+    /// Pool slots the sweeper examined (live or not): with `expired`, `evicted` and
+    /// `evicted_closing`, how hard ageing works and how much it finds.
+    pub sweep_examined: u64,
+    /// Connection events (`Engine::set_events`) dropped because the event buffer was full.
+    pub events_lost: u64,
+    /// Drop-log records written (`Rule::log`, `RuleSet::with_default_log`).
+    pub logged: u64,
+    /// Drop-log records not written: refused by the rate limiter, or the log buffer was full.
+    pub log_suppressed: u64,
     /// Packets per reason: drops (`Unparsed`, `Policy`) and INVALID verdicts (`Invalid`).
     pub by_reason: [u64; Reason::COUNT],
 }
@@ -192,6 +204,11 @@ impl Default for Counters {
             closed: 0,
             evicted: 0,
             evicted_closing: 0,
+            deleted: 0,
+            sweep_examined: 0,
+            events_lost: 0,
+            logged: 0,
+            log_suppressed: 0,
             by_reason: [0; Reason::COUNT],
         }
     }
@@ -221,6 +238,11 @@ impl Counters {
         self.closed += other.closed;
         self.evicted += other.evicted;
         self.evicted_closing += other.evicted_closing;
+        self.deleted += other.deleted;
+        self.sweep_examined += other.sweep_examined;
+        self.events_lost += other.events_lost;
+        self.logged += other.logged;
+        self.log_suppressed += other.log_suppressed;
         for (a, b) in self.by_reason.iter_mut().zip(other.by_reason.iter()) {
             *a += b;
         }
@@ -261,6 +283,11 @@ mod tests {
             packets: 3,
             evicted: 2,
             evicted_closing: 5,
+            deleted: 7,
+            sweep_examined: 11,
+            events_lost: 13,
+            logged: 17,
+            log_suppressed: 19,
             ..Counters::default()
         };
         b.count(Reason::TableFull);
@@ -269,6 +296,11 @@ mod tests {
         assert_eq!(a.packets, 6);
         assert_eq!(a.evicted, 4);
         assert_eq!(a.evicted_closing, 10);
+        assert_eq!(a.deleted, 14);
+        assert_eq!(a.sweep_examined, 22);
+        assert_eq!(a.events_lost, 26);
+        assert_eq!(a.logged, 34);
+        assert_eq!(a.log_suppressed, 38);
         assert_eq!(a.get(Reason::TableFull), 2);
     }
 }

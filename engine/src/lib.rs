@@ -12,6 +12,10 @@
 //! - [`table`]: the fixed-capacity connection table with incremental expiry and eviction.
 //! - [`rules`]: the compiled rule set.
 //! - [`pipeline`]: the burst pipeline tying them together.
+//! - [`observe`]: what the engine records for operators as packets pass: per-connection
+//!   accounting, connection events, the drop log.
+//! - [`ops`]: the operator's calls: filtered listing and deletion in bounded chunks, reload
+//!   without losing state.
 //! - [`counters`]: the reasons a packet is dropped or INVALID, and the per-worker counters.
 //! - [`time`]: the engine's clock types (`Instant`, and the 1/256 s `Tick` entries store).
 //! - [`view`]: an entry as an operator reads it (`conntrack -L` style), for listings.
@@ -22,6 +26,8 @@
 
 pub mod counters;
 pub mod flow;
+pub mod observe;
+pub mod ops;
 pub mod pipeline;
 pub mod rss;
 pub mod rules;

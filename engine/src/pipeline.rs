@@ -43,14 +43,24 @@
 //! - the pipeline, not the trackers, sets `SEEN_REPLY`, after a REPLY packet is accepted;
 //!   an ICMP error found RELATED never refreshes the connection it quotes;
 //! - nothing is allocated per packet: the group's state lives in fixed arrays on the stack.
+//!
+//! Accounting and connection events ([`crate::observe`]) live in an out-of-line copy of the
+//! tracking step for a found entry (`track_found::<true>`), which the plain pipeline reaches
+//! through one test per packet; the removals and insertions of new connections test for them
+//! where they happen. The drop log is written from the verdicts after each group, and only
+//! when some rule logs (one test per group). The operator's side of the engine (listing,
+//! deletion, reload) is in [`crate::ops`].
 
 use crate::counters::{Counters, Reason};
 use crate::flow::{self, Direction, FlowHasher, KeyedPacket};
+use crate::observe::{
+    Acct, Bounded, DestroyCause, EntryRecord, Event, EventKind, LogRecord, TokenBucket,
+};
 use crate::rules::{Action, PortId, RuleInput, RuleSet};
-use crate::table::{Entry, Hashed, Table};
+use crate::table::{Entry, Hashed, Removal, Table};
 use crate::time::{Instant, Tick};
 use crate::track::icmp::{self, IcmpClass};
-use crate::track::tcp::{self, TcpConn};
+use crate::track::tcp::{self, TcpConn, TcpState};
 use crate::track::udp::UdpConn;
 use crate::track::{CtFlags, CtState, EntryMeta, ProtoState, TrackConfig, TrackVerdict, gre};
 use crate::wire::{self, ChecksumHint, L4, Packet, ParseConfig};
@@ -95,12 +105,38 @@ pub struct EngineConfig {
     pub non_ip: NonIpPolicy,
     /// `peers[p]` is the port a packet accepted on port `p` leaves on.
     pub peers: Vec<PortId>,
+    /// Count packets and bytes per direction of every connection (Linux
+    /// `nf_conntrack_acct`, off by default): 32 bytes per table entry, allocated at start.
+    /// Fixed for the engine's life ([`Engine::reload`] refuses to change it).
+    pub accounting: bool,
+    /// Connection events buffered between two `Engine::drain_events` (allocated at start;
+    /// more are dropped and counted). Fixed for the engine's life.
+    pub event_capacity: u32,
+    /// Drop-log records buffered between two `Engine::drain_logs` (allocated at start; more
+    /// are dropped and counted). Fixed for the engine's life.
+    pub log_capacity: u32,
+    /// Drop-log records admitted per second once the burst is spent (0: none after it).
+    pub log_rate: u32,
+    /// Drop-log records admitted at once (the token bucket's size).
+    pub log_burst: u32,
+}
+
+impl EngineConfig {
+    /// Default [`EngineConfig::event_capacity`].
+    pub const DEFAULT_EVENT_CAPACITY: u32 = 4096;
+    /// Default [`EngineConfig::log_capacity`].
+    pub const DEFAULT_LOG_CAPACITY: u32 = 1024;
+    /// Default [`EngineConfig::log_rate`], per second.
+    pub const DEFAULT_LOG_RATE: u32 = 10;
+    /// Default [`EngineConfig::log_burst`].
+    pub const DEFAULT_LOG_BURST: u32 = 50;
 }
 
 impl EngineConfig {
     /// Linux's defaults: every `nf_conntrack_*` knob and timeout at its default
     /// ([`TrackConfig::default`]), checksums verified ([`ParseConfig::default`]), fragments and
-    /// non-IP frames dropped; `capacity` entries and the `peers` map.
+    /// non-IP frames dropped, accounting off (`nf_conntrack_acct=0`); `capacity` entries and
+    /// the `peers` map; the default event and log buffers and log rate (`DEFAULT_*`).
     pub fn linux_defaults(capacity: u32, peers: Vec<PortId>) -> EngineConfig {
         EngineConfig {
             capacity,
@@ -109,6 +145,11 @@ impl EngineConfig {
             fragments: FragmentPolicy::Drop,
             non_ip: NonIpPolicy::Drop,
             peers,
+            accounting: false,
+            event_capacity: EngineConfig::DEFAULT_EVENT_CAPACITY,
+            log_capacity: EngineConfig::DEFAULT_LOG_CAPACITY,
+            log_rate: EngineConfig::DEFAULT_LOG_RATE,
+            log_burst: EngineConfig::DEFAULT_LOG_BURST,
         }
     }
 }
@@ -149,7 +190,17 @@ struct Tracked {
     dir: Option<Direction>,
     /// A new connection waiting for the rules' verdict: inserted only if the packet is
     /// accepted, as Linux confirms a conntrack only when its first packet survives the rules.
-    pending: Option<(Entry, Hashed)>,
+    pending: Option<Pending>,
+}
+
+/// A new connection's entry, built by tracking its first packet, not yet in the table.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    entry: Entry,
+    h: Hashed,
+    /// The tracker accepted and refreshed it (Linux `nf_ct_refresh_acct`): accounting counts
+    /// the first packet.
+    counted: bool,
 }
 
 impl Tracked {
@@ -184,29 +235,102 @@ enum Plan {
     Related(KeyedPacket, Hashed),
 }
 
-/// One worker's engine: table, configuration, rules and counters.
+/// One worker's engine: table, configuration, rules and counters, and what it records for
+/// operators (accounting, events, drop log).
 #[derive(Debug)]
 pub struct Engine {
-    cfg: EngineConfig,
-    rules: RuleSet,
-    table: Table,
-    counters: Counters,
-    rule_hits: Vec<u64>,
+    pub(crate) cfg: EngineConfig,
+    pub(crate) rules: RuleSet,
+    pub(crate) table: Table,
+    pub(crate) counters: Counters,
+    pub(crate) rule_hits: Vec<u64>,
+    /// Per-connection accounting, indexed by pool index; empty when accounting is off.
+    pub(crate) acct: Vec<Acct>,
+    /// Whether connection events are recorded.
+    pub(crate) events_on: bool,
+    pub(crate) events: Bounded<Event>,
+    pub(crate) logs: Bounded<LogRecord>,
+    pub(crate) log_bucket: TokenBucket,
+    /// Accounting or events are on: tracking takes the path that records them.
+    pub(crate) observe: bool,
+    /// The instant of the burst being processed (for event and log records).
+    pub(crate) now: Instant,
 }
 
 impl Engine {
     /// An engine with the given configuration and rules. `seeds` key the flow hash: random per
-    /// start in production, fixed for reproducible tests.
+    /// start in production, fixed for reproducible tests. Every buffer is allocated here.
     pub fn new(cfg: EngineConfig, rules: RuleSet, seeds: [u64; 4]) -> Engine {
         let table = Table::new(cfg.capacity, FlowHasher::with_seeds(seeds));
         let rule_hits = vec![0; rules.len() + 1];
-        Engine {
+        let acct = if cfg.accounting {
+            vec![Acct::default(); table.capacity()]
+        } else {
+            Vec::new()
+        };
+        let mut engine = Engine {
+            events: Bounded::with_capacity(cfg.event_capacity as usize),
+            logs: Bounded::with_capacity(cfg.log_capacity as usize),
+            log_bucket: TokenBucket::new(cfg.log_rate, cfg.log_burst),
             cfg,
             rules,
             table,
             counters: Counters::default(),
             rule_hits,
-        }
+            acct,
+            events_on: false,
+            observe: false,
+            now: Instant::default(),
+        };
+        engine.update_observe();
+        engine
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Bytes of memory the engine holds: the table, the accounting array and the event and
+    /// log buffers.
+    pub fn memory_bytes(&self) -> usize {
+        self.table.memory_bytes()
+            + self.acct.capacity() * core::mem::size_of::<Acct>()
+            + self.events.memory_bytes()
+            + self.logs.memory_bytes()
+    }
+
+    /// Recompute whether tracking records accounting or events.
+    fn update_observe(&mut self) {
+        self.observe = !self.acct.is_empty() || self.events_on;
+    }
+
+    /// Record connection events from now on (`on`), or stop. Stopping keeps what is
+    /// buffered for the next [`Engine::drain_events`].
+    pub fn set_events(&mut self, on: bool) {
+        self.events_on = on;
+        self.table.set_report_removed(on);
+        self.update_observe();
+    }
+
+    /// Whether connection events are recorded.
+    pub fn events_enabled(&self) -> bool {
+        self.events_on
+    }
+
+    /// Whether per-connection accounting is on ([`EngineConfig::accounting`]).
+    pub fn accounting_enabled(&self) -> bool {
+        !self.acct.is_empty()
+    }
+
+    /// Hand every buffered connection event to `f`, oldest first, and empty the buffer.
+    pub fn drain_events(&mut self, f: impl FnMut(&Event)) {
+        self.events.drain(f);
+    }
+
+    /// Hand every buffered drop-log record to `f`, oldest first, and empty the buffer.
+    pub fn drain_logs(&mut self, f: impl FnMut(&LogRecord)) {
+        self.logs.drain(f);
     }
 
     /// The rules.
@@ -245,6 +369,7 @@ impl Engine {
             "verdict buffer shorter than the burst"
         );
         let tick = now.tick();
+        self.now = now;
         for (group, verdicts) in pkts.chunks(BURST).zip(out.chunks_mut(BURST)) {
             self.process_group(tick, group, verdicts);
         }
@@ -287,6 +412,14 @@ impl Engine {
         // Stage 4: track and decide, in order (a packet may create the entry the next uses).
         for i in 0..pkts.len() {
             out[i] = self.decide(now, &pkts[i], &parsed[i], plans[i], cands[i]);
+        }
+        // The drop log, from the verdicts: one test per group when no rule logs.
+        if self.rules.any_log() {
+            for i in 0..pkts.len() {
+                if let Ok(p) = &parsed[i] {
+                    self.log_decided(&pkts[i], p, &plans[i], &out[i]);
+                }
+            }
         }
     }
 
@@ -374,7 +507,7 @@ impl Engine {
                 dir: None,
                 pending: None,
             },
-            Plan::Track(k, h) => self.track(now, p, k, h, cand),
+            Plan::Track(k, h) => self.track(now, pkt.data, p, k, h, cand),
             Plan::Related(k, h) => self.related(now, k, h, cand),
         };
         if let Some(r) = tracked.invalid {
@@ -426,15 +559,24 @@ impl Engine {
                 self.drop(verdict, why)
             }
             Action::Accept => {
-                if let Some((entry, h)) = tracked.pending {
-                    match self.table.insert(&h, entry, now) {
-                        Ok((_, o)) => {
+                if let Some(new) = tracked.pending {
+                    match self.table.insert(&new.h, new.entry, now) {
+                        Ok((idx, o)) => {
                             self.counters.created += 1;
                             self.counters.expired += o.reclaimed_expired as u64;
                             self.counters.evicted += o.evicted as u64;
                             self.counters.evicted_closing += o.evicted_closing as u64;
+                            if self.observe {
+                                self.observe_insert(now, idx, pkt.data, new.counted);
+                            }
                         }
-                        Err(_) => return self.drop(verdict, Reason::TableFull),
+                        Err(_) => {
+                            if self.observe {
+                                // A failed insert removes nothing; drained all the same.
+                                self.drain_table_removed(now);
+                            }
+                            return self.drop(verdict, Reason::TableFull);
+                        }
                     }
                 }
                 self.counters.accepted += 1;
@@ -453,9 +595,11 @@ impl Engine {
     }
 
     /// Connection tracking proper: find or create the entry, run the protocol tracker.
+    /// `frame` is the packet's frame, for accounting.
     fn track(
         &mut self,
         now: Tick,
+        frame: &[u8],
         p: &Packet<'_>,
         k: KeyedPacket,
         h: Hashed,
@@ -465,8 +609,45 @@ impl Engine {
             .table
             .find_hinted(&k.key, &h, cand, now, &mut self.counters.expired);
         let Some(idx) = found else {
+            if self.observe {
+                // The lookup may have reclaimed the key's expired entry.
+                self.drain_table_removed(now);
+            }
             return self.track_new(now, p, k, h);
         };
+        if self.observe {
+            return self.track_found_observed(now, frame, p, k, h, idx);
+        }
+        self.track_found::<false>(now, frame, p, k, h, idx)
+    }
+
+    /// [`Engine::track_found`] with accounting and events, out of line: the plain pipeline
+    /// pays one test for it.
+    #[inline(never)]
+    fn track_found_observed(
+        &mut self,
+        now: Tick,
+        frame: &[u8],
+        p: &Packet<'_>,
+        k: KeyedPacket,
+        h: Hashed,
+        idx: u32,
+    ) -> Tracked {
+        self.track_found::<true>(now, frame, p, k, h, idx)
+    }
+
+    /// Run the protocol tracker on the packet's entry, found at `idx`. `OBSERVE`: account the
+    /// packet and report events (each still checks whether it is on).
+    #[inline(always)]
+    fn track_found<const OBSERVE: bool>(
+        &mut self,
+        now: Tick,
+        frame: &[u8],
+        p: &Packet<'_>,
+        k: KeyedPacket,
+        h: Hashed,
+        idx: u32,
+    ) -> Tracked {
         let tcp_cfg = self.cfg.track.tcp;
         let other = self.cfg.track.other;
         let entry = self.table.get_mut(idx);
@@ -488,6 +669,8 @@ impl Engine {
             flags: entry.flags,
             expires: entry.expires,
         };
+        // What an UPDATE event compares with (read only when observing).
+        let before = (entry.flags, tcp_state_of(&entry.state));
         let action = match (&mut entry.state, p.l4) {
             (ProtoState::Tcp(conn), L4::Tcp(seg)) => {
                 conn.packet(&mut meta, now, dir, &seg, &tcp_cfg)
@@ -526,6 +709,10 @@ impl Engine {
                 }
                 entry.flags = meta.flags;
                 entry.expires = meta.expires;
+                if OBSERVE {
+                    let counted = action == TrackVerdict::Accept;
+                    self.observe_packet(now, idx, dir, counted, before, frame);
+                }
                 Tracked {
                     ct: Some(ct),
                     invalid: None,
@@ -542,6 +729,11 @@ impl Engine {
                 }
             }
             TrackVerdict::Kill => {
+                if OBSERVE {
+                    // Linux `nf_ct_kill_acct`: the killing packet is counted, then the entry
+                    // goes.
+                    self.observe_close(now, idx, Some((dir, frame)));
+                }
                 self.table.remove(idx);
                 self.counters.closed += 1;
                 Tracked {
@@ -552,6 +744,10 @@ impl Engine {
                 }
             }
             TrackVerdict::Reopen => {
+                if OBSERVE {
+                    // Not counted in the old entry: the packet belongs to the new one.
+                    self.observe_close(now, idx, None);
+                }
                 self.table.remove(idx);
                 self.counters.closed += 1;
                 self.track_new(now, p, k, h)
@@ -566,6 +762,7 @@ impl Engine {
             expires: now,
         };
         let other = self.cfg.track.other;
+        let mut counted = true;
         let state = match p.l4 {
             L4::Tcp(seg) => {
                 let tcp_cfg = self.cfg.track.tcp;
@@ -574,7 +771,11 @@ impl Engine {
                     Err(r) => return Tracked::invalid(r),
                 };
                 match conn.packet(&mut meta, now, Direction::Original, &seg, &tcp_cfg) {
-                    TrackVerdict::Accept | TrackVerdict::Ignore => ProtoState::Tcp(conn),
+                    TrackVerdict::Accept => ProtoState::Tcp(conn),
+                    TrackVerdict::Ignore => {
+                        counted = false;
+                        ProtoState::Tcp(conn)
+                    }
                     TrackVerdict::Invalid(r) => return Tracked::invalid(r),
                     TrackVerdict::Kill | TrackVerdict::Reopen => {
                         // Cannot happen to a connection's first segment: `Reopen` needs an
@@ -617,16 +818,21 @@ impl Engine {
             ct: Some(CtState::New),
             invalid: None,
             dir: Some(Direction::Original),
-            pending: Some((entry, h)),
+            pending: Some(Pending { entry, h, counted }),
         }
     }
 
-    /// An ICMP error: RELATED to the connection it quotes, else INVALID. Never refreshes.
+    /// An ICMP error: RELATED to the connection it quotes, else INVALID. Never refreshes
+    /// (nor counts in the connection's accounting).
     fn related(&mut self, now: Tick, k: KeyedPacket, h: Hashed, cand: u32) -> Tracked {
-        match self
+        let found = self
             .table
-            .find_hinted(&k.key, &h, cand, now, &mut self.counters.expired)
-        {
+            .find_hinted(&k.key, &h, cand, now, &mut self.counters.expired);
+        if self.observe && found.is_none() {
+            // The lookup may have reclaimed the quoted connection's expired entry.
+            self.drain_table_removed(now);
+        }
+        match found {
             Some(idx) => {
                 let e = self.table.get(idx);
                 // The quoted packet travelled the way `k.swapped` says; the error travels back.
@@ -646,12 +852,185 @@ impl Engine {
 
     /// Reclaim expired entries (and, under table pressure, evict those that may be dropped
     /// early) with at most `budget` entries examined. Call between bursts. Returns the
-    /// number of entries removed.
+    /// number of entries removed (each a DESTROY event when events are on).
     pub fn sweep(&mut self, now: Instant, budget: usize) -> usize {
-        let o = self.table.sweep(now.tick(), budget);
+        let tick = now.tick();
+        let o = if self.events_on {
+            let (events, counters, acct) = (&mut self.events, &mut self.counters, &self.acct);
+            self.table.sweep_with(tick, budget, |idx, e, why| {
+                let record = EntryRecord::new(e, idx, tick, acct);
+                push_event(events, counters, destroy_kind(why), now, record);
+            })
+        } else {
+            self.table.sweep(tick, budget)
+        };
+        self.counters.sweep_examined += u64::from(o.examined);
         self.counters.expired += u64::from(o.expired);
         self.counters.evicted += u64::from(o.evicted);
         self.counters.evicted_closing += u64::from(o.evicted_closing);
         o.removed() as usize
+    }
+
+    // ---- recording: accounting, events, drop log ----
+
+    /// After a tracked packet of an existing connection: count it (when the tracker
+    /// refreshed the entry) and report an UPDATE if it changed the TCP state or first set
+    /// SEEN_REPLY or ASSURED. `before` is the entry's flags and TCP state before the packet.
+    #[inline(always)]
+    fn observe_packet(
+        &mut self,
+        now: Tick,
+        idx: u32,
+        dir: Direction,
+        counted: bool,
+        before: (CtFlags, Option<TcpState>),
+        frame: &[u8],
+    ) {
+        if counted {
+            if let Some(a) = self.acct.get_mut(idx as usize) {
+                a.add(dir, wire::ip_len(frame).unwrap_or(0));
+            }
+        }
+        if self.events_on {
+            let e = self.table.get(idx);
+            let (flags, tcp_state) = before;
+            let newly = e.flags.0 & !flags.0;
+            if tcp_state_of(&e.state) != tcp_state
+                || newly & (CtFlags::SEEN_REPLY | CtFlags::ASSURED) != 0
+            {
+                self.event(EventKind::Update, now, idx);
+            }
+        }
+    }
+
+    /// A new connection's entry was inserted at `idx`: report what the insert removed to make
+    /// room, start its accounting (with its first packet when `counted`), report NEW.
+    #[cold]
+    fn observe_insert(&mut self, now: Tick, idx: u32, frame: &[u8], counted: bool) {
+        // First, while the accounting of a neighbour evicted from this very slot is intact.
+        self.drain_table_removed(now);
+        if let Some(a) = self.acct.get_mut(idx as usize) {
+            *a = Acct::default();
+            if counted {
+                a.add(Direction::Original, wire::ip_len(frame).unwrap_or(0));
+            }
+        }
+        if self.events_on {
+            self.event(EventKind::New, now, idx);
+        }
+    }
+
+    /// The tracker closes the entry at `idx` (still in the table): count the closing packet
+    /// (`counted`: its direction and frame), report DESTROY.
+    #[cold]
+    fn observe_close(&mut self, now: Tick, idx: u32, counted: Option<(Direction, &[u8])>) {
+        if let (Some((dir, frame)), Some(a)) = (counted, self.acct.get_mut(idx as usize)) {
+            a.add(dir, wire::ip_len(frame).unwrap_or(0));
+        }
+        if self.events_on {
+            self.event(EventKind::Destroy(DestroyCause::Closed), now, idx);
+        }
+    }
+
+    /// Report the entry at `idx` (in the table, or about to leave it) as `kind`, at the
+    /// burst's instant.
+    fn event(&mut self, kind: EventKind, now: Tick, idx: u32) {
+        let record = EntryRecord::new(self.table.get(idx), idx, now, &self.acct);
+        push_event(&mut self.events, &mut self.counters, kind, self.now, record);
+    }
+
+    /// Report, as DESTROY events, what the table removed on its own during a lookup or an
+    /// insert.
+    #[cold]
+    fn drain_table_removed(&mut self, now: Tick) {
+        if !self.events_on {
+            return;
+        }
+        let at = self.now;
+        let (events, counters, acct) = (&mut self.events, &mut self.counters, &self.acct);
+        let lost = self.table.drain_removed(|idx, e, why| {
+            let record = EntryRecord::new(e, idx, now, acct);
+            push_event(events, counters, destroy_kind(why), at, record);
+        });
+        self.counters.events_lost += u64::from(lost);
+    }
+
+    /// After the verdict on a parsed packet: if the rules decided it and the deciding rule (or
+    /// the default policy) logs, record it, if the buffer has room and the rate limit allows
+    /// (else count it as suppressed).
+    #[cold]
+    fn log_decided(&mut self, pkt: &Pkt<'_>, p: &Packet<'_>, plan: &Plan, v: &Verdict) {
+        // The rules ran unless the packet was dropped before tracking or its port has no
+        // peer (the two ways `decide` returns early for a parsed packet).
+        let Some(out_port) = self.cfg.peers.get(pkt.port.0 as usize).copied() else {
+            return;
+        };
+        if matches!(plan, Plan::Drop(_)) || !self.rules.logs(v.rule) {
+            return;
+        }
+        let action = match v.rule {
+            Some(i) => self.rules.rule(i).map_or(Action::Drop, |r| r.action),
+            None => self.rules.default_action(),
+        };
+        if self.logs.is_full() || !self.log_bucket.admit(self.now) {
+            self.counters.log_suppressed += 1;
+            return;
+        }
+        let (ports, tcp_flags, icmp) = match p.l4 {
+            L4::Tcp(s) => (Some((s.sport, s.dport)), Some(s.flags.0), None),
+            L4::Udp(d) => (Some((d.sport, d.dport)), None, None),
+            L4::Icmp(m) => (None, None, Some((m.type_, m.code))),
+            _ => (None, None, None),
+        };
+        let record = LogRecord {
+            at: self.now,
+            rule: v.rule,
+            action,
+            in_port: pkt.port,
+            out_port,
+            ct: v.ct,
+            invalid: v.invalid,
+            family: p.addrs.family,
+            proto: p.proto,
+            src: p.addrs.src,
+            dst: p.addrs.dst,
+            sport: ports.map(|(s, _)| s),
+            dport: ports.map(|(_, d)| d),
+            tcp_flags,
+            icmp,
+            len: wire::ip_len(pkt.data).unwrap_or(0),
+        };
+        self.logs.push(record);
+        self.counters.logged += 1;
+    }
+}
+
+/// The TCP state of an entry's protocol state, if it is TCP.
+#[inline]
+fn tcp_state_of(s: &ProtoState) -> Option<TcpState> {
+    match s {
+        ProtoState::Tcp(c) => Some(c.state()),
+        _ => None,
+    }
+}
+
+/// The DESTROY event of a removal the table decided.
+fn destroy_kind(why: Removal) -> EventKind {
+    EventKind::Destroy(match why {
+        Removal::Expired => DestroyCause::Expired,
+        Removal::Evicted | Removal::EvictedClosing => DestroyCause::Evicted,
+    })
+}
+
+/// Append an event, or count it lost when the buffer is full.
+pub(crate) fn push_event(
+    events: &mut Bounded<Event>,
+    counters: &mut Counters,
+    kind: EventKind,
+    at: Instant,
+    record: EntryRecord,
+) {
+    if !events.push(Event { kind, at, record }) {
+        counters.events_lost += 1;
     }
 }

@@ -465,6 +465,9 @@ pub struct Rule {
     pub dport: Box<[PortRange]>,
     /// TCP flags test. A packet without a TCP header does not match.
     pub tcp_flags: Option<TcpFlagsMatch>,
+    /// Record the packets this rule decides in the drop log (iptables `LOG`, nftables `log`),
+    /// within the engine's rate limit. Not a matcher: it never changes what matches.
+    pub log: bool,
 }
 
 impl Rule {
@@ -483,6 +486,7 @@ impl Rule {
             sport: Box::new([]),
             dport: Box::new([]),
             tcp_flags: None,
+            log: false,
         }
     }
 
@@ -558,12 +562,18 @@ impl fmt::Display for RuleSetError {
 
 impl std::error::Error for RuleSetError {}
 
-/// A compiled rule set: rules in order, their names, and the default policy.
+/// A compiled rule set: rules in order, their names, the default policy, and which of them
+/// write to the drop log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleSet {
     rules: Box<[Rule]>,
     names: Box<[Box<str>]>,
     default: Action,
+    /// Whether the default policy's packets are logged.
+    default_log: bool,
+    /// Whether any rule or the default policy logs: the one test the pipeline makes per
+    /// packet when nothing does.
+    any_log: bool,
 }
 
 impl RuleSet {
@@ -588,11 +598,44 @@ impl RuleSet {
                 names: names.len(),
             });
         }
+        let any_log = rules.iter().any(|r| r.log);
         Ok(RuleSet {
             rules: rules.into_boxed_slice(),
             names: names.into_iter().map(String::into_boxed_str).collect(),
             default,
+            default_log: false,
+            any_log,
         })
+    }
+
+    /// The same set, with the default policy's packets logged (`log`) or not. A set starts
+    /// with the default policy not logged.
+    #[must_use]
+    pub fn with_default_log(mut self, log: bool) -> RuleSet {
+        self.default_log = log;
+        self.any_log = log || self.rules.iter().any(|r| r.log);
+        self
+    }
+
+    /// Whether the default policy's packets are logged.
+    pub fn default_log(&self) -> bool {
+        self.default_log
+    }
+
+    /// Whether some rule, or the default policy, logs.
+    #[inline]
+    pub fn any_log(&self) -> bool {
+        self.any_log
+    }
+
+    /// Whether the packets decided by `rule` (`None`: the default policy, as in
+    /// [`Decision::rule`]) are logged.
+    #[inline]
+    pub fn logs(&self, rule: Option<u16>) -> bool {
+        match rule {
+            Some(i) => self.rules.get(usize::from(i)).is_some_and(|r| r.log),
+            None => self.default_log,
+        }
     }
 
     /// Evaluate the rules in order; the first match decides, else the default policy.
@@ -1144,6 +1187,38 @@ mod tests {
             Err(RuleSetError::TooManyRules {
                 count: RuleSet::MAX_RULES + 1
             })
+        );
+    }
+
+    #[test]
+    fn log_flags_per_rule_and_default() {
+        let logged = Rule {
+            log: true,
+            ..Rule::new(Action::Drop)
+        };
+        let set = RuleSet::new(
+            vec![accept(), logged],
+            Action::Drop,
+            vec!["a".into(), "b".into()],
+        )
+        .unwrap();
+        assert!(set.any_log());
+        assert!(!set.logs(Some(0)));
+        assert!(set.logs(Some(1)));
+        assert!(!set.logs(Some(2)), "no such rule");
+        assert!(!set.logs(None));
+        assert!(!set.default_log());
+        let set = set.with_default_log(true);
+        assert!(set.logs(None) && set.default_log());
+
+        let quiet = RuleSet::new(vec![accept()], Action::Drop, vec!["a".into()]).unwrap();
+        assert!(!quiet.any_log());
+        assert!(quiet.clone().with_default_log(true).any_log());
+        assert!(
+            !quiet
+                .with_default_log(true)
+                .with_default_log(false)
+                .any_log()
         );
     }
 

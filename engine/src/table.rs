@@ -35,6 +35,18 @@
 //!   closing) while the table holds at least `capacity / 100 * 95` entries
 //!   (`nf_conntrack_max95`). This frees a table
 //!   clogged with closed connections even where no new key's neighbourhood holds one.
+//!
+//! Entries never move in the pool: an entry keeps its pool index from insertion to removal,
+//! which is what lets a listing resume from a pool index ([`Table::live`]).
+//!
+//! Removals the table decides on its own (an expired entry reclaimed by a lookup or by an
+//! insert, a neighbour evicted by an insert) can be reported, for the engine's DESTROY
+//! events: with [`Table::set_report_removed`] on, each is copied, with its pool index and
+//! why, into a small fixed buffer that the engine empties ([`Table::drain_removed`]) after
+//! every lookup or insert that may have removed something. Off (the default), the removal
+//! paths test one flag and the lookup and insert paths that remove nothing are unchanged.
+//! [`Table::sweep_with`] reports its removals to a callback instead, since one sweep may
+//! remove up to its whole budget.
 
 use crate::flow::{FlowHasher, FlowKey};
 use crate::time::Tick;
@@ -58,6 +70,10 @@ const MAX_KICKS: usize = 64;
 const EVICT_CANDIDATES: u32 = 8;
 /// Table-private status bit: the entry is in use.
 const LIVE: u8 = 0x80;
+/// Removals a lookup or an insert reports at most before the engine drains them: a lookup
+/// reclaims at most one expired entry and an insert removes at most one neighbour; the rest
+/// is slack.
+const REMOVED_CAP: usize = 4;
 
 /// One tracked connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,9 +223,30 @@ pub struct InsertOutcome {
     pub evicted_closing: bool,
 }
 
-/// What one [`Table::sweep`] call removed.
+/// Why the table removed an entry on its own (see [`Table::set_report_removed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Removal {
+    /// Its deadline had passed: reclaimed by a lookup, an insert or the sweeper.
+    Expired,
+    /// A live non-ASSURED entry, evicted by an insert or by the sweeper under pressure.
+    Evicted,
+    /// A live ASSURED entry of a closing connection, evicted the same ways.
+    EvictedClosing,
+}
+
+/// A removal reported by the table, with the entry as it was when removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Removed {
+    idx: u32,
+    entry: Entry,
+    why: Removal,
+}
+
+/// What one [`Table::sweep`] call examined and removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SweepOutcome {
+    /// Pool slots examined, live or not.
+    pub examined: u32,
     /// Expired entries reclaimed.
     pub expired: u32,
     /// Live non-ASSURED entries evicted under pressure.
@@ -236,6 +273,14 @@ pub struct Table {
     /// Pool slots the sweeper still visits under pressure (0: no pressure). Set to the
     /// capacity by a failed insert: one full pass.
     pressure_left: u32,
+    /// Whether removals decided by lookups and inserts are copied into `removed`.
+    report_removed: bool,
+    /// Removals not yet drained, `removed_len` of them.
+    removed: [Removed; REMOVED_CAP],
+    removed_len: u8,
+    /// Removals that found `removed` full (the engine drains it after every lookup and
+    /// insert, so this stays zero; counted rather than lost silently).
+    removed_lost: u32,
 }
 
 impl Table {
@@ -266,6 +311,59 @@ impl Table {
             hasher,
             sweep_cursor: 0,
             pressure_left: 0,
+            report_removed: false,
+            removed: [Removed {
+                idx: 0,
+                entry: blank,
+                why: Removal::Expired,
+            }; REMOVED_CAP],
+            removed_len: 0,
+            removed_lost: 0,
+        }
+    }
+
+    /// Whether removals decided by lookups and inserts (expired entries reclaimed, neighbours
+    /// evicted) are recorded for [`Table::drain_removed`]. Turning it off discards what is
+    /// recorded.
+    pub fn set_report_removed(&mut self, on: bool) {
+        self.report_removed = on;
+        if !on {
+            self.removed_len = 0;
+        }
+    }
+
+    /// Hand every recorded removal to `f` (pool index, the entry as it was, why) and forget
+    /// them; returns how many removals could not be recorded since the last call because the
+    /// buffer was full (zero when drained after every lookup and insert). The entry's pool
+    /// slot may already hold a new entry: use the copy.
+    pub fn drain_removed(&mut self, mut f: impl FnMut(u32, &Entry, Removal)) -> u32 {
+        for r in &self.removed[..usize::from(self.removed_len)] {
+            f(r.idx, &r.entry, r.why);
+        }
+        self.removed_len = 0;
+        core::mem::take(&mut self.removed_lost)
+    }
+
+    /// Record the removal of the (still intact) entry at `idx`, if removals are reported.
+    #[inline]
+    fn note_removed(&mut self, idx: u32, why: Removal) {
+        if self.report_removed {
+            self.record_removed(idx, why);
+        }
+    }
+
+    #[cold]
+    fn record_removed(&mut self, idx: u32, why: Removal) {
+        match self.removed.get_mut(usize::from(self.removed_len)) {
+            Some(slot) => {
+                *slot = Removed {
+                    idx,
+                    entry: self.entries[idx as usize],
+                    why,
+                };
+                self.removed_len += 1;
+            }
+            None => self.removed_lost += 1,
         }
     }
 
@@ -351,6 +449,7 @@ impl Table {
     pub fn find(&mut self, key: &FlowKey, h: &Hashed, now: Tick, expired: &mut u64) -> Option<u32> {
         let (b, slot, idx) = self.locate(key, h)?;
         if self.entries[idx as usize].is_expired(now) {
+            self.note_removed(idx, Removal::Expired);
             self.release(b, slot, idx);
             *expired += 1;
             return None;
@@ -538,6 +637,7 @@ impl Table {
                 let idx = (s & IDX_MASK) - 1;
                 let e = &self.entries[idx as usize];
                 if e.is_expired(now) {
+                    self.note_removed(idx, Removal::Expired);
                     self.release(b, slot, idx);
                     return Some(Victim::Expired);
                 }
@@ -563,6 +663,13 @@ impl Table {
             (None, Some(c)) => (Victim::EvictedClosing, c),
             (None, None) => return None,
         };
+        self.note_removed(
+            idx,
+            match victim {
+                Victim::EvictedClosing => Removal::EvictedClosing,
+                _ => Removal::Evicted,
+            },
+        );
         self.release(b, slot, idx);
         Some(victim)
     }
@@ -597,12 +704,29 @@ impl Table {
     /// worker's latency flat; calling it between bursts covers the pool in
     /// `capacity / budget` calls.
     pub fn sweep(&mut self, now: Tick, budget: usize) -> SweepOutcome {
+        self.sweep_with(now, budget, |_, _, _| {})
+    }
+
+    /// [`Table::sweep`], handing each removed entry (pool index, the entry, why) to
+    /// `removed` as it goes. The sweeper reports to this callback whatever
+    /// [`Table::set_report_removed`] says.
+    #[inline]
+    pub fn sweep_with(
+        &mut self,
+        now: Tick,
+        budget: usize,
+        mut removed: impl FnMut(u32, &Entry, Removal),
+    ) -> SweepOutcome {
         let n = self.entries.len() as u32;
         // Linux: `nf_conntrack_max95 = nf_conntrack_max / 100u * 95u`, and no eviction at
         // all when that is 0 (a table of fewer than 100 entries).
         let max95 = (n / 100 * 95) as usize;
-        let mut out = SweepOutcome::default();
-        for _ in 0..budget.min(n as usize) {
+        let steps = budget.min(n as usize);
+        let mut out = SweepOutcome {
+            examined: steps as u32,
+            ..SweepOutcome::default()
+        };
+        for _ in 0..steps {
             let idx = self.sweep_cursor;
             self.sweep_cursor = if idx + 1 == n { 0 } else { idx + 1 };
             let pressure = self.pressure_left != 0;
@@ -611,19 +735,32 @@ impl Table {
             if !e.is_live() {
                 continue;
             }
-            if e.is_expired(now) {
-                self.remove(idx);
+            let why = if e.is_expired(now) {
                 out.expired += 1;
+                Removal::Expired
             } else if pressure && max95 != 0 && self.len() >= max95 && e.can_early_drop() {
                 if e.flags.assured() {
                     out.evicted_closing += 1;
+                    Removal::EvictedClosing
                 } else {
                     out.evicted += 1;
+                    Removal::Evicted
                 }
-                self.remove(idx);
-            }
+            } else {
+                continue;
+            };
+            self.remove(idx);
+            // `remove` only unindexes the entry: its pool slot still holds it.
+            removed(idx, &self.entries[idx as usize], why);
         }
         out
+    }
+
+    /// The live entry at pool index `idx` (expired or not), or `None` if the slot is free or
+    /// out of the pool. Entries never move, so a listing can walk the pool by index.
+    #[inline]
+    pub fn live(&self, idx: u32) -> Option<&Entry> {
+        self.entries.get(idx as usize).filter(|e| e.is_live())
     }
 
     /// Live, unexpired entries with their pool index, in pool order.
@@ -920,7 +1057,13 @@ mod tests {
         }
         assert!(!t.under_pressure());
         // Without pressure, the sweeper only reclaims expired entries.
-        assert_eq!(t.sweep(Tick(1), cap as usize), SweepOutcome::default());
+        assert_eq!(
+            t.sweep(Tick(1), cap as usize),
+            SweepOutcome {
+                examined: cap,
+                ..SweepOutcome::default()
+            }
+        );
         // New connections take TIME_WAIT neighbours until one finds none and fails.
         let mut n = cap;
         while put_tcp(&mut t, &key(n), TcpState::Established).is_ok() {
@@ -936,12 +1079,20 @@ mod tests {
         assert!(closing_before > 0, "the test needs closing entries left");
 
         let mut out = SweepOutcome::default();
+        let mut reported = Vec::new();
         for _ in 0..(cap / 100) {
-            let o = t.sweep(Tick(1), 100);
+            let o = t.sweep_with(Tick(1), 100, |_, e, why| reported.push((tcp_state(e), why)));
             out.evicted_closing += o.evicted_closing;
             out.evicted += o.evicted;
             out.expired += o.expired;
         }
+        // Each eviction is reported, with the entry it removed.
+        assert_eq!(reported.len(), out.evicted_closing as usize);
+        assert!(
+            reported
+                .iter()
+                .all(|&r| r == (TcpState::TimeWait, Removal::EvictedClosing))
+        );
         assert_eq!(out.evicted, 0);
         assert_eq!(out.expired, 0);
         // 1000 / 100 * 95 is 950: the sweeper evicts while at least 950 entries are left, so
@@ -1000,6 +1151,119 @@ mod tests {
         assert_eq!(t.len(), 400);
         assert_eq!(t.sweep(Tick(10), 1000).expired, 0);
         t.check_invariants().unwrap();
+    }
+
+    /// Drained removals, as `(pool index, lo address, why)`.
+    fn drained(t: &mut Table) -> Vec<(u32, u128, Removal)> {
+        let mut out = Vec::new();
+        let lost = t.drain_removed(|idx, e, why| out.push((idx, e.lo_addr, why)));
+        assert_eq!(lost, 0);
+        out
+    }
+
+    #[test]
+    fn removals_are_reported_only_when_asked() {
+        let mut t = table(1024);
+        let k = key(7);
+        let idx = put(&mut t, &k, Tick(100), false).unwrap();
+        let mut expired = 0;
+        // Off: a lookup reclaims silently.
+        assert_eq!(t.find(&k, &t.hash(&k), Tick(100), &mut expired), None);
+        assert!(drained(&mut t).is_empty());
+        // On: the reclaimed entry is reported with its index, as it was.
+        t.set_report_removed(true);
+        let idx2 = put(&mut t, &k, Tick(100), false).unwrap();
+        assert_eq!(idx2, idx, "the freed slot is reused");
+        assert_eq!(t.find(&k, &t.hash(&k), Tick(100), &mut expired), None);
+        assert_eq!(drained(&mut t), [(idx, k.lo_addr, Removal::Expired)]);
+        assert!(drained(&mut t).is_empty(), "drained once");
+        // An explicit `remove` is the caller's to report.
+        let idx3 = put(&mut t, &k, Tick(100), false).unwrap();
+        t.remove(idx3);
+        assert!(drained(&mut t).is_empty());
+        // Turning it off forgets what is recorded.
+        put(&mut t, &k, Tick(100), false).unwrap();
+        assert_eq!(t.find(&k, &t.hash(&k), Tick(100), &mut expired), None);
+        t.set_report_removed(false);
+        assert!(drained(&mut t).is_empty());
+    }
+
+    #[test]
+    fn evictions_by_insert_are_reported_before_the_slot_is_reused() {
+        let cap = 1024;
+        let mut t = table(cap);
+        for n in 0..cap {
+            put(&mut t, &key(n), Tick(10_000 + n), false).unwrap();
+        }
+        t.set_report_removed(true);
+        let k = key(cap + 1);
+        let h = t.hash(&k);
+        let (idx, o) = t
+            .insert(
+                &h,
+                Entry::new(&k, false, Tick(50_000), ProtoState::Generic),
+                Tick(0),
+            )
+            .unwrap();
+        assert!(o.evicted);
+        let removed = drained(&mut t);
+        assert_eq!(removed.len(), 1);
+        let (victim, lo, why) = removed[0];
+        assert_eq!(why, Removal::Evicted);
+        assert_eq!(victim, idx, "the victim's slot holds the new entry");
+        assert_ne!(lo, k.lo_addr, "the report keeps the victim's copy");
+        // An expired neighbour is reported as expired.
+        for n in 0..cap {
+            let kn = key(n);
+            if let Some(i) = t.peek(&kn, &t.hash(&kn)) {
+                t.get_mut(i).expires = Tick(5);
+            }
+        }
+        let k2 = key(cap + 2);
+        let (_, o) = t
+            .insert(
+                &t.hash(&k2),
+                Entry::new(&k2, false, Tick(50_000), ProtoState::Generic),
+                Tick(10),
+            )
+            .unwrap();
+        assert!(o.reclaimed_expired);
+        assert_eq!(
+            drained(&mut t).iter().map(|r| r.2).collect::<Vec<_>>(),
+            [Removal::Expired]
+        );
+    }
+
+    #[test]
+    fn sweep_reports_each_removal_and_counts_what_it_examined() {
+        let mut t = table(100);
+        for n in 0..10 {
+            put(&mut t, &key(n), Tick(if n < 4 { 5 } else { 500 }), false).unwrap();
+        }
+        let mut seen = Vec::new();
+        let o = t.sweep_with(Tick(10), 60, |idx, e, why| seen.push((idx, e.lo_addr, why)));
+        assert_eq!(o.examined, 60);
+        assert_eq!(o.expired, 4);
+        let mut want: Vec<_> = (0..4).map(|n| key(n).lo_addr).collect();
+        let mut got: Vec<_> = seen.iter().map(|r| r.1).collect();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want);
+        assert!(seen.iter().all(|r| r.2 == Removal::Expired));
+        assert!(seen.iter().all(|r| t.live(r.0).is_none()));
+        // Budget larger than the pool: one pass at most.
+        assert_eq!(t.sweep(Tick(10), 1000).examined, 100);
+    }
+
+    #[test]
+    fn live_reads_pool_slots() {
+        let mut t = table(64);
+        let idx = put(&mut t, &key(1), Tick(500), false).unwrap();
+        assert_eq!(t.live(idx).map(|e| e.lo_addr), Some(key(1).lo_addr));
+        assert!(t.live(idx + 1).is_none(), "free slot");
+        assert!(t.live(u32::MAX).is_none(), "outside the pool");
+        t.remove(idx);
+        assert!(t.live(idx).is_none());
     }
 
     #[test]

@@ -33,7 +33,13 @@ pub struct Mbuf(NonNull<sys::rte_mbuf>);
 // this would not hold.
 unsafe impl Send for Mbuf {}
 
-/// What the NIC found when it checked a checksum (`RTE_MBUF_F_RX_{IP,L4}_CKSUM_*`).
+/// What the device found when it checked a checksum (`RTE_MBUF_F_RX_{IP,L4}_CKSUM_*`).
+///
+/// Software PMDs over kernel interfaces report nothing: DPDK 22.11's `net_af_packet` and
+/// `net_af_xdp` leave every checksum [`Unknown`](CksumStatus::Unknown), even for a frame whose
+/// checksum a local sender left to offload (the kernel knows, as `CHECKSUM_PARTIAL`, but the
+/// drivers do not pass it on). `net_virtio`/`net_vhost` report such a frame as
+/// [`DataValid`](CksumStatus::DataValid).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CksumStatus {
     /// No information: not checked (software must check if it cares).
@@ -42,12 +48,20 @@ pub enum CksumStatus {
     Bad,
     /// The checksum in the packet is right.
     Good,
-    /// The checksum field is not correct in the packet data, but the data's integrity was
-    /// verified (e.g. the NIC checked and the field will be filled on TX).
+    /// The checksum field is not correct in the packet data, but the data's integrity is
+    /// known (`*_CKSUM_NONE`): e.g. a local sender left the field to checksum offload, like
+    /// Linux's `CHECKSUM_PARTIAL`.
     DataValid,
 }
 
 impl CksumStatus {
+    /// Whether the device vouches for the data: the checksum is right, or the field is
+    /// unfinished but the data intact. Linux verifies neither kind of packet again
+    /// (`skb_csum_unnecessary`: `CHECKSUM_UNNECESSARY`, `CHECKSUM_PARTIAL`).
+    pub const fn vouched(self) -> bool {
+        matches!(self, CksumStatus::Good | CksumStatus::DataValid)
+    }
+
     /// Decodes the IP checksum status from `ol_flags`.
     fn ip_from_ol_flags(ol_flags: u64) -> CksumStatus {
         Self::decode(
@@ -451,6 +465,8 @@ mod tests {
             CksumStatus::l4_from_ol_flags(sys::RTE_MBUF_F_RX_L4_CKSUM_NONE),
             DataValid
         );
+        assert!(Good.vouched() && DataValid.vouched());
+        assert!(!Unknown.vouched() && !Bad.vouched());
         // The two fields do not bleed into each other.
         assert_eq!(
             CksumStatus::l4_from_ol_flags(sys::RTE_MBUF_F_RX_IP_CKSUM_BAD),

@@ -17,6 +17,7 @@ use ctfw_engine::rss::{self, Toeplitz};
 use rte::{Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
 
 use super::args::Args;
+use super::csum_watch::ChecksumWatch;
 use super::layout::RxMode;
 use super::ports::PortSetup;
 use super::publish::Publisher;
@@ -58,6 +59,7 @@ pub struct MainIo {
     workers: u32,
     /// What it counted.
     pub counters: MainCounters,
+    csum_watch: ChecksumWatch,
 }
 
 /// The main lcore's packet counters.
@@ -93,6 +95,7 @@ impl MainIo {
             toeplitz: Toeplitz::symmetric(),
             workers: u32::from(workers),
             counters: MainCounters::default(),
+            csum_watch: ChecksumWatch::new(ports, std::time::Instant::now()),
         })
     }
 
@@ -150,6 +153,7 @@ impl MainIo {
                     return Stop::Idle(idle);
                 }
             }
+            self.csum_watch.poll(std::time::Instant::now(), shared);
             if args.stats_interval > 0.0
                 && last_stats.elapsed().as_secs_f64() >= args.stats_interval
             {

@@ -8,22 +8,24 @@
 //! symmetric RSS, software distribution, TX per worker or shared), each with its packet pool,
 //! configured ([`ports`]) -> the rings between lcores ([`rings`]) -> ports started -> one
 //! worker per worker lcore, each with its own connection table and mailbox ([`worker`],
-//! [`mailbox`]). The main lcore keeps the control plane (signals, idle exit, periodic
-//! counters, the live statistics of [`publish`], the control socket's commands and the drop
-//! log: [`service`], [`droplog`]) and, when a
-//! device needs it, distributes RX in software and transmits for ports with fewer TX queues
-//! than workers ([`control`]).
+//! [`mailbox`]) -> `READY=1` to systemd when it started ctfw ([`sd_notify`]). The main lcore
+//! keeps the control plane (signals, idle exit, periodic counters, the live statistics of
+//! [`publish`], the bad-checksum warning of [`csum_watch`], the control socket's commands and
+//! the drop log: [`service`], [`droplog`]) and, when a device needs it, distributes RX in
+//! software and transmits for ports with fewer TX queues than workers ([`control`]).
 //!
-//! Shutdown (SIGINT, SIGTERM, or `--idle-exit`): distribution stops, workers drain their
-//! rings and flush TX, the main lcore drains the shared TX rings, posts the final statistics,
-//! writes the last drop-log records and removes the control socket, final counters and the
-//! table are printed ([`report`]), ports are stopped and closed, every pool is checked to be
-//! full again (no mbuf leaked), the JSON report is written if `--report-json` asked for it,
-//! the `/metrics` server stops, and the EAL is cleaned up. Exit status 0, or an error if an
+//! Shutdown (SIGINT, SIGTERM, or `--idle-exit`): `STOPPING=1` to systemd, distribution stops,
+//! workers drain their rings and flush TX, the main lcore drains the shared TX rings, posts
+//! the final statistics, writes the last drop-log records and removes the control socket,
+//! final counters and the table are printed ([`report`]), ports are stopped and closed, every
+//! pool is checked to be full again (no mbuf leaked; `net_af_xdp` keeps some by design,
+//! [`ports`]), the JSON report is written if `--report-json` asked for it, the `/metrics`
+//! server stops, and the EAL is cleaned up. Exit status 0, or an error if an
 //! mbuf leaked.
 
 mod args;
 mod control;
+mod csum_watch;
 mod droplog;
 mod eal;
 mod layout;
@@ -32,6 +34,7 @@ mod ports;
 mod publish;
 mod report;
 mod rings;
+mod sd_notify;
 mod service;
 mod worker;
 
@@ -44,7 +47,7 @@ use ctfw_config::Config;
 use ctfw_engine::pipeline::{Engine, EngineConfig};
 use ctfw_engine::rules::{PortId, RuleSet};
 use rte::{Eal, LaunchHandle, sys};
-use tracing::info;
+use tracing::{info, warn};
 
 pub use self::args::Args;
 use self::control::MainIo;
@@ -96,8 +99,13 @@ pub fn run(args: &Args) -> Result<()> {
     let started = std::time::Instant::now();
     let shared = workers.shared.clone();
     let mut publisher = Publisher::new(board, &cfg, &ports, &shared, &lcores, started);
+    // Everything that can fail at start has run: tell systemd (Type=notify) we forward.
+    if let Err(e) = sd_notify::notify("READY=1") {
+        warn!("cannot tell the service manager that ctfw is ready: {e}");
+    }
     let why = main_io.run(&term, args, &shared, started, &mut publisher, &mut service);
     info!("stopping: {why}");
+    let _ = sd_notify::notify("STOPPING=1");
     // Workers drain their input rings and flush; then the shared TX rings are drained.
     let mut finished = workers.stop()?;
     main_io.drain_tx();
@@ -117,7 +125,7 @@ pub fn run(args: &Args) -> Result<()> {
     drop(finished);
     drop(main_io);
     drop(rings);
-    let closed = ports::close(ports)?;
+    let closed = ports::close(ports, &cfg.dataplane)?;
     report::print_ports(&closed);
     if let Some(path) = &args.report_json {
         summary.write_json(path, &cfg, args.max_entries, &closed)?;

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use ctfw_config::{Config, Dataplane};
 use ctfw_engine::rss::SYMMETRIC_KEY;
 use rte::{Eal, Mempool, Port, PortConf, PortStats, RssConf, sys};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::eal;
 use super::layout::{self, PortPlan, RxMode, TxMode};
@@ -53,7 +53,10 @@ pub fn setup(eal: &Eal, cfg: &Config) -> Result<Vec<PortSetup>> {
             .dev_info()
             .with_context(|| format!("port {}: device info", p.name))?;
         let plan = layout::plan_port(&info, workers);
-        let needed = mbufs_needed(&plan, dp, workers);
+        if info.driver_name == "net_af_xdp" {
+            warn_unread_queues(&p.name, &p.device, plan.rx_queues);
+        }
+        let needed = mbufs_needed(&plan, dp, workers) + driver_keeps(&info.driver_name, &plan, dp);
         if u64::from(dp.mbufs_per_port) < needed {
             bail!(
                 "port {}: dataplane.mbufs_per_port is {}, but its queues, rings and caches can hold \
@@ -133,6 +136,56 @@ fn mbufs_needed(plan: &PortPlan, dp: &Dataplane, workers: u16) -> u64 {
         + MAX_BURST as u64 * u64::from(workers + 1)
 }
 
+/// The kernel interface named by `iface=` in a vdev's arguments (`net_af_packet0,iface=eth1`).
+pub fn iface_of(device: &str) -> Option<&str> {
+    device
+        .split(',')
+        .skip(1)
+        .find_map(|kv| kv.strip_prefix("iface="))
+        .filter(|i| !i.is_empty())
+}
+
+/// An AF_XDP socket reads one queue of its interface: what the NIC steers to the others is
+/// passed to the kernel (the driver's XDP program redirects only queues that have a socket),
+/// so it never crosses ctfw. Said at start when the interface has more RX queues than ctfw
+/// reads.
+fn warn_unread_queues(name: &str, device: &str, polled: u16) {
+    let Some(iface) = iface_of(device) else {
+        return;
+    };
+    let queues = std::fs::read_dir(format!("/sys/class/net/{iface}/queues"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .unwrap_or(0);
+    if queues > usize::from(polled) {
+        warn!(
+            "port {name}: {iface} has {queues} RX queues and ctfw's AF_XDP socket reads \
+             {polled}: packets the NIC steers to the others go to the kernel, not through \
+             ctfw. Give the interface one queue (`ethtool -L {iface} combined 1`)"
+        );
+    }
+}
+
+/// The fill ring of a `net_af_xdp` RX queue (`XSK_RING_CONS__DEFAULT_NUM_DESCS`, which the
+/// driver always uses for it).
+const AF_XDP_FILL_RING: u64 = 2048;
+
+/// Mbufs a driver keeps out of the pool by design while the port runs, and does not give back
+/// when it closes. `net_af_xdp` (zero-copy: the pool is the AF_XDP umem) keeps its fill ring
+/// full, topping it up one for one as packets arrive, and each transmitted packet waits in its
+/// completion ring, as large as the RX queue, until a later TX burst reclaims it; DPDK 22.11's
+/// `xdp_umem_destroy` deletes both rings without returning what is in them.
+fn driver_keeps(driver: &str, plan: &PortPlan, dp: &Dataplane) -> u64 {
+    if driver == "net_af_xdp" {
+        u64::from(plan.rx_queues) * (AF_XDP_FILL_RING + u64::from(dp.rx_descriptors))
+    } else {
+        0
+    }
+}
+
 /// Start every port, promiscuous where the device allows it.
 pub fn start(ports: &mut [PortSetup]) -> Result<()> {
     for p in ports {
@@ -158,20 +211,24 @@ pub struct Closed {
     pub free: u32,
     /// Mbufs the pool holds when none is out.
     pub size: u32,
+    /// Mbufs the driver may keep at close by design (see `driver_keeps`): fewer missing than
+    /// this is not a leak.
+    pub driver_keeps: u32,
 }
 
 impl Closed {
-    /// Whether mbufs are missing from the pool.
+    /// Whether more mbufs are missing from the pool than the driver keeps.
     pub fn leaked(&self) -> bool {
-        self.free != self.size
+        self.size.saturating_sub(self.free) > self.driver_keeps
     }
 }
 
 /// Stop and close every port (the workers and the main lcore's queues must be gone), then
 /// see whether every mbuf came home.
-pub fn close(ports: Vec<PortSetup>) -> Result<Vec<Closed>> {
+pub fn close(ports: Vec<PortSetup>, dp: &Dataplane) -> Result<Vec<Closed>> {
     let mut out = Vec::new();
     for p in ports {
+        let keeps = driver_keeps(&p.driver, &p.plan, dp);
         let stats = p.port.stats().ok();
         let pool = p.pool.clone();
         p.port
@@ -183,7 +240,51 @@ pub fn close(ports: Vec<PortSetup>) -> Result<Vec<Closed>> {
             pool: pool.name().to_owned(),
             free: pool.avail(),
             size: pool.size(),
+            driver_keeps: u32::try_from(keeps).unwrap_or(u32::MAX),
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn af_xdp_keeps_its_rings_and_that_is_no_leak() {
+        let dp = Dataplane::default();
+        let plan = PortPlan {
+            rx: RxMode::Direct,
+            tx: TxMode::PerWorker,
+            rx_queues: 2,
+            tx_queues: 2,
+            why: String::new(),
+        };
+        let keeps = driver_keeps("net_af_xdp", &plan, &dp);
+        assert_eq!(keeps, 2 * (2048 + u64::from(dp.rx_descriptors)));
+        assert_eq!(driver_keeps("net_af_packet", &plan, &dp), 0);
+        let closed = |free, driver_keeps| Closed {
+            name: "inside".into(),
+            stats: None,
+            pool: "ctfw_p0".into(),
+            free,
+            size: 8191,
+            driver_keeps,
+        };
+        assert!(!closed(8191, 0).leaked());
+        assert!(closed(8190, 0).leaked());
+        assert!(!closed(8191 - 2049, keeps as u32).leaked());
+        assert!(closed(8191 - keeps as u32 - 1, keeps as u32).leaked());
+    }
+
+    #[test]
+    fn iface_comes_from_the_devargs() {
+        assert_eq!(
+            iface_of("net_af_xdp0,iface=eth1,queue_count=2"),
+            Some("eth1")
+        );
+        assert_eq!(iface_of("net_af_packet1,qpairs=1,iface=a1"), Some("a1"));
+        assert_eq!(iface_of("0000:03:00.0"), None);
+        assert_eq!(iface_of("net_af_packet0,iface="), None);
+    }
 }

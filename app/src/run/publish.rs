@@ -328,6 +328,7 @@ rules:
                     accepted_bytes: 100 * (packets - 1),
                     dropped_packets: 1,
                     dropped_bytes: 100,
+                    ..Tally::default()
                 },
                 Tally::default(),
             ],

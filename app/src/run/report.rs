@@ -287,6 +287,7 @@ impl Final {
                         name: &c.pool,
                         free: c.free,
                         size: c.size,
+                        driver_keeps: c.driver_keeps,
                     },
                 })
                 .collect(),
@@ -360,6 +361,8 @@ struct Mempool<'a> {
     free: u32,
     /// Mbufs it holds when none is out.
     size: u32,
+    /// Mbufs the driver keeps at close by design (`net_af_xdp`'s rings), not a leak.
+    driver_keeps: u32,
 }
 
 /// Print each closed port's statistics and whether its pool is full again.
@@ -377,6 +380,17 @@ pub fn print_ports(closed: &[Closed]) {
                 s.rx_nombuf
             );
         }
-        outln!("  mempool {}: {} of {} mbufs free", c.pool, c.free, c.size);
+        if c.driver_keeps > 0 {
+            outln!(
+                "  mempool {}: {} of {} mbufs free (the driver keeps up to {} in its rings at \
+                 close)",
+                c.pool,
+                c.free,
+                c.size,
+                c.driver_keeps
+            );
+        } else {
+            outln!("  mempool {}: {} of {} mbufs free", c.pool, c.free, c.size);
+        }
     }
 }

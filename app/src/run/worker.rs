@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ctfw_engine::Counters;
+use ctfw_engine::counters::Reason;
 use ctfw_engine::pipeline::{BURST, Engine, Pkt, Verdict};
 use ctfw_engine::rss::{self, Toeplitz};
 use ctfw_engine::rules::PortId;
@@ -125,6 +126,11 @@ pub struct PortVerdicts {
     pub dropped_packets: u64,
     /// Their bytes (frame lengths).
     pub dropped_bytes: u64,
+    /// Packets that reached connection tracking (a conntrack state, INVALID included), for
+    /// the bad-checksum watch ([`super::csum_watch`]).
+    pub tracked: u64,
+    /// Of those, INVALID for a bad TCP or UDP checksum.
+    pub bad_checksum: u64,
 }
 
 /// How a worker's rounds went. A round is busy if it received a packet or had packets
@@ -394,6 +400,11 @@ impl Worker {
                         t.dropped_packets += 1;
                         t.dropped_bytes += len;
                     }
+                    t.tracked += u64::from(v.ct.is_some());
+                    t.bad_checksum += u64::from(matches!(
+                        v.invalid,
+                        Some(Reason::TcpBadChecksum | Reason::UdpBadChecksum)
+                    ));
                 }
             }
         }
@@ -474,13 +485,20 @@ fn send(path: &mut TxPath, buf: &mut MbufBurst<MAX_BURST>, io: &mut IoCounters) 
     }
 }
 
-/// The engine's checksum hint from the NIC's verdict: good only if both the IP header and
-/// the L4 checksum were verified good (ICMP is always verified in software).
+/// The engine's checksum hint from the device's report: what it vouched for (verified good,
+/// or intact with the field left to offload, which Linux does not verify either) is not
+/// verified again. ICMP is always verified in software.
 #[inline]
 fn hint(m: &Mbuf) -> ChecksumHint {
-    match (m.ip_cksum(), m.l4_cksum()) {
-        (CksumStatus::Good, CksumStatus::Good) => ChecksumHint::Good,
-        _ => ChecksumHint::Unknown,
+    hint_from(m.ip_cksum(), m.l4_cksum())
+}
+
+#[inline]
+fn hint_from(ip: CksumStatus, l4: CksumStatus) -> ChecksumHint {
+    match (ip.vouched(), l4.vouched()) {
+        (true, true) => ChecksumHint::Good,
+        (false, true) => ChecksumHint::L4Good,
+        (_, false) => ChecksumHint::Unknown,
     }
 }
 
@@ -499,6 +517,21 @@ pub fn ring_upto(r: &Ring, buf: &mut MbufBurst<MAX_BURST>, limit: usize) -> usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_checksum_the_device_reports_is_not_verified_again() {
+        use CksumStatus::*;
+        // virtio's report for a local sender's offloaded checksum: IP unknown, L4 "none".
+        assert_eq!(hint_from(Unknown, DataValid), ChecksumHint::L4Good);
+        assert_eq!(hint_from(Good, DataValid), ChecksumHint::Good);
+        assert_eq!(hint_from(DataValid, Good), ChecksumHint::Good);
+        assert_eq!(hint_from(Unknown, Good), ChecksumHint::L4Good);
+        assert_eq!(hint_from(Good, Good), ChecksumHint::Good);
+        for ip in [Unknown, Bad, Good, DataValid] {
+            assert_eq!(hint_from(ip, Unknown), ChecksumHint::Unknown);
+            assert_eq!(hint_from(ip, Bad), ChecksumHint::Unknown);
+        }
+    }
 
     #[test]
     fn clock_converts_ticks_to_nanoseconds_without_dividing() {

@@ -62,9 +62,13 @@ impl CtState {
 /// accept; TCP uses every variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrackVerdict {
-    /// Accepted: the state, the windows and the deadline were updated.
+    /// Accepted, and the entry refreshed: the state, the windows and the deadline were
+    /// updated (Linux reaches `nf_ct_refresh_acct`, which also counts the packet in the
+    /// entry's accounting).
     Accept,
-    /// Accepted but ignored (Linux `NF_ACCEPT` without a state change).
+    /// Accepted without a refresh (Linux returns `NF_ACCEPT` before `nf_ct_refresh_acct`): a
+    /// segment the TCP tracker ignores, or a SYN retransmitted in SYN_SENT, which must not
+    /// renew the deadline. Not counted by accounting.
     Ignore,
     /// INVALID (Linux `-NF_ACCEPT`), with why.
     Invalid(crate::Reason),

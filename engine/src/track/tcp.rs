@@ -843,9 +843,10 @@ impl TcpConn {
                 return TrackVerdict::Kill;
             }
             // A SYN retransmission does not renew the timeout, or port reuse by a client or
-            // a NAT could keep the entry alive forever.
+            // a NAT could keep the entry alive forever. Linux returns `NF_ACCEPT` before
+            // `nf_ct_refresh_acct`: accepted, not refreshed, not counted.
             if index == FlagClass::Syn && old_state == TcpState::SynSent {
-                return TrackVerdict::Accept;
+                return TrackVerdict::Ignore;
             }
             // ESTABLISHED without a reply is a loose pickup: no five-day timeout for it.
             if new_state == TcpState::Established && timeout > t.unack {

@@ -21,8 +21,8 @@
 //! - Ethernet: 14 bytes, at most two VLAN tags (0x8100, 0x88a8, 0x9100); EtherType IPv4 or
 //!   IPv6, else `NonIp`.
 //! - IPv4 (`ip_rcv_core`, in its order): 20 bytes, version, IHL >= 5 and within the frame,
-//!   header checksum (skipped when the NIC says [`ChecksumHint::Good`]), total length between
-//!   the header length and the frame (padding after it is ignored). Options as
+//!   header checksum (skipped when the device vouched for it, [`ChecksumHint::Good`]), total
+//!   length between the header length and the frame (padding after it is ignored). Options as
 //!   `ip_options_compile` plus the default source-route refusal ([`ipv4::check_options`]).
 //!   Martian addresses are *not* checked: Linux rejects them in the route lookup, after
 //!   conntrack's PRE_ROUTING hook.
@@ -36,7 +36,8 @@
 //! - Transport, on the IP payload (never the frame, which may be padded): TCP, UDP and ICMP
 //!   lengths as conntrack's `tcp_error`, `udp_error` and `icmp_error`; checksums as
 //!   `nf_checksum` (pseudo-header length = IP payload length) when
-//!   [`ParseConfig::verify_l4_checksum`] is set and the hint is [`ChecksumHint::Unknown`];
+//!   [`ParseConfig::verify_l4_checksum`] is set and the device vouched for nothing
+//!   ([`ChecksumHint::Unknown`]);
 //!   the packet quoted by an ICMP error as `nf_ct_get_tuplepr` ([`icmp::parse_quoted`]).
 //! - GRE as Linux's `gre_pkt_to_tuple` reads it (`gre::call_id`).
 //! - Not judged here: TCP flag combinations, ICMP types a tracker refuses, window checks. Two
@@ -128,14 +129,37 @@ pub struct Packet<'a> {
 }
 
 /// What the caller knows of checksums before parsing (NIC offloads).
+///
+/// A device vouches for a checksum when it verified it good, or when it knows the data is
+/// intact although the checksum field is not filled in: a frame sent by a local stack with
+/// checksum offload (DPDK `RTE_MBUF_F_RX_*_CKSUM_NONE`, Linux `CHECKSUM_PARTIAL`). Linux's
+/// `nf_checksum` verifies nothing for such packets (`CHECKSUM_UNNECESSARY` or `_PARTIAL`),
+/// and neither does the parser. ICMP checksums are always verified in software: devices do
+/// not check them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ChecksumHint {
     /// Nothing: verify in software.
     #[default]
     Unknown,
-    /// The NIC verified the IPv4 header checksum and the TCP or UDP checksum and found them
-    /// good. ICMP checksums are always verified in software: NICs do not check them.
+    /// The device vouched for the IPv4 header checksum and the TCP or UDP checksum.
     Good,
+    /// The device vouched for the TCP or UDP checksum but said nothing of the IPv4 header's,
+    /// which is verified in software (as Linux's `ip_rcv_core` always does).
+    L4Good,
+}
+
+impl ChecksumHint {
+    /// Whether the IPv4 header checksum needs verifying.
+    #[inline]
+    const fn verify_ip(self) -> bool {
+        !matches!(self, ChecksumHint::Good)
+    }
+
+    /// Whether a TCP or UDP checksum needs verifying.
+    #[inline]
+    const fn verify_l4(self) -> bool {
+        matches!(self, ChecksumHint::Unknown)
+    }
 }
 
 /// Parser settings.
@@ -186,6 +210,28 @@ pub fn parse<'a>(
     }
 }
 
+/// The length of the IP packet a frame carries: header, extension headers and payload, without
+/// the link layer or any padding after the IP length. This is Linux's `skb->len` at
+/// PREROUTING, after `ip_rcv_core` / `ip6_rcv_core` trimmed the frame to the IP length: what
+/// conntrack accounting counts. It reads the length field without checking the header again:
+/// exact for a frame [`parse`] accepted (which checked that length against the frame), as
+/// the header says otherwise; `None` when the frame has no IPv4 or IPv6 length field.
+#[inline]
+pub fn ip_len(frame: &[u8]) -> Option<u32> {
+    let (ethertype, l3) = ethernet::network_layer(frame).ok()?;
+    let field = |at: usize| {
+        l3.get(at..at + 2)
+            .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    match ethertype {
+        // Total length, bytes 2..4 of the IPv4 header.
+        ethernet::ethertype::IPV4 => field(2),
+        // Payload length, bytes 4..6 of the IPv6 header, after the 40-byte fixed header.
+        ethernet::ethertype::IPV6 => field(4).map(|n| ipv6::HEADER_LEN as u32 + n),
+        _ => None,
+    }
+}
+
 /// Parse an IPv4 packet (no link-layer header) down to its transport header, as [`parse`].
 pub fn parse_ipv4<'a>(
     bytes: &'a [u8],
@@ -195,7 +241,7 @@ pub fn parse_ipv4<'a>(
     let ip = Ipv4Packet::new_unchecked(bytes);
     // Linux's order: header sanity, checksum, total length.
     ip.check_header()?;
-    if hint == ChecksumHint::Unknown && !ip.verify_checksum() {
+    if hint.verify_ip() && !ip.verify_checksum() {
         return Err(Reason::Ipv4BadChecksum);
     }
     ip.check_total_len()?;
@@ -268,7 +314,7 @@ pub fn parse_ipv6<'a>(
 
 #[inline]
 fn verify_l4(cfg: &ParseConfig, hint: ChecksumHint) -> bool {
-    cfg.verify_l4_checksum && hint == ChecksumHint::Unknown
+    cfg.verify_l4_checksum && hint.verify_l4()
 }
 
 /// The transport layer of an unfragmented packet; `l4` is exactly the IP payload after any
@@ -575,6 +621,24 @@ mod tests {
         let mut three = two.clone();
         three.splice(12..12, [0x91, 0x00, 0x00, 0x01]);
         assert_eq!(parse_l4_of(&three), Err(Reason::VlanTooManyTags));
+    }
+
+    /// `skb->len` at PREROUTING: IP header and payload, nothing of the link layer, no padding.
+    #[test]
+    fn ip_len_counts_the_ip_packet_only() {
+        assert_eq!(ip_len(&SYN_FRAME), Some(52));
+        let mut padded = SYN_FRAME.to_vec();
+        padded.extend_from_slice(&[0; 10]);
+        assert_eq!(ip_len(&padded), Some(52), "Ethernet padding is not counted");
+        let mut tagged = SYN_FRAME.to_vec();
+        tagged.splice(12..12, [0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x00, 0x0a]);
+        assert_eq!(ip_len(&tagged), Some(52), "nor VLAN tags");
+        assert_eq!(ip_len(&echo_frame()), Some(84));
+        let a = v6(C6, S6);
+        let f = ether(0x86dd, &ipv6(proto::UDP, &a, &udp(&a, 5353, 53, b"query")));
+        assert_eq!(ip_len(&f), Some(40 + 8 + 5));
+        assert_eq!(ip_len(&ether(0x0806, &[0; 28])), None);
+        assert_eq!(ip_len(&SYN_FRAME[..17]), None, "no length field");
     }
 
     #[test]
@@ -982,6 +1046,58 @@ mod tests {
         ));
     }
 
+    /// A local sender with checksum offload leaves the TCP/UDP checksum field unfinished (it
+    /// holds only the pseudo-header sum); the device may say so (`L4Good`), and then, as
+    /// Linux skips `CHECKSUM_PARTIAL` packets in `nf_checksum`, nothing is verified but the
+    /// IPv4 header, which the device did not vouch for.
+    #[test]
+    fn partial_checksums_pass_when_the_device_vouches_for_the_transport_layer() {
+        let partial = |mut f: Vec<u8>, field: usize| {
+            f[field..field + 2].copy_from_slice(&[0x5c, 0x3a]); // any unfinished value
+            f
+        };
+        let tcp = partial(tcp4_frame(TcpFlags::SYN, b""), 14 + 20 + 16);
+        let a = v4(C4, S4);
+        let udp = partial(
+            ether(
+                0x0800,
+                &ipv4(proto::UDP, 0, &a, &[], &udp(&a, 1, 2, b"abcd")),
+            ),
+            14 + 20 + 6,
+        );
+        for f in [&tcp, &udp] {
+            assert!(matches!(
+                parse_l4_of(f),
+                Ok(L4::Malformed(
+                    Reason::TcpBadChecksum | Reason::UdpBadChecksum
+                ))
+            ));
+            for hint in [ChecksumHint::L4Good, ChecksumHint::Good] {
+                let l4 = parse(f, &CFG, hint).map(|p| p.l4);
+                assert!(
+                    matches!(l4, Ok(L4::Tcp(_) | L4::Udp(_))),
+                    "{hint:?}: {l4:?}"
+                );
+            }
+        }
+        // The IPv4 header checksum is still verified under L4Good, not under Good.
+        let mut bad_ip = tcp.clone();
+        bad_ip[14 + 10] ^= 0xff;
+        assert_eq!(
+            parse(&bad_ip, &CFG, ChecksumHint::L4Good).map(|p| p.l4),
+            Err(Reason::Ipv4BadChecksum)
+        );
+        assert!(parse(&bad_ip, &CFG, ChecksumHint::Good).is_ok());
+        // ICMP is verified whatever the device says.
+        let mut echo = echo_frame();
+        let last = echo.len() - 1;
+        echo[last] ^= 1;
+        assert_eq!(
+            parse(&echo, &CFG, ChecksumHint::L4Good).map(|p| p.l4),
+            Ok(L4::Malformed(Reason::IcmpBadChecksum))
+        );
+    }
+
     #[test]
     fn impossible_udp_headers() {
         let a = v4(C4, S4);
@@ -1042,7 +1158,11 @@ mod tests {
                 verify_l4_checksum: false,
             },
         ] {
-            for hint in [ChecksumHint::Unknown, ChecksumHint::Good] {
+            for hint in [
+                ChecksumHint::Unknown,
+                ChecksumHint::Good,
+                ChecksumHint::L4Good,
+            ] {
                 let _ = parse(bytes, &cfg, hint);
             }
         }

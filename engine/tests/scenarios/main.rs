@@ -1,7 +1,9 @@
 //! Scenario tests of the whole engine, beyond the Linux conformance traces: window scaling,
 //! SACK, bulk transfers with sequence wrap, thousands of flows, VLANs, IPv6 extension headers,
 //! fragments, a full table, the expiry of every state, RELATED ICMP errors, untracked ICMPv6,
-//! rarely travelled tracker paths, random input, and burst equivalence.
+//! rarely travelled tracker paths, random input, and burst equivalence; and what operators
+//! get from the engine: accounting, connection events, the drop log, filtered listing and
+//! deletion, reload.
 //!
 //! Every expectation is derived from the Linux source (`net/netfilter/nf_conntrack_*.c`, 6.x),
 //! cited at the assertion, never from what the engine happens to print: the engine must agree
@@ -17,16 +19,21 @@
 mod common;
 mod traces;
 
+mod accounting;
 mod bulk;
 mod burst;
+mod drop_log;
+mod events;
 mod expiry;
 mod fragments;
 mod fuzz;
 mod icmpv6_nonip;
 mod ipv6_ext;
+mod listing;
 mod many_flows;
 mod quirks;
 mod related;
+mod reload;
 mod rst_after_ignored;
 mod sack;
 mod table_full;

@@ -142,7 +142,9 @@ fn syn_sent() -> Conn {
 
 fn syn_sent2() -> Conn {
     let mut c = syn_sent();
-    assert_eq!(c.send(REPLY, syn(S_ISN)), TrackVerdict::Accept);
+    // Before any reply, a SYN in SYN_SENT is accepted without a refresh, whichever way it
+    // travels (`index == TCP_SYN_SET && old_state == TCP_CONNTRACK_SYN_SENT`).
+    assert_eq!(c.send(REPLY, syn(S_ISN)), TrackVerdict::Ignore);
     c
 }
 
@@ -548,11 +550,12 @@ fn assured_after_handshake() {
 fn syn_retransmit_does_not_refresh() {
     let mut c = syn_sent();
     c.wait(10);
-    assert_eq!(c.send(ORIG, syn(C_ISN)), TrackVerdict::Accept);
+    // Accepted without a refresh (`NF_ACCEPT` before `nf_ct_refresh_acct`).
+    assert_eq!(c.send(ORIG, syn(C_ISN)), TrackVerdict::Ignore);
     c.check(TcpState::SynSent, 110, true, false);
     // Not even with a new ISN (port reuse): the deadline stays.
     c.wait(10);
-    assert_eq!(c.send(ORIG, syn(C_ISN + 777)), TrackVerdict::Accept);
+    assert_eq!(c.send(ORIG, syn(C_ISN + 777)), TrackVerdict::Ignore);
     c.check(TcpState::SynSent, 100, true, false);
     assert_eq!(c.conn.window(ORIG).td_end, SeqNumber(C_ISN + 778));
 }
@@ -605,7 +608,8 @@ fn half_open_ack_in_syn_sent_is_ignored() {
 #[test]
 fn simultaneous_open() {
     let mut c = syn_sent();
-    assert_eq!(c.send(REPLY, syn(S_ISN)), TrackVerdict::Accept);
+    // Accepted without a refresh: the SYN_SENT deadline stays.
+    assert_eq!(c.send(REPLY, syn(S_ISN)), TrackVerdict::Ignore);
     c.check(TcpState::SynSent2, 120, false, false);
     assert_ne!(c.conn.last_flags() & F::SIMULTANEOUS_OPEN, 0);
     // Each side answers with a SYN/ACK.
@@ -1425,11 +1429,13 @@ fn transition_table_every_cell() {
                         assert_eq!(c.state(), to, "{what}");
                     }
                     Ok(to) => {
-                        assert_eq!(action, TrackVerdict::Accept, "{what}");
                         assert_eq!(c.state(), to, "{what}");
                         if from == TcpState::SynSent && class == FlagClass::Syn {
+                            // Accepted before `nf_ct_refresh_acct`: not refreshed.
+                            assert_eq!(action, TrackVerdict::Ignore, "{what}");
                             assert_eq!(c.meta.expires, before.meta.expires, "{what}: no refresh");
                         } else {
+                            assert_eq!(action, TrackVerdict::Accept, "{what}");
                             assert_ne!(c.meta.expires, before.meta.expires, "{what}: refreshed");
                         }
                     }
