@@ -1,8 +1,8 @@
 //! The operator's commands that talk to a running instance: `ctfw conntrack list|count|
 //! delete|flush|events`, `ctfw stats`, `ctfw rules`, `ctfw reload`.
 //!
-//! Each sends one request over the control socket ([`client`]) and prints the answer: by
-//! default as conntrack-tools would (`conntrack -L` and `-E` lines on stdout, the
+//! Each sends one request over the control socket ([`client`](super::client)) and prints the
+//! answer: by default as conntrack-tools would (`conntrack -L` and `-E` lines on stdout, the
 //! `N flow entries have been shown.` trailer on stderr), with `-o json` as JSON lines for
 //! scripts. The lines themselves are formatted by the server, with the same formatter as
 //! `ctfw replay`'s table, so there is one copy of the format.
@@ -189,10 +189,10 @@ pub struct FilterCli {
     /// ICMP identifier (needs -p icmp or icmpv6).
     #[arg(long = "icmp-id", value_name = "ID")]
     icmp_id: Option<u16>,
-    /// Only [ASSURED] connections.
+    /// Only ASSURED connections.
     #[arg(long)]
     assured: bool,
-    /// Only [UNREPLIED] connections.
+    /// Only UNREPLIED connections (no reply seen yet).
     #[arg(long)]
     unreplied: bool,
     /// Status bits that must be set: ASSURED, SEEN_REPLY, UNREPLIED (comma-separated).

@@ -1,6 +1,6 @@
 //! The control plane's socket side: the protocol ([`protocol`]), the server a running
 //! instance polls on its main lcore ([`server`]), how engine records are written for it
-//! ([`format`]), the client ([`client`]), and the operator's commands built on the client
+//! ([`mod@format`]), the client ([`client`]), and the operator's commands built on the client
 //! ([`cli`]). What the commands do inside `ctfw run` is in
 //! `run::service`; `docs/control-protocol.md` is the protocol's reference.
 
