@@ -100,6 +100,7 @@ pub(crate) struct RawConntrack {
     pub ignore_invalid_rst: Option<Leaf>,
     pub checksum: Option<Leaf>,
     pub fragments: Option<Leaf>,
+    pub accounting: Option<Leaf>,
     pub timeouts: Option<Spanned<RawTimeouts>>,
 }
 
@@ -178,6 +179,7 @@ pub(crate) struct RawRule {
     pub dport: Option<Items>,
     pub tcp_flags: Option<Spanned<RawTcpFlags>>,
     pub syn: Option<Leaf>,
+    pub log: Option<Leaf>,
 }
 
 /// `rules[i].tcp_flags`.

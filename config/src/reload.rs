@@ -71,6 +71,11 @@ impl Config {
             "each worker's table is allocated at start",
         );
         check(
+            self.engine.accounting != new.engine.accounting,
+            "conntrack.accounting",
+            "the accounting counters are allocated with the table at start",
+        );
+        check(
             self.control.socket != new.control.socket,
             "control.socket",
             "the control socket is bound at start",

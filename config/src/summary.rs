@@ -110,7 +110,31 @@ pub(crate) fn summary(cfg: &Config) -> String {
     for (i, (name, rule)) in cfg.rules.iter().enumerate() {
         let _ = writeln!(s, "  {i:>3} {name:width$}  {}", rule_line(cfg, rule));
     }
-    let _ = writeln!(s, "  policy {}", target(cfg.rules.default_action()));
+    let _ = writeln!(
+        s,
+        "  policy {}{}",
+        target(cfg.rules.default_action()),
+        if cfg.rules.default_log() {
+            " (log)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        s,
+        "control socket {}; metrics {}; log to {} at {}/s, burst {}; accounting {}",
+        cfg.control.socket.display(),
+        cfg.metrics
+            .listen
+            .map_or_else(|| "off".to_owned(), |a| format!("on http://{a}/metrics")),
+        match &cfg.log.target {
+            crate::LogTarget::Stderr => "stderr".to_owned(),
+            crate::LogTarget::File(p) => p.display().to_string(),
+        },
+        cfg.log.rate,
+        cfg.log.burst,
+        on_off(cfg.engine.accounting),
+    );
     s
 }
 
@@ -182,5 +206,9 @@ pub(crate) fn rule_line(cfg: &Config, r: &Rule) -> String {
         parts.push(format!("-m conntrack --ctstate {states}"));
     }
     parts.push(format!("-j {}", target(r.action)));
+    if r.log {
+        // iptables needs a LOG rule before the verdict; ctfw logs what this rule decided.
+        parts.push("(log)".into());
+    }
     parts.join(" ")
 }

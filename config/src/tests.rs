@@ -1269,3 +1269,27 @@ fn reload_refuses_what_needs_a_restart_and_only_that() {
         .collect();
     assert_eq!(keys, ["ports"]);
 }
+
+#[test]
+fn rule_log_policy_log_and_accounting() {
+    let c = ok(&with_ports(
+        "conntrack:\n  accounting: true\nlog:\n  policy: true\n  rate: 3\n  burst: 4\n\
+         rules:\n  - name: web\n    proto: tcp\n    dport: 80\n    action: accept\n    log: true\n\
+         \x20 - name: quiet\n    action: drop\n",
+    ));
+    assert!(c.engine.accounting);
+    assert_eq!((c.engine.log_rate, c.engine.log_burst), (3, 4));
+    assert!(c.rules.logs(Some(0)) && !c.rules.logs(Some(1)) && c.rules.logs(None));
+    let summary = c.summary();
+    assert!(summary.contains("--dport 80 -j ACCEPT (log)"), "{summary}");
+    assert!(summary.contains("policy DROP (log)"), "{summary}");
+    assert!(summary.contains("accounting on"), "{summary}");
+    let d = ok(PORTS);
+    assert!(!d.engine.accounting && !d.rules.any_log());
+    fails(
+        &with_ports("rules:\n  - name: x\n    action: drop\n    log: yes\n"),
+        "11:10",
+        "rules[0].log",
+        &["expected true or false, got \"yes\""],
+    );
+}

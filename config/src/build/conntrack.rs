@@ -54,6 +54,11 @@ pub(super) fn build(raw: &RawConntrack, ctx: &Ctx<'_>) -> Result<EngineConfig, C
         "conntrack.checksum",
         engine.parse.verify_l4_checksum,
     )?;
+    engine.accounting = ctx.boolean_or(
+        raw.accounting.as_ref(),
+        "conntrack.accounting",
+        engine.accounting,
+    )?;
     if let Some(l) = &raw.fragments {
         engine.fragments = ctx.keyword(
             l.into(),

@@ -290,7 +290,10 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError
         )?,
         None => Action::Drop,
     };
-    let rules = rules::build(raw.rules.as_ref(), &ports, policy, ctx)?;
+    let log = service::log(raw.log.as_ref().map(|l| &l.value), ctx)?;
+    let rules = rules::build(raw.rules.as_ref(), &ports, policy, ctx)?.with_default_log(log.policy);
+    engine.log_rate = log.rate;
+    engine.log_burst = log.burst;
     Ok(Config {
         source: ctx.file.to_path_buf(),
         ports,
@@ -299,7 +302,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError
         rules,
         control: service::control(raw.control.as_ref().map(|c| &c.value), ctx)?,
         metrics: service::metrics(raw.metrics.as_ref().map(|m| &m.value), ctx)?,
-        log: service::log(raw.log.as_ref().map(|l| &l.value), ctx)?,
+        log,
     })
 }
 

@@ -138,6 +138,7 @@ fn build_rule(
         &[("accept", Action::Accept), ("drop", Action::Drop)],
     )?;
     let mut rule = Rule::new(action);
+    rule.log = ctx.boolean_or(r.log.as_ref(), &key("log"), false)?;
 
     if let Some(v) = &r.ct_state {
         let mut set = CtStateSet::EMPTY;
