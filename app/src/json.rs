@@ -39,6 +39,16 @@ pub struct Counters {
     pub dropped_by_reason: BTreeMap<String, u64>,
     /// INVALID verdicts by reason (the rules then decided): every `Invalid` reason.
     pub invalid_by_reason: BTreeMap<String, u64>,
+    /// Drop-log records the rules and the default policy wrote (`log: true`).
+    #[serde(default)]
+    pub logged: u64,
+    /// Drop-log records the rate limit (`log.rate`, `log.burst`) or a full buffer suppressed.
+    #[serde(default)]
+    pub log_suppressed: u64,
+    /// Connection events dropped because the engine's event buffer was full (only while
+    /// someone listens).
+    #[serde(default)]
+    pub events_lost: u64,
 }
 
 /// Connection entries created and removed.
@@ -54,6 +64,9 @@ pub struct Connections {
     pub evicted: u64,
     /// ASSURED entries of closing TCP connections evicted (table pressure).
     pub evicted_closing: u64,
+    /// Entries deleted by an operator (`ctfw conntrack delete|flush`).
+    #[serde(default)]
+    pub deleted: u64,
 }
 
 impl From<&ctfw_engine::Counters> for Counters {
@@ -76,9 +89,13 @@ impl From<&ctfw_engine::Counters> for Counters {
                 closed: c.closed,
                 evicted: c.evicted,
                 evicted_closing: c.evicted_closing,
+                deleted: c.deleted,
             },
             dropped_by_reason: by_class(false),
             invalid_by_reason: by_class(true),
+            logged: c.logged,
+            log_suppressed: c.log_suppressed,
+            events_lost: c.events_lost,
         }
     }
 }

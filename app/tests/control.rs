@@ -1149,9 +1149,28 @@ fn the_drop_log_records_logged_packets_and_counts_what_it_suppresses() {
     let mut lab = Instance::lab(
         "droplog",
         1,
-        "log: {file: DIR/drop.log, rate: 1, burst: 3, policy: true}\npolicy: drop\n",
+        "log: {file: DIR/drop.log, rate: 1, burst: 3, policy: true}
+policy: drop
+rules:
+  - {name: ssh_in, in_port: outside, proto: tcp, dport: 22, action: drop, log: true}
+  - {name: quiet, in_port: outside, proto: tcp, dport: 23, action: drop}
+",
     );
     let logfile = lab.dir.join("drop.log");
+    let records = |n: usize| -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let body = std::fs::read_to_string(&logfile).unwrap_or_default();
+            let records: Vec<Value> = body
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("a JSON record"))
+                .collect();
+            if records.len() >= n || Instant::now() > deadline {
+                return records;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
 
     // Ten new connections from outside meet the default policy at once: the burst of 3 is
     // written, the other 7 are suppressed and counted.
@@ -1159,21 +1178,11 @@ fn the_drop_log_records_logged_packets_and_counts_what_it_suppresses() {
         .map(|i| udp(Side::Outside, "10.0.2.2", "10.0.1.2", 53, 7000 + i))
         .collect();
     lab.send_batch(&pkts);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let records = loop {
-        let body = std::fs::read_to_string(&logfile).unwrap_or_default();
-        let records: Vec<Value> = body
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON record"))
-            .collect();
-        if records.len() >= 3 || Instant::now() > deadline {
-            break records;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(records.len(), 3, "{records:?}");
-    let r = &records[0];
+    let got = records(3);
+    assert_eq!(got.len(), 3, "{got:?}");
+    let r = &got[0];
     assert_eq!(r["rule"], "(default policy)");
+    assert_eq!(r["rule_index"], Value::Null);
     assert_eq!(r["verdict"], "drop");
     assert_eq!(r["in_port"], "outside");
     assert_eq!(r["out_port"], "inside");
@@ -1184,10 +1193,106 @@ fn the_drop_log_records_logged_packets_and_counts_what_it_suppresses() {
     assert_eq!(r["dst"], "10.0.1.2");
     assert_eq!(r["sport"], 53);
     assert_eq!(r["dport"], 7000);
+    assert_eq!(r["len"], 32);
     assert!(r["time"].as_f64().expect("time") > 1.0e9);
     let s = lab.json(&["stats"]);
+    assert_eq!(s["counters"]["logged"], 3, "{s}");
+    assert_eq!(s["counters"]["log_suppressed"], 7, "{s}");
     assert_eq!(s["control"]["log_written"], 3, "{s}");
     assert_eq!(s["control"]["log_lost"], 0, "{s}");
-    assert_eq!(lab.json(&["rules"])["policy"]["log"], true);
+
+    // A second later the bucket has a token again: a rule's own log names it; a rule without
+    // `log` writes nothing.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut ssh = TcpSim::new(sock("10.0.2.7", 51514), sock("10.0.1.2", 22));
+    ssh.syn();
+    let mut telnet = TcpSim::new(sock("10.0.2.7", 51515), sock("10.0.1.2", 23));
+    telnet.syn();
+    let mut frames = ssh.take_packets();
+    frames.extend(telnet.take_packets());
+    for f in &mut frames {
+        f.side = Side::Outside;
+    }
+    lab.send(&frames);
+    let got = records(4);
+    assert_eq!(got.len(), 4, "{got:?}");
+    let r = &got[3];
+    assert_eq!(r["rule"], "ssh_in");
+    assert_eq!(r["rule_index"], 0);
+    assert_eq!(r["proto"], "tcp");
+    assert_eq!(r["dport"], 22);
+    assert_eq!(r["tcp_flags"], "SYN");
+    assert_eq!(r["ct_state"], "new");
+    let s = lab.json(&["stats"]);
+    assert_eq!(s["counters"]["logged"], 4, "{s}");
+    assert_eq!(s["control"]["log_written"], 4, "{s}");
+    let rules = lab.json(&["rules"]);
+    assert_eq!(rules["policy"]["log"], true);
+    assert_eq!(rules["rules"][0]["log"], true);
+    assert_eq!(rules["rules"][1]["log"], false);
+    assert!(
+        lab.ok(&["rules"]).contains("--dport 22 -j DROP (log)"),
+        "{}",
+        lab.ok(&["rules"])
+    );
     lab.stop();
+}
+
+#[test]
+fn accounting_counts_packets_and_bytes_per_direction() {
+    let mut lab = Instance::lab(
+        "acct",
+        1,
+        &format!("conntrack: {{accounting: true}}\n{CLASSIC}"),
+    );
+    let mut a = TcpSim::new(sock("10.0.1.2", 40000), sock("10.0.2.2", 80));
+    a.handshake().exchange(100, 200);
+    let pkts = a.take_packets();
+    lab.send(&pkts);
+    // IP lengths (no VLAN tags here), per direction.
+    let ip = |side: Side| -> (u64, u64) {
+        let of: Vec<&Packet> = pkts.iter().filter(|p| p.side == side).collect();
+        (
+            of.len() as u64,
+            of.iter().map(|p| p.data.len() as u64 - 14).sum(),
+        )
+    };
+    let (op, ob) = ip(Side::Inside);
+    let (rp, rb) = ip(Side::Outside);
+    assert_eq!((op, rp), (4, 3));
+    let list = lab.list(&[]);
+    let c = &list[0]["counters"];
+    assert_eq!(c["original"]["packets"], op, "{list:?}");
+    assert_eq!(c["original"]["bytes"], ob, "{list:?}");
+    assert_eq!(c["reply"]["packets"], rp, "{list:?}");
+    assert_eq!(c["reply"]["bytes"], rb, "{list:?}");
+    let line = lab.ok(&["conntrack", "-L"]);
+    assert!(
+        line.contains(&format!(
+            "sport=40000 dport=80 packets={op} bytes={ob} src=10.0.2.2 dst=10.0.1.2 sport=80 \
+             dport=40000 packets={rp} bytes={rb} [ASSURED] mark=0 use=1"
+        )),
+        "{line}"
+    );
+    // Accounting is allocated with the table: a reload cannot switch it off.
+    rewrite_head(
+        &lab,
+        "conntrack: {accounting: true}",
+        "conntrack: {accounting: false}",
+    );
+    let out = lab.cli(&["reload"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("conntrack.accounting"),
+        "{}",
+        text(&out.stderr)
+    );
+    lab.stop();
+}
+
+/// Replace `from` by `to` in the lab's configuration file.
+fn rewrite_head(lab: &Instance, from: &str, to: &str) {
+    let cfg = std::fs::read_to_string(&lab.cfg).expect("config");
+    assert!(cfg.contains(from), "{cfg}");
+    std::fs::write(&lab.cfg, cfg.replace(from, to)).expect("config");
 }

@@ -418,14 +418,14 @@ pub fn rules(target: &Target, out: Output) -> Result<()> {
         other => other.to_string(),
     };
     outln!("  {:>3} {:>12}  {:width$}  rule", "#", "packets", "name");
+    // A logged rule's text ends with `(log)`, as check-config prints it.
     for x in rules {
         outln!(
-            "  {:>3} {:>12}  {:width$}  {}{}",
+            "  {:>3} {:>12}  {:width$}  {}",
             text(&x["index"]),
             text(&x["packets"]),
             text(&x["name"]),
-            text(&x["rule"]),
-            if x["log"] == true { "  (logged)" } else { "" }
+            text(&x["rule"])
         );
     }
     let p = &r["policy"];
@@ -435,7 +435,7 @@ pub fn rules(target: &Target, out: Output) -> Result<()> {
         text(&p["packets"]),
         "policy",
         text(&p["action"]).to_ascii_uppercase(),
-        if p["log"] == true { "  (logged)" } else { "" }
+        if p["log"] == true { " (log)" } else { "" }
     );
     Ok(())
 }

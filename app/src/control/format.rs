@@ -120,7 +120,7 @@ pub fn rules_json(cfg: &Config, hits: &[u64], generation: u64, since: Duration) 
         "rules": rules,
         "policy": {
             "action": cfg.rules.default_action().name(),
-            "log": cfg.rules.default_log() || cfg.log.policy,
+            "log": cfg.rules.default_log(),
             "packets": hits_json.default_policy,
         },
     })

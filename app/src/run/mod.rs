@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use ctfw_config::Config;
 use ctfw_engine::pipeline::{Engine, EngineConfig};
-use ctfw_engine::rules::{PortId, RuleSet};
+use ctfw_engine::rules::PortId;
 use rte::{Eal, LaunchHandle, sys};
 use tracing::{info, warn};
 
@@ -172,7 +172,6 @@ impl Workers {
         let workers = cfg.dataplane.workers;
         let stop = Arc::new(AtomicBool::new(false));
         let engine_cfg = engine_config(cfg);
-        let rules = rule_set(cfg);
         let mut port_of = vec![None; sys::RTE_MAX_ETHPORTS as usize];
         for (i, p) in ports.iter().enumerate() {
             port_of[usize::from(p.port.id())] = Some(PortId(i as u16));
@@ -200,7 +199,7 @@ impl Workers {
             built.push(Worker {
                 index: u32::from(w),
                 workers: u32::from(workers),
-                engine: Engine::new(engine_cfg.clone(), rules.clone(), random_seeds()?),
+                engine: Engine::new(engine_cfg.clone(), cfg.rules.clone(), random_seeds()?),
                 rx,
                 input: rings.workers.get(usize::from(w)).cloned(),
                 tx,
@@ -256,19 +255,12 @@ impl Workers {
     }
 }
 
-/// A worker's engine settings under `cfg`: its share of the capacity, the drop log's rate.
-/// Start-up and reload build them here, so that a reload compares like with like.
+/// A worker's engine settings under `cfg`: its share of the capacity. Start-up and reload
+/// build them here, so that a reload compares like with like.
 fn engine_config(cfg: &Config) -> EngineConfig {
     let mut e = cfg.engine.clone();
     e.capacity = worker_capacity(cfg);
-    e.log_rate = cfg.log.rate;
-    e.log_burst = cfg.log.burst;
     e
-}
-
-/// A worker's rules under `cfg`, the default policy logging if `log.policy` says so.
-fn rule_set(cfg: &Config) -> RuleSet {
-    cfg.rules.clone().with_default_log(cfg.log.policy)
 }
 
 /// Each worker's table capacity: the configured total shared out, and at least the smallest

@@ -46,9 +46,9 @@ use tracing::{error, info, warn};
 use super::args::{self, Args};
 use super::control::MainCounters;
 use super::droplog::DropLog;
+use super::engine_config;
 use super::mailbox::{self, MainBox, Reload, Reply, Request};
 use super::publish::Publisher;
-use super::{engine_config, rule_set};
 use crate::control::format::{entry_json, entry_line, event_json, rules_json};
 use crate::control::protocol::{
     self, Code, Command, EventArgs, EventKind, Failure, FilterArgs, Format,
@@ -723,12 +723,19 @@ impl Service {
                 }
                 Format::Text => {
                     let mut text = crate::stats::render(&stats);
+                    let c = &stats.counters;
                     text.push_str(&format!(
                         "control: configuration generation {}, {} client(s), {} event \
-                         listener(s); drop log: {} written, {} lost\n",
+                         listener(s) ({} events lost); {} entries deleted by operators\n  \
+                         drop log: {} logged, {} suppressed by the rate limit, {} written, {} \
+                         lost\n",
                         self.running.generation,
                         self.server.clients(),
                         self.listeners.len(),
+                        c.events_lost,
+                        c.connections.deleted,
+                        c.logged,
+                        c.log_suppressed,
                         self.drop_log.written,
                         self.drop_log.lost
                     ));
@@ -799,7 +806,7 @@ impl Service {
 
     /// Send every worker the rules and settings of `cfg`, as `generation`.
     fn send_config(&mut self, cfg: &Config, generation: u64) {
-        let (rules, ecfg) = (rule_set(cfg), engine_config(cfg));
+        let (rules, ecfg) = (cfg.rules.clone(), engine_config(cfg));
         for w in 0..self.boxes.len() {
             self.send_config_to(w, &rules, &ecfg, generation);
         }
@@ -862,7 +869,7 @@ impl Service {
                 refusals[0].0, refusals[0].1
             );
             let (rules, ecfg) = (
-                rule_set(&self.running.cfg),
+                self.running.cfg.rules.clone(),
                 engine_config(&self.running.cfg),
             );
             let generation = self.running.generation;
