@@ -1113,6 +1113,7 @@ fn a_stuck_client_slows_only_itself_and_is_dropped() {
     stuck
         .write_all(b"{\"version\":1,\"id\":1,\"command\":\"conntrack.list\"}\n")
         .expect("request");
+    let asked = Instant::now();
     std::thread::sleep(Duration::from_millis(500));
     // Others are served, and packets keep flowing, meanwhile.
     assert_eq!(lab.json(&["conntrack", "count"])["count"], 6000);
@@ -1124,8 +1125,19 @@ fn a_stuck_client_slows_only_itself_and_is_dropped() {
         "the stuck one and stats"
     );
 
-    // After the stall timeout it is dropped: what it reads ends without a final line.
-    std::thread::sleep(Duration::from_secs(11));
+    // After the stall timeout (10 s) it is dropped: what it reads ends without a final line.
+    let since = Instant::now();
+    while lab.json(&["stats"])["control"]["clients"] != 1 {
+        assert!(
+            since.elapsed() < Duration::from_secs(40),
+            "the stuck client was not dropped"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        asked.elapsed() >= Duration::from_secs(9),
+        "dropped too soon"
+    );
     stuck
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
@@ -1138,7 +1150,6 @@ fn a_stuck_client_slows_only_itself_and_is_dropped() {
         lines.len()
     );
     assert!(!got.contains("\"ok\""), "no final line");
-    assert_eq!(lab.json(&["stats"])["control"]["clients"], 1);
     // A client that reads gets everything.
     assert_eq!(lab.list(&[]).len(), 6001);
     lab.stop();
