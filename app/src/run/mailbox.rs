@@ -301,6 +301,10 @@ impl WorkerBox {
                 }
             }
             Request::Events(on) => {
+                if on {
+                    // What the buffer still holds predates the new listener.
+                    engine.drain_events(|_| {});
+                }
                 engine.set_events(on);
                 Reply::Events(on)
             }

@@ -22,6 +22,9 @@
 //!   others are put back, so the running configuration stays in force everywhere.
 //! - **Hit counters** restart at each reload; `rules` reports them "since reload", and sums
 //!   them only when every worker answers for the same generation of the rules.
+//! - **Stats** come from the live statistics ([`Publisher`]), collected afresh once for all
+//!   the `stats` requests of a poll, with the control plane's own figures added.
+//! - **The drop log**: the records the workers queued are written each poll ([`DropLog`]).
 //!
 //! One thread serves everything, so the control plane's state (clients, listeners, commands
 //! in progress) lives in plain collections owned here: no concurrent map is needed.
