@@ -679,13 +679,14 @@ fn events_follow_a_handshake_and_a_close() {
             && l.contains("[ASSURED]")),
         "{lines:?}"
     );
+    // As conntrack -E: DESTROY without timeout nor state, no `use=` anywhere.
     assert!(
-        lines
-            .last()
-            .expect("destroy")
-            .starts_with("[DESTROY] tcp      6 "),
+        lines.last().expect("destroy").starts_with(
+            "[DESTROY] tcp      6 src=10.0.1.2 dst=10.0.2.2 sport=40000 dport=80 src=10.0.2.2"
+        ),
         "{lines:?}"
     );
+    assert!(lines.iter().all(|l| !l.contains("use=")), "{lines:?}");
     assert_eq!(news.take(1).len(), 1);
 
     // A UDP flow: only the UDP listener and the unfiltered ones see it.

@@ -71,6 +71,33 @@ pub fn entry_line(r: &EntryRecord) -> String {
     out.join(" ")
 }
 
+/// A connection event's `conntrack -E` line: the tag, then the entry as a listing shows it,
+/// less what ctnetlink does not send with events (`use=`, and `mark=` when 0); a DESTROY has no
+/// timeout and no TCP state either (the kernel sends only the tuples, status and counters).
+pub fn event_line(e: &Event) -> String {
+    let line = entry_line(&e.record);
+    // `tcp      6 120 ESTABLISHED ` before the first tuple, which starts at `src=`.
+    let (head, tuples) = line.split_at(line.find("src=").unwrap_or(0));
+    let head = match e.kind {
+        EventKind::Destroy(_) => {
+            let mut w = head.split_whitespace();
+            let (name, number) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
+            format!("{name:<8} {number} ")
+        }
+        EventKind::New | EventKind::Update => head.to_owned(),
+    };
+    let tuples: Vec<&str> = tuples
+        .split(' ')
+        .filter(|w| *w != "use=1" && *w != "mark=0")
+        .collect();
+    let tag = match e.kind {
+        EventKind::New => "    [NEW]",
+        EventKind::Update => " [UPDATE]",
+        EventKind::Destroy(_) => "[DESTROY]",
+    };
+    format!("{tag} {head}{}", tuples.join(" "))
+}
+
 /// A connection event as a JSON item.
 pub fn event_json(e: &Event, wall0: SystemTime) -> Value {
     let mut v = json!({
@@ -211,6 +238,38 @@ mod tests {
         assert_eq!(
             entry_json(&record(true, true, Some(a)))["counters"]["reply"]["bytes"],
             120
+        );
+    }
+
+    #[test]
+    fn event_lines_are_conntrack_e_lines() {
+        use ctfw_engine::observe::DestroyCause;
+        let ev = |kind, record| Event {
+            kind,
+            at: ctfw_engine::time::Instant(0),
+            record,
+        };
+        assert_eq!(
+            event_line(&ev(EventKind::New, record(false, false, None))),
+            "    [NEW] tcp      6 300 ESTABLISHED src=10.0.1.2 dst=10.0.2.2 sport=40000 \
+             dport=80 [UNREPLIED] src=10.0.2.2 dst=10.0.1.2 sport=80 dport=40000"
+        );
+        assert_eq!(
+            event_line(&ev(EventKind::Update, record(true, true, None))),
+            " [UPDATE] tcp      6 300 ESTABLISHED src=10.0.1.2 dst=10.0.2.2 sport=40000 \
+             dport=80 src=10.0.2.2 dst=10.0.1.2 sport=80 dport=40000 [ASSURED]"
+        );
+        let mut a = Acct::default();
+        a.orig.packets = 1;
+        a.orig.bytes = 60;
+        assert_eq!(
+            event_line(&ev(
+                EventKind::Destroy(DestroyCause::Expired),
+                record(true, true, Some(a))
+            )),
+            "[DESTROY] tcp      6 src=10.0.1.2 dst=10.0.2.2 sport=40000 dport=80 packets=1 \
+             bytes=60 src=10.0.2.2 dst=10.0.1.2 sport=80 dport=40000 packets=0 bytes=0 \
+             [ASSURED]"
         );
     }
 

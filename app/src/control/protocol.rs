@@ -309,17 +309,6 @@ pub enum EventKind {
     Destroy,
 }
 
-impl EventKind {
-    /// `conntrack -E`'s tag, right-aligned as it prints it (`    [NEW]`).
-    pub const fn tag(self) -> &'static str {
-        match self {
-            EventKind::New => "    [NEW]",
-            EventKind::Update => " [UPDATE]",
-            EventKind::Destroy => "[DESTROY]",
-        }
-    }
-}
-
 /// A protocol in a filter: a name or a number.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]

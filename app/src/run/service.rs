@@ -52,7 +52,7 @@ use super::droplog::DropLog;
 use super::engine_config;
 use super::mailbox::{self, MainBox, Reload, Reply, Request};
 use super::publish::Publisher;
-use crate::control::format::{entry_json, entry_line, event_json, rules_json};
+use crate::control::format::{entry_json, entry_line, event_json, event_line, rules_json};
 use crate::control::protocol::{
     self, Code, Command, EventArgs, EventKind, Failure, FilterArgs, Format,
     Request as ClientRequest,
@@ -667,9 +667,7 @@ impl Service {
             }
             let item = match l.format {
                 Format::Json => json_line.get_or_insert_with(|| event_json(e, self.wall0)),
-                Format::Text => text_line.get_or_insert_with(
-                    || json!({"line": format!("{} {}", kind.tag(), entry_line(&e.record))}),
-                ),
+                Format::Text => text_line.get_or_insert_with(|| json!({"line": event_line(e)})),
             };
             let line = protocol::item_line(l.id, item);
             if self.server.pending(l.client) + line.len() > EVENT_BUFFER {
