@@ -71,6 +71,10 @@ pub fn run(args: &Args) -> Result<()> {
     args::apply(&mut cfg, args)?;
     let server = Server::bind(&cfg.control.socket)?;
     info!("control socket: {}", server.path().display());
+    // From now on SIGHUP asks for a reload (its default action would end the process).
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .context("cannot install the SIGHUP handler")?;
     // Taken before DPDK starts, so that an address in use fails at once and says so.
     let metrics_addr = cfg.metrics.listen.map(metrics::bind).transpose()?;
     let eal::Started {
@@ -94,7 +98,7 @@ pub fn run(args: &Args) -> Result<()> {
     let wall0 = std::time::SystemTime::now();
     let mut workers = Workers::launch(&eal, &cfg, &ports, &rings, &lcores, clock)?;
     let boxes = std::mem::take(&mut workers.boxes);
-    let mut service = Service::new(server, boxes, &cfg, args, wall0)?;
+    let mut service = Service::new(server, hup, boxes, &cfg, args, wall0)?;
 
     let started = std::time::Instant::now();
     let shared = workers.shared.clone();

@@ -190,16 +190,16 @@ struct ReloadOp {
 }
 
 impl Service {
-    /// The control plane, serving `server` for the workers behind `boxes`.
+    /// The control plane, serving `server` for the workers behind `boxes`; `hup` is set by
+    /// SIGHUP.
     pub fn new(
         server: Server,
+        hup: Arc<AtomicBool>,
         boxes: Vec<MainBox>,
         cfg: &Config,
         args: &Args,
         wall0: SystemTime,
     ) -> Result<Service> {
-        let hup = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))?;
         let n = boxes.len();
         Ok(Service {
             server,
