@@ -671,9 +671,15 @@ impl Engine {
         };
         // What an UPDATE event compares with (read only when observing).
         let before = (entry.flags, tcp_state_of(&entry.state));
+        let mut moved = None;
         let action = match (&mut entry.state, p.l4) {
             (ProtoState::Tcp(conn), L4::Tcp(seg)) => {
-                conn.packet(&mut meta, now, dir, &seg, &tcp_cfg)
+                let from = conn.state();
+                let v = conn.packet(&mut meta, now, dir, &seg, &tcp_cfg);
+                if conn.state() != from {
+                    moved = Some((from, conn.state()));
+                }
+                v
             }
             (ProtoState::Udp(conn), L4::Udp(_)) => {
                 conn.packet(&mut meta, now, &other);
@@ -701,6 +707,14 @@ impl Engine {
                 );
                 TrackVerdict::Invalid(Reason::TcpInvalidState)
             }
+        };
+        // The table counts entries by TCP state: tell it, before anything may remove the entry.
+        let entry = match moved {
+            Some((from, to)) => {
+                self.table.restate_tcp(from, to);
+                self.table.get_mut(idx)
+            }
+            None => entry,
         };
         match action {
             TrackVerdict::Accept | TrackVerdict::Ignore => {

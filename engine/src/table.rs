@@ -50,6 +50,7 @@
 
 use crate::flow::{FlowHasher, FlowKey};
 use crate::time::Tick;
+use crate::track::tcp::TcpState;
 use crate::track::{CtFlags, ProtoState};
 use crate::wire::Family;
 
@@ -223,6 +224,71 @@ pub struct InsertOutcome {
     pub evicted_closing: bool,
 }
 
+/// What an operator counts entries by: the protocol and, for TCP, the state
+/// (`conntrack -L | awk '{print $1, $4}' | sort | uniq -c`). [`Table::by_class`] keeps one
+/// count per class, up to date on insert, removal and TCP state change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EntryClass(u8);
+
+impl EntryClass {
+    /// How many classes there are: the ten TCP states, UDP, ICMP, ICMPv6, GRE, other.
+    pub const COUNT: usize = 15;
+    const UDP: u8 = 10;
+    const ICMP: u8 = 11;
+    const ICMPV6: u8 = 12;
+    const GRE: u8 = 13;
+    const OTHER: u8 = 14;
+
+    /// The class of an entry of `family` in protocol state `state`.
+    #[inline]
+    pub fn of(family: Family, state: &ProtoState) -> EntryClass {
+        EntryClass(match state {
+            ProtoState::Tcp(c) => c.state() as u8,
+            ProtoState::Udp(_) => Self::UDP,
+            ProtoState::Icmp if family == Family::V6 => Self::ICMPV6,
+            ProtoState::Icmp => Self::ICMP,
+            ProtoState::Gre => Self::GRE,
+            ProtoState::Generic => Self::OTHER,
+        })
+    }
+
+    /// The class of a TCP entry in `state`.
+    #[inline]
+    pub fn tcp(state: TcpState) -> EntryClass {
+        EntryClass(state as u8)
+    }
+
+    /// Every class, in index order.
+    pub fn all() -> impl Iterator<Item = EntryClass> {
+        (0..Self::COUNT as u8).map(EntryClass)
+    }
+
+    /// Index into [`Table::by_class`].
+    #[inline]
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    /// The protocol name (`tcp`, `udp`, `icmp`, `icmpv6`, `gre`, `other`).
+    pub fn proto(self) -> &'static str {
+        match self.0 {
+            0..=9 => "tcp",
+            Self::UDP => "udp",
+            Self::ICMP => "icmp",
+            Self::ICMPV6 => "icmpv6",
+            Self::GRE => "gre",
+            _ => "other",
+        }
+    }
+
+    /// The TCP state name (`ESTABLISHED`, ...), or `""` for other protocols (which have none).
+    pub fn state(self) -> &'static str {
+        TcpState::ALL
+            .get(usize::from(self.0))
+            .map_or("", |s| s.name())
+    }
+}
+
 /// Why the table removed an entry on its own (see [`Table::set_report_removed`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Removal {
@@ -270,6 +336,8 @@ pub struct Table {
     free: Vec<u32>,
     hasher: FlowHasher,
     sweep_cursor: u32,
+    /// Live entries per [`EntryClass`] (expired ones not yet reclaimed included, as in `len`).
+    by_class: [u32; EntryClass::COUNT],
     /// Pool slots the sweeper still visits under pressure (0: no pressure). Set to the
     /// capacity by a failed insert: one full pass.
     pressure_left: u32,
@@ -310,6 +378,7 @@ impl Table {
             free: (0..capacity).rev().collect(),
             hasher,
             sweep_cursor: 0,
+            by_class: [0; EntryClass::COUNT],
             pressure_left: 0,
             report_removed: false,
             removed: [Removed {
@@ -529,6 +598,7 @@ impl Table {
             if !self.free.is_empty() {
                 if let Some((b, slot)) = self.room_for(h) {
                     let idx = self.free.pop().unwrap_or_default();
+                    self.by_class[EntryClass::of(entry.family, &entry.state).index()] += 1;
                     self.entries[idx as usize] = entry;
                     self.buckets[b as usize].slots[slot] = (h.tag << 24) | (idx + 1);
                     return Ok((idx, outcome));
@@ -694,8 +764,25 @@ impl Table {
     #[inline]
     fn release(&mut self, b: u32, slot: usize, idx: u32) {
         self.buckets[b as usize].slots[slot] = EMPTY;
-        self.entries[idx as usize].flags.clear(LIVE);
+        let e = &mut self.entries[idx as usize];
+        e.flags.clear(LIVE);
+        self.by_class[EntryClass::of(e.family, &e.state).index()] -= 1;
         self.free.push(idx);
+    }
+
+    /// Live entries per [`EntryClass`], indexed by [`EntryClass::index`]; they sum to
+    /// [`Table::len`].
+    #[inline]
+    pub fn by_class(&self) -> &[u32; EntryClass::COUNT] {
+        &self.by_class
+    }
+
+    /// A live TCP entry moved from state `from` to `to` (the pipeline reports it after the
+    /// tracker, so that [`Table::by_class`] stays exact).
+    #[inline]
+    pub fn restate_tcp(&mut self, from: TcpState, to: TcpState) {
+        self.by_class[EntryClass::tcp(from).index()] -= 1;
+        self.by_class[EntryClass::tcp(to).index()] += 1;
     }
 
     /// Reclaim expired entries, examining at most `budget` pool slots from where the last
@@ -814,6 +901,16 @@ impl Table {
         let live = seen.iter().filter(|&&s| s).count();
         if live != self.len() {
             return Err(format!("len {} but {live} live entries", self.len()));
+        }
+        let mut by_class = [0u32; EntryClass::COUNT];
+        for e in self.entries.iter().filter(|e| e.is_live()) {
+            by_class[EntryClass::of(e.family, &e.state).index()] += 1;
+        }
+        if by_class != self.by_class {
+            return Err(format!(
+                "counts by class {:?}, but the entries give {by_class:?}",
+                self.by_class
+            ));
         }
         Ok(())
     }

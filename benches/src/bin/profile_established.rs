@@ -1,7 +1,8 @@
 //! The `established` benchmark as a plain program, for profilers (perf, callgrind) that want
 //! one process with a clearly separated timed part.
 //!
-//! `profile_established [FLOWS] [PACKETS] [nic|sw]` sets up FLOWS connections (default 1000),
+//! `profile_established [FLOWS] [PACKETS] [nic|sw] [off|acct|events|both]` sets up FLOWS
+//! connections (default 1000), with accounting and/or connection events on if asked,
 //! then sends PACKETS packets (default 10 million) of the rotation traffic in bursts, frames
 //! written beforehand in chunks as the benchmark does, and prints ns per packet. Only
 //! `timed_bursts` processes packets, so `valgrind --tool=callgrind --toggle-collect=*timed_bursts*`
@@ -11,8 +12,8 @@
 
 use std::time::{Duration, Instant as WallClock};
 
-use ctfw_benches::{FlowFactory, Frames, Rotation, START, engine, establish, timed_bursts};
-use ctfw_engine::pipeline::BURST;
+use ctfw_benches::{FlowFactory, Frames, Rotation, SEEDS, START, classic, establish, timed_bursts};
+use ctfw_engine::pipeline::{BURST, Engine, EngineConfig};
 use ctfw_engine::wire::ChecksumHint;
 
 const CHUNK_BURSTS: usize = 16;
@@ -29,8 +30,16 @@ fn main() {
         Some("sw") => ChecksumHint::Unknown,
         _ => ChecksumHint::Good,
     };
+    let mode = args.get(4).map_or("off", String::as_str);
     let factory = FlowFactory::new(false);
-    let mut e = engine(flows as u32);
+    let cfg = classic();
+    let engine_cfg = EngineConfig {
+        capacity: flows as u32,
+        accounting: matches!(mode, "acct" | "both"),
+        ..cfg.engine
+    };
+    let mut e = Engine::new(engine_cfg, cfg.rules, SEEDS);
+    e.set_events(matches!(mode, "events" | "both"));
     let mut now = START;
     let t0 = WallClock::now();
     let setup = establish(&mut e, &factory, 0..flows, &mut now);
@@ -43,15 +52,19 @@ fn main() {
         let n = left.min(CHUNK_BURSTS as u64) as usize;
         rot.fill(&factory, &mut frames, n * BURST);
         total += timed_bursts(&mut e, &frames, n, &mut now, csum);
+        e.drain_events(|ev| {
+            std::hint::black_box(ev);
+        });
         left -= n as u64;
     }
     let sent = packets / BURST as u64 * BURST as u64;
     let k = e.counters();
     println!(
         "{sent} packets over {flows} flows ({csum:?}): {:.1} ns/packet, {:.2} Mpps; \
-         dropped {}",
+         dropped {}; mode {mode}, events lost {}",
         total.as_nanos() as f64 / sent as f64,
         sent as f64 / total.as_secs_f64() / 1e6,
         k.dropped,
+        k.events_lost,
     );
 }

@@ -285,3 +285,41 @@ proptest! {
         fw.check();
     }
 }
+
+/// The table counts its entries by protocol and TCP state as they change, so that metrics
+/// can report them without scanning: a handshake moves one entry SYN_SENT -> SYN_RECV ->
+/// ESTABLISHED, a close to TIME_WAIT, and expiry takes it away.
+#[test]
+fn entries_are_counted_by_protocol_and_state() {
+    use ctfw_engine::table::EntryClass;
+    let count = |fw: &Fw, proto: &str, state: &str| {
+        let t = fw.eng.table();
+        EntryClass::all()
+            .filter(|c| c.proto() == proto && c.state() == state)
+            .map(|c| t.by_class()[c.index()])
+            .sum::<u32>()
+    };
+    let mut fw = Fw::classic(64);
+    let mut sim = TcpSim::default_v4();
+    let pkts = sim.syn().take_packets();
+    fw.pkts(&pkts);
+    assert_eq!(count(&fw, "tcp", "SYN_SENT"), 1);
+    fw.pkts(&sim.synack().take_packets());
+    assert_eq!(count(&fw, "tcp", "SYN_RECV"), 1);
+    assert_eq!(count(&fw, "tcp", "SYN_SENT"), 0);
+    fw.pkts(&sim.ack().exchange(10, 10).take_packets());
+    assert_eq!(count(&fw, "tcp", "ESTABLISHED"), 1);
+    let udp = Frame::ipv4(Ipv4Addr::new(10, 0, 1, 2), S4)
+        .udp(5000, 53)
+        .payload(b"q");
+    fw.send(&udp.build(), INSIDE);
+    assert_eq!(count(&fw, "udp", ""), 1);
+    fw.pkts(&sim.close().take_packets());
+    assert_eq!(count(&fw, "tcp", "TIME_WAIT"), 1);
+    assert_eq!(count(&fw, "tcp", "ESTABLISHED"), 0);
+    fw.check();
+    fw.advance(121 * SEC);
+    fw.eng.sweep(fw.now(), 1024);
+    assert_eq!(fw.eng.table().by_class().iter().sum::<u32>(), 0);
+    fw.check();
+}
