@@ -284,6 +284,13 @@ impl Config {
     pub fn summary(&self) -> String {
         summary::summary(self)
     }
+
+    /// Rule `rule` in the iptables-like notation of [`Config::summary`] (`None` past the
+    /// last rule).
+    pub fn rule_line(&self, rule: usize) -> Option<String> {
+        let (_, r) = self.rules.iter().nth(rule)?;
+        Some(summary::rule_line(self, r))
+    }
 }
 
 /// Deserializes the document's shape, turning parser errors into diagnostics.

@@ -123,7 +123,6 @@ pub fn unix_seconds(wall0: SystemTime, at: ctfw_engine::time::Instant) -> f64 {
 
 /// `rules`' result: each rule in `check-config`'s notation with its hits since the reload.
 pub fn rules_json(cfg: &Config, hits: &[u64], generation: u64, since: Duration) -> Value {
-    let texts = rule_texts(cfg);
     let rules: Vec<Value> = cfg
         .rules
         .iter()
@@ -132,7 +131,7 @@ pub fn rules_json(cfg: &Config, hits: &[u64], generation: u64, since: Duration) 
             json!({
                 "index": i,
                 "name": name,
-                "rule": texts.get(i).cloned().unwrap_or_default(),
+                "rule": cfg.rule_line(i).unwrap_or_default(),
                 "action": rule.action.name(),
                 "log": rule.log,
                 "packets": hits.get(i).copied().unwrap_or(0),
@@ -151,28 +150,6 @@ pub fn rules_json(cfg: &Config, hits: &[u64], generation: u64, since: Duration) 
             "packets": hits_json.default_policy,
         },
     })
-}
-
-/// Each rule in the iptables-like notation `ctfw check-config` prints, taken from its
-/// summary (`  {index} {name}  {rule}` lines under `rules (first match wins):`).
-fn rule_texts(cfg: &Config) -> Vec<String> {
-    let summary = cfg.summary();
-    let mut lines = summary
-        .lines()
-        .skip_while(|l| !l.starts_with("rules (first match wins)"))
-        .skip(1);
-    let mut out = Vec::new();
-    for (i, (name, _)) in cfg.rules.iter().enumerate() {
-        let Some(l) = lines.next() else { break };
-        let rest = l.trim_start();
-        let rest = rest
-            .strip_prefix(&i.to_string())
-            .map(str::trim_start)
-            .and_then(|r| r.strip_prefix(name))
-            .map_or(rest, str::trim_start);
-        out.push(rest.to_owned());
-    }
-    out
 }
 
 #[cfg(test)]
@@ -282,14 +259,12 @@ mod tests {
             "t.yaml",
         )
         .expect("config");
-        assert_eq!(
-            rule_texts(&cfg),
-            [
-                "-i a -p tcp --dport 80 -j ACCEPT",
-                "-m conntrack --ctstate ESTABLISHED -j ACCEPT"
-            ]
-        );
         let r = rules_json(&cfg, &[5, 6, 7], 2, Duration::from_secs(3));
+        assert_eq!(r["rules"][0]["rule"], "-i a -p tcp --dport 80 -j ACCEPT");
+        assert_eq!(
+            r["rules"][1]["rule"],
+            "-m conntrack --ctstate ESTABLISHED -j ACCEPT"
+        );
         assert_eq!(r["rules"][0]["name"], "web");
         assert_eq!(r["rules"][1]["name"], "rule1");
         assert_eq!(r["rules"][1]["packets"], 6);
