@@ -49,6 +49,9 @@ pub struct Counters {
     /// someone listens).
     #[serde(default)]
     pub events_lost: u64,
+    /// Table slots the sweeper examined.
+    #[serde(default)]
+    pub sweep_examined: u64,
 }
 
 /// Connection entries created and removed.
@@ -96,6 +99,7 @@ impl From<&ctfw_engine::Counters> for Counters {
             logged: c.logged,
             log_suppressed: c.log_suppressed,
             events_lost: c.events_lost,
+            sweep_examined: c.sweep_examined,
         }
     }
 }

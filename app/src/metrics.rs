@@ -26,13 +26,18 @@
 //! | `ctfw_invalid_packets_total` | counter | worker, reason | INVALID verdicts by reason (the rules then decided) |
 //! | `ctfw_rule_hits_total` | counter | worker, rule | packets decided by each rule |
 //! | `ctfw_default_policy_hits_total` | counter | worker | packets no rule matched |
-//! | `ctfw_conntrack_entries` | gauge | worker | connection table entries in use |
+//! | `ctfw_conntrack_entries` | gauge | worker, proto, state | connection table entries in use, by protocol (`tcp`, `udp`, `icmp`, `icmpv6`, `gre`, `other`) and TCP state (empty for the other protocols) |
 //! | `ctfw_conntrack_entries_limit` | gauge | worker | entries the table can hold |
 //! | `ctfw_conntrack_fill_ratio` | gauge | worker | entries / limit |
 //! | `ctfw_conntrack_created_total` | counter | worker | connections created |
 //! | `ctfw_conntrack_expired_total` | counter | worker | connections removed on timeout |
 //! | `ctfw_conntrack_closed_total` | counter | worker | connections removed early by protocol logic |
 //! | `ctfw_conntrack_evicted_total` | counter | worker, entry | entries evicted under pressure: `unassured`, or `closing` (ASSURED, TCP closing) |
+//! | `ctfw_conntrack_deleted_total` | counter | worker | entries deleted by an operator |
+//! | `ctfw_conntrack_sweep_examined_total` | counter | worker | table slots the sweeper examined |
+//! | `ctfw_conntrack_events_lost_total` | counter | worker | connection events lost (event queue full while someone listens) |
+//! | `ctfw_log_records_total` | counter | worker | packet log records written |
+//! | `ctfw_log_suppressed_total` | counter | worker | packet log records suppressed by the rate limit |
 //! | `ctfw_worker_polls_total` | counter | worker, result | rounds that were `busy` or `idle` |
 //! | `ctfw_worker_poll_seconds_total` | counter | worker, result | time in busy or idle rounds |
 //! | `ctfw_worker_busy_ratio` | gauge | worker | share of time busy since the previous snapshot |
@@ -56,8 +61,8 @@
 //! | `ctfw_mempool_mbufs` | gauge | port, pool | mbufs in the port's packet pool |
 //! | `ctfw_mempool_mbufs_in_use` | gauge | port, pool | of those, out of the pool |
 //!
-//! Conntrack entries by protocol and state are not exported: the engine keeps no such
-//! counts, and counting them would mean scanning every table at each scrape.
+//! Entries by protocol and state come from counts each table keeps up to date as entries
+//! come, go and change state; a scrape never scans a table.
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
@@ -295,8 +300,19 @@ impl Collector for Exposition {
         gauge(
             e,
             "conntrack_entries",
-            "Connection table entries in use.",
-            table(|t| t.entries),
+            "Connection table entries in use, by protocol and TCP state (state is empty for the other protocols).",
+            per_worker().flat_map(|(w, id)| {
+                w.table.by_state.iter().map(move |c| {
+                    (
+                        [
+                            ("worker", id.as_str()),
+                            ("proto", c.proto.as_str()),
+                            ("state", c.state.as_str()),
+                        ],
+                        c.entries,
+                    )
+                })
+            }),
         )?;
         gauge(
             e,
@@ -344,6 +360,41 @@ impl Collector for Exposition {
                 [("unassured", c.evicted), ("closing", c.evicted_closing)]
                     .map(|(entry, n)| ([("worker", id.as_str()), ("entry", entry)], n))
             }),
+        )?;
+        counter(
+            e,
+            "conntrack_deleted",
+            "Entries deleted by an operator (ctfw conntrack delete or flush).",
+            None,
+            connections(|c| c.deleted),
+        )?;
+        counter(
+            e,
+            "conntrack_sweep_examined",
+            "Table slots the sweeper examined (its work, bounded per round).",
+            None,
+            per_worker().map(|(w, id)| ([("worker", id.as_str())], w.counters.sweep_examined)),
+        )?;
+        counter(
+            e,
+            "conntrack_events_lost",
+            "Connection events lost because a worker's event queue was full (while someone listens).",
+            None,
+            per_worker().map(|(w, id)| ([("worker", id.as_str())], w.counters.events_lost)),
+        )?;
+        counter(
+            e,
+            "log_records",
+            "Packet log records written by rules and the default policy with log enabled.",
+            None,
+            per_worker().map(|(w, id)| ([("worker", id.as_str())], w.counters.logged)),
+        )?;
+        counter(
+            e,
+            "log_suppressed",
+            "Packet log records the rate limit (log.rate, log.burst) or a full queue suppressed.",
+            None,
+            per_worker().map(|(w, id)| ([("worker", id.as_str())], w.counters.log_suppressed)),
         )?;
 
         // The workers' rounds and I/O.

@@ -45,7 +45,7 @@ pub struct Stats {
 }
 
 /// Connection table fill.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Table {
     /// Entries in use.
     pub entries: u64,
@@ -53,15 +53,38 @@ pub struct Table {
     pub capacity: u64,
     /// `entries / capacity` (0 when there is no table).
     pub fill: f64,
+    /// Entries by protocol and TCP state, every class listed (zeros included).
+    #[serde(default)]
+    pub by_state: Vec<StateCount>,
+}
+
+/// Entries of one protocol (and, for TCP, one state).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateCount {
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, `gre` or `other`.
+    pub proto: String,
+    /// The TCP state (`ESTABLISHED`, ...); empty for the other protocols.
+    pub state: String,
+    /// Entries in it.
+    pub entries: u64,
 }
 
 impl Table {
-    /// A table holding `entries` of `capacity`.
-    pub fn new(entries: u64, capacity: u64) -> Table {
+    /// A table holding `entries` of `capacity`, `by_class` of them per
+    /// [`EntryClass`](ctfw_engine::table::EntryClass) (indexed by its `index`).
+    pub fn new(entries: u64, capacity: u64, by_class: &[u64]) -> Table {
+        use ctfw_engine::table::EntryClass;
         Table {
             entries,
             capacity,
             fill: ratio(entries as f64, capacity as f64),
+            by_state: EntryClass::all()
+                .map(|c| StateCount {
+                    proto: c.proto().to_owned(),
+                    state: c.state().to_owned(),
+                    entries: by_class.get(c.index()).copied().unwrap_or(0),
+                })
+                .collect(),
         }
     }
 }
@@ -341,6 +364,27 @@ fn write_stats(out: &mut String, s: &Stats) -> std::fmt::Result {
         s.table.capacity,
         s.table.fill * 100.0
     )?;
+    let by_state: Vec<String> = s
+        .table
+        .by_state
+        .iter()
+        .filter(|c| c.entries > 0)
+        .map(|c| {
+            if c.state.is_empty() {
+                format!("{} {}", c.proto, c.entries)
+            } else {
+                format!("{} {} {}", c.proto, c.state, c.entries)
+            }
+        })
+        .collect();
+    if !by_state.is_empty() {
+        writeln!(out, "  entries by state: {}", by_state.join(", "))?;
+    }
+    writeln!(
+        out,
+        "  deleted by operators {}; sweeper examined {} slots; events lost {}; log records {} written, {} suppressed",
+        conn.deleted, c.sweep_examined, c.events_lost, c.logged, c.log_suppressed
+    )?;
     write_reasons(out, "dropped by reason:", &c.dropped_by_reason)?;
     write_reasons(
         out,
@@ -493,13 +537,13 @@ pub(crate) mod tests {
             uptime_seconds: 3.25,
             counters: counters.clone(),
             rule_hits: rule_hits.clone(),
-            table: Table::new(4, 1024),
+            table: Table::new(4, 1024, &[]),
             workers: vec![Worker {
                 worker: 0,
                 lcore: 1,
                 counters,
                 rule_hits,
-                table: Table::new(4, 1024),
+                table: Table::new(4, 1024, &[]),
                 ports: vec![decided.clone()],
                 io: WorkerIo {
                     received_from_ports: 21,

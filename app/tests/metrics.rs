@@ -405,6 +405,14 @@ fn a_running_firewall_is_scraped_and_its_metrics_match_the_traffic() {
         sum(&samples, "ctfw_conntrack_entries_limit", &[]),
         n(&report["table"]["capacity"])
     );
+    // Entries by protocol and state add up to the table's entries; the sample's connections
+    // include TCP (a closed HTTP exchange) and UDP (DNS).
+    assert_eq!(
+        sum(&samples, "ctfw_conntrack_entries", &[]),
+        n(&report["table"]["entries"])
+    );
+    assert!(sum(&samples, "ctfw_conntrack_entries", &[("proto", "tcp")]) > 0.0);
+    assert!(sum(&samples, "ctfw_conntrack_entries", &[("proto", "udp")]) > 0.0);
     for p in report["ports"].as_array().expect("ports") {
         let port = p["name"].as_str().expect("name");
         assert_eq!(

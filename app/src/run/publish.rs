@@ -183,6 +183,7 @@ fn assemble(i: &Inputs<'_>) -> Stats {
     let mut total = Counters::default();
     let mut hits = vec![0u64; rules.len() + 1];
     let mut table = (0u64, 0u64);
+    let mut by_class = [0u64; ctfw_engine::table::EntryClass::COUNT];
     let mut decided: Vec<PortVerdicts> = port_names
         .iter()
         .map(|&n| PortVerdicts {
@@ -204,6 +205,9 @@ fn assemble(i: &Inputs<'_>) -> Stats {
         }
         table.0 += s.entries as u64;
         table.1 += s.capacity as u64;
+        for (t, &n) in by_class.iter_mut().zip(&s.by_class) {
+            *t += u64::from(n);
+        }
         let ports: Vec<PortVerdicts> = port_names
             .iter()
             .zip(&s.by_port)
@@ -231,7 +235,11 @@ fn assemble(i: &Inputs<'_>) -> Stats {
             lcore: i.lcores.get(w).copied().unwrap_or(u32::MAX),
             counters: (&s.counters).into(),
             rule_hits: json::RuleHits::new(rules, &own),
-            table: Table::new(s.entries as u64, s.capacity as u64),
+            table: Table::new(
+                s.entries as u64,
+                s.capacity as u64,
+                &s.by_class.map(u64::from),
+            ),
             ports,
             io: WorkerIo {
                 received_from_ports: io.rx_port,
@@ -280,7 +288,7 @@ fn assemble(i: &Inputs<'_>) -> Stats {
         uptime_seconds: i.uptime.as_secs_f64(),
         counters: (&total).into(),
         rule_hits: json::RuleHits::new(rules, &hits),
-        table: Table::new(table.0, table.1),
+        table: Table::new(table.0, table.1, &by_class),
         workers,
         ports,
         main: Main {
@@ -318,6 +326,12 @@ rules:
             rule_hits: vec![packets - 2, 1, 1],
             entries: 3,
             capacity: 1024,
+            by_class: {
+                let mut c = [0; ctfw_engine::table::EntryClass::COUNT];
+                c[3] = 2; // ESTABLISHED
+                c[10] = 1; // UDP
+                c
+            },
             io: IoCounters {
                 rx_port: packets,
                 ..IoCounters::default()
@@ -387,7 +401,11 @@ rules:
         assert_eq!(s.rule_hits.rules[0].rule, "established");
         assert_eq!(s.rule_hits.rules[0].packets, 8 + 18);
         assert_eq!(s.rule_hits.default_policy, 2);
-        assert_eq!(s.table, Table::new(6, 2048));
+        let mut by_class = [0u64; ctfw_engine::table::EntryClass::COUNT];
+        (by_class[3], by_class[10]) = (4, 2);
+        assert_eq!(s.table, Table::new(6, 2048, &by_class));
+        let established = s.table.by_state.iter().find(|c| c.state == "ESTABLISHED");
+        assert_eq!(established.map(|c| c.entries), Some(4));
         assert_eq!(s.workers[1].lcore, 2);
         assert_eq!(s.workers[1].ports[0].port, "inside");
         assert_eq!(s.workers[1].io.received_from_ports, 20);

@@ -24,6 +24,7 @@ use ctfw_engine::counters::Reason;
 use ctfw_engine::pipeline::{BURST, Engine, Pkt, Verdict};
 use ctfw_engine::rss::{self, Toeplitz};
 use ctfw_engine::rules::PortId;
+use ctfw_engine::table::EntryClass;
 use ctfw_engine::time::Instant;
 use ctfw_engine::wire::ChecksumHint;
 use rte::{CksumStatus, Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
@@ -183,6 +184,8 @@ pub struct Snapshot {
     pub entries: usize,
     /// Entries its table can hold.
     pub capacity: usize,
+    /// Entries by protocol and TCP state (indexed by `EntryClass::index`).
+    pub by_class: [u32; EntryClass::COUNT],
     /// Counters around the engine.
     pub io: IoCounters,
     /// Packets and bytes decided, by ingress port (indexed by `PortId`).
@@ -340,6 +343,7 @@ impl Worker {
         s.rule_hits.extend_from_slice(self.engine.rule_hits());
         s.entries = self.engine.table().len();
         s.capacity = self.engine.table().capacity();
+        s.by_class = *self.engine.table().by_class();
         s.io = *io;
         s.by_port.clone_from(&self.by_port);
         s.polls = *polls;
