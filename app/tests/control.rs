@@ -82,17 +82,26 @@ impl Instance {
     /// `ctfw run` on two `net_null` ports with `body` appended to the configuration (`DIR` in
     /// it is the instance's scratch directory).
     fn null(name: &str, body: &str) -> Instance {
+        Instance::devices(name, "net_null0", "net_null1", body)
+    }
+
+    /// `ctfw run` on ports `inside` and `outside` of the given devices, with `body` appended
+    /// to the configuration (`DIR` in devices and body is the instance's scratch directory).
+    fn devices(name: &str, inside: &str, outside: &str, body: &str) -> Instance {
         let dir = tmp(name);
         let socket = dir.join("ctfw.sock");
         let cfg = dir.join("ctfw.yaml");
+        let d = dir.display().to_string();
         std::fs::write(
             &cfg,
             format!(
-                "ports:\n  - {{name: inside, device: net_null0, peer: outside}}\n  \
-                 - {{name: outside, device: net_null1, peer: inside}}\n\
+                "ports:\n  - {{name: inside, device: \"{}\", peer: outside}}\n  \
+                 - {{name: outside, device: \"{}\", peer: inside}}\n\
                  dataplane: {{hugepages: off}}\ncontrol: {{socket: {}}}\n{}",
+                inside.replace("DIR", &d),
+                outside.replace("DIR", &d),
                 socket.display(),
-                body.replace("DIR", &dir.display().to_string())
+                body.replace("DIR", &d)
             ),
         )
         .expect("config");
@@ -587,10 +596,21 @@ impl Listener {
         panic!("no end among {out:?}");
     }
 
-    /// SIGINT; its exit status and what it printed on stderr after its first line.
+    /// SIGINT; its exit status and what it printed on stderr after its first line. It must
+    /// end within 30 s (it ends at once; the bound only turns a hang into a failure).
     fn interrupt(mut self) -> (std::process::ExitStatus, String) {
         sh(Command::new("kill").args(["-INT", &self.child.id().to_string()]));
-        let status = self.child.wait().expect("wait");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("ctfw conntrack -E did not stop on SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let rest = self
             .stderr
             .recv_timeout(Duration::from_secs(10))
@@ -721,6 +741,36 @@ fn events_follow_a_handshake_and_a_close() {
         assert!(Instant::now() < deadline, "listeners stayed");
         std::thread::sleep(Duration::from_millis(50));
     }
+    lab.stop();
+}
+
+#[test]
+fn a_listener_under_a_flood_of_events_stops_when_interrupted() {
+    // A looped SYN flood into a small table: every SYN evicts, so events never pause.
+    let dir = tmp("evflood-trace");
+    let trace = dir.join("flood.pcap");
+    let mut w = ctfw_tracegen::PcapWriter::new(
+        std::fs::File::create(&trace).expect("trace"),
+        ctfw_tracegen::write::Resolution::Micro,
+    )
+    .expect("pcap header");
+    let opts = ctfw_tracegen::generate::SynfloodOpts {
+        count: 4_000,
+        ..Default::default()
+    };
+    ctfw_tracegen::generate::synflood(&opts, &mut w).expect("synflood");
+    drop(w);
+    let mut lab = Instance::devices(
+        "evflood",
+        &format!("net_pcap0,rx_pcap={},infinite_rx=1", trace.display()),
+        "net_null0,no-rx=1",
+        "conntrack: {capacity: 1024}\npolicy: accept\n",
+    );
+    let listener = Listener::start(&lab, &["-o", "json"]);
+    assert_eq!(listener.take(1000).len(), 1000, "a steady stream");
+    let (status, err) = listener.interrupt();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("flow events have been shown."), "{err}");
     lab.stop();
 }
 

@@ -104,8 +104,8 @@ impl Connection {
     }
 
     /// Send `command`, pass each item of its answer to `on_item`, and return the final result.
-    /// With `stop`, a blocked read wakes every [`POLL`] and gives up with
-    /// [`ClientError::Interrupted`] once the flag is set. `timeout` bounds each read.
+    /// With `stop`, the answer is abandoned with [`ClientError::Interrupted`] once the flag
+    /// is set: checked before each line, and a blocked read wakes every [`POLL`] to look. `timeout` bounds each read.
     pub fn call(
         &mut self,
         command: &Command,
@@ -130,6 +130,11 @@ impl Connection {
             .map_err(io(&self.path))?;
         let mut line = Vec::new();
         loop {
+            // Checked before every line, not only when a read times out: a busy stream
+            // (events under load) never lets a read time out.
+            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                return Err(ClientError::Interrupted);
+            }
             line.clear();
             let n = loop {
                 // `read_until` keeps what it read before a timeout in `line`.
