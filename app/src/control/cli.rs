@@ -323,6 +323,10 @@ pub fn conntrack(args: &ConntrackArgs) -> Result<()> {
             }
             let (path, mut conn) = target.connect()?;
             let mut shown = 0u64;
+            // Losses come as `lost` items, each with what was lost since the one before. JSON
+            // passes them on; text sums them into at most one warning a second.
+            let (mut lost, mut unreported) = (0u64, 0u64);
+            let mut warned = std::time::Instant::now() - LOST_WARNING_EVERY;
             let result = conn.call(&command, Some(&stop), None, |item| {
                 match item.get("type").and_then(Value::as_str) {
                     Some("subscribed") => {
@@ -331,13 +335,23 @@ pub fn conntrack(args: &ConntrackArgs) -> Result<()> {
                             path.display()
                         );
                     }
-                    Some("lost") if out.output == Output::Text => {
-                        eprintln!(
-                            "ctfw: WARNING: {} events were lost (a queue was full)",
-                            item["count"]
-                        );
+                    Some("lost") => {
+                        let n = item["count"].as_u64().unwrap_or(0);
+                        lost += n;
+                        if out.output == Output::Json {
+                            print_item(out.output, &item);
+                        } else {
+                            unreported += n;
+                            if warned.elapsed() >= LOST_WARNING_EVERY {
+                                eprintln!(
+                                    "ctfw: WARNING: {unreported} events were lost \
+                                     (ctfw's queues for this listener were full)"
+                                );
+                                unreported = 0;
+                                warned = std::time::Instant::now();
+                            }
+                        }
                     }
-                    Some("lost") => print_item(out.output, &item),
                     _ => {
                         shown += 1;
                         print_item(out.output, &item);
@@ -345,6 +359,9 @@ pub fn conntrack(args: &ConntrackArgs) -> Result<()> {
                 }
             });
             eprintln!("ctfw: {shown} flow events have been shown.");
+            if lost > 0 {
+                eprintln!("ctfw: {lost} flow events were lost.");
+            }
             match result {
                 Ok(_) | Err(ClientError::Interrupted) => Ok(()),
                 Err(e) => Err(e.into()),
@@ -352,6 +369,9 @@ pub fn conntrack(args: &ConntrackArgs) -> Result<()> {
         }
     }
 }
+
+/// In text, lost events are reported at most this often.
+const LOST_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn format(o: Output) -> Format {
     match o {

@@ -65,6 +65,8 @@ const WORKER_TIMEOUT: Duration = Duration::from_secs(5);
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes an events listener's buffer may hold; an event that does not fit is lost for it.
 const EVENT_BUFFER: usize = 4 * server::HIGH_WATER;
+/// More than any one event line takes (IPv6 addresses and counters included).
+const EVENT_LINE_MAX: usize = 2048;
 
 /// The control plane's state on the main lcore.
 pub struct Service {
@@ -663,6 +665,12 @@ impl Service {
                 || !(l.types.is_empty() || l.types.contains(&kind))
                 || !l.filter.matches(&e.record.view)
             {
+                continue;
+            }
+            // A full buffer loses the event before it is formatted: under a flood, main's
+            // time goes to the events that can still be sent.
+            if self.server.pending(l.client) + EVENT_LINE_MAX > EVENT_BUFFER {
+                l.lost += 1;
                 continue;
             }
             let item = match l.format {
