@@ -1285,8 +1285,8 @@ fn malformed(kind: Malformed, i: u64, rng: &mut Rng) -> Vec<u8> {
 /// packets, VLAN tags, IPv6), interleaved with SYN floods (8%), blind ACK floods from both
 /// sides (6%) and UDP floods (4%) from spoofed sources, RSTs with random sequence numbers
 /// into live connections (3%), ICMP errors quoting live conversations (4%), and malformed
-/// frames (15%, every [`Malformed`] kind: runts, non-IP, cut VLAN tags, bad IPv4 and IPv6
-/// headers, fragments, bad TCP, UDP and ICMP headers, and randomly mutated frames).
+/// frames (15%, 21 kinds: runts, non-IP, cut VLAN tags, bad IPv4 and IPv6 headers,
+/// fragments, bad TCP, UDP and ICMP headers, and randomly mutated frames).
 ///
 /// Every flood packet and malformed frame has a source or tuple of its own, so a capture of
 /// N packets holds on the order of N/3 distinct flows: looped through a table smaller than
