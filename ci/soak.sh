@@ -26,7 +26,7 @@
 #   --capacity N        conntrack.capacity (default 16384)
 #   --interval S        seconds between samples (default 2)
 #   --warmup-share F    share of the run before the RSS reference is taken (default 0.2)
-#   --rss-slack-pct P   RSS allowed above the reference, percent (default 1) ...
+#   --rss-slack-pct P   RSS allowed above the reference, percent (default 0.25) ...
 #   --rss-slack-mib M   ... or MiB, whichever is larger (default 4)
 #   --hugepages MODE    off (default: DPDK's memory is ordinary memory, counted in RSS), on
 #   --capture FILE      loop this capture instead of generating one
@@ -48,7 +48,7 @@ PACKETS=400000
 CAPACITY=16384
 INTERVAL=2
 WARMUP_SHARE=0.2
-RSS_SLACK_PCT=1
+RSS_SLACK_PCT=0.25
 RSS_SLACK_MIB=4
 HUGE=off
 CAPTURE=

@@ -8,8 +8,9 @@ fails, naming each broken promise, unless
   counters every packet is accounted for, exactly, in the final report (in total, per port,
            per worker, per rule) and in every live sample (per worker); see IDENTITIES;
   mbufs    ctfw exited 0 after SIGTERM, and every port's pool is full again;
-  churn    the table really churned: more entries were created than it holds, and some
-           were evicted and some expired (the run's timeouts are short: --max-timeout).
+  churn    the table really churned: more entries were created than it holds, and entries
+           left it by ageing (the run's timeouts are short: --max-timeout) or under pressure
+           (evicted), or both.
 
 Prints what it measured and what failed; exits 1 on any failure. --summary writes the
 figures as JSON (docs/robustness.md records one run's).
@@ -303,15 +304,13 @@ def check_churn(v, r, samples, capture_packets, max_timeout):
     if conn["created"] <= capacity:
         v.fail(f"churn: {conn['created']} entries created in a table of {capacity}: it never "
                "turned over (a larger capture or a smaller --capacity)")
-    if conn["evicted"] + conn["evicted_closing"] == 0:
-        v.fail("churn: no entry was evicted: the table was never under pressure")
-    # Entries whose flow does not come back validly within the timeouts must expire: those of
-    # conversations the capture's end cuts short (their next packets, one loop later, are out
-    # of window and refresh nothing), and every entry when one loop lasts longer than them.
-    if conn["expired"] == 0:
-        v.fail(f"churn: no entry expired in {seconds:.0f} s with timeouts of {max_timeout:g} s: "
-               "every entry was evicted or closed first (a larger --capacity lets some live "
-               "to their timeout)")
+    # Entries must also leave on their own: by ageing (every entry not refreshed within the
+    # timeouts) or under pressure (evicted to make room). Which of the two dominates depends on
+    # the rate: a slow run ages its whole table out between loops of the capture; a fast one
+    # fills it and evicts. Both are reported; at least one must have happened.
+    if conn["expired"] + conn["evicted"] + conn["evicted_closing"] == 0:
+        v.fail(f"churn: in {seconds:.0f} s no entry expired (timeouts of {max_timeout:g} s) and "
+               "none was evicted: the table never aged nor filled")
     fills = [s["stats"]["table"]["fill"] for s in samples if s.get("stats")]
     return {
         "capacity": capacity,
@@ -342,7 +341,7 @@ def main():
     ap.add_argument("--capture-packets", type=int, required=True)
     ap.add_argument("--max-timeout", type=float, required=True)
     ap.add_argument("--warmup-share", type=float, default=0.2)
-    ap.add_argument("--rss-slack-pct", type=float, default=1)
+    ap.add_argument("--rss-slack-pct", type=float, default=0.25)
     ap.add_argument("--rss-slack-mib", type=float, default=4)
     ap.add_argument("--summary", help="write the figures here as JSON")
     a = ap.parse_args()

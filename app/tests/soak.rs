@@ -161,6 +161,17 @@ fn doctored_runs_fail(run_dir: &Path) {
         "worker 0: dropped = sum of dropped_by_reason",
     );
 
+    // Churn: a table that never turned over (its counters still add up).
+    let mut r = report.clone();
+    let entries = r["table"]["entries"].clone();
+    let conn = &mut r["counters"]["connections"];
+    conn["created"] = entries;
+    for k in ["expired", "closed", "evicted", "evicted_closing", "deleted"] {
+        conn[k] = 0.into();
+    }
+    write_json(&doctored_report, &r);
+    expect_failure(&["--report", path_str(&doctored_report)], "churn: in");
+
     // Mbufs: five missing from a pool at exit.
     let mut r = report.clone();
     let free = r["ports"][0]["mempool"]["free"].as_u64().expect("free");
