@@ -18,7 +18,6 @@ use rte::{Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
 
 use super::args::Args;
 use super::csum_watch::ChecksumWatch;
-use super::layout::RxMode;
 use super::ports::PortSetup;
 use super::publish::Publisher;
 use super::report;
@@ -80,8 +79,8 @@ impl MainIo {
         let mut dist = Vec::new();
         let mut tx = Vec::new();
         for (i, p) in ports.iter().enumerate() {
-            if p.plan.rx == RxMode::Distributed {
-                dist.push(p.port.rx_queue(0)?);
+            for q in p.plan.distributor_rx() {
+                dist.push(p.port.rx_queue(q)?);
             }
             if let Some(r) = &rings.tx[i] {
                 tx.push((r.clone(), p.port.tx_queue(0)?));

@@ -188,12 +188,8 @@ impl Workers {
             let mut rx = Vec::new();
             let mut tx = Vec::new();
             for (i, p) in ports.iter().enumerate() {
-                match p.plan.rx {
-                    RxMode::Direct | RxMode::Rss => {
-                        let q = if p.plan.rx == RxMode::Rss { w } else { 0 };
-                        rx.push((p.port.rx_queue(q)?, PortId(i as u16)));
-                    }
-                    RxMode::Distributed => {}
+                for q in p.plan.worker_rx(w) {
+                    rx.push((p.port.rx_queue(q)?, PortId(i as u16)));
                 }
                 tx.push(match p.plan.tx {
                     TxMode::PerWorker => TxPath::Queue(p.port.tx_queue(w)?),

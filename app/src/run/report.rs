@@ -67,10 +67,10 @@ pub fn print_layout(
     {
         let polls: Vec<String> = ports
             .iter()
-            .filter_map(|p| match p.plan.rx {
-                RxMode::Direct => Some(format!("{} q0", p.name)),
-                RxMode::Rss => Some(format!("{} q{w}", p.name)),
-                RxMode::Distributed => None,
+            .flat_map(|p| {
+                p.plan
+                    .worker_rx(w as u16)
+                    .map(move |q| format!("{} q{q}", p.name))
             })
             .chain((!rings.workers.is_empty()).then(|| "its ring".to_owned()))
             .collect();
