@@ -129,7 +129,7 @@ pub fn run(args: &Args) -> Result<()> {
     drop(finished);
     drop(main_io);
     drop(rings);
-    let closed = ports::close(ports, &cfg.dataplane)?;
+    let closed = ports::close(ports)?;
     report::print_ports(&closed);
     if let Some(path) = &args.report_json {
         summary.write_json(path, &cfg, args.max_entries, &closed)?;

@@ -361,7 +361,8 @@ struct Mempool<'a> {
     free: u32,
     /// Mbufs it holds when none is out.
     size: u32,
-    /// Mbufs the driver keeps at close by design (`net_af_xdp`'s rings), not a leak.
+    /// Mbufs the driver keeps through close by design (`net_af_xdp`'s fill rings), not a
+    /// leak: exactly as many as it took before the first packet.
     driver_keeps: u32,
 }
 
@@ -382,8 +383,7 @@ pub fn print_ports(closed: &[Closed]) {
         }
         if c.driver_keeps > 0 {
             outln!(
-                "  mempool {}: {} of {} mbufs free (the driver keeps up to {} in its rings at \
-                 close)",
+                "  mempool {}: {} of {} mbufs free ({} stay in the driver's rings by design)",
                 c.pool,
                 c.free,
                 c.size,
