@@ -23,7 +23,7 @@ use super::publish::Publisher;
 use super::report;
 use super::rings::Rings;
 use super::service::Service;
-use super::worker::{Shared, TX_RETRIES};
+use super::worker::{Shared, TX_RETRIES, TX_STALL};
 use crate::MAX_BURST;
 
 /// The control loop's period while control commands are in progress.
@@ -47,10 +47,22 @@ impl fmt::Display for Stop {
     }
 }
 
+/// A shared TX ring and the device queue the main lcore drains it into.
+struct SharedTx {
+    ring: Ring,
+    queue: TxQueue,
+    /// Taken from the ring, refused by the device so far: offered again first.
+    pending: MbufBurst<MAX_BURST>,
+    /// Since when the device has taken nothing while packets waited.
+    blocked_since: Option<std::time::Instant>,
+}
+
 /// The main lcore's packet duties and counters.
 pub struct MainIo {
     dist: Vec<RxQueue>,
-    tx_queues: Vec<(Ring, TxQueue)>,
+    tx_queues: Vec<SharedTx>,
+    /// Packets taken from a shared TX ring per device burst.
+    burst: usize,
     rings: Vec<Ring>,
     /// Per-worker staging for one distributed burst (allocated once, here).
     stage: Vec<MbufBurst<MAX_BURST>>,
@@ -68,14 +80,15 @@ pub struct MainCounters {
     pub rx: u64,
     /// Packets transmitted from the shared TX rings.
     pub tx: u64,
-    /// Packets from the shared TX rings the device would not take after retries: freed.
+    /// Packets from the shared TX rings freed because the device took nothing for
+    /// [`TX_STALL`], or still refused at the end.
     pub tx_dropped: u64,
     /// Packets the distributor received and freed because the owner's ring was full.
     pub ring_dropped: u64,
 }
 
 impl MainIo {
-    pub fn new(ports: &[PortSetup], rings: &Rings, workers: u16) -> Result<MainIo> {
+    pub fn new(ports: &[PortSetup], rings: &Rings, workers: u16, burst: u16) -> Result<MainIo> {
         let mut dist = Vec::new();
         let mut tx = Vec::new();
         for (i, p) in ports.iter().enumerate() {
@@ -83,12 +96,18 @@ impl MainIo {
                 dist.push(p.port.rx_queue(q)?);
             }
             if let Some(r) = &rings.tx[i] {
-                tx.push((r.clone(), p.port.tx_queue(0)?));
+                tx.push(SharedTx {
+                    ring: r.clone(),
+                    queue: p.port.tx_queue(0)?,
+                    pending: MbufBurst::default(),
+                    blocked_since: None,
+                });
             }
         }
         Ok(MainIo {
             dist,
             tx_queues: tx,
+            burst: usize::from(burst).clamp(1, MAX_BURST),
             rings: rings.workers.clone(),
             stage: rings.workers.iter().map(|_| MbufBurst::default()).collect(),
             toeplitz: Toeplitz::symmetric(),
@@ -198,27 +217,50 @@ impl MainIo {
         }
     }
 
-    /// Drain the shared TX rings into their ports.
-    fn transmit(&mut self) {
-        let mut buf: MbufBurst<MAX_BURST> = MbufBurst::default();
-        for (ring, q) in &mut self.tx_queues {
-            if ring.dequeue_burst(&mut buf) == 0 {
-                continue;
-            }
+    /// Drain the shared TX rings into their ports: a burst at a time, while the device takes
+    /// whole bursts (at most [`TX_RETRIES`] per ring). What a device refuses waits in
+    /// `pending` and no more is taken from its ring, which fills and holds the workers back
+    /// (back-pressure; [`super::worker`]); only a device that has taken nothing for
+    /// [`TX_STALL`] has what waits for it freed and counted as `tx_dropped`.
+    pub fn transmit(&mut self) {
+        let now = std::time::Instant::now();
+        for t in &mut self.tx_queues {
+            let mut sent = 0;
             for _ in 0..TX_RETRIES {
-                self.counters.tx += q.tx_burst(&mut buf) as u64;
-                if buf.is_empty() {
+                if t.pending.is_empty() && t.ring.dequeue_burst_max(&mut t.pending, self.burst) == 0
+                {
                     break;
                 }
+                let n = t.queue.tx_burst(&mut t.pending);
+                sent += n;
+                if !t.pending.is_empty() {
+                    break; // the device is full: offer the rest on the next call
+                }
             }
-            self.counters.tx_dropped += buf.len() as u64;
-            buf.clear();
+            self.counters.tx += sent as u64;
+            if sent > 0 || t.pending.is_empty() {
+                t.blocked_since = None;
+            } else {
+                let since = *t.blocked_since.get_or_insert(now);
+                if now.duration_since(since) >= TX_STALL {
+                    self.counters.tx_dropped += t.pending.len() as u64;
+                    t.pending.clear();
+                }
+            }
         }
     }
 
-    /// After the workers stopped: transmit what is left in the TX rings.
+    /// Whether packets wait in a shared TX ring or in what the main lcore took from one.
+    pub fn tx_waiting(&self) -> bool {
+        self.tx_queues
+            .iter()
+            .any(|t| t.ring.count() > 0 || !t.pending.is_empty())
+    }
+
+    /// After the workers stopped: transmit what is left in the TX rings (a device that takes
+    /// nothing for [`TX_STALL`] has it dropped, so this ends).
     pub fn drain_tx(&mut self) {
-        while self.tx_queues.iter().any(|(r, _)| r.count() > 0) {
+        while self.tx_waiting() {
             self.transmit();
         }
     }

@@ -93,7 +93,7 @@ pub fn run(args: &Args) -> Result<()> {
     report::print_layout(&cfg, &ports, &rings, &lcores, memory);
     ports::start(&mut ports)?;
     let term = stop_on_signals()?;
-    let mut main_io = MainIo::new(&ports, &rings, cfg.dataplane.workers)?;
+    let mut main_io = MainIo::new(&ports, &rings, cfg.dataplane.workers, cfg.dataplane.burst)?;
     let clock = Clock::new(eal.tsc_hz(), rte::tsc());
     let wall0 = std::time::SystemTime::now();
     let mut workers = Workers::launch(&eal, &cfg, &ports, &rings, &lcores, clock)?;
@@ -110,8 +110,9 @@ pub fn run(args: &Args) -> Result<()> {
     let why = main_io.run(&term, args, &shared, started, &mut publisher, &mut service);
     info!("stopping: {why}");
     let _ = sd_notify::notify("STOPPING=1");
-    // Workers drain their input rings and flush; then the shared TX rings are drained.
-    let mut finished = workers.stop()?;
+    // Workers drain their input rings and flush, while the main lcore keeps transmitting for
+    // them; then the shared TX rings are drained.
+    let mut finished = workers.stop(&mut main_io)?;
     main_io.drain_tx();
     // Readers see the final counters while the report is printed.
     publisher.publish(&main_io.counters);
@@ -236,9 +237,14 @@ impl Workers {
     }
 
     /// Tell the workers to stop, and collect what each hands back. Each drains its input ring
-    /// and flushes its TX buffers first.
-    fn stop(self) -> Result<Vec<Finished>> {
+    /// and flushes its TX buffers first; meanwhile `main_io` keeps draining the shared TX
+    /// rings, which a worker's last packets may be waiting for (back-pressure).
+    fn stop(self, main_io: &mut MainIo) -> Result<Vec<Finished>> {
         self.stop.store(true, Ordering::Relaxed);
+        while !self.shared.iter().all(|s| s.done.load(Ordering::Acquire)) {
+            main_io.transmit();
+            std::hint::spin_loop();
+        }
         let mut finished = Vec::new();
         for (w, h) in self.handles.into_iter().enumerate() {
             match h.join() {

@@ -225,9 +225,11 @@ impl Final {
             io.redispatch_dropped
         );
         outln!(
-            "  rings: workers took {} from their input rings and put {} in shared TX rings",
+            "  rings: workers took {} from their input rings and put {} in shared TX rings; \
+             RX held back by full TX buffers in {} rounds",
             io.rx_ring,
-            io.tx_ring
+            io.tx_ring,
+            io.rx_held
         );
         summary::print_counters(&self.counters, self.table_len, self.capacity);
         summary::print_rule_hits(&cfg.rules, &self.hits);
@@ -273,6 +275,7 @@ impl Final {
                 icmp_errors_redispatch_dropped: io.redispatch_dropped,
                 from_worker_rings: io.rx_ring,
                 to_shared_tx_rings: io.tx_ring,
+                rx_held_rounds: io.rx_held,
             },
             counters: (&self.counters).into(),
             rule_hits: json::RuleHits::new(&cfg.rules, &self.hits),
@@ -328,7 +331,8 @@ struct Io {
     received: u64,
     /// Handed to the ports, by the workers and the main lcore.
     transmitted: u64,
-    /// Accepted, but the device (or a full TX buffer) would not take them: freed.
+    /// Accepted, but their device took nothing for a while (a stalled TX path) or still
+    /// refused them at the end: freed. Overload holds RX back instead.
     tx_dropped: u64,
     /// Received by the software distributor.
     distributor_received: u64,
@@ -342,6 +346,9 @@ struct Io {
     from_worker_rings: u64,
     /// Put by workers in shared TX rings.
     to_shared_tx_rings: u64,
+    /// Worker rounds that left packets unread because a TX buffer could not take a burst
+    /// (back-pressure).
+    rx_held_rounds: u64,
 }
 
 /// One port at the end.
