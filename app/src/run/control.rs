@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
-use ctfw_engine::rss::{self, Toeplitz};
+use ctfw_engine::rss::Dispatch;
 use rte::{Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
 
 use super::args::Args;
@@ -66,8 +66,8 @@ pub struct MainIo {
     rings: Vec<Ring>,
     /// Per-worker staging for one distributed burst (allocated once, here).
     stage: Vec<MbufBurst<MAX_BURST>>,
-    toeplitz: Toeplitz,
-    workers: u32,
+    /// Which worker gets each distributed packet.
+    dispatch: Dispatch,
     /// What it counted.
     pub counters: MainCounters,
     csum_watch: ChecksumWatch,
@@ -88,7 +88,12 @@ pub struct MainCounters {
 }
 
 impl MainIo {
-    pub fn new(ports: &[PortSetup], rings: &Rings, workers: u16, burst: u16) -> Result<MainIo> {
+    pub fn new(
+        ports: &[PortSetup],
+        rings: &Rings,
+        dispatch: Dispatch,
+        burst: u16,
+    ) -> Result<MainIo> {
         let mut dist = Vec::new();
         let mut tx = Vec::new();
         for (i, p) in ports.iter().enumerate() {
@@ -110,8 +115,7 @@ impl MainIo {
             burst: usize::from(burst).clamp(1, MAX_BURST),
             rings: rings.workers.clone(),
             stage: rings.workers.iter().map(|_| MbufBurst::default()).collect(),
-            toeplitz: Toeplitz::symmetric(),
-            workers: u32::from(workers),
+            dispatch,
             counters: MainCounters::default(),
             csum_watch: ChecksumWatch::new(ports, std::time::Instant::now()),
         })
@@ -199,9 +203,7 @@ impl MainIo {
             }
             self.counters.rx += rx.len() as u64;
             for m in rx.drain() {
-                let owner = rss::dispatch_hash(&self.toeplitz, m.data())
-                    .map_or(0, |h| rss::owner(h, self.workers))
-                    as usize;
+                let owner = self.dispatch.owner(m.data()) as usize;
                 if let Err(m) = self.stage[owner].push(m) {
                     self.counters.ring_dropped += 1;
                     drop::<Mbuf>(m);

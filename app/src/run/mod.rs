@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use ctfw_config::Config;
 use ctfw_engine::pipeline::{Engine, EngineConfig};
+use ctfw_engine::rss::Dispatch;
 use ctfw_engine::rules::PortId;
 use rte::{Eal, LaunchHandle, sys};
 use tracing::{info, warn};
@@ -93,7 +94,12 @@ pub fn run(args: &Args) -> Result<()> {
     report::print_layout(&cfg, &ports, &rings, &lcores, memory);
     ports::start(&mut ports)?;
     let term = stop_on_signals()?;
-    let mut main_io = MainIo::new(&ports, &rings, cfg.dataplane.workers, cfg.dataplane.burst)?;
+    let mut main_io = MainIo::new(
+        &ports,
+        &rings,
+        dispatch(&ports, cfg.dataplane.workers)?,
+        cfg.dataplane.burst,
+    )?;
     let clock = Clock::new(eal.tsc_hz(), rte::tsc());
     let wall0 = std::time::SystemTime::now();
     let mut workers = Workers::launch(&eal, &cfg, &ports, &rings, &lcores, clock)?;
@@ -261,6 +267,18 @@ impl Workers {
     }
 }
 
+/// The software distributor's rule: the keyed hash with a secret of this start, unless a
+/// port does hardware RSS, whose symmetric Toeplitz hash the distributor must then agree with
+/// (`engine/src/rss.rs`).
+fn dispatch(ports: &[PortSetup], workers: u16) -> Result<Dispatch> {
+    let seeds = random_seeds()?;
+    Ok(if ports.iter().any(|p| p.plan.rx == RxMode::Rss) {
+        Dispatch::toeplitz(seeds, u32::from(workers))
+    } else {
+        Dispatch::keyed(seeds, u32::from(workers))
+    })
+}
+
 /// A worker's engine settings under `cfg`: its share of the capacity. Start-up and reload
 /// build them here, so that a reload compares like with like.
 fn engine_config(cfg: &Config) -> EngineConfig {
@@ -278,9 +296,10 @@ fn worker_capacity(cfg: &Config) -> u32 {
         .max(ctfw_config::MIN_CAPACITY)
 }
 
-/// Flow-hash seeds for one worker's table, from the kernel's random source. The keyed hash is
-/// what keeps crafted traffic from colliding in the table, so there is no fallback: if the
-/// source cannot be read, start-up stops.
+/// Hash seeds, from the kernel's random source: for one worker's table, or for the software
+/// distributor. The keyed hashes are what keep crafted traffic from colliding in a table or
+/// piling onto one worker, so there is no fallback: if the source cannot be read, start-up
+/// stops.
 fn random_seeds() -> Result<[u64; 4]> {
     std::fs::File::open(RANDOM_SOURCE)
         .and_then(|mut f| seeds_from(&mut f))

@@ -94,7 +94,15 @@ pub fn print_layout(
         if dist.is_empty() {
             String::new()
         } else {
-            format!(", software distribution of {}", dist.join(", "))
+            format!(
+                ", software distribution of {} ({})",
+                dist.join(", "),
+                if ports.iter().any(|p| p.plan.rx == RxMode::Rss) {
+                    "symmetric Toeplitz hash, as the RSS ports"
+                } else {
+                    "keyed symmetric hash, secret per start"
+                }
+            )
         },
         if txs.is_empty() {
             String::new()

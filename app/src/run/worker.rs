@@ -330,6 +330,11 @@ impl Worker {
             }
             io.rx_held += u64::from(held);
             let pending = tx_bufs.iter().any(|b| !b.is_empty());
+            // Packets that wait for a TX path that may still take them.
+            let live = tx_bufs
+                .iter()
+                .enumerate()
+                .any(|(port, b)| !b.is_empty() && !hold.stalled(port, tsc));
             last_round = Some((tsc, got > 0 || pending));
             if got > 0 || pending {
                 self.shared
@@ -337,7 +342,7 @@ impl Worker {
                     .store(io.rx_port + io.rx_ring, Ordering::Relaxed);
                 self.flush(&mut tx_bufs, &mut hold, tsc, &mut io, false);
                 self.engine.sweep(now, SWEEP_BUSY);
-                if stopping && got == 0 && !held {
+                if stopping && got == 0 && !held && !live {
                     // The input ring is drained, and what the devices still refuse waits only
                     // for TX paths that stalled: the last flush below frees it.
                     break;
@@ -508,7 +513,14 @@ impl Worker {
             if !buf.is_empty() {
                 let before = buf.len();
                 send(path, buf, io);
-                hold.offered(port, before - buf.len(), buf.len(), tsc);
+                // A shared TX ring never stalls: the main lcore drains it, and decides about
+                // the device behind it.
+                let left = if matches!(path, TxPath::Ring(_)) {
+                    0
+                } else {
+                    buf.len()
+                };
+                hold.offered(port, before - buf.len(), left, tsc);
                 if last && !buf.is_empty() {
                     io.tx_dropped += buf.len() as u64;
                     buf.clear();
@@ -528,7 +540,10 @@ pub const TX_STALL: Duration = Duration::from_millis(100);
 /// cannot hold as missed), never after it accepted them. A TX path that has taken nothing for
 /// [`TX_STALL`] while packets waited for it (a link down, a peer that never drains) is stalled:
 /// it no longer holds RX back, its buffer fills, and packets for it are dropped and counted as
-/// `tx_dropped`, so that one dead port does not stop the others.
+/// `tx_dropped`, so that one dead port does not stop the others. Only a worker's own device
+/// queue can stall: a shared TX ring is drained by the main lcore (however long the scheduler
+/// keeps it away), which decides about the device behind it
+/// ([`super::control::MainIo::transmit`]).
 struct TxHold {
     /// Per port: since when (TSC) its path has taken nothing while packets waited.
     blocked_since: Vec<Option<u64>>,
