@@ -59,7 +59,8 @@ struct SharedTx {
 
 /// The main lcore's packet duties and counters.
 pub struct MainIo {
-    dist: Vec<RxQueue>,
+    /// The RX queues it distributes, with their port's id.
+    dist: Vec<(RxQueue, u16)>,
     tx_queues: Vec<SharedTx>,
     /// Packets taken from a shared TX ring per device burst.
     burst: usize,
@@ -98,7 +99,7 @@ impl MainIo {
         let mut tx = Vec::new();
         for (i, p) in ports.iter().enumerate() {
             for q in p.plan.distributor_rx() {
-                dist.push(p.port.rx_queue(q)?);
+                dist.push((p.port.rx_queue(q)?, p.port.id()));
             }
             if let Some(r) = &rings.tx[i] {
                 tx.push(SharedTx {
@@ -191,7 +192,7 @@ impl MainIo {
         // Back-pressure: take from a device only what every worker ring can still hold, so
         // an overloaded worker makes packets wait in (and, sustained, overflow) the device's
         // own RX queue, where the NIC counts them, instead of being dropped after receipt.
-        for q in &mut self.dist {
+        for (q, port) in &mut self.dist {
             let room = self
                 .rings
                 .iter()
@@ -202,7 +203,9 @@ impl MainIo {
                 continue;
             }
             self.counters.rx += rx.len() as u64;
-            for m in rx.drain() {
+            for mut m in rx.drain() {
+                // Workers read the ingress port from the mbuf, and not every driver sets it.
+                m.set_port(*port);
                 let owner = self.dispatch.owner(m.data()) as usize;
                 if let Err(m) = self.stage[owner].push(m) {
                     self.counters.ring_dropped += 1;

@@ -13,8 +13,8 @@
 //!   (`Distributed`; the rule is [`ctfw_engine::rss::Dispatch`]).
 //!
 //! Every RX queue that is set up is polled: traffic may reach any of them (RSS spreads it,
-//! a tap or an AF_PACKET fanout group spreads it over its queues), so a queue nobody reads
-//! would lose packets.
+//! a tap or an AF_PACKET fanout group spreads it over its queues, a `net_ring` queue returns
+//! what its TX queue sent), so a queue nobody reads would lose packets.
 //!
 //! TX: a device with a TX queue per worker lets each worker transmit directly (`PerWorker`);
 //! one with fewer (net_pcap has one per `tx_pcap`) gets a single TX queue fed through a ring
@@ -150,6 +150,13 @@ pub fn queue_rules(driver: &str) -> QueueRules {
         "net_af_xdp" => QueueRules {
             paired: true,
             every_rx_queue: true,
+        },
+        // ring/rte_eth_ring.c, eth_dev_ring_create: queue `i` of a `net_ring` vdev is one
+        // ring that TX enqueues to and RX dequeues from, so what is sent on TX queue `i` comes
+        // back on RX queue `i`: each TX queue used needs its RX queue polled.
+        "net_ring" => QueueRules {
+            paired: true,
+            every_rx_queue: false,
         },
         // af_packet/rte_eth_af_packet.c, rte_pmd_init_internals: one socket per `qpairs`
         // queue is opened at probe and joined to a PACKET_FANOUT_HASH group, so the kernel
@@ -361,6 +368,7 @@ mod tests {
     fn every_plan_fits_the_device() {
         for driver in [
             "net_tap",
+            "net_ring",
             "net_af_xdp",
             "net_af_packet",
             "net_pcap",
