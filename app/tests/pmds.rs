@@ -99,7 +99,7 @@ impl Ctfw {
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
         notify
-            .set_read_timeout(Some(Duration::from_secs(60)))
+            .set_read_timeout(Some(Duration::from_millis(200)))
             .expect("timeout");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctfw"));
         cmd.args(["run", "--config"])
@@ -118,13 +118,23 @@ impl Ctfw {
             child,
             dir: dir.to_owned(),
         };
+        // READY=1, or the reason it will not come: an exit, or a minute of silence.
+        let end = Instant::now() + Duration::from_secs(60);
         let mut buf = [0u8; 64];
-        match notify.recv(&mut buf) {
-            Ok(n) if &buf[..n] == b"READY=1" => fw,
-            got => {
-                let _ = fw.child.kill();
-                let _ = fw.child.wait();
-                panic!("ctfw run did not say READY=1 ({got:?}):\n{}", fw.output());
+        loop {
+            match notify.recv(&mut buf) {
+                Ok(n) if &buf[..n] == b"READY=1" => return fw,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < end => {
+                    if let Some(status) = fw.child.try_wait().expect("try_wait") {
+                        panic!("ctfw run ended before READY=1 ({status}):\n{}", fw.output());
+                    }
+                }
+                Err(e) => {
+                    let _ = fw.child.kill();
+                    let _ = fw.child.wait();
+                    panic!("ctfw run did not say READY=1 ({e}):\n{}", fw.output());
+                }
             }
         }
     }
