@@ -70,7 +70,10 @@ const RANDOM_SOURCE: &str = "/dev/urandom";
 pub fn run(args: &Args) -> Result<()> {
     let mut cfg = Config::load(&args.config)?;
     args::apply(&mut cfg, args)?;
-    let server = Server::bind(&cfg.control.socket)?;
+    let server = Server::bind(
+        &cfg.control.socket,
+        std::time::Duration::from_secs(cfg.control.client_timeout_secs.into()),
+    )?;
     info!("control socket: {}", server.path().display());
     // From now on SIGHUP asks for a reload (its default action would end the process).
     let hup = Arc::new(AtomicBool::new(false));
