@@ -228,7 +228,6 @@ impl MainIo {
     /// (back-pressure; [`super::worker`]); only a device that has taken nothing for
     /// [`TX_STALL`] has what waits for it freed and counted as `tx_dropped`.
     pub fn transmit(&mut self) {
-        let now = std::time::Instant::now();
         for t in &mut self.tx_queues {
             let mut sent = 0;
             for _ in 0..TX_RETRIES {
@@ -246,8 +245,8 @@ impl MainIo {
             if sent > 0 || t.pending.is_empty() {
                 t.blocked_since = None;
             } else {
-                let since = *t.blocked_since.get_or_insert(now);
-                if now.duration_since(since) >= TX_STALL {
+                let since = *t.blocked_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= TX_STALL {
                     self.counters.tx_dropped += t.pending.len() as u64;
                     t.pending.clear();
                 }

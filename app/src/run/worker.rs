@@ -1,20 +1,19 @@
 //! A worker: one lcore, one connection table, nothing shared on the hot path.
 //!
-//! Each round reads the clock once, then polls every RX source once, in a fixed order (its
-//! queues of each polled port in port order, then its input ring), each burst no larger than
-//! every TX buffer can still take (back-pressure, [`TxHold`]). For each burst it
-//! (re-dispatches ICMP errors whose flow another worker owns,) runs the engine's burst pipeline
-//! with the round's clock reading, moves accepted mbufs into per-port TX buffers and frees the
-//! rest. Then it offers the TX buffers to the devices (bounded retries); what a device does not
-//! take waits for the next round and holds RX back, and is dropped and counted only if its TX
-//! path stalls ([`TX_STALL`]) or at shutdown. After a busy round it sweeps a few table entries; when idle, more. Then it
-//! serves its mailbox: at most one control-plane request, bounded work, and the events and
-//! drop-log records its engine buffered ([`super::mailbox`]). Counters live in the worker and
-//! are published to the control plane every ~100 ms through a mutex nobody else touches on
-//! the hot path: the engine's counters and rule hits, the table's fill, the I/O counters,
-//! packets and bytes by ingress port and verdict, and how many rounds (and TSC cycles) were
-//! busy or idle. Readers (`ctfw stats`, `/metrics`) see only what the main lcore collects from
-//! these snapshots, never the worker itself.
+//! Each round reads the clock once, then polls every RX source once, in a fixed order (its queues
+//! of each polled port in port order, then its input ring), each burst no larger than every TX
+//! buffer can still take (back-pressure, [`TxHold`]). For each burst it (re-dispatches ICMP errors
+//! whose flow another worker owns,) runs the engine's burst pipeline with the round's clock
+//! reading, moves accepted mbufs into per-port TX buffers and frees the rest. Then it offers the TX
+//! buffers to the devices (bounded retries); what a device does not take waits for the next round
+//! and holds RX back, and is dropped and counted only if its TX path stalls ([`TX_STALL`]) or at
+//! shutdown. After a busy round it sweeps a few table entries; when idle, more. Then it serves its
+//! mailbox: at most one control-plane request, bounded work, and the events and drop-log records
+//! its engine buffered ([`super::mailbox`]). Counters live in the worker and are published to the
+//! control plane every ~100 ms through a mutex nobody else touches on the hot path: the engine's
+//! counters and rule hits, the table's fill, the I/O counters, packets and bytes by ingress port
+//! and verdict, and how many rounds (and TSC cycles) were busy or idle. Readers (`ctfw stats`,
+//! `/metrics`) see only what the main lcore collects from these snapshots, never the worker itself.
 
 use std::ops::AddAssign;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -92,8 +91,8 @@ pub struct IoCounters {
     /// Accepted packets freed because their TX path stalled ([`TX_STALL`]), or still
     /// refused when the worker stopped.
     pub tx_dropped: u64,
-    /// Rounds in which the worker left packets unread because a TX buffer could not take a
-    /// full burst (back-pressure, [`TxHold`]).
+    /// Rounds in which the worker skipped an RX source because a TX buffer had no room left
+    /// (back-pressure, [`TxHold`]).
     pub rx_held: u64,
     /// ICMP errors handed to the worker that owns their flow.
     pub redispatched: u64,
