@@ -44,6 +44,7 @@ pub fn setup(eal: &Eal, cfg: &Config) -> Result<Vec<PortSetup>> {
     let dp = &cfg.dataplane;
     let workers = dp.workers;
     let mut out = Vec::new();
+    let mut bpffs_checked = false;
     for (i, p) in cfg.ports.iter().enumerate() {
         let ethdev = eal::ethdev_name(&p.device);
         let dev = ethdev.as_str();
@@ -60,7 +61,10 @@ pub fn setup(eal: &Eal, cfg: &Config) -> Result<Vec<PortSetup>> {
         let plan = layout::plan_port(&info, workers);
         if info.driver_name == "net_af_xdp" {
             warn_unread_queues(&p.name, &p.device, plan.rx_queues);
-            say_if_no_bpffs(&p.name);
+            if !bpffs_checked {
+                bpffs_checked = true;
+                say_if_no_bpffs(&p.name);
+            }
         }
         let needed = mbufs_needed(&plan, dp, workers) + driver_rings(&info.driver_name, &plan);
         if u64::from(dp.mbufs_per_port) < needed {
@@ -180,7 +184,7 @@ fn warn_unread_queues(name: &str, device: &str, polled: u16) {
 /// filesystem at `/sys/fs/bpf` it cannot use its dispatcher (which lets several programs
 /// share an interface), says so on stderr (`No bpffs found at /sys/fs/bpf ... Falling back to
 /// loading single prog without dispatcher`, again at close), and attaches the program alone:
-/// ctfw works the same. Said here, in ctfw's words, before libxdp speaks.
+/// ctfw works the same. Said here once, in ctfw's words, before libxdp speaks.
 fn say_if_no_bpffs(name: &str) {
     let mounted = std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
         m.lines().any(|l| {
