@@ -241,12 +241,14 @@ pub fn run(args: &Args) -> Result<()> {
         now = Instant(stamps[0]);
         let mut pkts = [Pkt {
             data: &[],
+            tail: &[],
             port: PortId(0),
             csum: ChecksumHint::Unknown,
         }; MAX_BURST];
         for ((slot, buf), &port) in pkts.iter_mut().zip(&bufs[..n]).zip(&ports[..n]) {
             *slot = Pkt {
                 data: buf,
+                tail: &[],
                 port,
                 csum: ChecksumHint::Unknown,
             };

@@ -3,7 +3,7 @@
 //! [`Engine::process_burst`] takes a burst of frames with their ingress ports, all at one
 //! instant, and writes one [`Verdict`] per frame. It works in groups of [`BURST`] packets, in
 //! four stages, each a loop over the whole group:
-//! 1. parse each frame ([`wire::parse`]) and plan how it meets the table (`Engine::plan`):
+//! 1. parse each frame ([`wire::parse_span`]) and plan how it meets the table (`Engine::plan`):
 //!    dropped before tracking (unparsable, or a fragment under [`FragmentPolicy::Drop`]), a
 //!    state known without a lookup (UNTRACKED for a fragment under
 //!    [`FragmentPolicy::Untracked`] or an untracked ICMPv6 type; INVALID for a TCP flag
@@ -63,7 +63,7 @@ use crate::track::icmp::{self, IcmpClass};
 use crate::track::tcp::{self, TcpConn, TcpState};
 use crate::track::udp::UdpConn;
 use crate::track::{CtFlags, CtState, EntryMeta, ProtoState, TrackConfig, TrackVerdict, gre};
-use crate::wire::{self, ChecksumHint, L4, Packet, ParseConfig};
+use crate::wire::{self, ChecksumHint, L4, Packet, ParseConfig, Span};
 
 /// Packets processed together: keys built, buckets and entries fetched for the whole group
 /// before any of them is tracked. Longer bursts are processed in groups of this size.
@@ -155,14 +155,51 @@ impl EngineConfig {
 }
 
 /// One packet handed to the engine.
+///
+/// A frame may come in several buffers (a multi-segment mbuf): `data` then each of `tail`, in
+/// order. Headers are read from the frame's first [`wire::HEADER_SPAN`] bytes, which `data`
+/// must hold (all of a shorter frame); lengths and checksums cover every buffer
+/// ([`wire::span`]). So the verdict does not depend on how the frame is split.
 #[derive(Clone, Copy, Debug)]
 pub struct Pkt<'a> {
-    /// The frame, from the Ethernet header on.
+    /// The frame, from the Ethernet header on: all of it, or its first buffer.
     pub data: &'a [u8],
+    /// The frame's other buffers, in order (empty for a frame in one buffer).
+    pub tail: &'a [&'a [u8]],
     /// The port it arrived on.
     pub port: PortId,
     /// What the NIC already verified.
     pub csum: ChecksumHint,
+}
+
+impl<'a> Pkt<'a> {
+    /// A frame held in one buffer.
+    pub const fn new(data: &'a [u8], port: PortId, csum: ChecksumHint) -> Pkt<'a> {
+        Pkt {
+            data,
+            tail: &[],
+            port,
+            csum,
+        }
+    }
+
+    /// The frame's length in bytes, every buffer included.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.data.len() + self.tail.iter().map(|b| b.len()).sum::<usize>()
+    }
+
+    /// Whether the frame is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frame as the parser reads it.
+    #[inline]
+    pub fn frame(&self) -> Span<'a> {
+        Span::frame(self.data, self.tail)
+    }
 }
 
 /// The engine's decision for one packet.
@@ -381,7 +418,7 @@ impl Engine {
         let mut plans = [Plan::Drop(Reason::EthTruncated); BURST];
         // Stage 1: parse, key, hash.
         for (i, pkt) in pkts.iter().enumerate() {
-            parsed[i] = wire::parse(pkt.data, &parse_cfg, pkt.csum);
+            parsed[i] = wire::parse_span(pkt.frame(), &parse_cfg, pkt.csum);
             plans[i] = match &parsed[i] {
                 Ok(p) => self.plan(p),
                 Err(r) => Plan::Drop(*r),
@@ -486,7 +523,7 @@ impl Engine {
         cand: u32,
     ) -> Verdict {
         self.counters.packets += 1;
-        self.counters.bytes += pkt.data.len() as u64;
+        self.counters.bytes += pkt.len() as u64;
         let out_port = self.cfg.peers.get(pkt.port.0 as usize).copied();
         let p = match parsed {
             Ok(p) => p,

@@ -54,7 +54,7 @@ mod ring;
 
 pub use eal::{Eal, LaunchHandle, leaked_pools};
 pub use error::RteError;
-pub use mbuf::{CksumStatus, Drain, Mbuf, MbufBurst};
+pub use mbuf::{CksumStatus, Drain, Mbuf, MbufBurst, Segments};
 pub use mempool::Mempool;
 pub use port::{DevInfo, Port, PortConf, PortStats, RssConf, RxQueue, TxQueue};
 pub use ring::Ring;

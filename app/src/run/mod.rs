@@ -28,6 +28,7 @@ mod control;
 mod csum_watch;
 mod droplog;
 mod eal;
+mod frames;
 mod layout;
 mod mailbox;
 mod ports;
