@@ -864,7 +864,12 @@ fn port_mtu_defaults_to_ethernet_and_takes_jumbo_frames() {
     let cfg = ok(jumbo);
     assert_eq!((cfg.ports[0].mtu, cfg.ports[1].mtu), (9000, 1280));
     assert!(cfg.summary().contains("mtu 9000"), "{}", cfg.summary());
-    for (bad, at) in [("9001", "2:41"), ("67", "2:41"), ("jumbo", "2:41"), ("-1", "2:41")] {
+    for (bad, at) in [
+        ("9001", "2:41"),
+        ("67", "2:41"),
+        ("jumbo", "2:41"),
+        ("-1", "2:41"),
+    ] {
         let text = format!(
             "ports:\n  - {{name: a, device: d0, peer: b, mtu: {bad}}}\n  - {{name: b, device: d1, peer: a}}\n"
         );
@@ -883,10 +888,7 @@ fn a_port_mtu_cannot_change_on_reload() {
     let mut new = old.clone();
     new.ports[1].mtu = 9000;
     let refused = old.reload_refusals(&new);
-    assert!(
-        refused.iter().any(|r| r.key == "ports"),
-        "{refused:?}"
-    );
+    assert!(refused.iter().any(|r| r.key == "ports"), "{refused:?}");
 }
 
 #[test]

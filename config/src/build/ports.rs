@@ -13,9 +13,9 @@ use ctfw_engine::rules::{PortId, RuleSet};
 use serde_saphyr::Spanned;
 
 use super::{Ctx, Item, NAME_RULE, is_name, required, unique};
-use crate::{DEFAULT_MTU, MAX_MTU, MIN_MTU, Port};
 use crate::error::{ConfigError, Problem, closest};
 use crate::raw::{RawPort, Scalar};
+use crate::{DEFAULT_MTU, MAX_MTU, MIN_MTU, Port};
 
 /// Validates `ports` (required) into the port list; a port's index is its [`PortId`].
 pub(super) fn build(
