@@ -166,7 +166,6 @@ fn alternate(pkts: Vec<Pkt>) -> Vec<Pkt> {
     for p in pkts {
         if p.side != turn {
             out.push(pkt(turn, filler()));
-            turn = other(turn);
         }
         turn = other(p.side);
         out.push(p);

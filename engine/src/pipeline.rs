@@ -36,7 +36,8 @@
 //! - packets of a burst are tracked in order, so a packet sees what earlier packets of the
 //!   same burst did to the table, and the result does not depend on how packets are split
 //!   into bursts given the same instants;
-//! - an INVALID verdict is counted under its reason whether or not the rules then drop it;
+//! - an INVALID verdict is counted under its reason whether or not the rules then drop it,
+//!   and so is a packet tracking ignores (`Verdict::ignored`, [`Ignored`]);
 //! - `rule_hits` counts every packet the rules decide, per rule and (last) for the default
 //!   policy; packets that never reach the rules (unparsed frames, fragments dropped by
 //!   policy, non-IP frames, packets on a port without a peer) are not in it;
@@ -51,7 +52,7 @@
 //! when some rule logs (one test per group). The operator's side of the engine (listing,
 //! deletion, reload) is in [`crate::ops`].
 
-use crate::counters::{Counters, Reason};
+use crate::counters::{Counters, Ignored, Reason};
 use crate::flow::{self, Direction, FlowHasher, KeyedPacket};
 use crate::observe::{
     Acct, Bounded, DestroyCause, EntryRecord, Event, EventKind, LogRecord, TokenBucket,
@@ -211,6 +212,9 @@ pub struct Verdict {
     pub ct: Option<CtState>,
     /// Why tracking called it INVALID, if it did (counted whether or not it is forwarded).
     pub invalid: Option<Reason>,
+    /// Why tracking let it through without updating its connection, if it did (counted
+    /// whether or not it is forwarded; its conntrack state is in `ct`).
+    pub ignored: Option<Ignored>,
     /// Why it was dropped, if it was.
     pub dropped: Option<Reason>,
     /// Index of the rule that decided, or `None` for the default policy (or no rule at all).
@@ -224,6 +228,7 @@ pub struct Verdict {
 struct Tracked {
     ct: Option<CtState>,
     invalid: Option<Reason>,
+    ignored: Option<Ignored>,
     dir: Option<Direction>,
     /// A new connection waiting for the rules' verdict: inserted only if the packet is
     /// accepted, as Linux confirms a conntrack only when its first packet survives the rules.
@@ -245,6 +250,7 @@ impl Tracked {
         Tracked {
             ct: Some(ct),
             invalid: None,
+            ignored: None,
             dir: None,
             pending: None,
         }
@@ -253,6 +259,7 @@ impl Tracked {
         Tracked {
             ct: Some(CtState::Invalid),
             invalid: Some(r),
+            ignored: None,
             dir: None,
             pending: None,
         }
@@ -541,6 +548,7 @@ impl Engine {
             Plan::Fixed(ct, invalid) => Tracked {
                 ct,
                 invalid,
+                ignored: None,
                 dir: None,
                 pending: None,
             },
@@ -550,10 +558,14 @@ impl Engine {
         if let Some(r) = tracked.invalid {
             self.counters.count(r);
         }
+        if let Some(why) = tracked.ignored {
+            self.counters.count_ignored(why);
+        }
         let mut verdict = Verdict {
             forward: None,
             ct: tracked.ct,
             invalid: tracked.invalid,
+            ignored: tracked.ignored,
             dropped: None,
             rule: None,
             dir: tracked.dir,
@@ -754,19 +766,23 @@ impl Engine {
             None => entry,
         };
         match action {
-            TrackVerdict::Accept | TrackVerdict::Ignore => {
+            TrackVerdict::Accept | TrackVerdict::Ignore(_) => {
                 if dir == Direction::Reply {
                     meta.flags.set(CtFlags::SEEN_REPLY);
                 }
                 entry.flags = meta.flags;
                 entry.expires = meta.expires;
+                let ignored = match action {
+                    TrackVerdict::Ignore(why) => Some(why),
+                    _ => None,
+                };
                 if OBSERVE {
-                    let counted = action == TrackVerdict::Accept;
-                    self.observe_packet(now, idx, dir, counted, before, frame);
+                    self.observe_packet(now, idx, dir, ignored.is_none(), before, frame);
                 }
                 Tracked {
                     ct: Some(ct),
                     invalid: None,
+                    ignored,
                     dir: Some(dir),
                     pending: None,
                 }
@@ -790,6 +806,7 @@ impl Engine {
                 Tracked {
                     ct: Some(ct),
                     invalid: None,
+                    ignored: None,
                     dir: Some(dir),
                     pending: None,
                 }
@@ -813,7 +830,7 @@ impl Engine {
             expires: now,
         };
         let other = self.cfg.track.other;
-        let mut counted = true;
+        let mut ignored = None;
         let state = match p.l4 {
             L4::Tcp(seg) => {
                 let tcp_cfg = self.cfg.track.tcp;
@@ -823,8 +840,8 @@ impl Engine {
                 };
                 match conn.packet(&mut meta, now, Direction::Original, &seg, &tcp_cfg) {
                     TrackVerdict::Accept => ProtoState::Tcp(conn),
-                    TrackVerdict::Ignore => {
-                        counted = false;
+                    TrackVerdict::Ignore(why) => {
+                        ignored = Some(why);
                         ProtoState::Tcp(conn)
                     }
                     TrackVerdict::Invalid(r) => return Tracked::invalid(r),
@@ -868,8 +885,13 @@ impl Engine {
         Tracked {
             ct: Some(CtState::New),
             invalid: None,
+            ignored,
             dir: Some(Direction::Original),
-            pending: Some(Pending { entry, h, counted }),
+            pending: Some(Pending {
+                entry,
+                h,
+                counted: ignored.is_none(),
+            }),
         }
     }
 
