@@ -211,7 +211,7 @@ fn check_mtu(i: usize, name: &str, dev: &str, info: &DevInfo, mtu: u16) -> Resul
 /// How a port receives its frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Frames {
-    /// The longest frame it may receive.
+    /// The longest frame it may receive: of its MTU, or of a `net_af_packet` ring frame.
     frame: u32,
     /// Its mbufs' data room, headroom included.
     data_room: u16,
@@ -244,7 +244,7 @@ impl Frames {
             frame.max(ring_frame).div_ceil(64) * 64
         };
         Frames {
-            frame,
+            frame: frame.max(ring_frame),
             // At most 9000 + 26 + 128, or an af_packet frame below 64 KiB.
             data_room: u16::try_from(segment + HEADROOM).unwrap_or(u16::MAX),
             scatter,
@@ -455,9 +455,16 @@ mod tests {
         assert_eq!(pcap9000.data_room, 9024 + 64 + 128);
         // net_af_packet: a whole ring frame in each buffer.
         let afp = dev("net_af_packet", 1518, u16::MAX, 0);
-        assert_eq!(Frames::new(1500, &afp, "net_af_packet0,iface=a"), default);
+        let afp_default = Frames::new(1500, &afp, "net_af_packet0,iface=a");
+        assert_eq!(
+            (afp_default.frame, afp_default.data_room),
+            (2016, default.data_room)
+        );
         let big = Frames::new(1500, &afp, "net_af_packet0,iface=a,framesz=16384");
-        assert_eq!((big.data_room, big.segments), (16384 + 128, 1));
+        assert_eq!(
+            (big.frame, big.data_room, big.segments),
+            (16352, 16384 + 128, 1)
+        );
         assert_eq!(af_packet_framesz("net_af_packet0,framesz=x"), 2048);
     }
 
