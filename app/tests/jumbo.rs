@@ -627,7 +627,7 @@ fn jumbo_frames_cross_af_packet_ports_on_veths_with_mtu_9000() {
     let cfg = lab.config(&dir, ",framesz=16384,blocksz=16384,framecnt=512", "");
     let report = dir.join("report.json");
     let log = |n: &str| std::fs::File::create(dir.join(n)).expect("log");
-    let run = Killed(
+    let mut run = Killed(
         Command::new(bin)
             .args([
                 "run",
@@ -654,6 +654,9 @@ fn jumbo_frames_cross_af_packet_ports_on_veths_with_mtu_9000() {
         .status
         .success()
     {
+        if let Ok(Some(status)) = run.0.try_wait() {
+            panic!("ctfw run exited with {status}: {}", output());
+        }
         assert!(
             Instant::now() < deadline,
             "ctfw run never came up: {}",
@@ -716,7 +719,6 @@ fn jumbo_frames_cross_af_packet_ports_on_veths_with_mtu_9000() {
         .status()
         .expect("kill");
     assert!(kill.success());
-    let mut run = run;
     let status = run.0.wait().expect("wait");
     assert!(status.success(), "{}", output());
     let r = json(&report);
