@@ -2,9 +2,10 @@
 //!
 //! Each round reads the clock once, then polls every RX source once, in a fixed order (its
 //! queue of each polled port in port order, then its input ring). For each burst it
-//! (re-dispatches ICMP errors whose flow another worker owns,) runs the engine's burst pipeline
-//! with the round's clock reading, moves accepted mbufs into per-port TX buffers and frees the
-//! rest. Then it offers the TX buffers to the devices (bounded retries); what a device does not
+//! (re-dispatches ICMP errors whose flow another worker owns,) lays out frames that came in
+//! several segments for the engine ([`super::frames`]), runs the engine's burst pipeline with
+//! the round's clock reading, moves accepted mbufs (whole chains) into per-port TX buffers and
+//! frees the rest. Then it offers the TX buffers to the devices (bounded retries); what a device does not
 //! take waits for the next round, and is dropped and counted only if its buffer overflows or
 //! at shutdown. After a busy round it sweeps a few table entries; when idle, more. Then it
 //! serves its mailbox: at most one control-plane request, bounded work, and the events and

@@ -46,6 +46,11 @@
 //!   `Malformed(IcmpInvalidNew)`, the ICMP tracker's refusal; a GRE version 1 header that does
 //!   not carry PPP has no tuple and is `Malformed(GreUnsupported)`.
 //!
+//! A frame may lie in several buffers (a multi-segment mbuf): [`parse_span`] reads headers
+//! from its first [`HEADER_SPAN`] bytes, which must be contiguous, and lengths and checksums
+//! from all of it ([`span`]), so a frame parses the same however it is split; [`parse`] is
+//! the same for a frame in one buffer.
+//!
 //! [`parse`] never panics and never allocates; every loop is bounded by the frame length or
 //! a small constant.
 
