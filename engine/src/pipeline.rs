@@ -187,7 +187,11 @@ impl<'a> Pkt<'a> {
     /// The frame's length in bytes, every buffer included.
     #[inline]
     pub fn len(&self) -> usize {
-        self.data.len() + self.tail.iter().map(|b| b.len()).sum::<usize>()
+        if self.tail.is_empty() {
+            self.data.len()
+        } else {
+            self.data.len() + self.tail.iter().map(|b| b.len()).sum::<usize>()
+        }
     }
 
     /// Whether the frame is empty.
@@ -425,7 +429,11 @@ impl Engine {
         let mut plans = [Plan::Drop(Reason::EthTruncated); BURST];
         // Stage 1: parse, key, hash.
         for (i, pkt) in pkts.iter().enumerate() {
-            parsed[i] = wire::parse_span(pkt.frame(), &parse_cfg, pkt.csum);
+            parsed[i] = if pkt.tail.is_empty() {
+                wire::parse(pkt.data, &parse_cfg, pkt.csum)
+            } else {
+                wire::parse_span(pkt.frame(), &parse_cfg, pkt.csum)
+            };
             plans[i] = match &parsed[i] {
                 Ok(p) => self.plan(p),
                 Err(r) => Plan::Drop(*r),
@@ -557,9 +565,6 @@ impl Engine {
         };
         if let Some(r) = tracked.invalid {
             self.counters.count(r);
-        }
-        if let Some(why) = tracked.ignored {
-            self.counters.count_ignored(why);
         }
         let mut verdict = Verdict {
             forward: None,
@@ -773,7 +778,10 @@ impl Engine {
                 entry.flags = meta.flags;
                 entry.expires = meta.expires;
                 let ignored = match action {
-                    TrackVerdict::Ignore(why) => Some(why),
+                    TrackVerdict::Ignore(why) => {
+                        self.counters.count_ignored(why);
+                        Some(why)
+                    }
                     _ => None,
                 };
                 if OBSERVE {
@@ -841,6 +849,7 @@ impl Engine {
                 match conn.packet(&mut meta, now, Direction::Original, &seg, &tcp_cfg) {
                     TrackVerdict::Accept => ProtoState::Tcp(conn),
                     TrackVerdict::Ignore(why) => {
+                        self.counters.count_ignored(why);
                         ignored = Some(why);
                         ProtoState::Tcp(conn)
                     }

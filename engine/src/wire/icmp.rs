@@ -29,7 +29,7 @@
 use super::bytes::be16;
 use super::ipv4::{self, Ipv4Packet};
 use super::ipv6::{self, Ipv6Packet};
-use super::{Family, IpAddrs, L4, Span, checksum, gre, proto};
+use super::{Bytes, Family, IpAddrs, L4, checksum, gre, proto};
 use crate::counters::Reason;
 
 /// A read-only view of an ICMP or ICMPv6 message.
@@ -254,7 +254,7 @@ pub struct IcmpMsg {
 /// The IP payload `l4` as an ICMP (`addrs.family` V4) or ICMPv6 (V6) message: its length
 /// check, then (when `verify`) the checksum, then for an error type the quoted packet.
 #[inline]
-pub(super) fn parse<'a>(addrs: &IpAddrs, l4: Span<'a>, verify: bool) -> L4<'a> {
+pub(super) fn parse<'a>(addrs: &IpAddrs, l4: impl Bytes<'a>, verify: bool) -> L4<'a> {
     let msg = match IcmpPacket::new_checked(l4.head()) {
         Ok(msg) => msg,
         Err(reason) => return L4::Malformed(reason),

@@ -48,8 +48,8 @@
 //!
 //! A frame may lie in several buffers (a multi-segment mbuf): [`parse_span`] reads headers
 //! from its first [`HEADER_SPAN`] bytes, which must be contiguous, and lengths and checksums
-//! from all of it ([`span`]), so a frame parses the same however it is split; [`parse`] is
-//! the same for a frame in one buffer.
+//! from all of it ([`span`]: [`Span`], or [`Short`] and [`Contiguous`] for a frame in one
+//! buffer), so a frame parses the same however it is split; [`parse`] is the one-buffer case.
 //!
 //! [`parse`] never panics and never allocates; every loop is bounded by the frame length or
 //! a small constant.
@@ -71,7 +71,7 @@ pub mod udp;
 mod trace_tests;
 
 pub use icmp::{IcmpMsg, InnerL4, InnerTuple};
-pub use span::{HEADER_SPAN, Span};
+pub use span::{Bytes, Contiguous, HEADER_SPAN, Short, Span};
 pub use tcp::{TcpFlags, TcpSeg};
 pub use udp::UdpDgram;
 
@@ -199,14 +199,17 @@ pub mod proto {
 }
 
 /// Parse an Ethernet frame held in one buffer down to its transport header: [`parse_span`]
-/// of [`Span::contiguous`].
+/// of [`Short::frame`], or of [`Contiguous::frame`] for a frame longer than the head.
 #[inline]
 pub fn parse<'a>(
     frame: &'a [u8],
     cfg: &ParseConfig,
     hint: ChecksumHint,
 ) -> Result<Packet<'a>, Reason> {
-    parse_span(Span::contiguous(frame), cfg, hint)
+    match Short::frame(frame) {
+        Some(short) => parse_span(short, cfg, hint),
+        None => parse_span(Contiguous::frame(frame), cfg, hint),
+    }
 }
 
 /// Parse an Ethernet frame down to its transport header.
@@ -217,7 +220,7 @@ pub fn parse<'a>(
 /// [`HEADER_SPAN`] bytes, lengths and checksums from all of it ([`span`]).
 #[inline]
 pub fn parse_span<'a>(
-    frame: Span<'a>,
+    frame: impl Bytes<'a>,
     cfg: &ParseConfig,
     hint: ChecksumHint,
 ) -> Result<Packet<'a>, Reason> {
@@ -259,12 +262,16 @@ pub fn parse_ipv4<'a>(
     cfg: &ParseConfig,
     hint: ChecksumHint,
 ) -> Result<Packet<'a>, Reason> {
-    parse_ipv4_span(Span::contiguous(bytes), cfg, hint)
+    match Short::frame(bytes) {
+        Some(short) => parse_ipv4_span(short, cfg, hint),
+        None => parse_ipv4_span(Contiguous::frame(bytes), cfg, hint),
+    }
 }
 
 /// [`parse_ipv4`] of a packet that may lie in several buffers.
+#[inline]
 fn parse_ipv4_span<'a>(
-    l3: Span<'a>,
+    l3: impl Bytes<'a>,
     cfg: &ParseConfig,
     hint: ChecksumHint,
 ) -> Result<Packet<'a>, Reason> {
@@ -300,12 +307,16 @@ pub fn parse_ipv6<'a>(
     cfg: &ParseConfig,
     hint: ChecksumHint,
 ) -> Result<Packet<'a>, Reason> {
-    parse_ipv6_span(Span::contiguous(bytes), cfg, hint)
+    match Short::frame(bytes) {
+        Some(short) => parse_ipv6_span(short, cfg, hint),
+        None => parse_ipv6_span(Contiguous::frame(bytes), cfg, hint),
+    }
 }
 
 /// [`parse_ipv6`] of a packet that may lie in several buffers.
+#[inline]
 fn parse_ipv6_span<'a>(
-    l3: Span<'a>,
+    l3: impl Bytes<'a>,
     cfg: &ParseConfig,
     hint: ChecksumHint,
 ) -> Result<Packet<'a>, Reason> {
@@ -370,7 +381,7 @@ fn verify_l4(cfg: &ParseConfig, hint: ChecksumHint) -> bool {
 fn parse_l4<'a>(
     addrs: &IpAddrs,
     proto: u8,
-    l4: Span<'a>,
+    l4: impl Bytes<'a>,
     cfg: &ParseConfig,
     hint: ChecksumHint,
 ) -> L4<'a> {

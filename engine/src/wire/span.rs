@@ -11,6 +11,11 @@
 //! data plane copies the first bytes into a buffer of its own when the first segment holds
 //! fewer).
 //!
+//! The parser is written once, over [`Bytes`], and compiled for three forms of a frame:
+//! [`Short`] (at most [`HEADER_SPAN`] bytes in one buffer, all head: a plain slice, as cheap as
+//! parsing can be), [`Contiguous`] (longer, in one buffer) and [`Span`] (in several buffers).
+//! They give the same head, lengths and sums for the same bytes (tested below).
+//!
 //! A header that lies beyond the first [`HEADER_SPAN`] bytes is seen as cut short, and the
 //! packet gets that header's truncation reason (`ipv6_bad_ext_header`, `tcp_truncated`, ...).
 //! Only IPv6 packets with close to a kilobyte of extension headers (or ICMPv6 errors quoting
@@ -22,6 +27,116 @@ use super::checksum;
 /// IP header and its extension headers, the transport header and, in an ICMP error, the
 /// quoted headers must all lie within them. Beyond them only lengths and checksums count.
 pub const HEADER_SPAN: usize = 1024;
+
+/// Frame bytes as the parser reads them: a known length, the first bytes contiguous (the
+/// head), all of them summable. A sub-range outside the bytes is empty, never out of bounds.
+pub trait Bytes<'a>: Copy {
+    /// The length in bytes.
+    fn len(&self) -> usize;
+    /// Whether there are no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The contiguous bytes at the start: all of them, or the part within the frame's first
+    /// [`HEADER_SPAN`] bytes.
+    fn head(&self) -> &'a [u8];
+    /// Bytes `start..end`; none when that is not a range within these (callers check
+    /// lengths first).
+    fn sub(&self, start: usize, end: usize) -> Self;
+    /// Bytes `start..`; none when `start` lies beyond these.
+    #[inline]
+    fn from(&self, start: usize) -> Self {
+        self.sub(start, self.len())
+    }
+    /// One's-complement sum of every byte, folded to 16 bits and not complemented, as
+    /// [`checksum::data`] of the same bytes in one buffer.
+    fn sum(&self) -> u16;
+}
+
+/// A frame of at most [`HEADER_SPAN`] bytes in one buffer: all head (the common case, and
+/// the cheapest: it is a slice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Short<'a>(&'a [u8]);
+
+impl<'a> Short<'a> {
+    /// `bytes` as a whole frame, if it is no longer than [`HEADER_SPAN`].
+    #[inline]
+    pub fn frame(bytes: &'a [u8]) -> Option<Short<'a>> {
+        (bytes.len() <= HEADER_SPAN).then_some(Short(bytes))
+    }
+}
+
+impl<'a> Bytes<'a> for Short<'a> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[inline]
+    fn head(&self) -> &'a [u8] {
+        self.0
+    }
+
+    #[inline]
+    fn sub(&self, start: usize, end: usize) -> Short<'a> {
+        Short(self.0.get(start..end).unwrap_or(&[]))
+    }
+
+    #[inline]
+    fn sum(&self) -> u16 {
+        checksum::data(self.0)
+    }
+}
+
+/// Bytes of a frame held in one buffer: `bytes`, of which the first `head` are the head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contiguous<'a> {
+    bytes: &'a [u8],
+    head: usize,
+}
+
+impl<'a> Contiguous<'a> {
+    /// A whole frame in one buffer; its head is its first `min(len, HEADER_SPAN)` bytes.
+    #[inline]
+    pub fn frame(bytes: &'a [u8]) -> Contiguous<'a> {
+        Contiguous {
+            bytes,
+            head: bytes.len().min(HEADER_SPAN),
+        }
+    }
+}
+
+impl<'a> Bytes<'a> for Contiguous<'a> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    #[inline]
+    fn head(&self) -> &'a [u8] {
+        let bytes: &'a [u8] = self.bytes;
+        &bytes[..self.head]
+    }
+
+    #[inline]
+    fn sub(&self, start: usize, end: usize) -> Contiguous<'a> {
+        match self.bytes.get(start..end) {
+            Some(bytes) => Contiguous {
+                bytes,
+                head: self.head.saturating_sub(start).min(bytes.len()),
+            },
+            None => Contiguous {
+                bytes: &[],
+                head: 0,
+            },
+        }
+    }
+
+    #[inline]
+    fn sum(&self) -> u16 {
+        checksum::data(self.bytes)
+    }
+}
 
 /// The bytes of a frame after a contiguous part: a piece of a buffer, then whole buffers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,8 +169,13 @@ impl<'a> Span<'a> {
     /// and `tail` is empty). Were `data` shorter than that with `tail` not empty, the headers
     /// beyond it would read as cut short: a defined outcome, but one that a single buffer
     /// holding the same frame would not give.
+    #[inline]
     pub fn frame(data: &'a [u8], tail: &'a [&'a [u8]]) -> Span<'a> {
-        let len = data.len() + tail.iter().map(|s| s.len()).sum::<usize>();
+        let len = if tail.is_empty() {
+            data.len()
+        } else {
+            data.len() + tail.iter().map(|s| s.len()).sum::<usize>()
+        };
         let (head, first) = data.split_at(data.len().min(HEADER_SPAN));
         Span {
             head,
@@ -65,35 +185,34 @@ impl<'a> Span<'a> {
         }
     }
 
-    /// A frame held in one buffer.
+    /// A frame held in one buffer (as [`Contiguous::frame`], in a `Span`).
     #[inline]
     pub fn contiguous(data: &'a [u8]) -> Span<'a> {
         Span::frame(data, &[])
     }
+}
 
-    /// The span's length in bytes.
+impl<'a> Bytes<'a> for Span<'a> {
     #[inline]
-    pub const fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.len
     }
 
-    /// Whether the span is empty.
     #[inline]
-    pub const fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The contiguous bytes at the start of the span: all of it, or the part within the
-    /// frame's first [`HEADER_SPAN`] bytes.
-    #[inline]
-    pub const fn head(&self) -> &'a [u8] {
+    fn head(&self) -> &'a [u8] {
         self.head
     }
 
-    /// Bytes `start..end` of the span, clamped to it.
-    pub fn sub(&self, start: usize, end: usize) -> Span<'a> {
-        let end = end.min(self.len);
-        let start = start.min(end);
+    #[inline]
+    fn sub(&self, start: usize, end: usize) -> Span<'a> {
+        if start > end || end > self.len {
+            return Span {
+                head: &[],
+                len: 0,
+                rest: Rest::default(),
+                skip: 0,
+            };
+        }
         let h = self.head.len();
         Span {
             head: &self.head[start.min(h)..end.min(h)],
@@ -103,15 +222,7 @@ impl<'a> Span<'a> {
         }
     }
 
-    /// Bytes `start..` of the span, clamped to it.
-    #[inline]
-    pub fn from(&self, start: usize) -> Span<'a> {
-        self.sub(start, self.len)
-    }
-
-    /// One's-complement sum of every byte of the span, folded to 16 bits and not
-    /// complemented, as [`checksum::data`] of the same bytes in one buffer.
-    pub fn sum(&self) -> u16 {
+    fn sum(&self) -> u16 {
         let mut acc = checksum::data(self.head);
         // Bytes still to sum after the head, the span offset the next piece starts at, and
         // how much of the rest lies before the span.
@@ -185,9 +296,11 @@ mod tests {
         let b = a.from(1500);
         assert_eq!((b.len(), b.head().len()), (500, 0));
         assert_eq!(b.sum(), checksum::data(&f[1514..2014]));
-        // Clamped, never out of bounds.
-        assert_eq!(s.sub(2990, 5000).len(), 10);
-        assert_eq!(s.sub(4000, 5000).len(), 0);
+        // Outside the bytes: empty, never out of bounds.
+        assert_eq!(s.sub(2990, 3000).len(), 10);
+        assert_eq!(s.sub(2990, 5000).len(), 0);
+        assert_eq!(s.sub(20, 10).len(), 0);
+        assert_eq!(s.from(4000).len(), 0);
     }
 
     proptest! {
@@ -216,9 +329,17 @@ mod tests {
             prop_assert_eq!(a.len(), b.len());
             prop_assert_eq!(a.head(), b.head());
             prop_assert_eq!(a.sum(), b.sum());
-            let end = (start + take).min(len);
-            let s = start.min(end);
-            prop_assert_eq!(a.sum(), checksum::data(&f[s..end]));
+            let want = f.get(start..start + take).unwrap_or(&[]);
+            prop_assert_eq!(a.sum(), checksum::data(want));
+            // The one-buffer forms agree with the span of the same bytes.
+            if let Some(short) = Short::frame(&f) {
+                let c = short.sub(start, start + take);
+                prop_assert_eq!((c.len(), c.head(), c.sum()), (b.len(), b.head(), b.sum()));
+            }
+            let c = Contiguous::frame(&f).sub(start, start + take);
+            prop_assert_eq!((c.len(), c.head(), c.sum()), (b.len(), b.head(), b.sum()));
+            let (c2, b2) = (c.from(take / 3), b.from(take / 3));
+            prop_assert_eq!((c2.len(), c2.head(), c2.sum()), (b2.len(), b2.head(), b2.sum()));
         }
     }
 }

@@ -17,7 +17,7 @@
 //! read, or an `L4::Malformed` reason.
 
 use super::bytes::{be16, be32};
-use super::{IpAddrs, L4, Span, checksum, proto};
+use super::{Bytes, IpAddrs, L4, checksum, proto};
 use crate::counters::Reason;
 
 /// A read-only view of a TCP segment: header, options and payload.
@@ -343,7 +343,7 @@ pub struct TcpSeg<'a> {
 /// span's head), then (when `verify`) the checksum over the whole segment with the
 /// pseudo-header of `addrs`.
 #[inline]
-pub(super) fn parse<'a>(addrs: &IpAddrs, l4: Span<'a>, verify: bool) -> L4<'a> {
+pub(super) fn parse<'a>(addrs: &IpAddrs, l4: impl Bytes<'a>, verify: bool) -> L4<'a> {
     let tcp = match TcpPacket::new_checked(l4.head()) {
         Ok(tcp) => tcp,
         Err(reason) => return L4::Malformed(reason),

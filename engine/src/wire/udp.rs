@@ -15,7 +15,7 @@
 //! reason.
 
 use super::bytes::be16;
-use super::{IpAddrs, L4, Span, checksum, proto};
+use super::{Bytes, IpAddrs, L4, checksum, proto};
 use crate::counters::Reason;
 
 /// A read-only view of a UDP datagram.
@@ -126,7 +126,7 @@ pub struct UdpDgram {
 /// The IP payload `l4` as a UDP datagram: its length checks, then (when `verify`) the
 /// checksum with the pseudo-header of `addrs`.
 #[inline]
-pub(super) fn parse<'a>(addrs: &IpAddrs, l4: Span<'a>, verify: bool) -> L4<'a> {
+pub(super) fn parse<'a>(addrs: &IpAddrs, l4: impl Bytes<'a>, verify: bool) -> L4<'a> {
     let udp = UdpPacket::new_unchecked(l4.head());
     if let Err(reason) = udp.check_len_within(l4.len()) {
         return L4::Malformed(reason);
