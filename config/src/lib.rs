@@ -44,6 +44,10 @@ pub use reload::Refused;
 /// [`ctfw_engine::table::MAX_CAPACITY`], the most the table can index.
 pub const MIN_CAPACITY: u32 = 1024;
 
+/// The most `dataplane.workers`. Each worker gets an exact share of `conntrack.capacity`
+/// (at least [`MIN_CAPACITY`] / `MAX_WORKERS` = 16 entries, a table's smallest).
+pub const MAX_WORKERS: u16 = 64;
+
 /// The largest `dataplane.burst`. The data plane's burst buffers are sized by it: a larger
 /// burst would not fit them.
 pub const MAX_BURST: u16 = 256;
