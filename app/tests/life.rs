@@ -435,9 +435,8 @@ fn sigterm_during_start_up_says_which_step_and_exits_cleanly() {
     opener.join().expect("opener");
     kill("TERM", pid);
     // Let the EAL go on: a pcap header and no packet.
-    writer
-        .write_all(&std::fs::read(dir.join("empty.pcap")).expect("header"))
-        .expect("fifo");
+    // (Fails if the signal ended it: the status below says so.)
+    let _ = writer.write_all(&std::fs::read(dir.join("empty.pcap")).expect("header"));
     drop(writer);
     let status = wait_for(&mut child, Duration::from_secs(60))
         .unwrap_or_else(|| panic!("ctfw did not stop:\n{}", printed(&dir)));

@@ -10,21 +10,21 @@
 //!   (the same name in another namespace is another interface);
 //! - a file, `tx_pcap=` (written) and `path=` (a vhost or virtio-user socket): its canonical
 //!   path; `rx_pcap=` (read): the same, but shared, so several instances may read one capture
-//!   while none writes it.
+//!   while none writes it. Character devices (`/dev/null` as a sink) are not locked.
 //!
 //! Other devices (`net_null`, `net_ring`, ...) exist only inside their process: nothing to
 //! lock. Each identity is a file in [`lock_dir`] locked with `flock`, taken before the EAL
 //! starts (the EAL probes the devices: a `tx_pcap` file is truncated then). The kernel
 //! releases a lock when its holder ends, however it ends, so a crash never leaves a device
-//! locked. At exit the holder removes its lock files while still holding them, and a taker
-//! checks, once it holds a lock, that its file is still the one at the path: a lock file
-//! removed meanwhile is taken afresh, so two instances never hold "the same" lock on
-//! different files.
+//! locked. At exit the holder removes its lock files while still holding them, and a starting
+//! instance removes those that nobody holds (left by a killed one); a taker checks, once it
+//! holds a lock, that its file is still the one at the path: a lock file removed meanwhile is
+//! taken afresh, so two instances never hold "the same" lock on different files.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -84,6 +84,10 @@ pub fn identities(device: &str, netns: &str) -> Vec<(Identity, LockMode)> {
             _ => None,
         } {
             let path = canonical(Path::new(v));
+            // A character device (`tx_pcap=/dev/null`, a sink) takes any number of writers.
+            if std::fs::metadata(&path).is_ok_and(|m| m.file_type().is_char_device()) {
+                continue;
+            }
             out.push((
                 Identity {
                     key: format!("file-{}", path.display()),
@@ -181,6 +185,7 @@ pub fn take(cfg: &Config) -> Result<Locks> {
             dir.display()
         )
     })?;
+    remove_stale(&dir);
     for (id, (mode, port, device)) in wanted {
         let path = dir.join(file_name(&id.key));
         match lock(
@@ -203,6 +208,25 @@ pub fn take(cfg: &Config) -> Result<Locks> {
         }
     }
     Ok(locks)
+}
+
+/// Remove the lock files in `dir` that nobody holds: those an instance left when it was
+/// killed (the kernel released its locks, but only a clean exit removes the files). Each is
+/// locked first, so a file in use stays; one removed here under a taker that opened it just
+/// before is noticed by that taker, which takes the lock afresh ([`lock`]).
+fn remove_stale(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let Ok(file) = File::options().read(true).write(true).open(&path) else {
+            continue;
+        };
+        if rte::os::try_lock(&file, LockMode::Exclusive).unwrap_or(false) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// Take the lock at `path` in `mode` and write `note` (our pid first) into it if exclusive:
@@ -318,6 +342,7 @@ mod tests {
             ]
         );
         assert!(keys("net_null0").is_empty());
+        assert!(keys("net_pcap0,rx_pcap=x.pcap,tx_pcap=/dev/null").len() == 1);
         assert!(keys("net_ring0,nodeaction=r0:0:CREATE").is_empty());
         let _ = std::fs::remove_dir_all(&tmp);
     }
@@ -346,6 +371,14 @@ mod tests {
         };
         drop(locks);
         assert!(!path.exists());
+        // A file nobody holds is stale; one held is not.
+        let stale = dir.join("file-stale");
+        std::fs::write(&stale, b"1 port a: d\n").expect("stale");
+        let held = lock(&dir.join("file-held"), LockMode::Shared, "2").expect("lock");
+        remove_stale(&dir);
+        assert!(!stale.exists());
+        assert!(dir.join("file-held").exists());
+        drop(held);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,13 +1,19 @@
 //! `ctfw run`: the firewall itself, a DPDK data plane on the configured ports.
 //!
-//! Start-up: configuration (with command-line overrides, [`args`]) -> the control socket bound
-//! ([`crate::control::server`]) and the `metrics.listen` address taken ([`metrics::bind`]), so
-//! that a second instance or an address in use fails before DPDK starts -> EAL (hugepages
-//! when there are enough, else a clean `--no-huge` fallback, said in the log; [`eal`]) -> the
-//! `/metrics` server started ([`metrics::serve`]) -> ports probed and planned ([`layout`]:
-//! symmetric RSS, software distribution, TX per worker or shared), each with its packet pool,
-//! configured ([`ports`]) -> the rings between lcores ([`rings`]) -> ports started -> one
-//! worker per worker lcore, each with its own connection table and mailbox ([`worker`],
+//! Start-up: signal handlers, first of all ([`signals`]: a stop signal during start-up ends it
+//! at the next step, said in the log, status 0; stray signals are ignored) -> configuration
+//! (with command-line overrides, [`args`]) -> the control socket bound
+//! ([`crate::control::server`]), the devices locked against a second instance ([`locks`]) and
+//! the `metrics.listen` address taken ([`metrics::bind`]), so that a second instance or an
+//! address in use fails before DPDK starts -> the connection tables' memory and
+//! `dataplane.memory_mb` checked against the machine ([`memory`]) -> EAL (hugepages when there
+//! are enough, else a clean `--no-huge` fallback, said in the log; runtime directories of dead
+//! instances removed; [`eal`]) -> one engine per worker allocated, each with its exact share
+//! of the capacity, its table advised onto transparent huge pages with hugepages ([`memory`])
+//! -> the `/metrics` server started ([`metrics::serve`]) -> ports probed and planned
+//! ([`layout`]: symmetric RSS, software distribution, TX per worker or shared), each with its
+//! packet pool, configured ([`ports`]) -> the rings between lcores ([`rings`]) -> ports
+//! started -> one worker per worker lcore around its engine, with its mailbox ([`worker`],
 //! [`mailbox`]) -> `READY=1` to systemd when it started ctfw ([`sd_notify`]). The main lcore
 //! keeps the control plane (signals, idle exit, periodic counters, the live statistics of
 //! [`publish`], the bad-checksum warning of [`csum_watch`], the control socket's commands and
@@ -20,8 +26,8 @@
 //! final counters and the table are printed ([`report`]), ports are stopped and closed, every
 //! pool is checked to be full again (no mbuf leaked; `net_af_xdp` keeps some by design,
 //! [`ports`]), the JSON report is written if `--report-json` asked for it, the `/metrics`
-//! server stops, and the EAL is cleaned up. Exit status 0, or an error if an
-//! mbuf leaked.
+//! server stops, the EAL is cleaned up (its runtime directory removed) and the device locks
+//! released. Exit status 0, or an error if an mbuf leaked.
 
 mod args;
 mod control;
