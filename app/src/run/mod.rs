@@ -96,7 +96,10 @@ fn start_and_serve(args: &Args, signals: &Signals) -> Result<()> {
     let mut cfg = Config::load(&args.config)?;
     args::apply(&mut cfg, args)?;
     signals.check("reading the configuration")?;
-    let server = Server::bind(&cfg.control.socket)?;
+    let server = Server::bind(
+        &cfg.control.socket,
+        std::time::Duration::from_secs(cfg.control.client_timeout_secs.into()),
+    )?;
     info!("control socket: {}", server.path().display());
     // Held until the end (dropped last): the devices and files this instance drives.
     let _locks = locks::take(&cfg)?;

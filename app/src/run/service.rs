@@ -898,6 +898,9 @@ impl Service {
         self.running.generation = op.generation;
         self.running.since = Instant::now();
         self.config_changed = true;
+        self.server.set_stall_timeout(Duration::from_secs(
+            self.running.cfg.control.client_timeout_secs.into(),
+        ));
         if old.log != self.running.cfg.log {
             if let Err(e) = self.drop_log.retarget(&self.running.cfg.log) {
                 warn!("drop log: {e:#}; it keeps its previous target");
