@@ -128,7 +128,13 @@ impl Instance {
             child: spawn(dir, cfg, args, wrap),
         };
         let mut buf = [0u8; 64];
-        match notify.recv(&mut buf) {
+        let got = loop {
+            match notify.recv(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                got => break got,
+            }
+        };
+        match got {
             Ok(n) if &buf[..n] == b"READY=1" => i,
             got => {
                 let _ = i.child.kill();
@@ -325,8 +331,12 @@ fn the_capacity_set_is_the_capacity_shared_by_the_workers() {
     );
     let prefix = format!("life-{}-cap", std::process::id());
     let i = Instance::start(&dir, &cfg, &["--file-prefix", &prefix], &[]);
-    let stats =
-        i.stats_when(|s| s["uptime_seconds"].as_f64() > Some(0.0) && s["table"]["capacity"] != 0);
+    // Once both workers have published.
+    let stats = i.stats_when(|s| {
+        s["workers"]
+            .as_array()
+            .is_some_and(|w| w.len() == 2 && w.iter().all(|w| w["table"]["capacity"] != 0))
+    });
     assert_eq!(stats["table"]["capacity"], 1025, "{stats}");
     let shares: Vec<_> = stats["workers"]
         .as_array()
@@ -455,6 +465,64 @@ fn sigterm_during_start_up_says_which_step_and_exits_cleanly() {
         !dpdk_base().join(format!("ctfw-{pid}")).exists(),
         "its runtime directory is removed"
     );
+}
+
+#[test]
+fn hugepages_auto_falls_back_in_place_when_the_eal_cannot_have_them() {
+    // Hugepages of every size, in MiB: `nr_hugepages` (all) or `free_hugepages`.
+    let hugepage_mb = |file: &str| -> u64 {
+        std::fs::read_dir("/sys/kernel/mm/hugepages")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let kb: u64 = name
+                    .strip_prefix("hugepages-")?
+                    .strip_suffix("kB")?
+                    .parse()
+                    .ok()?;
+                let n: u64 = std::fs::read_to_string(e.path().join(file))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some(kb * n / 1024)
+            })
+            .sum()
+    };
+    // One MiB more than all the hugepages there are, free or not (`-m` in dataplane.eal_args
+    // wins over memory_mb): the hugepage EAL fails, and auto mode starts again without.
+    let over_mb = hugepage_mb("nr_hugepages") + 1;
+    let free_mb = hugepage_mb("free_hugepages");
+    let mounted = std::fs::read_to_string("/proc/mounts").is_ok_and(|m| m.contains(" hugetlbfs "));
+    let has_hugepages = mounted && free_mb >= 16;
+    let require = std::env::var("CTFW_REQUIRE_HUGEPAGES").is_ok_and(|v| v == "1");
+    assert!(
+        has_hugepages || !require,
+        "CTFW_REQUIRE_HUGEPAGES=1 but no free hugepages"
+    );
+    let dir = tmp("fallback");
+    let (inside, outside) = quiet_devices(&dir);
+    let cfg = config(
+        &dir,
+        &inside,
+        &outside,
+        &format!("dataplane: {{hugepages: auto, memory_mb: 16, eal_args: ['-m', '{over_mb}']}}\n"),
+    );
+    let out = run_to_end(&dir, &cfg, &["--idle-exit", "0.2"], &[]);
+    let all = printed(&dir);
+    // Before, the restart was a child process, refused by its own parent's control socket.
+    assert!(out.status.success(), "{all}");
+    assert!(
+        text(&out.stdout).contains("without hugepages (--no-huge)"),
+        "{all}"
+    );
+    if has_hugepages {
+        assert!(all.contains("restarting without hugepages"), "{all}");
+    } else {
+        println!("no free hugepages here: auto ran without them from the start");
+    }
 }
 
 #[test]
