@@ -58,6 +58,11 @@ uint16_t ctfw_rte_mbuf_port(const struct rte_mbuf *m)
 	return m->port;
 }
 
+void ctfw_rte_mbuf_set_port(struct rte_mbuf *m, uint16_t port)
+{
+	m->port = port;
+}
+
 unsigned ctfw_rte_ring_enqueue_burst(struct rte_ring *r, void *const *obj_table, unsigned n,
 				     unsigned *free_space)
 {

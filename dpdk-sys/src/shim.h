@@ -115,6 +115,15 @@ uint64_t ctfw_rte_mbuf_ol_flags(const struct rte_mbuf *m);
 uint16_t ctfw_rte_mbuf_port(const struct rte_mbuf *m);
 
 /**
+ * Set `port` (the input port) of `m`: for mbufs a driver hands over without setting it
+ * (`net_ring` passes on whatever an earlier RX wrote).
+ *
+ * # Safety
+ * `m` must be a valid mbuf that the caller owns.
+ */
+void ctfw_rte_mbuf_set_port(struct rte_mbuf *m, uint16_t port);
+
+/**
  * `rte_ring_enqueue_burst`: enqueue up to `n` pointers, return how many went in; the ring's
  * own producer mode (single or multi) applies. `free_space` may be NULL.
  *

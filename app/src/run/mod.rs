@@ -54,6 +54,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use ctfw_config::Config;
 use ctfw_engine::pipeline::{Engine, EngineConfig};
+use ctfw_engine::rss::Dispatch;
 use ctfw_engine::rules::PortId;
 use rte::{Eal, LaunchHandle, sys};
 use tracing::{info, warn};
@@ -129,7 +130,12 @@ fn start_and_serve(args: &Args, signals: &Signals) -> Result<()> {
     ports::start(&mut ports)?;
     // From here a stop signal ends the control loop at once, with the usual drain and report.
     let term = Arc::clone(&signals.stop);
-    let mut main_io = MainIo::new(&ports, &rings, cfg.dataplane.workers)?;
+    let mut main_io = MainIo::new(
+        &ports,
+        &rings,
+        dispatch(&ports, cfg.dataplane.workers)?,
+        cfg.dataplane.burst,
+    )?;
     let clock = Clock::new(eal.tsc_hz(), rte::tsc());
     let wall0 = std::time::SystemTime::now();
     let mut workers = Workers::launch(&eal, &cfg, engines.engines, &ports, &rings, &lcores, clock)?;
@@ -147,8 +153,9 @@ fn start_and_serve(args: &Args, signals: &Signals) -> Result<()> {
     let why = main_io.run(&term, args, &shared, started, &mut publisher, &mut service);
     info!("stopping: {why}");
     let _ = sd_notify::notify("STOPPING=1");
-    // Workers drain their input rings and flush; then the shared TX rings are drained.
-    let mut finished = workers.stop()?;
+    // Workers drain their input rings and flush, while the main lcore keeps transmitting for
+    // them; then the shared TX rings are drained.
+    let mut finished = workers.stop(&mut main_io)?;
     main_io.drain_tx();
     // Readers see the final counters while the report is printed.
     publisher.publish(&main_io.counters);
@@ -166,7 +173,7 @@ fn start_and_serve(args: &Args, signals: &Signals) -> Result<()> {
     drop(finished);
     drop(main_io);
     drop(rings);
-    let closed = ports::close(ports, &cfg.dataplane)?;
+    let closed = ports::close(ports)?;
     report::print_ports(&closed);
     if let Some(path) = &args.report_json {
         summary.write_json(path, &cfg, args.max_entries, &closed)?;
@@ -216,12 +223,8 @@ impl Workers {
             let mut rx = Vec::new();
             let mut tx = Vec::new();
             for (i, p) in ports.iter().enumerate() {
-                match p.plan.rx {
-                    RxMode::Direct | RxMode::Rss => {
-                        let q = if p.plan.rx == RxMode::Rss { w } else { 0 };
-                        rx.push((p.port.rx_queue(q)?, PortId(i as u16)));
-                    }
-                    RxMode::Distributed => {}
+                for q in p.plan.worker_rx(w) {
+                    rx.push((p.port.rx_queue(q)?, PortId(i as u16)));
                 }
                 tx.push(match p.plan.tx {
                     TxMode::PerWorker => TxPath::Queue(p.port.tx_queue(w)?),
@@ -268,9 +271,14 @@ impl Workers {
     }
 
     /// Tell the workers to stop, and collect what each hands back. Each drains its input ring
-    /// and flushes its TX buffers first.
-    fn stop(self) -> Result<Vec<Finished>> {
+    /// and flushes its TX buffers first; meanwhile `main_io` keeps draining the shared TX
+    /// rings, which a worker's last packets may be waiting for (back-pressure).
+    fn stop(self, main_io: &mut MainIo) -> Result<Vec<Finished>> {
         self.stop.store(true, Ordering::Relaxed);
+        while !self.shared.iter().all(|s| s.done.load(Ordering::Acquire)) {
+            main_io.transmit();
+            std::hint::spin_loop();
+        }
         let mut finished = Vec::new();
         for (w, h) in self.handles.into_iter().enumerate() {
             match h.join() {
@@ -285,6 +293,18 @@ impl Workers {
         }
         Ok(finished)
     }
+}
+
+/// The software distributor's rule: the keyed hash with a secret of this start, unless a
+/// port does hardware RSS, whose symmetric Toeplitz hash the distributor must then agree with
+/// (`engine/src/rss.rs`).
+fn dispatch(ports: &[PortSetup], workers: u16) -> Result<Dispatch> {
+    let seeds = random_seeds()?;
+    Ok(if ports.iter().any(|p| p.plan.rx == RxMode::Rss) {
+        Dispatch::toeplitz(seeds, u32::from(workers))
+    } else {
+        Dispatch::keyed(seeds, u32::from(workers))
+    })
 }
 
 /// Worker `worker`'s engine settings under `cfg`: its share of the capacity. Start-up and
@@ -310,9 +330,10 @@ const _: () = assert!(
     ctfw_config::MIN_CAPACITY / ctfw_config::MAX_WORKERS as u32 >= ctfw_engine::table::MIN_CAPACITY
 );
 
-/// Flow-hash seeds for one worker's table, from the kernel's random source. The keyed hash is
-/// what keeps crafted traffic from colliding in the table, so there is no fallback: if the
-/// source cannot be read, start-up stops.
+/// Hash seeds, from the kernel's random source: for one worker's table, or for the software
+/// distributor. The keyed hashes are what keep crafted traffic from colliding in a table or
+/// piling onto one worker, so there is no fallback: if the source cannot be read, start-up
+/// stops.
 fn random_seeds() -> Result<[u64; 4]> {
     std::fs::File::open(RANDOM_SOURCE)
         .and_then(|mut f| seeds_from(&mut f))
