@@ -23,6 +23,7 @@ const FUNCTIONS: &[&str] = &[
     // EAL, lcores, time, errors
     "rte_eal_init",
     "rte_eal_cleanup",
+    "rte_eal_get_runtime_dir",
     "rte_eal_remote_launch",
     "rte_eal_wait_lcore",
     "rte_lcore_is_enabled",
@@ -79,6 +80,9 @@ const VARS: &[&str] = &[
     "RING_F_EXACT_SZ",
     "RTE_MAX_LCORE",
     "RTE_MAX_ETHPORTS",
+    "RTE_MAX_MEM_MB",
+    "RTE_MAX_MEM_MB_PER_TYPE",
+    "RTE_MAX_MEMSEG_PER_TYPE",
     "SOCKET_ID_ANY",
     "LCORE_ID_ANY",
 ];

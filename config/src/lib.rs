@@ -44,6 +44,10 @@ pub use reload::Refused;
 /// [`ctfw_engine::table::MAX_CAPACITY`], the most the table can index.
 pub const MIN_CAPACITY: u32 = 1024;
 
+/// The most `dataplane.workers`. Each worker gets an exact share of `conntrack.capacity`
+/// (at least [`MIN_CAPACITY`] / `MAX_WORKERS` = 16 entries, a table's smallest).
+pub const MAX_WORKERS: u16 = 64;
+
 /// The largest `dataplane.burst`. The data plane's burst buffers are sized by it: a larger
 /// burst would not fit them.
 pub const MAX_BURST: u16 = 256;
@@ -79,12 +83,19 @@ pub struct Control {
     /// The Unix-domain socket `ctfw run` listens on (created owner-only), and the one the
     /// `ctfw conntrack|stats|rules|reload` commands connect to by default.
     pub socket: PathBuf,
+    /// A client that takes none of its waiting answer for this many seconds is dropped, so a
+    /// stuck reader holds no buffer for ever (`control.client_timeout`).
+    pub client_timeout_secs: u32,
 }
+
+/// The default of `control.client_timeout`, in seconds.
+pub const DEFAULT_CLIENT_TIMEOUT_SECS: u32 = 10;
 
 impl Default for Control {
     fn default() -> Control {
         Control {
             socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            client_timeout_secs: DEFAULT_CLIENT_TIMEOUT_SECS,
         }
     }
 }

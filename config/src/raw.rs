@@ -44,6 +44,7 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawControl {
     pub socket: Option<Leaf>,
+    pub client_timeout: Option<Leaf>,
 }
 
 /// `metrics`.

@@ -1223,14 +1223,16 @@ fn service_sections_default_and_parse() {
     );
     assert_eq!(d.metrics.listen, None);
     assert_eq!(d.log, crate::Logging::default());
+    assert_eq!(d.control.client_timeout_secs, 10);
     let c = ok(&with_ports(
-        "control:\n  socket: /tmp/x/ctfw.sock\nmetrics:\n  listen: \"[::1]:9469\"\n\
+        "control:\n  socket: /tmp/x/ctfw.sock\n  client_timeout: 45\nmetrics:\n  listen: \"[::1]:9469\"\n\
          log:\n  file: /var/log/ctfw/log.jsonl\n  rate: 5\n  burst: 7\n  policy: true\n",
     ));
     assert_eq!(
         c.control.socket,
         std::path::PathBuf::from("/tmp/x/ctfw.sock")
     );
+    assert_eq!(c.control.client_timeout_secs, 45);
     assert_eq!(c.metrics.listen, Some("[::1]:9469".parse().expect("addr")));
     assert_eq!(
         c.log,
@@ -1252,6 +1254,12 @@ fn error_service_sections() {
         "9:11",
         "control.socket",
         &["expected an absolute path to a socket file, at most 107 bytes, got \"ctfw.sock\""],
+    );
+    fails(
+        &with_ports("control:\n  client_timeout: 0\n"),
+        "9:19",
+        "control.client_timeout",
+        &["expected a whole number between 1 and 3600, got 0"],
     );
     fails(
         &with_ports("metrics:\n  listen: localhost\n"),

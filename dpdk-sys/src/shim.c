@@ -73,6 +73,11 @@ int ctfw_rte_pktmbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail)
 	return rte_pktmbuf_chain(head, tail);
 }
 
+void ctfw_rte_mbuf_set_port(struct rte_mbuf *m, uint16_t port)
+{
+	m->port = port;
+}
+
 unsigned ctfw_rte_ring_enqueue_burst(struct rte_ring *r, void *const *obj_table, unsigned n,
 				     unsigned *free_space)
 {

@@ -143,6 +143,15 @@ uint16_t ctfw_rte_mbuf_nb_segs(const struct rte_mbuf *m);
 int ctfw_rte_pktmbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail);
 
 /**
+ * Set `port` (the input port) of `m`: for mbufs a driver hands over without setting it
+ * (`net_ring` passes on whatever an earlier RX wrote).
+ *
+ * # Safety
+ * `m` must be a valid mbuf that the caller owns.
+ */
+void ctfw_rte_mbuf_set_port(struct rte_mbuf *m, uint16_t port);
+
+/**
  * `rte_ring_enqueue_burst`: enqueue up to `n` pointers, return how many went in; the ring's
  * own producer mode (single or multi) applies. `free_space` may be NULL.
  *

@@ -20,8 +20,9 @@
 //!   per-worker counters.
 //! - [`time`]: the engine's clock types (`Instant`, and the 1/256 s `Tick` entries store).
 //! - [`view`]: an entry as an operator reads it (`conntrack -L` style), for listings.
-//! - [`rss`]: the symmetric Toeplitz hash and worker ownership, shared by the NIC RETA and the
-//!   software distributor, so both directions of a flow reach the worker that owns its entry.
+//! - [`rss`]: worker ownership: the software distributor's keyed symmetric hash, and the
+//!   symmetric Toeplitz hash it shares with the NIC RETA when a port does hardware RSS, so
+//!   both directions of a flow reach the worker that owns its entry.
 
 #![forbid(unsafe_code)]
 

@@ -58,7 +58,7 @@ use crate::observe::{
     Acct, Bounded, DestroyCause, EntryRecord, Event, EventKind, LogRecord, TokenBucket,
 };
 use crate::rules::{Action, PortId, RuleInput, RuleSet};
-use crate::table::{Entry, Hashed, Removal, Table};
+use crate::table::{self, Entry, Hashed, OutOfMemory, Region, Removal, Table};
 use crate::time::{Instant, Tick};
 use crate::track::icmp::{self, IcmpClass};
 use crate::track::tcp::{self, TcpConn, TcpState};
@@ -307,15 +307,41 @@ pub struct Engine {
 
 impl Engine {
     /// An engine with the given configuration and rules. `seeds` key the flow hash: random per
-    /// start in production, fixed for reproducible tests. Every buffer is allocated here.
+    /// start in production, fixed for reproducible tests. Every buffer is allocated here;
+    /// aborts, as `vec!` does, if the memory cannot be had (see [`Engine::try_new`]).
     pub fn new(cfg: EngineConfig, rules: RuleSet, seeds: [u64; 4]) -> Engine {
-        let table = Table::new(cfg.capacity, FlowHasher::with_seeds(seeds));
-        let rule_hits = vec![0; rules.len() + 1];
-        let acct = if cfg.accounting {
-            vec![Acct::default(); table.capacity()]
-        } else {
-            Vec::new()
+        let bytes = Engine::bytes_for(&cfg);
+        match Engine::try_new(cfg, rules, seeds, |_| {}) {
+            Ok(e) => e,
+            Err(_) => std::alloc::handle_alloc_error(
+                std::alloc::Layout::from_size_align(bytes.max(1), 64)
+                    .unwrap_or_else(|_| std::alloc::Layout::new::<u64>()),
+            ),
+        }
+    }
+
+    /// As [`Engine::new`], but [`OutOfMemory`] (with the bytes the whole engine needs,
+    /// [`Engine::bytes_for`]) if the table or the accounting array cannot be allocated. Their
+    /// blocks are handed to `advise` before they are first written ([`Table::try_new`]).
+    pub fn try_new(
+        cfg: EngineConfig,
+        rules: RuleSet,
+        seeds: [u64; 4],
+        mut advise: impl FnMut(Region),
+    ) -> Result<Engine, OutOfMemory> {
+        let out_of_memory = OutOfMemory {
+            bytes: Engine::bytes_for(&cfg),
         };
+        let table = Table::try_new(cfg.capacity, FlowHasher::with_seeds(seeds), &mut advise)
+            .map_err(|_| out_of_memory)?;
+        let rule_hits = vec![0; rules.len() + 1];
+        let mut acct = Vec::new();
+        if cfg.accounting {
+            acct.try_reserve_exact(table.capacity())
+                .map_err(|_| out_of_memory)?;
+            advise(Region::of(&acct));
+            acct.resize(table.capacity(), Acct::default());
+        }
         let mut engine = Engine {
             events: Bounded::with_capacity(cfg.event_capacity as usize),
             logs: Bounded::with_capacity(cfg.log_capacity as usize),
@@ -331,7 +357,22 @@ impl Engine {
             now: Instant::default(),
         };
         engine.update_observe();
-        engine
+        Ok(engine)
+    }
+
+    /// Bytes an engine under `cfg` allocates at start, what [`Engine::memory_bytes`] then
+    /// reports (the rule hit counters aside: a few bytes per rule): the table, the accounting
+    /// array and the event and log buffers.
+    pub fn bytes_for(cfg: &EngineConfig) -> usize {
+        let capacity = cfg.capacity.clamp(table::MIN_CAPACITY, table::MAX_CAPACITY) as usize;
+        Table::bytes_for(cfg.capacity)
+            + if cfg.accounting {
+                capacity * core::mem::size_of::<Acct>()
+            } else {
+                0
+            }
+            + Bounded::<Event>::bytes_for(cfg.event_capacity as usize)
+            + Bounded::<LogRecord>::bytes_for(cfg.log_capacity as usize)
     }
 
     /// The configuration.

@@ -221,6 +221,13 @@ impl Mbuf {
         unsafe { sys::ctfw_rte_mbuf_port(self.0.as_ptr()) }
     }
 
+    /// Sets the input port: for a driver that does not (`net_ring` leaves whatever an earlier
+    /// RX wrote there).
+    pub fn set_port(&mut self, port: u16) {
+        // SAFETY: valid mbuf (type invariant), exclusively owned (`&mut self`); writes a field.
+        unsafe { sys::ctfw_rte_mbuf_set_port(self.0.as_ptr(), port) }
+    }
+
     /// The offload flags (`RTE_MBUF_F_*`).
     fn ol_flags(&self) -> u64 {
         // SAFETY: valid mbuf (type invariant); reads a field.

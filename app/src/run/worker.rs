@@ -1,24 +1,26 @@
 //! A worker: one lcore, one connection table, nothing shared on the hot path.
 //!
-//! Each round reads the clock once, then polls every RX source once, in a fixed order (its
-//! queue of each polled port in port order, then its input ring). For each burst it
-//! (re-dispatches ICMP errors whose flow another worker owns,) lays out frames that came in
-//! several segments for the engine ([`super::frames`]), runs the engine's burst pipeline with
-//! the round's clock reading, moves accepted mbufs (whole chains) into per-port TX buffers and
-//! frees the rest. Then it offers the TX buffers to the devices (bounded retries); what a device does not
-//! take waits for the next round, and is dropped and counted only if its buffer overflows or
-//! at shutdown. After a busy round it sweeps a few table entries; when idle, more. Then it
+//! Each round reads the clock once, then polls every RX source once, in a fixed order (its queues
+//! of each polled port in port order, then its input ring), each burst no larger than every TX
+//! buffer can still take (back-pressure, [`TxHold`]). For each burst it (re-dispatches ICMP errors
+//! whose flow another worker owns,) lays out frames that came in several segments for the engine
+//! ([`super::frames`]), runs the engine's burst pipeline with the round's clock reading, moves
+//! accepted mbufs (whole chains) into per-port TX buffers and frees the rest. Then it offers the
+//! TX buffers to the devices (bounded retries); what a device does not take waits for the next
+//! round and holds RX back, and is dropped and counted only if its TX path stalls ([`TX_STALL`])
+//! or at shutdown. After a busy round it sweeps a few table entries; when idle, more. Then it
 //! serves its mailbox: at most one control-plane request, bounded work, and the events and
-//! drop-log records its engine buffered ([`super::mailbox`]). Counters live in the worker and
-//! are published to the control plane every ~100 ms through a mutex nobody else touches on
-//! the hot path: the engine's counters and rule hits, the table's fill, the I/O counters,
-//! packets and bytes by ingress port and verdict, and how many rounds (and TSC cycles) were
-//! busy or idle. Readers (`ctfw stats`, `/metrics`) see only what the main lcore collects from
-//! these snapshots, never the worker itself.
+//! drop-log records its engine buffered ([`super::mailbox`]). Counters live in the worker and are
+//! published to the control plane every ~100 ms through a mutex nobody else touches on the hot
+//! path: the engine's counters and rule hits, the table's fill, the I/O counters, packets and
+//! bytes by ingress port and verdict, and how many rounds (and TSC cycles) were busy or idle.
+//! Readers (`ctfw stats`, `/metrics`) see only what the main lcore collects from these
+//! snapshots, never the worker itself.
 
 use std::ops::AddAssign;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ctfw_engine::Counters;
 use ctfw_engine::counters::Reason;
@@ -89,8 +91,12 @@ pub struct IoCounters {
     pub tx_port: u64,
     /// Packets handed to a shared TX ring.
     pub tx_ring: u64,
-    /// Accepted packets the device (or TX ring) would not take after retries: freed.
+    /// Accepted packets freed because their TX path stalled ([`TX_STALL`]), or still
+    /// refused when the worker stopped.
     pub tx_dropped: u64,
+    /// Rounds in which the worker skipped an RX source because a TX buffer had no room left
+    /// (back-pressure, [`TxHold`]).
+    pub rx_held: u64,
     /// ICMP errors handed to the worker that owns their flow.
     pub redispatched: u64,
     /// ICMP errors that could not be handed over (owner's ring full): freed.
@@ -105,6 +111,7 @@ impl AddAssign<&IoCounters> for IoCounters {
             tx_port,
             tx_ring,
             tx_dropped,
+            rx_held,
             redispatched,
             redispatch_dropped,
         } = other;
@@ -113,6 +120,7 @@ impl AddAssign<&IoCounters> for IoCounters {
         self.tx_port += tx_port;
         self.tx_ring += tx_ring;
         self.tx_dropped += tx_dropped;
+        self.rx_held += rx_held;
         self.redispatched += redispatched;
         self.redispatch_dropped += redispatch_dropped;
     }
@@ -173,6 +181,9 @@ pub struct Shared {
     pub rx: AtomicU64,
     /// The latest snapshot, for the progress lines.
     pub snapshot: Mutex<Snapshot>,
+    /// Set when the worker has returned (its input ring drained, its last TX offered) or
+    /// panicked.
+    pub done: AtomicBool,
 }
 
 /// A worker's counters and table fill at one moment.
@@ -194,6 +205,15 @@ pub struct Snapshot {
     pub by_port: Vec<PortVerdicts>,
     /// Busy and idle rounds.
     pub polls: Polls,
+}
+
+/// Sets [`Shared::done`] when dropped.
+struct Done(Arc<Shared>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.done.store(true, Ordering::Release);
+    }
 }
 
 /// Where accepted packets for one port go.
@@ -250,6 +270,8 @@ pub struct Finished {
 impl Worker {
     /// The worker loop. Returns when `stop` is set and its input ring is drained.
     pub fn run(mut self) -> Finished {
+        // Says `done` when the worker returns, and also if it panics.
+        let _done = Done(Arc::clone(&self.shared));
         let toeplitz = Toeplitz::symmetric();
         let mut io = IoCounters::default();
         let mut rx_buf: MbufBurst<MAX_BURST> = MbufBurst::default();
@@ -257,6 +279,7 @@ impl Worker {
             (0..self.tx.len()).map(|_| MbufBurst::default()).collect();
         let mut verdicts = vec![Verdict::default(); MAX_BURST];
         let mut heads = Heads::new();
+        let mut hold = TxHold::new(self.tx.len(), &self.clock);
         let publish_every = self.clock.hz / 10;
         let mut last_publish = rte::tsc();
         let mut polls = Polls::default();
@@ -273,10 +296,14 @@ impl Worker {
             let mut got = 0;
             // RX queues are not polled once stopping: the ports will be stopped and their
             // descriptors freed by the driver; rings must be drained (we own what is in them).
+            // Back-pressure: each burst is no larger than every TX buffer can still take.
+            let mut held = false;
             if !stopping {
                 for i in 0..self.rx.len() {
                     let port = self.rx[i].1;
-                    let n = rx_upto(&mut self.rx[i].0, &mut rx_buf, self.burst);
+                    let limit = hold.room(&tx_bufs, tsc).min(self.burst);
+                    held |= limit == 0;
+                    let n = rx_upto(&mut self.rx[i].0, &mut rx_buf, limit);
                     if n > 0 {
                         got += n;
                         io.rx_port += n as u64;
@@ -296,7 +323,9 @@ impl Worker {
                 }
             }
             if let Some(ring) = &self.input {
-                let n = ring_upto(ring, &mut rx_buf, self.burst);
+                let limit = hold.room(&tx_bufs, tsc).min(self.burst);
+                held |= limit == 0 && ring.count() > 0;
+                let n = ring_upto(ring, &mut rx_buf, limit);
                 if n > 0 {
                     got += n;
                     io.rx_ring += n as u64;
@@ -311,16 +340,24 @@ impl Worker {
                     );
                 }
             }
+            io.rx_held += u64::from(held);
             let pending = tx_bufs.iter().any(|b| !b.is_empty());
+            // Packets that wait for a TX path that may still take them.
+            let live = tx_bufs
+                .iter()
+                .enumerate()
+                .any(|(port, b)| !b.is_empty() && !hold.stalled(port, tsc));
             last_round = Some((tsc, got > 0 || pending));
             if got > 0 || pending {
                 self.shared
                     .rx
                     .store(io.rx_port + io.rx_ring, Ordering::Relaxed);
-                self.flush(&mut tx_bufs, &mut io, false);
+                self.flush(&mut tx_bufs, &mut hold, tsc, &mut io, false);
                 self.engine.sweep(now, SWEEP_BUSY);
-                if stopping && got == 0 {
-                    break; // the last flush below frees what the devices still refuse
+                if stopping && got == 0 && !held && !live {
+                    // The input ring is drained, and what the devices still refuse waits only
+                    // for TX paths that stalled: the last flush below frees it.
+                    break;
                 }
             } else if stopping {
                 break;
@@ -335,7 +372,7 @@ impl Worker {
                 self.publish(&io, &polls);
             }
         }
-        self.flush(&mut tx_bufs, &mut io, true);
+        self.flush(&mut tx_bufs, &mut hold, rte::tsc(), &mut io, true);
         self.publish(&io, &polls);
         Finished {
             engine: self.engine,
@@ -499,17 +536,94 @@ impl Worker {
     }
 
     /// Offer every TX buffer to its port. What the device (or TX ring) does not take stays
-    /// buffered for the next round, up to the buffer's size (a full buffer drops new packets
-    /// in `process`); on the `last` flush it is freed and counted.
-    fn flush(&mut self, tx_bufs: &mut [MbufBurst<MAX_BURST>], io: &mut IoCounters, last: bool) {
-        for (buf, path) in tx_bufs.iter_mut().zip(self.tx.iter_mut()) {
+    /// buffered for the next round and holds RX back ([`TxHold`]); only a buffer whose path
+    /// stalled fills up (`process` then drops new packets for it). On the `last` flush what
+    /// is left is freed and counted.
+    fn flush(
+        &mut self,
+        tx_bufs: &mut [MbufBurst<MAX_BURST>],
+        hold: &mut TxHold,
+        tsc: u64,
+        io: &mut IoCounters,
+        last: bool,
+    ) {
+        for (port, (buf, path)) in tx_bufs.iter_mut().zip(self.tx.iter_mut()).enumerate() {
             if !buf.is_empty() {
+                let before = buf.len();
                 send(path, buf, io);
+                // A shared TX ring never stalls: the main lcore drains it, and decides about
+                // the device behind it.
+                let left = if matches!(path, TxPath::Ring(_)) {
+                    0
+                } else {
+                    buf.len()
+                };
+                hold.offered(port, before - buf.len(), left, tsc);
                 if last && !buf.is_empty() {
                     io.tx_dropped += buf.len() as u64;
                     buf.clear();
                 }
             }
+        }
+    }
+}
+
+/// How long a TX path may take nothing while packets wait for it before it stops holding RX
+/// back ([`TxHold`]).
+pub const TX_STALL: Duration = Duration::from_millis(100);
+
+/// Back-pressure from TX to RX. A worker reads no more packets than every TX buffer can still
+/// take, so under overload packets wait before the engine sees them (in the worker's input
+/// ring, then the distributor's or the device's RX queue, where the device counts what it
+/// cannot hold as missed), never after it accepted them. A TX path that has taken nothing for
+/// [`TX_STALL`] while packets waited for it (a link down, a peer that never drains) is stalled:
+/// it no longer holds RX back, its buffer fills, and packets for it are dropped and counted as
+/// `tx_dropped`, so that one dead port does not stop the others. Only a worker's own device
+/// queue can stall: a shared TX ring is drained by the main lcore (however long the scheduler
+/// keeps it away), which decides about the device behind it
+/// ([`super::control::MainIo::transmit`]).
+struct TxHold {
+    /// Per port: since when (TSC) its path has taken nothing while packets waited.
+    blocked_since: Vec<Option<u64>>,
+    /// [`TX_STALL`] in TSC ticks.
+    stall: u64,
+}
+
+impl TxHold {
+    fn new(ports: usize, clock: &Clock) -> TxHold {
+        TxHold {
+            blocked_since: vec![None; ports],
+            stall: (u128::from(clock.hz) * TX_STALL.as_millis() / 1000) as u64,
+        }
+    }
+
+    /// Whether `port`'s path has taken nothing for [`TX_STALL`] at TSC `tsc`.
+    #[inline]
+    fn stalled(&self, port: usize, tsc: u64) -> bool {
+        self.blocked_since[port].is_some_and(|t| tsc.wrapping_sub(t) >= self.stall)
+    }
+
+    /// How many packets may be read: the free room of the fullest buffer whose path has not
+    /// stalled.
+    #[inline]
+    fn room(&self, tx_bufs: &[MbufBurst<MAX_BURST>], tsc: u64) -> usize {
+        tx_bufs
+            .iter()
+            .enumerate()
+            .filter(|&(port, _)| !self.stalled(port, tsc))
+            .map(|(_, b)| MAX_BURST - b.len())
+            .min()
+            .unwrap_or(MAX_BURST)
+    }
+
+    /// `port`'s path took `sent` packets and left `left` waiting.
+    #[inline]
+    fn offered(&mut self, port: usize, sent: usize, left: usize, tsc: u64) {
+        let since = &mut self.blocked_since[port];
+        if sent > 0 || left == 0 {
+            *since = None;
+        } else if since.is_none() {
+            *since = Some(tsc);
         }
     }
 }
