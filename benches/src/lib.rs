@@ -420,6 +420,7 @@ impl Frames {
             let i = start + k;
             Pkt {
                 data: &self.buf[i * self.slot..i * self.slot + self.lens[i]],
+                tail: &[],
                 port: self.ports[i],
                 csum,
             }
@@ -431,6 +432,7 @@ impl Frames {
         (0..self.len())
             .map(|i| Pkt {
                 data: &self.buf[i * self.slot..i * self.slot + self.lens[i]],
+                tail: &[],
                 port: self.ports[i],
                 csum,
             })

@@ -71,6 +71,7 @@ pub(crate) struct RawPort {
     pub name: Option<Leaf>,
     pub device: Option<Leaf>,
     pub peer: Option<Leaf>,
+    pub mtu: Option<Leaf>,
 }
 
 /// `dataplane`.

@@ -1,13 +1,19 @@
 //! `ctfw run`: the firewall itself, a DPDK data plane on the configured ports.
 //!
-//! Start-up: configuration (with command-line overrides, [`args`]) -> the control socket bound
-//! ([`crate::control::server`]) and the `metrics.listen` address taken ([`metrics::bind`]), so
-//! that a second instance or an address in use fails before DPDK starts -> EAL (hugepages
-//! when there are enough, else a clean `--no-huge` fallback, said in the log; [`eal`]) -> the
-//! `/metrics` server started ([`metrics::serve`]) -> ports probed and planned ([`layout`]:
-//! symmetric RSS, software distribution, TX per worker or shared), each with its packet pool,
-//! configured ([`ports`]) -> the rings between lcores ([`rings`]) -> ports started -> one
-//! worker per worker lcore, each with its own connection table and mailbox ([`worker`],
+//! Start-up: signal handlers, first of all ([`signals`]: a stop signal during start-up ends it
+//! at the next step, said in the log, status 0; stray signals are ignored) -> configuration
+//! (with command-line overrides, [`args`]) -> the control socket bound
+//! ([`crate::control::server`]), the devices locked against a second instance ([`locks`]) and
+//! the `metrics.listen` address taken ([`metrics::bind`]), so that a second instance or an
+//! address in use fails before DPDK starts -> the connection tables' memory and
+//! `dataplane.memory_mb` checked against the machine ([`memory`]) -> EAL (hugepages when there
+//! are enough, else a clean `--no-huge` fallback, said in the log; runtime directories of dead
+//! instances removed; [`eal`]) -> one engine per worker allocated, each with its exact share
+//! of the capacity, its table advised onto transparent huge pages with hugepages ([`memory`])
+//! -> the `/metrics` server started ([`metrics::serve`]) -> ports probed and planned
+//! ([`layout`]: symmetric RSS, software distribution, TX per worker or shared), each with its
+//! packet pool, configured ([`ports`]) -> the rings between lcores ([`rings`]) -> ports
+//! started -> one worker per worker lcore around its engine, with its mailbox ([`worker`],
 //! [`mailbox`]) -> `READY=1` to systemd when it started ctfw ([`sd_notify`]). The main lcore
 //! keeps the control plane (signals, idle exit, periodic counters, the live statistics of
 //! [`publish`], the bad-checksum warning of [`csum_watch`], the control socket's commands and
@@ -20,22 +26,26 @@
 //! final counters and the table are printed ([`report`]), ports are stopped and closed, every
 //! pool is checked to be full again (no mbuf leaked; `net_af_xdp` keeps some by design,
 //! [`ports`]), the JSON report is written if `--report-json` asked for it, the `/metrics`
-//! server stops, and the EAL is cleaned up. Exit status 0, or an error if an
-//! mbuf leaked.
+//! server stops, the EAL is cleaned up (its runtime directory removed) and the device locks
+//! released. Exit status 0, or an error if an mbuf leaked.
 
 mod args;
 mod control;
 mod csum_watch;
 mod droplog;
 mod eal;
+mod frames;
 mod layout;
+mod locks;
 mod mailbox;
+mod memory;
 mod ports;
 mod publish;
 mod report;
 mod rings;
 mod sd_notify;
 mod service;
+mod signals;
 mod worker;
 
 use std::io::Read;
@@ -58,6 +68,7 @@ use self::ports::PortSetup;
 use self::publish::Publisher;
 use self::rings::Rings;
 use self::service::Service;
+use self::signals::{Interrupted, Signals};
 use self::worker::{Clock, Finished, PortVerdicts, Shared, TxPath, Worker};
 use crate::control::server::Server;
 use crate::stats::Board;
@@ -66,26 +77,47 @@ use crate::{MAX_BURST, metrics};
 /// Where the flow-hash seeds come from.
 const RANDOM_SOURCE: &str = "/dev/urandom";
 
-/// Run `ctfw run`.
+/// Run `ctfw run`. A stop signal during start-up ends it early, said in the log, with
+/// success ([`signals`]).
 pub fn run(args: &Args) -> Result<()> {
+    let signals = Signals::install()?;
+    match start_and_serve(args, &signals) {
+        Err(e) => match e.downcast::<Interrupted>() {
+            Ok(stopped) => {
+                warn!("{stopped}");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Start up, checking for a stop signal between steps; forward until stopped; shut down.
+fn start_and_serve(args: &Args, signals: &Signals) -> Result<()> {
     let mut cfg = Config::load(&args.config)?;
     args::apply(&mut cfg, args)?;
+    signals.check("reading the configuration")?;
     let server = Server::bind(
         &cfg.control.socket,
         std::time::Duration::from_secs(cfg.control.client_timeout_secs.into()),
     )?;
     info!("control socket: {}", server.path().display());
-    // From now on SIGHUP asks for a reload (its default action would end the process).
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
-        .context("cannot install the SIGHUP handler")?;
+    // Held until the end (dropped last): the devices and files this instance drives.
+    let _locks = locks::take(&cfg)?;
     // Taken before DPDK starts, so that an address in use fails at once and says so.
     let metrics_addr = cfg.metrics.listen.map(metrics::bind).transpose()?;
+    signals.check("binding the control socket and locking the devices")?;
+    let tables = memory::engines_bytes(&cfg);
+    memory::check_tables(&cfg, tables)?;
     let eal::Started {
         eal,
         memory,
         lcores,
-    } = eal::start(&cfg)?;
+    } = eal::start(&cfg, tables)?;
+    signals.check("starting the EAL")?;
+    let engines = memory::allocate_engines(&cfg, memory)?;
+    signals.check("allocating the connection tables")?;
     // Served from here on: the EAL has pinned this thread to the main lcore, and the
     // server's threads inherit that CPU rather than a worker's.
     let board = Arc::new(Board::new());
@@ -94,9 +126,11 @@ pub fn run(args: &Args) -> Result<()> {
         .transpose()?;
     let mut ports = ports::setup(&eal, &cfg)?;
     let rings = Rings::new(&eal, &ports, cfg.dataplane.workers)?;
-    report::print_layout(&cfg, &ports, &rings, &lcores, memory);
+    signals.check("setting up the ports")?;
+    report::print_layout(&cfg, &ports, &rings, &lcores, memory, &engines);
     ports::start(&mut ports)?;
-    let term = stop_on_signals()?;
+    // From here a stop signal ends the control loop at once, with the usual drain and report.
+    let term = Arc::clone(&signals.stop);
     let mut main_io = MainIo::new(
         &ports,
         &rings,
@@ -105,8 +139,9 @@ pub fn run(args: &Args) -> Result<()> {
     )?;
     let clock = Clock::new(eal.tsc_hz(), rte::tsc());
     let wall0 = std::time::SystemTime::now();
-    let mut workers = Workers::launch(&eal, &cfg, &ports, &rings, &lcores, clock)?;
+    let mut workers = Workers::launch(&eal, &cfg, engines.engines, &ports, &rings, &lcores, clock)?;
     let boxes = std::mem::take(&mut workers.boxes);
+    let hup = Arc::clone(&signals.hup);
     let mut service = Service::new(server, hup, boxes, &cfg, args, wall0)?;
 
     let started = std::time::Instant::now();
@@ -151,16 +186,6 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// A flag that SIGINT and SIGTERM set.
-fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let term = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&term))
-            .context("cannot install signal handlers")?;
-    }
-    Ok(term)
-}
-
 /// The workers, running.
 struct Workers {
     handles: Vec<LaunchHandle<Finished>>,
@@ -173,11 +198,13 @@ struct Workers {
 }
 
 impl Workers {
-    /// Build one worker per worker lcore and launch it. If a launch fails, the workers already
+    /// Build one worker per worker lcore around its engine (allocated beforehand,
+    /// [`memory::allocate_engines`]) and launch it. If a launch fails, the workers already
     /// running are stopped.
     fn launch(
         eal: &Eal,
         cfg: &Config,
+        engines: Vec<Engine>,
         ports: &[PortSetup],
         rings: &Rings,
         lcores: &[u32],
@@ -185,14 +212,13 @@ impl Workers {
     ) -> Result<Workers> {
         let workers = cfg.dataplane.workers;
         let stop = Arc::new(AtomicBool::new(false));
-        let engine_cfg = engine_config(cfg);
         let mut port_of = vec![None; sys::RTE_MAX_ETHPORTS as usize];
         for (i, p) in ports.iter().enumerate() {
             port_of[usize::from(p.port.id())] = Some(PortId(i as u16));
         }
         let mut built = Vec::new();
         let mut boxes = Vec::new();
-        for w in 0..workers {
+        for (w, engine) in (0..workers).zip(engines) {
             let (main_end, worker_end) = mailbox::mailbox();
             boxes.push(main_end);
             let mut rx = Vec::new();
@@ -209,7 +235,7 @@ impl Workers {
             built.push(Worker {
                 index: u32::from(w),
                 workers: u32::from(workers),
-                engine: Engine::new(engine_cfg.clone(), cfg.rules.clone(), random_seeds()?),
+                engine,
                 rx,
                 input: rings.workers.get(usize::from(w)).cloned(),
                 tx,
@@ -282,22 +308,28 @@ fn dispatch(ports: &[PortSetup], workers: u16) -> Result<Dispatch> {
     })
 }
 
-/// A worker's engine settings under `cfg`: its share of the capacity. Start-up and reload
-/// build them here, so that a reload compares like with like.
-fn engine_config(cfg: &Config) -> EngineConfig {
+/// Worker `worker`'s engine settings under `cfg`: its share of the capacity. Start-up and
+/// reload build them here, so that a reload compares like with like.
+fn engine_config(cfg: &Config, worker: u16) -> EngineConfig {
     let mut e = cfg.engine.clone();
-    e.capacity = worker_capacity(cfg);
+    e.capacity = worker_capacity(cfg, worker);
     e
 }
 
-/// Each worker's table capacity: the configured total shared out, and at least the smallest
-/// capacity a configuration may give.
-fn worker_capacity(cfg: &Config) -> u32 {
-    cfg.engine
-        .capacity
-        .div_ceil(u32::from(cfg.dataplane.workers))
-        .max(ctfw_config::MIN_CAPACITY)
+/// Worker `worker`'s table capacity: the configured total shared out exactly, the first
+/// `total % workers` workers one entry more than the others, so the tables add up to what the
+/// operator set. Each share is at least the table's minimum (checked below).
+fn worker_capacity(cfg: &Config, worker: u16) -> u32 {
+    let workers = u32::from(cfg.dataplane.workers);
+    let total = cfg.engine.capacity;
+    total / workers + u32::from(u32::from(worker) < total % workers)
 }
+
+// The smallest capacity a configuration may give, shared by the most workers it may give,
+// is still a table's smallest capacity: shares are never rounded up.
+const _: () = assert!(
+    ctfw_config::MIN_CAPACITY / ctfw_config::MAX_WORKERS as u32 >= ctfw_engine::table::MIN_CAPACITY
+);
 
 /// Hash seeds, from the kernel's random source: for one worker's table, or for the software
 /// distributor. The keyed hashes are what keep crafted traffic from colliding in a table or

@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::control::{MainCounters, MainIo, Stop};
 use super::eal::{self, Memory};
 use super::layout::{RxMode, TxMode};
+use super::memory::{self, Advice, Engines};
 use super::ports::{Closed, PortSetup};
 use super::rings::Rings;
 use super::worker::{Finished, IoCounters, PortVerdicts, Shared};
@@ -22,23 +23,43 @@ use super::worker_capacity;
 use crate::stats::{self, DeviceStats};
 use crate::{json, summary};
 
-/// Print the start-up layout: memory mode, ports and their queues, what each lcore polls.
+/// Print the start-up layout: memory (the EAL's and the connection tables'), ports and their
+/// queues, what each lcore polls.
 pub fn print_layout(
     cfg: &Config,
     ports: &[PortSetup],
     rings: &Rings,
     lcores: &[u32],
     memory: Memory,
+    engines: &Engines,
 ) {
     outln!("ctfw run: {}", cfg.source.display());
     outln!(
-        "  memory: {}; {} worker(s); burst {}",
+        "  memory: {} MiB {}; {} worker(s); burst {}",
+        cfg.dataplane.memory_mb,
         match memory {
-            Memory::Hugepages => "hugepages (--in-memory)",
-            Memory::NoHuge => "no hugepages (--no-huge)",
+            Memory::Hugepages => "of hugepages (--in-memory)",
+            Memory::NoHuge => "without hugepages (--no-huge)",
         },
         cfg.dataplane.workers,
         cfg.dataplane.burst
+    );
+    outln!(
+        "  conntrack: capacity {} in {} table(s), exactly as configured; {} for the tables{}",
+        cfg.engine.capacity,
+        cfg.dataplane.workers,
+        memory::human(engines.bytes),
+        match (&engines.advice, engines.huge_bytes) {
+            (Advice::NotAsked, _) => ", ordinary pages".to_owned(),
+            (Advice::Asked(mode), Some(huge)) => format!(
+                ", {} of it on transparent huge pages (kernel mode {mode})",
+                memory::human(huge)
+            ),
+            (Advice::Asked(mode), None) => {
+                format!(", transparent huge pages advised (kernel mode {mode})")
+            }
+            (Advice::Failed(e), _) => format!(", ordinary pages (huge page advice failed: {e})"),
+        }
     );
     for (i, p) in ports.iter().enumerate() {
         let peer = &cfg.ports[usize::from(cfg.ports[i].peer.0)].name;
@@ -59,12 +80,12 @@ pub fn print_layout(
             p.plan.why
         );
     }
-    let capacity = worker_capacity(cfg);
     for (w, lcore) in lcores
         .iter()
         .take(usize::from(cfg.dataplane.workers))
         .enumerate()
     {
+        let capacity = worker_capacity(cfg, w as u16);
         let polls: Vec<String> = ports
             .iter()
             .flat_map(|p| {

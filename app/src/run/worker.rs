@@ -3,17 +3,19 @@
 //! Each round reads the clock once, then polls every RX source once, in a fixed order (its queues
 //! of each polled port in port order, then its input ring), each burst no larger than every TX
 //! buffer can still take (back-pressure, [`TxHold`]). For each burst it (re-dispatches ICMP errors
-//! whose flow another worker owns,) runs the engine's burst pipeline with the round's clock
-//! reading, moves accepted mbufs into per-port TX buffers and frees the rest. Then it offers the TX
-//! buffers to the devices (bounded retries); what a device does not take waits for the next round
-//! and holds RX back, and is dropped and counted only if its TX path stalls ([`TX_STALL`]) or at
-//! shutdown. After a busy round it sweeps a few table entries; when idle, more. Then it serves its
-//! mailbox: at most one control-plane request, bounded work, and the events and drop-log records
-//! its engine buffered ([`super::mailbox`]). Counters live in the worker and are published to the
-//! control plane every ~100 ms through a mutex nobody else touches on the hot path: the engine's
-//! counters and rule hits, the table's fill, the I/O counters, packets and bytes by ingress port
-//! and verdict, and how many rounds (and TSC cycles) were busy or idle. Readers (`ctfw stats`,
-//! `/metrics`) see only what the main lcore collects from these snapshots, never the worker itself.
+//! whose flow another worker owns,) lays out frames that came in several segments for the engine
+//! ([`super::frames`]), runs the engine's burst pipeline with the round's clock reading, moves
+//! accepted mbufs (whole chains) into per-port TX buffers and frees the rest. Then it offers the
+//! TX buffers to the devices (bounded retries); what a device does not take waits for the next
+//! round and holds RX back, and is dropped and counted only if its TX path stalls ([`TX_STALL`])
+//! or at shutdown. After a busy round it sweeps a few table entries; when idle, more. Then it
+//! serves its mailbox: at most one control-plane request, bounded work, and the events and
+//! drop-log records its engine buffered ([`super::mailbox`]). Counters live in the worker and are
+//! published to the control plane every ~100 ms through a mutex nobody else touches on the hot
+//! path: the engine's counters and rule hits, the table's fill, the I/O counters, packets and
+//! bytes by ingress port and verdict, and how many rounds (and TSC cycles) were busy or idle.
+//! Readers (`ctfw stats`, `/metrics`) see only what the main lcore collects from these
+//! snapshots, never the worker itself.
 
 use std::ops::AddAssign;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +32,7 @@ use ctfw_engine::time::Instant;
 use ctfw_engine::wire::ChecksumHint;
 use rte::{CksumStatus, Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
 
+use super::frames::{Heads, Layout, TAIL_SLOTS};
 use super::mailbox::WorkerBox;
 use crate::MAX_BURST;
 
@@ -277,6 +280,7 @@ impl Worker {
         let mut tx_bufs: Vec<MbufBurst<MAX_BURST>> =
             (0..self.tx.len()).map(|_| MbufBurst::default()).collect();
         let mut verdicts = vec![Verdict::default(); MAX_BURST];
+        let mut heads = Heads::new();
         let mut hold = TxHold::new(self.tx.len(), &self.clock);
         let publish_every = self.clock.hz / 10;
         let mut last_publish = rte::tsc();
@@ -314,6 +318,7 @@ impl Worker {
                             Some(port),
                             &mut tx_bufs,
                             &mut verdicts,
+                            &mut heads,
                             &mut io,
                         );
                     }
@@ -326,7 +331,15 @@ impl Worker {
                 if n > 0 {
                     got += n;
                     io.rx_ring += n as u64;
-                    self.process(now, &mut rx_buf, None, &mut tx_bufs, &mut verdicts, &mut io);
+                    self.process(
+                        now,
+                        &mut rx_buf,
+                        None,
+                        &mut tx_bufs,
+                        &mut verdicts,
+                        &mut heads,
+                        &mut io,
+                    );
                 }
             }
             io.rx_held += u64::from(held);
@@ -390,7 +403,10 @@ impl Worker {
 
     /// Track and decide a burst; accepted mbufs go to their port's TX buffer, the rest are
     /// freed. `port` is the ingress port of the whole burst, or `None` to read it from each
-    /// mbuf (ring input).
+    /// mbuf (ring input). Frames in several segments are laid out for the engine by
+    /// [`super::frames`] (their first bytes copied into `heads` when the first segment is
+    /// short).
+    #[allow(clippy::too_many_arguments)]
     fn process(
         &mut self,
         now: Instant,
@@ -398,57 +414,44 @@ impl Worker {
         port: Option<PortId>,
         tx_bufs: &mut [MbufBurst<MAX_BURST>],
         verdicts: &mut [Verdict],
+        heads: &mut Heads,
         io: &mut IoCounters,
     ) {
         let n = burst.len();
         if n == 0 {
             return;
         }
-        // The engine's own group size: a stack array of that many views, filled per group.
-        for (mbufs, verdicts) in burst
-            .as_slice()
-            .chunks(BURST)
-            .zip(verdicts[..n].chunks_mut(BURST))
-        {
-            let mut pkts = [Pkt {
-                data: &[],
-                port: PortId(0),
-                csum: ChecksumHint::Unknown,
-            }; BURST];
-            for (slot, m) in pkts.iter_mut().zip(mbufs) {
-                let p = match port {
-                    Some(p) => p,
-                    None => self
-                        .port_of
-                        .get(usize::from(m.port()))
-                        .copied()
-                        .flatten()
-                        .unwrap_or(PortId(u16::MAX)),
-                };
-                *slot = Pkt {
-                    data: m.data(),
-                    port: p,
-                    csum: hint(m),
-                };
-            }
-            self.engine
-                .process_burst(now, &pkts[..mbufs.len()], verdicts);
-            for (p, v) in pkts.iter().zip(verdicts.iter()) {
-                if let Some(t) = self.by_port.get_mut(usize::from(p.port.0)) {
-                    let len = p.data.len() as u64;
-                    if v.forward.is_some() {
-                        t.accepted_packets += 1;
-                        t.accepted_bytes += len;
-                    } else {
-                        t.dropped_packets += 1;
-                        t.dropped_bytes += len;
-                    }
-                    t.tracked += u64::from(v.ct.is_some());
-                    t.bad_checksum += u64::from(matches!(
-                        v.invalid,
-                        Some(Reason::TcpBadChecksum | Reason::UdpBadChecksum)
-                    ));
+        let mbufs = burst.as_slice();
+        let empty = Pkt::new(&[], PortId(0), ChecksumHint::Unknown);
+        if mbufs.iter().all(Mbuf::is_contiguous) {
+            // Every frame in one segment: the engine reads them where they lie, in groups of
+            // its own size (a stack array of that many views, filled per group).
+            for (group, verdicts) in mbufs.chunks(BURST).zip(verdicts[..n].chunks_mut(BURST)) {
+                let mut pkts = [empty; BURST];
+                for (slot, m) in pkts.iter_mut().zip(group) {
+                    *slot = Pkt::new(m.data(), self.ingress(port, m), hint(m));
                 }
+                self.decide(now, &pkts[..group.len()], verdicts);
+            }
+        } else {
+            // Some frames in several segments: groups as long as their segment lists fit.
+            let mut tails = [&[][..]; TAIL_SLOTS];
+            let mut done = 0;
+            while done < n {
+                let (layout, k) = Layout::fill(&mbufs[done..], heads, &mut tails);
+                let group = &mbufs[done..done + k];
+                let mut pkts = [empty; BURST];
+                for (i, (slot, m)) in pkts.iter_mut().zip(group).enumerate() {
+                    let (data, tail) = layout.frame(i, m, heads, &tails);
+                    *slot = Pkt {
+                        data,
+                        tail,
+                        port: self.ingress(port, m),
+                        csum: hint(m),
+                    };
+                }
+                self.decide(now, &pkts[..k], &mut verdicts[done..done + k]);
+                done += k;
             }
         }
         for (m, v) in burst.drain().zip(verdicts.iter()) {
@@ -465,6 +468,42 @@ impl Worker {
                     }
                 }
                 None => drop(m),
+            }
+        }
+    }
+
+    /// The ingress port of `m`: the burst's, or (ring input) the one the mbuf names.
+    #[inline]
+    fn ingress(&self, port: Option<PortId>, m: &Mbuf) -> PortId {
+        match port {
+            Some(p) => p,
+            None => self
+                .port_of
+                .get(usize::from(m.port()))
+                .copied()
+                .flatten()
+                .unwrap_or(PortId(u16::MAX)),
+        }
+    }
+
+    /// Run the engine on one group and count its verdicts by ingress port.
+    fn decide(&mut self, now: Instant, pkts: &[Pkt<'_>], verdicts: &mut [Verdict]) {
+        self.engine.process_burst(now, pkts, verdicts);
+        for (p, v) in pkts.iter().zip(verdicts.iter()) {
+            if let Some(t) = self.by_port.get_mut(usize::from(p.port.0)) {
+                let len = p.len() as u64;
+                if v.forward.is_some() {
+                    t.accepted_packets += 1;
+                    t.accepted_bytes += len;
+                } else {
+                    t.dropped_packets += 1;
+                    t.dropped_bytes += len;
+                }
+                t.tracked += u64::from(v.ct.is_some());
+                t.bad_checksum += u64::from(matches!(
+                    v.invalid,
+                    Some(Reason::TcpBadChecksum | Reason::UdpBadChecksum)
+                ));
             }
         }
     }
