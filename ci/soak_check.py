@@ -378,6 +378,7 @@ def main():
             "icmp_errors_redispatch_dropped": io["icmp_errors_redispatch_dropped"],
             "dropped_by_reason": {k: n for k, n in c["dropped_by_reason"].items() if n},
             "invalid_by_reason": {k: n for k, n in c["invalid_by_reason"].items() if n},
+            "ignored_by_reason": {k: n for k, n in c.get("ignored_by_reason", {}).items() if n},
             "rx_missed": sum((p["stats"] or {}).get("rx_missed", 0) for p in report["ports"]),
             "rx_nombuf": sum((p["stats"] or {}).get("rx_nombuf", 0) for p in report["ports"]),
             "churn": churn,
@@ -408,6 +409,7 @@ def main():
               f"{ch['table_full_drops']} table-full drops; capture loop {ch['loop_seconds']} s")
         print(f"  dropped by reason: {summary['dropped_by_reason']}")
         print(f"  invalid by reason: {summary['invalid_by_reason']}")
+        print(f"  ignored by tracking (forwarded as Linux does): {summary['ignored_by_reason']}")
         print(f"  mempools at exit: "
               + ", ".join(f"{m['name']} {m['free']}/{m['size']}" for m in summary["mempools"]))
     print(f"  live samples: {len(samples)}, {bad_samples} with a broken identity")
