@@ -52,7 +52,10 @@ impl Position {
 /// `rules` rules (at least 1) with the deciding rule at `position`; see the module
 /// documentation.
 pub fn rule_set(rules: usize, position: Position) -> RuleSet {
-    assert!(rules >= 1, "a rule set for the benchmark has at least one rule");
+    assert!(
+        rules >= 1,
+        "a rule set for the benchmark has at least one rule"
+    );
     let fillers = match position {
         Position::None => rules,
         _ => rules - 1,
