@@ -14,9 +14,11 @@
 //!
 //! Cost per packet: for each group, one lookup per field (a table load, or a binary search
 //! over the field's interval boundaries), stopping at the first field whose class no rule of
-//! the group accepts; then, for the groups still in play, a walk over the 64-rule blocks of
-//! the shortest set, ANDing the other fields' words at each block, until a block keeps a bit.
-//! Groups are visited in the order of their first rule and the walk stops at a group that
+//! the group accepts. Each class also records its lowest rule; when every field's lowest
+//! rule is the same (always, in a group of one field), that rule is the group's answer.
+//! Otherwise a walk over the 64-rule blocks of the shortest set, from the highest of those
+//! lowest rules on, ANDs the other fields' words at each block until a block keeps a bit.
+//! Groups are visited in the order of their first rule, and the visit stops at a group that
 //! starts after the best match so far. So the cost grows with the number of shapes (a
 //! handful in real policies; at most 2^10) and with the blocks a walk visits, not with the
 //! number of rules: in the worst case (every field's set long, but no block common to all)
@@ -32,8 +34,9 @@
 //! 10,000 rules (see `BENCHMARKS.md`).
 //!
 //! Invariants: every class table and interval list covers its whole value domain (tables
-//! have one entry per key, intervals start at zero), class 0 of every field is the empty set,
-//! and a group's rule list is in increasing rule order, so the lowest bit is the earliest rule.
+//! have one entry per key, intervals start at zero), class 0 of every field is the empty set
+//! (and only it), and a group's rule list is in increasing rule order, so the lowest bit is
+//! the earliest rule.
 
 use core::fmt;
 use std::collections::{BTreeMap, HashMap};
@@ -275,33 +278,50 @@ impl Group {
     /// The first of the group's rules that `p` matches.
     #[inline]
     fn first_match(&self, p: &RuleInput) -> Option<u16> {
-        // Each field's class; and the field whose set has the fewest words, to drive the walk.
-        let mut classes = [EMPTY; Field::ALL.len()];
+        let empty = Class {
+            start: 0,
+            end: 0,
+            lowest: u32::MAX,
+        };
+        let mut classes = [empty; Field::ALL.len()];
+        // No member below the highest of the fields' lowest members is in every field's set;
+        // when the lowest members all agree, that member is the answer.
+        let mut from = 0;
+        let mut agree = true;
+        // The field whose set has the fewest words, to drive the walk.
         let mut driver = 0;
-        let mut driver_len = usize::MAX;
+        let mut driver_len = u32::MAX;
         for (i, (f, class)) in self.fields.iter().zip(&mut classes).enumerate() {
-            *class = f.class(p);
-            if *class == EMPTY {
+            let c = f.class(p);
+            if c == EMPTY {
                 return None;
             }
-            let len = f.sets.len(*class);
+            *class = f.sets.class(c);
+            agree &= i == 0 || class.lowest == from;
+            from = from.max(class.lowest);
+            let len = class.end - class.start;
             if len < driver_len {
                 (driver, driver_len) = (i, len);
             }
         }
-        let Some(d) = self.fields.get(driver) else {
-            // No field: the group's rules match every packet.
-            return Some(self.first);
-        };
-        let walk = d.sets.get(classes[driver]);
+        if agree {
+            // Also a group without fields: its rules match every packet.
+            return self.rules.get(from as usize).copied();
+        }
+        let walk = self.fields.get(driver)?.sets.members(classes[driver]);
+        let start = from / 64;
         for (&block, &word) in walk.blocks.iter().zip(walk.words) {
-            let mut w = word;
+            if block < start {
+                continue;
+            }
+            let mut w = if block == start {
+                word & u64::MAX << (from % 64)
+            } else {
+                word
+            };
             for (i, (f, &class)) in self.fields.iter().zip(&classes).enumerate() {
-                if i != driver {
-                    w &= f.sets.get(class).word(block);
-                    if w == 0 {
-                        break;
-                    }
+                if i != driver && w != 0 {
+                    w &= f.sets.members(class).word(block);
                 }
             }
             if w != 0 {
@@ -520,14 +540,23 @@ impl<K: Key> Intervals<K> {
 /// The class of the empty set, in every field.
 const EMPTY: u32 = 0;
 
-/// The sets of one field: class `c`'s set is the words `words[offsets[c]..offsets[c + 1]]`,
-/// with their block numbers (in increasing order) in `blocks` beside them; a block that is
-/// not listed is zero.
+/// The sets of one field, one per class: class `c`'s set is the non-zero words
+/// `words[classes[c].start..classes[c].end]`, with their block numbers (in increasing order)
+/// beside them in `blocks`; a block that is not listed is zero.
 #[derive(Clone)]
 struct Sets {
-    offsets: Box<[u32]>,
+    classes: Box<[Class]>,
     blocks: Box<[u32]>,
     words: Box<[u64]>,
+}
+
+/// Where a class's set lies in [`Sets`], and its lowest member (`u32::MAX` for the empty
+/// class), read together in one load.
+#[derive(Clone, Copy)]
+struct Class {
+    start: u32,
+    end: u32,
+    lowest: u32,
 }
 
 /// One class's set.
@@ -549,22 +578,19 @@ impl Members<'_> {
 }
 
 impl Sets {
+    /// Class `class` (every class a lookup returns exists: the builder made both together).
     #[inline]
-    fn range(&self, class: u32) -> core::ops::Range<usize> {
-        let c = class as usize;
-        let at = |i: usize| self.offsets.get(i).map_or(0, |&o| o as usize);
-        at(c)..at(c + 1)
-    }
-
-    /// Number of non-zero words in class `class`'s set.
-    #[inline]
-    fn len(&self, class: u32) -> usize {
-        self.range(class).len()
+    fn class(&self, class: u32) -> Class {
+        self.classes.get(class as usize).copied().unwrap_or(Class {
+            start: 0,
+            end: 0,
+            lowest: u32::MAX,
+        })
     }
 
     #[inline]
-    fn get(&self, class: u32) -> Members<'_> {
-        let r = self.range(class);
+    fn members(&self, class: Class) -> Members<'_> {
+        let r = class.start as usize..class.end as usize;
         Members {
             blocks: self.blocks.get(r.clone()).unwrap_or(&[]),
             words: self.words.get(r).unwrap_or(&[]),
@@ -572,7 +598,7 @@ impl Sets {
     }
 
     fn memory_bytes(&self) -> usize {
-        self.offsets.len() * size_of::<u32>()
+        self.classes.len() * size_of::<Class>()
             + self.blocks.len() * size_of::<u32>()
             + self.words.len() * size_of::<u64>()
     }
@@ -582,9 +608,10 @@ impl Sets {
 struct SetsBuilder<'a> {
     /// Rules in the group: bits of a set.
     members: usize,
-    offsets: Vec<u32>,
+    sets: Vec<Class>,
     blocks: Vec<u32>,
     words: Vec<u64>,
+    /// Each set seen, and its class.
     classes: HashMap<Vec<(u32, u64)>, u32>,
     /// Words the group may still store.
     left: &'a mut usize,
@@ -596,7 +623,11 @@ impl<'a> SetsBuilder<'a> {
         classes.insert(Vec::new(), EMPTY);
         SetsBuilder {
             members,
-            offsets: vec![0, 0],
+            sets: vec![Class {
+                start: 0,
+                end: 0,
+                lowest: u32::MAX,
+            }],
             blocks: Vec::new(),
             words: Vec::new(),
             classes,
@@ -616,12 +647,18 @@ impl<'a> SetsBuilder<'a> {
             return Ok(c);
         }
         *self.left = self.left.checked_sub(sparse.len()).ok_or(TooBig)?;
+        // A group has at most `MAX_RULES` rules, whose sets stay far below 2^32 words.
+        let start = self.words.len() as u32;
         for &(b, w) in &sparse {
             self.blocks.push(b);
             self.words.push(w);
         }
-        // A group has at most `MAX_RULES` rules, whose sets stay far below 2^32 words.
-        self.offsets.push(self.words.len() as u32);
+        let lowest = sparse.first().map(|&(b, w)| b * 64 + w.trailing_zeros());
+        self.sets.push(Class {
+            start,
+            end: self.words.len() as u32,
+            lowest: lowest.unwrap_or(u32::MAX),
+        });
         let c = self.classes.len() as u32;
         self.classes.insert(sparse, c);
         Ok(c)
@@ -701,7 +738,7 @@ impl<'a> SetsBuilder<'a> {
 
     fn finish(self) -> Sets {
         Sets {
-            offsets: self.offsets.into_boxed_slice(),
+            classes: self.sets.into_boxed_slice(),
             blocks: self.blocks.into_boxed_slice(),
             words: self.words.into_boxed_slice(),
         }
