@@ -1,6 +1,7 @@
 //! Engine benchmarks: the whole pipeline, frame bytes to verdict, on one core, in bursts of
-//! [`BURST`] packets, with the classic policy and Linux default knobs. See `README.md` beside
-//! `Cargo.toml` for what each group measures and how to run it.
+//! [`BURST`] packets, with the classic policy (the `rules` group: sets of up to 10,000 rules)
+//! and Linux default knobs. See `README.md` beside `Cargo.toml` for what each group measures
+//! and how to run it.
 //!
 //! Every group that replays traffic uses `iter_custom`: frames are written (and tables reset)
 //! between timed stretches, and only `Engine::process_burst` calls are inside the clock. One
@@ -503,8 +504,14 @@ fn rules(c: &mut Criterion) {
                     let t0 = WallClock::now();
                     let set = rule_set(count, pos);
                     eprintln!(
-                        "rules/{name}: {count} rules compiled in {:.1?}",
-                        t0.elapsed()
+                        "rules/{name}: {count} rules built in {:.1?} ({}, {} KiB beside the rules)",
+                        t0.elapsed(),
+                        if set.is_classified() {
+                            "classifier"
+                        } else {
+                            "scanned"
+                        },
+                        set.classifier_bytes() / 1024,
                     );
                     let cfg = s.e.config().clone();
                     s.e.reload(set, &cfg).expect("only the rules change");

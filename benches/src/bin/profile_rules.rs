@@ -44,6 +44,11 @@ fn main() {
     let t0 = WallClock::now();
     let set = rule_set(count, pos);
     let build = t0.elapsed();
+    let how = if set.is_classified() {
+        format!("classifier, {} KiB", set.classifier_bytes() / 1024)
+    } else {
+        "scanned".to_owned()
+    };
     e.reload(set, &engine_cfg).expect("only the rules change");
 
     let mut rot = Rotation::new(FLOWS, 2, 0x5eed_c7f3);
@@ -66,7 +71,7 @@ fn main() {
     );
     println!(
         "{sent} packets, {count} rules, deciding rule {pos_name}: {:.1} ns/packet, {:.3} Mpps; \
-         rule set built in {build:.1?}",
+         rule set built in {build:.1?} ({how})",
         total.as_nanos() as f64 / sent as f64,
         sent as f64 / total.as_secs_f64() / 1e6,
     );
