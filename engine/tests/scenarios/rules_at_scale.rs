@@ -45,10 +45,9 @@ fn yaml() -> String {
                 1 + n % 1000
             ),
             1 => format!("{{src: 100.64.{}.0/24, action: drop}}", n % 256),
-            2 => format!(
-                "{{in_port: inside, src: [172.16.0.0/16, \"fd00:2::/32\"], proto: tcp, \
-                 sport: \"1024-65535\", action: accept}}"
-            ),
+            2 => "{in_port: inside, src: [172.16.0.0/16, \"fd00:2::/32\"], proto: tcp, \
+                  sport: \"1024-65535\", action: accept}"
+                .to_owned(),
             3 => format!(
                 "{{in_port: outside, dst: 10.0.2.{}, ct_state: [new, established], \
                  action: accept}}",
