@@ -23,6 +23,7 @@ const FUNCTIONS: &[&str] = &[
     // EAL, lcores, time, errors
     "rte_eal_init",
     "rte_eal_cleanup",
+    "rte_eal_get_runtime_dir",
     "rte_eal_remote_launch",
     "rte_eal_wait_lcore",
     "rte_lcore_is_enabled",
@@ -61,19 +62,27 @@ const FUNCTIONS: &[&str] = &[
     "rte_eth_xstats_get",
     "rte_eth_dev_rss_hash_conf_get",
     "rte_eth_dev_get_mtu",
+    "rte_eth_dev_set_mtu",
 ];
 
 /// Constants (macros and enum values) `rte` uses.
 const VARS: &[&str] = &[
     "RTE_ETH_RSS_.*",
     "RTE_ETH_RX_OFFLOAD_.*",
+    "RTE_ETH_TX_OFFLOAD_.*",
     "RTE_ETH_MQ_RX_.*",
     "RTE_ETH_RETA_GROUP_SIZE",
     "RTE_MBUF_F_.*",
     "RTE_MBUF_DEFAULT_BUF_SIZE",
+    "RTE_MBUF_DEFAULT_DATAROOM",
+    "RTE_MBUF_MAX_NB_SEGS",
+    "RTE_PKTMBUF_HEADROOM",
     "RING_F_EXACT_SZ",
     "RTE_MAX_LCORE",
     "RTE_MAX_ETHPORTS",
+    "RTE_MAX_MEM_MB",
+    "RTE_MAX_MEM_MB_PER_TYPE",
+    "RTE_MAX_MEMSEG_PER_TYPE",
     "SOCKET_ID_ANY",
     "LCORE_ID_ANY",
 ];
@@ -132,7 +141,12 @@ struct FlagWidth;
 
 impl bindgen::callbacks::ParseCallbacks for FlagWidth {
     fn int_macro(&self, name: &str, _value: i64) -> Option<bindgen::callbacks::IntKind> {
-        const U64_FAMILIES: &[&str] = &["RTE_ETH_RSS_", "RTE_ETH_RX_OFFLOAD_", "RTE_MBUF_F_"];
+        const U64_FAMILIES: &[&str] = &[
+            "RTE_ETH_RSS_",
+            "RTE_ETH_RX_OFFLOAD_",
+            "RTE_ETH_TX_OFFLOAD_",
+            "RTE_MBUF_F_",
+        ];
         U64_FAMILIES
             .iter()
             .any(|prefix| name.starts_with(prefix))

@@ -5,8 +5,9 @@
 //! `ctfw stats` ([`crate::stats`]) use the same counters and rule hits, and read them back
 //! (hence `Deserialize`).
 //!
-//! Counters are JSON integers. Reasons are keyed by [`Reason::name`], and every reason of a
-//! class is present, zeros included, so a script can read any of them without a default.
+//! Counters are JSON integers. Reasons are keyed by [`Reason::name`] (and [`Ignored::name`]),
+//! and every reason of a class is present, zeros included, so a script can read any of them
+//! without a default.
 //! Table entries are written as the conformance records write them ([`records::entry_json`]).
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use ctfw_engine::rules::RuleSet;
 use ctfw_engine::view::EntryView;
-use ctfw_engine::{Reason, ReasonClass};
+use ctfw_engine::{Ignored, Reason, ReasonClass};
 use serde::{Deserialize, Serialize};
 
 use crate::records;
@@ -39,6 +40,10 @@ pub struct Counters {
     pub dropped_by_reason: BTreeMap<String, u64>,
     /// INVALID verdicts by reason (the rules then decided): every `Invalid` reason.
     pub invalid_by_reason: BTreeMap<String, u64>,
+    /// Packets tracking let through without updating their connection, by reason (the
+    /// rules then decided): every [`Ignored`] reason.
+    #[serde(default)]
+    pub ignored_by_reason: BTreeMap<String, u64>,
     /// Drop-log records the rules and the default policy wrote (`log: true`).
     #[serde(default)]
     pub logged: u64,
@@ -96,6 +101,10 @@ impl From<&ctfw_engine::Counters> for Counters {
             },
             dropped_by_reason: by_class(false),
             invalid_by_reason: by_class(true),
+            ignored_by_reason: Ignored::ALL
+                .iter()
+                .map(|&r| (r.name().to_owned(), c.ignored(r)))
+                .collect(),
             logged: c.logged,
             log_suppressed: c.log_suppressed,
             events_lost: c.events_lost,

@@ -13,8 +13,8 @@
 //! conventions: the `ctfw_` prefix, base units in the name (`_bytes`, `_seconds`, `_ratio`),
 //! counters ending in `_total`, one metric per quantity with the dimensions as labels:
 //! `worker` (index), `port` and `pool` (configuration names), `verdict` (`accepted`,
-//! `dropped`), `reason` ([`ctfw_engine::Reason::name`], every reason of the class present,
-//! zeros included), `rule` (rule names), `result`, `source`, `path`, `entry` and `stat` (a
+//! `dropped`), `reason` ([`ctfw_engine::Reason::name`] or [`ctfw_engine::Ignored::name`], every
+//! reason of the class present, zeros included), `rule` (rule names), `result`, `source`, `path`, `entry` and `stat` (a
 //! DPDK extended counter's name). Engine metrics are per worker: sum them by the other
 //! labels for the whole firewall.
 //!
@@ -24,6 +24,7 @@
 //! | `ctfw_packet_bytes_total` | counter | worker, port, verdict | their bytes (frame lengths) |
 //! | `ctfw_dropped_packets_total` | counter | worker, reason | drops by reason (`table_full`: the table was full) |
 //! | `ctfw_invalid_packets_total` | counter | worker, reason | INVALID verdicts by reason (the rules then decided) |
+//! | `ctfw_ignored_packets_total` | counter | worker, reason | packets tracking let through without updating their connection, by reason ([`ctfw_engine::Ignored::name`]: `tcp_ack_under_window` for blind ACKs, `tcp_unmatched_synack`, ...; the rules then decided) |
 //! | `ctfw_rule_hits_total` | counter | worker, rule | packets decided by each rule |
 //! | `ctfw_default_policy_hits_total` | counter | worker | packets no rule matched |
 //! | `ctfw_conntrack_entries` | gauge | worker, proto, state | connection table entries in use, by protocol (`tcp`, `udp`, `icmp`, `icmpv6`, `gre`, `other`) and TCP state (empty for the other protocols) |
@@ -267,6 +268,19 @@ impl Collector for Exposition {
             per_worker().flat_map(|(w, id)| {
                 w.counters
                     .invalid_by_reason
+                    .iter()
+                    .map(move |(r, &n)| ([("worker", id.as_str()), ("reason", r.as_str())], n))
+            }),
+        )?;
+        counter(
+            e,
+            "ignored_packets",
+            "Packets connection tracking let through without updating their connection, by \
+             reason (blind ACKs below the window, unmatched SYN/ACKs, ...; the rules then decided).",
+            None,
+            per_worker().flat_map(|(w, id)| {
+                w.counters
+                    .ignored_by_reason
                     .iter()
                     .map(move |(r, &n)| ([("worker", id.as_str()), ("reason", r.as_str())], n))
             }),
@@ -718,6 +732,14 @@ mod tests {
         assert!(
             samples(&text, "ctfw_invalid_packets_total")
                 .contains(&(r#"worker="0",reason="tcp_bad_flags""#, "1"))
+        );
+        let ignored = samples(&text, "ctfw_ignored_packets_total");
+        assert!(ignored.contains(&(r#"worker="0",reason="tcp_ack_under_window""#, "1")));
+        assert!(ignored.contains(&(r#"worker="0",reason="tcp_unmatched_synack""#, "0")));
+        assert_eq!(
+            ignored.len(),
+            ctfw_engine::Ignored::COUNT,
+            "every reason, zeros too"
         );
         assert_eq!(
             samples(&text, "ctfw_rule_hits_total"),

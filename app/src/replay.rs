@@ -202,13 +202,21 @@ pub fn run(args: &Args) -> Result<()> {
     let started = WallClock::now();
     let mut now = Instant(0);
     let mut carried = false;
-    loop {
+    // A capture that cannot be read to its end (cut off mid-record, corrupt): what was read
+    // before is still processed and reported, then the error is returned.
+    let mut read_error = None;
+    while read_error.is_none() {
         // A packet read last round that belonged to a later burst waits in slot 0.
         let mut n = usize::from(std::mem::take(&mut carried));
         let mut overflow = None;
         while n < burst {
-            let Some(meta) = capture.next_into(&mut bufs[n])? else {
-                break;
+            let meta = match capture.next_into(&mut bufs[n]) {
+                Ok(Some(meta)) => meta,
+                Ok(None) => break,
+                Err(e) => {
+                    read_error = Some(e);
+                    break;
+                }
             };
             let Some(port) = chooser.choose(&bufs[n], meta.interface, &capture, &cfg) else {
                 bail!(
@@ -241,12 +249,14 @@ pub fn run(args: &Args) -> Result<()> {
         now = Instant(stamps[0]);
         let mut pkts = [Pkt {
             data: &[],
+            tail: &[],
             port: PortId(0),
             csum: ChecksumHint::Unknown,
         }; MAX_BURST];
         for ((slot, buf), &port) in pkts.iter_mut().zip(&bufs[..n]).zip(&ports[..n]) {
             *slot = Pkt {
                 data: buf,
+                tail: &[],
                 port,
                 csum: ChecksumHint::Unknown,
             };
@@ -278,9 +288,20 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let wall = started.elapsed();
     let entries = summary::snapshot(&engine, now);
+    let error = read_error
+        .as_ref()
+        .map(|e| format!("the capture could not be read to its end: {e:#}"));
     match jsonl {
         Some(mut out) => out.flush()?,
-        None => print_summary(args, &engine, &entries, index, wall, engine_time),
+        None => print_summary(
+            args,
+            &engine,
+            &entries,
+            index,
+            wall,
+            engine_time,
+            error.is_some(),
+        ),
     }
     if let Some(path) = &args.report_json {
         let table = engine.table();
@@ -292,10 +313,16 @@ pub fn run(args: &Args) -> Result<()> {
             counters: engine.counters().into(),
             rule_hits: json::RuleHits::new(engine.rules(), engine.rule_hits()),
             table: json::Table::new(&entries, table.len(), table.capacity(), args.max_entries),
+            error: error.clone(),
         };
         json::write(path, &report)?;
     }
-    Ok(())
+    match read_error {
+        Some(e) => Err(e.context(format!(
+            "the capture ends in error: stopped after {index} packet(s), reported above"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The JSON form of the summary (`--report-json`; [`json`] has the shared parts).
@@ -312,8 +339,14 @@ struct Report {
     counters: json::Counters,
     rule_hits: json::RuleHits,
     table: json::Table,
+    /// Why the capture could not be read to its end (absent when it was): the report covers
+    /// the packets read before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
+/// Print the summary of a replay of `packets` packets; `cut_short` if the capture could not
+/// be read to its end (the error follows on stderr).
 fn print_summary(
     args: &Args,
     engine: &Engine,
@@ -321,10 +354,19 @@ fn print_summary(
     packets: u64,
     wall: std::time::Duration,
     engine_time: std::time::Duration,
+    cut_short: bool,
 ) {
     let c = engine.counters();
     let rate = |d: std::time::Duration| packets as f64 / d.as_secs_f64().max(1e-9);
-    outln!("ctfw replay: {}", args.trace.display());
+    outln!(
+        "ctfw replay: {}{}",
+        args.trace.display(),
+        if cut_short {
+            format!(" (cut short: the {packets} packet(s) read before a read error, below)")
+        } else {
+            String::new()
+        }
+    );
     outln!(
         "  time {:.3} s total ({:.2} Mpps), {:.3} s in the engine ({:.2} Mpps)",
         wall.as_secs_f64(),

@@ -391,6 +391,11 @@ fn write_stats(out: &mut String, s: &Stats) -> std::fmt::Result {
         "invalid by reason (the rules then decided):",
         &c.invalid_by_reason,
     )?;
+    write_reasons(
+        out,
+        "ignored by tracking, by reason (connection not updated; the rules then decided):",
+        &c.ignored_by_reason,
+    )?;
     let hits = &s.rule_hits;
     if !hits.rules.is_empty() || hits.default_policy > 0 {
         writeln!(out, "  rule hits:")?;
@@ -518,6 +523,7 @@ pub(crate) mod tests {
         };
         engine.count(ctfw_engine::Reason::RuleDrop);
         engine.count(ctfw_engine::Reason::TcpBadFlags);
+        engine.count_ignored(ctfw_engine::Ignored::TcpAckUnderWindow);
         let counters = json::Counters::from(&engine);
         let rule_hits = json::RuleHits {
             rules: vec![json::RuleHit {
@@ -587,6 +593,11 @@ pub(crate) mod tests {
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
         assert_eq!(v["counters"]["dropped_by_reason"]["rule_drop"], 1);
         assert_eq!(v["counters"]["invalid_by_reason"]["tcp_bad_flags"], 1);
+        assert_eq!(
+            v["counters"]["ignored_by_reason"]["tcp_ack_under_window"],
+            1
+        );
+        assert_eq!(v["counters"]["ignored_by_reason"]["tcp_unexpected_syn"], 0);
         assert_eq!(v["workers"][0]["polls"]["busy_ratio"], 0.25);
         assert_eq!(v["workers"][0]["table"]["capacity"], 1024);
         assert_eq!(v["ports"][0]["xstats"]["rx_good_packets"], 11);
@@ -601,6 +612,8 @@ pub(crate) mod tests {
             "packets 21  accepted 19  dropped 2",
             "rule_drop",
             "tcp_bad_flags",
+            "ignored by tracking",
+            "tcp_ack_under_window",
             "established",
             "(default policy)",
             "worker 0 (lcore 1)",

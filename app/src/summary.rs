@@ -5,7 +5,7 @@ use ctfw_engine::pipeline::Engine;
 use ctfw_engine::rules::RuleSet;
 use ctfw_engine::time::Instant;
 use ctfw_engine::view::EntryView;
-use ctfw_engine::{Counters, ReasonClass};
+use ctfw_engine::{Counters, Ignored, ReasonClass};
 
 /// Print the engine counters: totals, connections, drops and INVALID verdicts by reason.
 pub fn print_counters(c: &Counters, table_len: usize, capacity: usize) {
@@ -43,6 +43,19 @@ pub fn print_counters(c: &Counters, table_len: usize, capacity: usize) {
     if !invalid.is_empty() {
         outln!("  invalid by reason (the rules then decided):");
         for (r, n) in invalid {
+            outln!("    {:<28} {n}", r.name());
+        }
+    }
+    let ignored: Vec<_> = Ignored::ALL
+        .iter()
+        .map(|&r| (r, c.ignored(r)))
+        .filter(|&(_, n)| n != 0)
+        .collect();
+    if !ignored.is_empty() {
+        outln!(
+            "  ignored by tracking, by reason (connection not updated; the rules then decided):"
+        );
+        for (r, n) in ignored {
             outln!("    {:<28} {n}", r.name());
         }
     }

@@ -145,6 +145,7 @@ fn model(cfg: &Path, rounds: &[(PortId, Vec<Vec<u8>>)], burst: usize) -> Expecte
                 .iter()
                 .map(|f| Pkt {
                     data: f,
+                    tail: &[],
                     port: *port,
                     csum: ChecksumHint::Unknown,
                 })

@@ -374,6 +374,7 @@ fn a_running_firewall_is_scraped_and_its_metrics_match_the_traffic() {
     for (metric, key) in [
         ("ctfw_dropped_packets_total", "dropped_by_reason"),
         ("ctfw_invalid_packets_total", "invalid_by_reason"),
+        ("ctfw_ignored_packets_total", "ignored_by_reason"),
     ] {
         let by = c[key].as_object().expect(key);
         for (reason, count) in by {

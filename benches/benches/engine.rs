@@ -383,6 +383,7 @@ fn mixed_trace() -> Vec<Recorded> {
             .iter()
             .map(|r| Pkt {
                 data: &r.data,
+                tail: &[],
                 port: r.port,
                 csum: r.nic,
             })
@@ -422,6 +423,7 @@ fn mixed_pkt<'a>(frames: &'a Frames, i: usize, rec: &Recorded, sw: bool) -> Pkt<
     let (data, port) = frames.frame(i);
     Pkt {
         data,
+        tail: &[],
         port,
         csum: if sw { ChecksumHint::Unknown } else { rec.nic },
     }

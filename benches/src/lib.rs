@@ -422,6 +422,7 @@ impl Frames {
             let i = start + k;
             Pkt {
                 data: &self.buf[i * self.slot..i * self.slot + self.lens[i]],
+                tail: &[],
                 port: self.ports[i],
                 csum,
             }
@@ -433,6 +434,7 @@ impl Frames {
         (0..self.len())
             .map(|i| Pkt {
                 data: &self.buf[i * self.slot..i * self.slot + self.lens[i]],
+                tail: &[],
                 port: self.ports[i],
                 csum,
             })

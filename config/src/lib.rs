@@ -44,6 +44,10 @@ pub use reload::Refused;
 /// [`ctfw_engine::table::MAX_CAPACITY`], the most the table can index.
 pub const MIN_CAPACITY: u32 = 1024;
 
+/// The most `dataplane.workers`. Each worker gets an exact share of `conntrack.capacity`
+/// (at least [`MIN_CAPACITY`] / `MAX_WORKERS` = 16 entries, a table's smallest).
+pub const MAX_WORKERS: u16 = 64;
+
 /// The largest `dataplane.burst`. The data plane's burst buffers are sized by it: a larger
 /// burst would not fit them.
 pub const MAX_BURST: u16 = 256;
@@ -79,12 +83,19 @@ pub struct Control {
     /// The Unix-domain socket `ctfw run` listens on (created owner-only), and the one the
     /// `ctfw conntrack|stats|rules|reload` commands connect to by default.
     pub socket: PathBuf,
+    /// A client that takes none of its waiting answer for this many seconds is dropped, so a
+    /// stuck reader holds no buffer for ever (`control.client_timeout`).
+    pub client_timeout_secs: u32,
 }
+
+/// The default of `control.client_timeout`, in seconds.
+pub const DEFAULT_CLIENT_TIMEOUT_SECS: u32 = 10;
 
 impl Default for Control {
     fn default() -> Control {
         Control {
             socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            client_timeout_secs: DEFAULT_CLIENT_TIMEOUT_SECS,
         }
     }
 }
@@ -141,7 +152,18 @@ pub struct Port {
     pub device: String,
     /// The port accepted packets leave on. Peers are mutual and never the port itself.
     pub peer: PortId,
+    /// The device's MTU: the largest IP packet it receives and sends, link-layer header
+    /// excluded ([`MIN_MTU`]..=[`MAX_MTU`], default [`DEFAULT_MTU`]). `ctfw run` also checks
+    /// it against what the device allows, and sizes the port's buffers for it.
+    pub mtu: u16,
 }
+
+/// The default `ports[].mtu`: Ethernet's.
+pub const DEFAULT_MTU: u16 = 1500;
+/// The smallest `ports[].mtu` (IPv4's minimum; IPv6 needs 1280).
+pub const MIN_MTU: u16 = 68;
+/// The largest `ports[].mtu`: jumbo frames of 9000 bytes. A device may allow less.
+pub const MAX_MTU: u16 = 9000;
 
 /// Whether the EAL uses hugepages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

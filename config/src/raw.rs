@@ -44,6 +44,7 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawControl {
     pub socket: Option<Leaf>,
+    pub client_timeout: Option<Leaf>,
 }
 
 /// `metrics`.
@@ -70,6 +71,7 @@ pub(crate) struct RawPort {
     pub name: Option<Leaf>,
     pub device: Option<Leaf>,
     pub peer: Option<Leaf>,
+    pub mtu: Option<Leaf>,
 }
 
 /// `dataplane`.

@@ -30,8 +30,8 @@ pub(crate) fn summary(cfg: &Config) -> String {
         let peer = cfg.port(p.peer).map_or("?", |q| q.name.as_str());
         let _ = writeln!(
             s,
-            "  {i} {:width$}  peer {:width$}  device {:?}",
-            p.name, peer, p.device
+            "  {i} {:width$}  peer {:width$}  mtu {}  device {:?}",
+            p.name, peer, p.mtu, p.device
         );
     }
 

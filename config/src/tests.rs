@@ -857,6 +857,41 @@ fn error_rule_action_missing_or_empty() {
 }
 
 #[test]
+fn port_mtu_defaults_to_ethernet_and_takes_jumbo_frames() {
+    let cfg = ok(PORTS);
+    assert!(cfg.ports.iter().all(|p| p.mtu == 1500));
+    let jumbo = "ports:\n  - {name: a, device: d0, peer: b, mtu: 9000}\n  - {name: b, device: d1, peer: a, mtu: 1280}\n";
+    let cfg = ok(jumbo);
+    assert_eq!((cfg.ports[0].mtu, cfg.ports[1].mtu), (9000, 1280));
+    assert!(cfg.summary().contains("mtu 9000"), "{}", cfg.summary());
+    for (bad, at) in [
+        ("9001", "2:41"),
+        ("67", "2:41"),
+        ("jumbo", "2:41"),
+        ("-1", "2:41"),
+    ] {
+        let text = format!(
+            "ports:\n  - {{name: a, device: d0, peer: b, mtu: {bad}}}\n  - {{name: b, device: d1, peer: a}}\n"
+        );
+        fails(
+            &text,
+            at,
+            "ports[0].mtu",
+            &["a whole number between 68 and 9000", bad],
+        );
+    }
+}
+
+#[test]
+fn a_port_mtu_cannot_change_on_reload() {
+    let old = ok(PORTS);
+    let mut new = old.clone();
+    new.ports[1].mtu = 9000;
+    let refused = old.reload_refusals(&new);
+    assert!(refused.iter().any(|r| r.key == "ports"), "{refused:?}");
+}
+
+#[test]
 fn error_duplicate_port_names_and_devices() {
     let dup = "ports:\n  - name: a\n    device: d0\n    peer: b\n  - name: a\n    device: d1\n    peer: a\n";
     let err = fails(
@@ -1188,14 +1223,16 @@ fn service_sections_default_and_parse() {
     );
     assert_eq!(d.metrics.listen, None);
     assert_eq!(d.log, crate::Logging::default());
+    assert_eq!(d.control.client_timeout_secs, 10);
     let c = ok(&with_ports(
-        "control:\n  socket: /tmp/x/ctfw.sock\nmetrics:\n  listen: \"[::1]:9469\"\n\
+        "control:\n  socket: /tmp/x/ctfw.sock\n  client_timeout: 45\nmetrics:\n  listen: \"[::1]:9469\"\n\
          log:\n  file: /var/log/ctfw/log.jsonl\n  rate: 5\n  burst: 7\n  policy: true\n",
     ));
     assert_eq!(
         c.control.socket,
         std::path::PathBuf::from("/tmp/x/ctfw.sock")
     );
+    assert_eq!(c.control.client_timeout_secs, 45);
     assert_eq!(c.metrics.listen, Some("[::1]:9469".parse().expect("addr")));
     assert_eq!(
         c.log,
@@ -1217,6 +1254,12 @@ fn error_service_sections() {
         "9:11",
         "control.socket",
         &["expected an absolute path to a socket file, at most 107 bytes, got \"ctfw.sock\""],
+    );
+    fails(
+        &with_ports("control:\n  client_timeout: 0\n"),
+        "9:19",
+        "control.client_timeout",
+        &["expected a whole number between 1 and 3600, got 0"],
     );
     fails(
         &with_ports("metrics:\n  listen: localhost\n"),

@@ -19,7 +19,8 @@
 //! `rte_rdtsc`, `rte_errno`, ...): those functions have no symbol in `librte_*.so`, so bindgen
 //! declarations of them would not link. `src/shim.c` compiles each into a real function named
 //! `ctfw_<dpdk name>` with the same flags as DPDK. The shim also reads the `rte_mbuf` fields
-//! ctfw needs (`data_len`, `pkt_len`, `ol_flags`, `port`), because C knows that struct's
+//! ctfw needs (`data_len`, `pkt_len`, `ol_flags`, `port`, and `next` and `nb_segs` to walk a
+//! multi-segment packet), because C knows that struct's
 //! unions and bitfields exactly and bindgen renders them poorly, and the name of the ops a
 //! mempool runs on (`ctfw_rte_mempool_ops_name`, through DPDK's inline ops-table lookup).
 //! `rte_errno` is a per-lcore thread-local; `ctfw_rte_errno()` reads the caller's copy.

@@ -58,6 +58,26 @@ uint16_t ctfw_rte_mbuf_port(const struct rte_mbuf *m)
 	return m->port;
 }
 
+struct rte_mbuf *ctfw_rte_mbuf_next(const struct rte_mbuf *m)
+{
+	return m->next;
+}
+
+uint16_t ctfw_rte_mbuf_nb_segs(const struct rte_mbuf *m)
+{
+	return m->nb_segs;
+}
+
+int ctfw_rte_pktmbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail)
+{
+	return rte_pktmbuf_chain(head, tail);
+}
+
+void ctfw_rte_mbuf_set_port(struct rte_mbuf *m, uint16_t port)
+{
+	m->port = port;
+}
+
 unsigned ctfw_rte_ring_enqueue_burst(struct rte_ring *r, void *const *obj_table, unsigned n,
 				     unsigned *free_space)
 {

@@ -92,7 +92,8 @@ void *ctfw_rte_pktmbuf_mtod(const struct rte_mbuf *m);
 
 /**
  * Field getters of `struct rte_mbuf`: `data_len` (bytes in this segment), `pkt_len` (bytes
- * in all segments), `ol_flags` (`RTE_MBUF_F_*`) and `port` (input port).
+ * in all segments), `ol_flags` (`RTE_MBUF_F_*`) and `port` (input port); `next` and `nb_segs`
+ * below.
  *
  * # Safety
  * `m` must be a valid mbuf.
@@ -113,6 +114,42 @@ uint64_t ctfw_rte_mbuf_ol_flags(const struct rte_mbuf *m);
  * # Safety
  * See `ctfw_rte_mbuf_data_len`. */
 uint16_t ctfw_rte_mbuf_port(const struct rte_mbuf *m);
+
+/**
+ * The next segment of a multi-segment packet (`m->next`), or NULL after the last.
+ *
+ * # Safety
+ * `m` must be a valid mbuf.
+ */
+struct rte_mbuf *ctfw_rte_mbuf_next(const struct rte_mbuf *m);
+
+/**
+ * Segments in the packet whose first segment is `m` (`m->nb_segs`).
+ *
+ * # Safety
+ * `m` must be the first segment of a valid packet.
+ */
+uint16_t ctfw_rte_mbuf_nb_segs(const struct rte_mbuf *m);
+
+/**
+ * `rte_pktmbuf_chain`: append the segments of `tail` to the packet `head`, which then owns
+ * them. Returns 0, or -EOVERFLOW (nothing changed) when the chain would exceed
+ * `RTE_MBUF_MAX_NB_SEGS` segments.
+ *
+ * # Safety
+ * `head` and `tail` must be distinct valid packets (first segments) the caller owns
+ * exclusively; on success `tail` must not be used again except through `head`.
+ */
+int ctfw_rte_pktmbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail);
+
+/**
+ * Set `port` (the input port) of `m`: for mbufs a driver hands over without setting it
+ * (`net_ring` passes on whatever an earlier RX wrote).
+ *
+ * # Safety
+ * `m` must be a valid mbuf that the caller owns.
+ */
+void ctfw_rte_mbuf_set_port(struct rte_mbuf *m, uint16_t port);
 
 /**
  * `rte_ring_enqueue_burst`: enqueue up to `n` pointers, return how many went in; the ring's

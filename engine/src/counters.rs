@@ -12,6 +12,9 @@
 //!   still decides its fate, exactly as `ct state invalid` rules do in nftables.
 //! - `Policy`: the packet was tracked and then dropped by a rule, the default policy, or
 //!   resource limits (a full table).
+//!
+//! Packets the TCP tracker lets through without updating their connection are neither
+//! dropped nor INVALID; they are counted apart, by [`Ignored`] reason.
 
 use core::fmt;
 
@@ -135,6 +138,80 @@ reasons! {
     TableFull = "table_full", Policy;
 }
 
+/// Why connection tracking let a packet through without updating its connection.
+///
+/// Linux's TCP tracker ignores some segments: `nf_conntrack_tcp_packet` returns `NF_ACCEPT`
+/// before `nf_ct_refresh_acct`, either from the `TCP_CONNTRACK_IGNORE` transitions and
+/// `tcp_in_window`'s `NFCT_TCP_IGNORE` (what `nf_conntrack_log_invalid` logs as "ignored"),
+/// or for a SYN retransmitted before any answer. Such a packet keeps its conntrack state (it
+/// is not INVALID) and the rules decide it as any other; its connection's state, windows,
+/// deadline and accounting stay as they were, apart from what the tracker notes to resync.
+/// A flood of blind ACKs or unmatched SYN/ACKs shows up here, and nowhere else: Linux counts
+/// none of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Ignored {
+    /// A SYN on a connection past its handshake (`sIG`), or one in TIME_WAIT or CLOSE that
+    /// may not re-open it: possibly client and server in sync and the tracker not. Noted: the
+    /// other side's SYN/ACK re-syncs, an RST closes.
+    TcpUnexpectedSyn,
+    /// A SYN/ACK answering no SYN the tracker noted (`sIG`): late, retransmitted, or forged.
+    TcpUnmatchedSynAck,
+    /// An ACK from the responder before its SYN/ACK (`sIG` in SYN_SENT): a half-open
+    /// connection, or an RFC 5961 challenge ACK answering the SYN.
+    TcpUnexpectedAck,
+    /// An RFC 5961 challenge ACK answering a SYN in LAST_ACK, not the ACK of the last FIN.
+    TcpChallengeAck,
+    /// Data past the receiver's window by less than a window, which Linux tolerates from
+    /// stacks that overrun it (`%u bytes more than expected`).
+    TcpWindowOverrun,
+    /// Data below the receiver's window: bytes it already acknowledged, sent again (`SEQ is
+    /// under lower bound`).
+    TcpSeqUnderWindow,
+    /// An acknowledgment below the window's lower bound: overly delayed, or a blind ACK that
+    /// guessed wrong (`ignored ACK under lower bound`).
+    TcpAckUnderWindow,
+    /// The client's SYN again before any answer: accepted, but the deadline is not renewed
+    /// (or port reuse would keep the entry alive forever).
+    TcpSynRetransmit,
+}
+
+impl Ignored {
+    /// Every reason, in discriminant order.
+    pub const ALL: &'static [Ignored] = &[
+        Ignored::TcpUnexpectedSyn,
+        Ignored::TcpUnmatchedSynAck,
+        Ignored::TcpUnexpectedAck,
+        Ignored::TcpChallengeAck,
+        Ignored::TcpWindowOverrun,
+        Ignored::TcpSeqUnderWindow,
+        Ignored::TcpAckUnderWindow,
+        Ignored::TcpSynRetransmit,
+    ];
+    /// Number of reasons (the length of a counter array).
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// A stable snake_case name for logs, metrics and summaries.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Ignored::TcpUnexpectedSyn => "tcp_unexpected_syn",
+            Ignored::TcpUnmatchedSynAck => "tcp_unmatched_synack",
+            Ignored::TcpUnexpectedAck => "tcp_unexpected_ack",
+            Ignored::TcpChallengeAck => "tcp_challenge_ack",
+            Ignored::TcpWindowOverrun => "tcp_window_overrun",
+            Ignored::TcpSeqUnderWindow => "tcp_seq_under_window",
+            Ignored::TcpAckUnderWindow => "tcp_ack_under_window",
+            Ignored::TcpSynRetransmit => "tcp_syn_retransmit",
+        }
+    }
+}
+
+impl fmt::Display for Ignored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The class of a [`Reason`]: see the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReasonClass {
@@ -190,6 +267,9 @@ pub struct Counters {
     pub log_suppressed: u64,
     /// Packets per reason: drops (`Unparsed`, `Policy`) and INVALID verdicts (`Invalid`).
     pub by_reason: [u64; Reason::COUNT],
+    /// Packets connection tracking let through without updating their connection, per
+    /// [`Ignored`] reason (whatever the rules then decided).
+    pub ignored_by_reason: [u64; Ignored::COUNT],
 }
 
 impl Default for Counters {
@@ -210,6 +290,7 @@ impl Default for Counters {
             logged: 0,
             log_suppressed: 0,
             by_reason: [0; Reason::COUNT],
+            ignored_by_reason: [0; Ignored::COUNT],
         }
     }
 }
@@ -225,6 +306,18 @@ impl Counters {
     #[inline]
     pub fn get(&self, reason: Reason) -> u64 {
         self.by_reason[reason as usize]
+    }
+
+    /// Count one packet tracking ignored for `why`.
+    #[inline]
+    pub fn count_ignored(&mut self, why: Ignored) {
+        self.ignored_by_reason[why as usize] += 1;
+    }
+
+    /// The count of packets ignored for `why`.
+    #[inline]
+    pub fn ignored(&self, why: Ignored) -> u64 {
+        self.ignored_by_reason[why as usize]
     }
 
     /// Add `other` into `self` (the control plane sums workers this way).
@@ -244,6 +337,13 @@ impl Counters {
         self.logged += other.logged;
         self.log_suppressed += other.log_suppressed;
         for (a, b) in self.by_reason.iter_mut().zip(other.by_reason.iter()) {
+            *a += b;
+        }
+        for (a, b) in self
+            .ignored_by_reason
+            .iter_mut()
+            .zip(other.ignored_by_reason.iter())
+        {
             *a += b;
         }
     }
@@ -271,9 +371,13 @@ mod tests {
     #[test]
     fn names_are_unique() {
         let mut names: Vec<_> = Reason::ALL.iter().map(|r| r.name()).collect();
+        names.extend(Ignored::ALL.iter().map(|r| r.name()));
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), Reason::COUNT);
+        assert_eq!(names.len(), Reason::COUNT + Ignored::COUNT);
+        for (i, r) in Ignored::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
     }
 
     #[test]
@@ -291,6 +395,7 @@ mod tests {
             ..Counters::default()
         };
         b.count(Reason::TableFull);
+        b.count_ignored(Ignored::TcpAckUnderWindow);
         a.merge(&b);
         a.merge(&b);
         assert_eq!(a.packets, 6);
@@ -302,5 +407,6 @@ mod tests {
         assert_eq!(a.logged, 34);
         assert_eq!(a.log_suppressed, 38);
         assert_eq!(a.get(Reason::TableFull), 2);
+        assert_eq!(a.ignored(Ignored::TcpAckUnderWindow), 2);
     }
 }

@@ -16,11 +16,13 @@
 //!   accounting, connection events, the drop log.
 //! - [`ops`]: the operator's calls: filtered listing and deletion in bounded chunks, reload
 //!   without losing state.
-//! - [`counters`]: the reasons a packet is dropped or INVALID, and the per-worker counters.
+//! - [`counters`]: the reasons a packet is dropped, INVALID or ignored by tracking, and the
+//!   per-worker counters.
 //! - [`time`]: the engine's clock types (`Instant`, and the 1/256 s `Tick` entries store).
 //! - [`view`]: an entry as an operator reads it (`conntrack -L` style), for listings.
-//! - [`rss`]: the symmetric Toeplitz hash and worker ownership, shared by the NIC RETA and the
-//!   software distributor, so both directions of a flow reach the worker that owns its entry.
+//! - [`rss`]: worker ownership: the software distributor's keyed symmetric hash, and the
+//!   symmetric Toeplitz hash it shares with the NIC RETA when a port does hardware RSS, so
+//!   both directions of a flow reach the worker that owns its entry.
 
 #![forbid(unsafe_code)]
 
@@ -37,5 +39,5 @@ pub mod track;
 pub mod view;
 pub mod wire;
 
-pub use counters::{Counters, Reason, ReasonClass};
+pub use counters::{Counters, Ignored, Reason, ReasonClass};
 pub use time::Instant;

@@ -257,6 +257,11 @@ impl<T> Bounded<T> {
     pub(crate) fn memory_bytes(&self) -> usize {
         self.items.capacity() * core::mem::size_of::<T>()
     }
+
+    /// What [`Bounded::memory_bytes`] is for a buffer of `cap` items.
+    pub(crate) fn bytes_for(cap: usize) -> usize {
+        cap * core::mem::size_of::<T>()
+    }
 }
 
 /// Credit units per token: the bucket counts in billionths of a token so that a refill of

@@ -3,7 +3,7 @@
 //! [`Engine::process_burst`] takes a burst of frames with their ingress ports, all at one
 //! instant, and writes one [`Verdict`] per frame. It works in groups of [`BURST`] packets, in
 //! four stages, each a loop over the whole group:
-//! 1. parse each frame ([`wire::parse`]) and plan how it meets the table (`Engine::plan`):
+//! 1. parse each frame ([`wire::parse_span`]) and plan how it meets the table (`Engine::plan`):
 //!    dropped before tracking (unparsable, or a fragment under [`FragmentPolicy::Drop`]), a
 //!    state known without a lookup (UNTRACKED for a fragment under
 //!    [`FragmentPolicy::Untracked`] or an untracked ICMPv6 type; INVALID for a TCP flag
@@ -36,7 +36,8 @@
 //! - packets of a burst are tracked in order, so a packet sees what earlier packets of the
 //!   same burst did to the table, and the result does not depend on how packets are split
 //!   into bursts given the same instants;
-//! - an INVALID verdict is counted under its reason whether or not the rules then drop it;
+//! - an INVALID verdict is counted under its reason whether or not the rules then drop it,
+//!   and so is a packet tracking ignores (`Verdict::ignored`, [`Ignored`]);
 //! - `rule_hits` counts every packet the rules decide, per rule and (last) for the default
 //!   policy; packets that never reach the rules (unparsed frames, fragments dropped by
 //!   policy, non-IP frames, packets on a port without a peer) are not in it;
@@ -51,19 +52,19 @@
 //! when some rule logs (one test per group). The operator's side of the engine (listing,
 //! deletion, reload) is in [`crate::ops`].
 
-use crate::counters::{Counters, Reason};
+use crate::counters::{Counters, Ignored, Reason};
 use crate::flow::{self, Direction, FlowHasher, KeyedPacket};
 use crate::observe::{
     Acct, Bounded, DestroyCause, EntryRecord, Event, EventKind, LogRecord, TokenBucket,
 };
 use crate::rules::{Action, PortId, RuleInput, RuleSet};
-use crate::table::{Entry, Hashed, Removal, Table};
+use crate::table::{self, Entry, Hashed, OutOfMemory, Region, Removal, Table};
 use crate::time::{Instant, Tick};
 use crate::track::icmp::{self, IcmpClass};
 use crate::track::tcp::{self, TcpConn, TcpState};
 use crate::track::udp::UdpConn;
 use crate::track::{CtFlags, CtState, EntryMeta, ProtoState, TrackConfig, TrackVerdict, gre};
-use crate::wire::{self, ChecksumHint, L4, Packet, ParseConfig};
+use crate::wire::{self, ChecksumHint, L4, Packet, ParseConfig, Span};
 
 /// Packets processed together: keys built, buckets and entries fetched for the whole group
 /// before any of them is tracked. Longer bursts are processed in groups of this size.
@@ -155,14 +156,55 @@ impl EngineConfig {
 }
 
 /// One packet handed to the engine.
+///
+/// A frame may come in several buffers (a multi-segment mbuf): `data` then each of `tail`, in
+/// order. Headers are read from the frame's first [`wire::HEADER_SPAN`] bytes, which `data`
+/// must hold (all of a shorter frame); lengths and checksums cover every buffer
+/// ([`wire::span`]). So the verdict does not depend on how the frame is split.
 #[derive(Clone, Copy, Debug)]
 pub struct Pkt<'a> {
-    /// The frame, from the Ethernet header on.
+    /// The frame, from the Ethernet header on: all of it, or its first buffer.
     pub data: &'a [u8],
+    /// The frame's other buffers, in order (empty for a frame in one buffer).
+    pub tail: &'a [&'a [u8]],
     /// The port it arrived on.
     pub port: PortId,
     /// What the NIC already verified.
     pub csum: ChecksumHint,
+}
+
+impl<'a> Pkt<'a> {
+    /// A frame held in one buffer.
+    pub const fn new(data: &'a [u8], port: PortId, csum: ChecksumHint) -> Pkt<'a> {
+        Pkt {
+            data,
+            tail: &[],
+            port,
+            csum,
+        }
+    }
+
+    /// The frame's length in bytes, every buffer included.
+    #[inline]
+    pub fn len(&self) -> usize {
+        if self.tail.is_empty() {
+            self.data.len()
+        } else {
+            self.data.len() + self.tail.iter().map(|b| b.len()).sum::<usize>()
+        }
+    }
+
+    /// Whether the frame is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frame as the parser reads it.
+    #[inline]
+    pub fn frame(&self) -> Span<'a> {
+        Span::frame(self.data, self.tail)
+    }
 }
 
 /// The engine's decision for one packet.
@@ -174,6 +216,9 @@ pub struct Verdict {
     pub ct: Option<CtState>,
     /// Why tracking called it INVALID, if it did (counted whether or not it is forwarded).
     pub invalid: Option<Reason>,
+    /// Why tracking let it through without updating its connection, if it did (counted
+    /// whether or not it is forwarded; its conntrack state is in `ct`).
+    pub ignored: Option<Ignored>,
     /// Why it was dropped, if it was.
     pub dropped: Option<Reason>,
     /// Index of the rule that decided, or `None` for the default policy (or no rule at all).
@@ -187,6 +232,7 @@ pub struct Verdict {
 struct Tracked {
     ct: Option<CtState>,
     invalid: Option<Reason>,
+    ignored: Option<Ignored>,
     dir: Option<Direction>,
     /// A new connection waiting for the rules' verdict: inserted only if the packet is
     /// accepted, as Linux confirms a conntrack only when its first packet survives the rules.
@@ -208,6 +254,7 @@ impl Tracked {
         Tracked {
             ct: Some(ct),
             invalid: None,
+            ignored: None,
             dir: None,
             pending: None,
         }
@@ -216,6 +263,7 @@ impl Tracked {
         Tracked {
             ct: Some(CtState::Invalid),
             invalid: Some(r),
+            ignored: None,
             dir: None,
             pending: None,
         }
@@ -259,15 +307,41 @@ pub struct Engine {
 
 impl Engine {
     /// An engine with the given configuration and rules. `seeds` key the flow hash: random per
-    /// start in production, fixed for reproducible tests. Every buffer is allocated here.
+    /// start in production, fixed for reproducible tests. Every buffer is allocated here;
+    /// aborts, as `vec!` does, if the memory cannot be had (see [`Engine::try_new`]).
     pub fn new(cfg: EngineConfig, rules: RuleSet, seeds: [u64; 4]) -> Engine {
-        let table = Table::new(cfg.capacity, FlowHasher::with_seeds(seeds));
-        let rule_hits = vec![0; rules.len() + 1];
-        let acct = if cfg.accounting {
-            vec![Acct::default(); table.capacity()]
-        } else {
-            Vec::new()
+        let bytes = Engine::bytes_for(&cfg);
+        match Engine::try_new(cfg, rules, seeds, |_| {}) {
+            Ok(e) => e,
+            Err(_) => std::alloc::handle_alloc_error(
+                std::alloc::Layout::from_size_align(bytes.max(1), 64)
+                    .unwrap_or_else(|_| std::alloc::Layout::new::<u64>()),
+            ),
+        }
+    }
+
+    /// As [`Engine::new`], but [`OutOfMemory`] (with the bytes the whole engine needs,
+    /// [`Engine::bytes_for`]) if the table or the accounting array cannot be allocated. Their
+    /// blocks are handed to `advise` before they are first written ([`Table::try_new`]).
+    pub fn try_new(
+        cfg: EngineConfig,
+        rules: RuleSet,
+        seeds: [u64; 4],
+        mut advise: impl FnMut(Region),
+    ) -> Result<Engine, OutOfMemory> {
+        let out_of_memory = OutOfMemory {
+            bytes: Engine::bytes_for(&cfg),
         };
+        let table = Table::try_new(cfg.capacity, FlowHasher::with_seeds(seeds), &mut advise)
+            .map_err(|_| out_of_memory)?;
+        let rule_hits = vec![0; rules.len() + 1];
+        let mut acct = Vec::new();
+        if cfg.accounting {
+            acct.try_reserve_exact(table.capacity())
+                .map_err(|_| out_of_memory)?;
+            advise(Region::of(&acct));
+            acct.resize(table.capacity(), Acct::default());
+        }
         let mut engine = Engine {
             events: Bounded::with_capacity(cfg.event_capacity as usize),
             logs: Bounded::with_capacity(cfg.log_capacity as usize),
@@ -283,7 +357,22 @@ impl Engine {
             now: Instant::default(),
         };
         engine.update_observe();
-        engine
+        Ok(engine)
+    }
+
+    /// Bytes an engine under `cfg` allocates at start, what [`Engine::memory_bytes`] then
+    /// reports (the rule hit counters aside: a few bytes per rule): the table, the accounting
+    /// array and the event and log buffers.
+    pub fn bytes_for(cfg: &EngineConfig) -> usize {
+        let capacity = cfg.capacity.clamp(table::MIN_CAPACITY, table::MAX_CAPACITY) as usize;
+        Table::bytes_for(cfg.capacity)
+            + if cfg.accounting {
+                capacity * core::mem::size_of::<Acct>()
+            } else {
+                0
+            }
+            + Bounded::<Event>::bytes_for(cfg.event_capacity as usize)
+            + Bounded::<LogRecord>::bytes_for(cfg.log_capacity as usize)
     }
 
     /// The configuration.
@@ -381,7 +470,11 @@ impl Engine {
         let mut plans = [Plan::Drop(Reason::EthTruncated); BURST];
         // Stage 1: parse, key, hash.
         for (i, pkt) in pkts.iter().enumerate() {
-            parsed[i] = wire::parse(pkt.data, &parse_cfg, pkt.csum);
+            parsed[i] = if pkt.tail.is_empty() {
+                wire::parse(pkt.data, &parse_cfg, pkt.csum)
+            } else {
+                wire::parse_span(pkt.frame(), &parse_cfg, pkt.csum)
+            };
             plans[i] = match &parsed[i] {
                 Ok(p) => self.plan(p),
                 Err(r) => Plan::Drop(*r),
@@ -486,7 +579,7 @@ impl Engine {
         cand: u32,
     ) -> Verdict {
         self.counters.packets += 1;
-        self.counters.bytes += pkt.data.len() as u64;
+        self.counters.bytes += pkt.len() as u64;
         let out_port = self.cfg.peers.get(pkt.port.0 as usize).copied();
         let p = match parsed {
             Ok(p) => p,
@@ -504,6 +597,7 @@ impl Engine {
             Plan::Fixed(ct, invalid) => Tracked {
                 ct,
                 invalid,
+                ignored: None,
                 dir: None,
                 pending: None,
             },
@@ -517,6 +611,7 @@ impl Engine {
             forward: None,
             ct: tracked.ct,
             invalid: tracked.invalid,
+            ignored: tracked.ignored,
             dropped: None,
             rule: None,
             dir: tracked.dir,
@@ -717,19 +812,26 @@ impl Engine {
             None => entry,
         };
         match action {
-            TrackVerdict::Accept | TrackVerdict::Ignore => {
+            TrackVerdict::Accept | TrackVerdict::Ignore(_) => {
                 if dir == Direction::Reply {
                     meta.flags.set(CtFlags::SEEN_REPLY);
                 }
                 entry.flags = meta.flags;
                 entry.expires = meta.expires;
+                let ignored = match action {
+                    TrackVerdict::Ignore(why) => {
+                        self.counters.count_ignored(why);
+                        Some(why)
+                    }
+                    _ => None,
+                };
                 if OBSERVE {
-                    let counted = action == TrackVerdict::Accept;
-                    self.observe_packet(now, idx, dir, counted, before, frame);
+                    self.observe_packet(now, idx, dir, ignored.is_none(), before, frame);
                 }
                 Tracked {
                     ct: Some(ct),
                     invalid: None,
+                    ignored,
                     dir: Some(dir),
                     pending: None,
                 }
@@ -753,6 +855,7 @@ impl Engine {
                 Tracked {
                     ct: Some(ct),
                     invalid: None,
+                    ignored: None,
                     dir: Some(dir),
                     pending: None,
                 }
@@ -776,7 +879,7 @@ impl Engine {
             expires: now,
         };
         let other = self.cfg.track.other;
-        let mut counted = true;
+        let mut ignored = None;
         let state = match p.l4 {
             L4::Tcp(seg) => {
                 let tcp_cfg = self.cfg.track.tcp;
@@ -786,8 +889,9 @@ impl Engine {
                 };
                 match conn.packet(&mut meta, now, Direction::Original, &seg, &tcp_cfg) {
                     TrackVerdict::Accept => ProtoState::Tcp(conn),
-                    TrackVerdict::Ignore => {
-                        counted = false;
+                    TrackVerdict::Ignore(why) => {
+                        self.counters.count_ignored(why);
+                        ignored = Some(why);
                         ProtoState::Tcp(conn)
                     }
                     TrackVerdict::Invalid(r) => return Tracked::invalid(r),
@@ -831,8 +935,13 @@ impl Engine {
         Tracked {
             ct: Some(CtState::New),
             invalid: None,
+            ignored,
             dir: Some(Direction::Original),
-            pending: Some(Pending { entry, h, counted }),
+            pending: Some(Pending {
+                entry,
+                h,
+                counted: ignored.is_none(),
+            }),
         }
     }
 

@@ -213,6 +213,50 @@ pub struct Hashed {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableFull;
 
+/// Memory that could not be allocated: how many bytes were asked for in all (a whole table,
+/// or a whole engine for [`Engine::try_new`](crate::pipeline::Engine::try_new)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfMemory {
+    /// Bytes needed.
+    pub bytes: usize,
+}
+
+impl OutOfMemory {
+    /// A layout of `bytes`, for [`std::alloc::handle_alloc_error`].
+    fn layout(self) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(self.bytes.max(1), 64)
+            .unwrap_or_else(|_| std::alloc::Layout::new::<Bucket>())
+    }
+}
+
+impl core::fmt::Display for OutOfMemory {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "cannot allocate {} bytes", self.bytes)
+    }
+}
+
+impl std::error::Error for OutOfMemory {}
+
+/// A block of memory reserved but not yet written: where it starts and how many bytes it
+/// spans. What [`Table::try_new`] hands its `advise` hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// Address of the first byte.
+    pub addr: usize,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+impl Region {
+    /// The block `v` has reserved (its whole capacity).
+    pub fn of<T>(v: &Vec<T>) -> Region {
+        Region {
+            addr: v.as_ptr().addr(),
+            len: v.capacity() * core::mem::size_of::<T>(),
+        }
+    }
+}
+
 /// What [`Table::insert`] had to do to make room.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InsertOutcome {
@@ -353,11 +397,43 @@ pub struct Table {
 
 impl Table {
     /// A table for `capacity` entries (clamped to `MIN_CAPACITY..=MAX_CAPACITY`), all memory
-    /// allocated now.
+    /// allocated now. Aborts the process, as `vec!` does, if the memory cannot be had: where
+    /// that must be refused cleanly, use [`Table::try_new`].
     pub fn new(capacity: u32, hasher: FlowHasher) -> Table {
+        match Table::try_new(capacity, hasher, |_| {}) {
+            Ok(t) => t,
+            Err(e) => std::alloc::handle_alloc_error(e.layout()),
+        }
+    }
+
+    /// A table for `capacity` entries (clamped to `MIN_CAPACITY..=MAX_CAPACITY`), or
+    /// [`OutOfMemory`] (with the bytes the whole table needs) if its memory cannot be
+    /// allocated. Every block is reserved first and handed to `advise` before anything is
+    /// written to it, so that the caller can ask the operating system how to back it (huge
+    /// pages: the entries and the index are the biggest, most randomly accessed memory of the
+    /// data plane); the engine itself makes no system call. Then the blocks are filled: nothing
+    /// is allocated after this returns.
+    pub fn try_new(
+        capacity: u32,
+        hasher: FlowHasher,
+        mut advise: impl FnMut(Region),
+    ) -> Result<Table, OutOfMemory> {
         let capacity = capacity.clamp(MIN_CAPACITY, MAX_CAPACITY);
-        let slots_needed = (capacity as u64 * LOAD_DEN).div_ceil(LOAD_NUM);
-        let nbuckets = slots_needed.div_ceil(SLOTS as u64).max(2) as usize;
+        let nbuckets = Table::buckets_for(capacity);
+        let out_of_memory = |_| OutOfMemory {
+            bytes: Table::bytes_for(capacity),
+        };
+        let mut entries = Vec::new();
+        entries
+            .try_reserve_exact(capacity as usize)
+            .map_err(out_of_memory)?;
+        let mut buckets = Vec::new();
+        buckets.try_reserve_exact(nbuckets).map_err(out_of_memory)?;
+        let mut free = Vec::new();
+        free.try_reserve_exact(capacity as usize)
+            .map_err(out_of_memory)?;
+        advise(Region::of(&entries));
+        advise(Region::of(&buckets));
         let blank = Entry::new(
             &FlowKey {
                 lo_addr: 0,
@@ -371,11 +447,15 @@ impl Table {
             Tick(0),
             ProtoState::Generic,
         );
-        Table {
-            entries: vec![blank; capacity as usize],
-            buckets: vec![Bucket::EMPTY; nbuckets],
-            // Pop order hands out low indices first, which keeps small tables dense.
-            free: (0..capacity).rev().collect(),
+        // Within the reserved capacity: none of these reallocates.
+        entries.resize(capacity as usize, blank);
+        buckets.resize(nbuckets, Bucket::EMPTY);
+        // Pop order hands out low indices first, which keeps small tables dense.
+        free.extend((0..capacity).rev());
+        Ok(Table {
+            entries,
+            buckets,
+            free,
             hasher,
             sweep_cursor: 0,
             by_class: [0; EntryClass::COUNT],
@@ -388,7 +468,24 @@ impl Table {
             }; REMOVED_CAP],
             removed_len: 0,
             removed_lost: 0,
-        }
+        })
+    }
+
+    /// Index buckets for `capacity` entries (already clamped): enough slots for a load of at
+    /// most `LOAD_NUM / LOAD_DEN`.
+    fn buckets_for(capacity: u32) -> usize {
+        let slots_needed = (capacity as u64 * LOAD_DEN).div_ceil(LOAD_NUM);
+        slots_needed.div_ceil(SLOTS as u64).max(2) as usize
+    }
+
+    /// Bytes a table of `capacity` entries (clamped as [`Table::try_new`] does) allocates:
+    /// entries, index and free list, what [`Table::memory_bytes`] then reports. Lets a caller
+    /// check the memory before asking for it.
+    pub fn bytes_for(capacity: u32) -> usize {
+        let capacity = capacity.clamp(MIN_CAPACITY, MAX_CAPACITY) as usize;
+        capacity * core::mem::size_of::<Entry>()
+            + Table::buckets_for(capacity as u32) * core::mem::size_of::<Bucket>()
+            + capacity * core::mem::size_of::<u32>()
     }
 
     /// Whether removals decided by lookups and inserts (expired entries reclaimed, neighbours
@@ -964,6 +1061,33 @@ mod tests {
         }
         let h = t.hash(k);
         t.insert(&h, e, Tick(0)).map(|(i, _)| i)
+    }
+
+    #[test]
+    fn try_new_advises_its_blocks_before_filling_them_and_says_its_bytes_before() {
+        for cap in [MIN_CAPACITY, 1000, 1025, 100_000] {
+            let mut regions = Vec::new();
+            let t = Table::try_new(cap, FlowHasher::with_seeds([1, 2, 3, 4]), |r| {
+                regions.push(r)
+            })
+            .expect("small tables fit");
+            assert_eq!(t.capacity(), cap as usize);
+            assert_eq!(t.memory_bytes(), Table::bytes_for(cap));
+            // The entries and the index, in that order, exactly as big as the table holds.
+            assert_eq!(regions.len(), 2);
+            assert_eq!(regions[0], Region::of(&t.entries));
+            assert_eq!(regions[1], Region::of(&t.buckets));
+        }
+        // Clamped as the table clamps.
+        assert_eq!(Table::bytes_for(1), Table::bytes_for(MIN_CAPACITY));
+        assert_eq!(Table::bytes_for(u32::MAX), Table::bytes_for(MAX_CAPACITY));
+    }
+
+    #[test]
+    fn out_of_memory_says_how_much() {
+        let e = OutOfMemory { bytes: 12345 };
+        assert_eq!(e.to_string(), "cannot allocate 12345 bytes");
+        assert_eq!(e.layout().size(), 12345);
     }
 
     #[test]

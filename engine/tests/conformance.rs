@@ -288,6 +288,7 @@ fn run_trace(cfg: &Config, trace: &Path, expected: &Path) -> Result<Vec<String>,
         let mut verdict = [Verdict::default()];
         let pkt = Pkt {
             data: rec.data,
+            tail: &[],
             port,
             csum: ChecksumHint::Unknown,
         };

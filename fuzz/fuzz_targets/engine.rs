@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
                 .iter()
                 .map(|&(d, p)| Pkt {
                     data: d,
+                    tail: &[],
                     port: p,
                     csum: ChecksumHint::Unknown,
                 })

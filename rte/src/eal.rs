@@ -8,17 +8,23 @@
 //!   [`LaunchHandle`]) holds a handle, so cleanup cannot happen while one exists. Cleanup is
 //!   skipped if a mempool had to be leaked (mbufs still out), because those mbufs would then
 //!   point into unmapped memory.
+//! - The EAL's runtime directory (`/var/run/dpdk/<file-prefix>` for root) is removed when
+//!   the EAL is cleaned up and when `rte_eal_init` fails, if it is empty. DPDK creates it at
+//!   every start and never removes it; ctfw's EAL modes (`--in-memory`, `--no-shconf`) leave
+//!   nothing in it, so without this every run would leave an empty directory behind.
 //! - A closure launched on a worker lcore is waited for before its [`LaunchHandle`] goes away,
 //!   and never unwinds into DPDK's C code: under `panic = "unwind"` its panic is caught on the
 //!   worker and returned by [`LaunchHandle::join`]; under `panic = "abort"` (ctfw's release
 //!   profile) a panic aborts the process before anything could unwind.
 
+use std::ffi::CStr;
 use std::ffi::{CString, c_int, c_void};
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::ptr::NonNull;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use dpdk_sys as sys;
 
@@ -28,6 +34,36 @@ use crate::RteError;
 static INITIALISED: AtomicBool = AtomicBool::new(false);
 /// Mempools dropped while some of their mbufs were still in use (and therefore not freed).
 static LEAKED_POOLS: AtomicUsize = AtomicUsize::new(0);
+
+/// The runtime directory of the EAL this process started (or tried to start).
+static RUNTIME_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// The EAL's runtime directory (`/var/run/dpdk/<file-prefix>` for root), once
+/// [`Eal::init`] has run, successfully or not.
+pub fn runtime_dir() -> Option<&'static std::path::Path> {
+    RUNTIME_DIR.get().map(PathBuf::as_path)
+}
+
+/// Note the runtime directory the EAL chose (or would have chosen) in this process.
+fn note_runtime_dir() {
+    // SAFETY: rte_eal_get_runtime_dir returns a pointer to a static NUL-terminated buffer,
+    // valid for the whole process (empty until the EAL has parsed its options).
+    let dir = unsafe { CStr::from_ptr(sys::rte_eal_get_runtime_dir()) };
+    if !dir.to_bytes().is_empty() {
+        let dir = PathBuf::from(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(dir.to_bytes()),
+        );
+        let _ = RUNTIME_DIR.set(dir);
+    }
+}
+
+/// Remove the runtime directory if it is empty (a directory with files in it, as a shared
+/// configuration leaves, stays: `remove_dir` refuses it).
+fn remove_runtime_dir() {
+    if let Some(dir) = runtime_dir() {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
 
 /// Records that a mempool was leaked; the EAL will not be cleaned up.
 pub(crate) fn note_leaked_pool() {
@@ -56,6 +92,7 @@ impl Drop for EalGuard {
             // one, so no DPDK call can follow. No leaked pool means no mbuf is outstanding.
             unsafe { sys::rte_eal_cleanup() };
         }
+        remove_runtime_dir();
     }
 }
 
@@ -83,8 +120,11 @@ impl Eal {
         // SAFETY: argv holds argc valid NUL-terminated strings followed by NULL, all leaked
         // so they outlive any pointer DPDK keeps; the static flag makes this the only call.
         let ret = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
+        note_runtime_dir();
         if ret < 0 {
-            return Err(RteError::last("rte_eal_init"));
+            let err = RteError::last("rte_eal_init");
+            remove_runtime_dir();
+            return Err(err);
         }
         Ok(Eal {
             _guard: Arc::new(EalGuard),

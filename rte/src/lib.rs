@@ -1,4 +1,5 @@
-//! Safe wrappers over DPDK for ctfw: EAL, lcores, mempools, mbufs, ethdev ports and rings.
+//! Safe wrappers over DPDK for ctfw: EAL, lcores, mempools, mbufs, ethdev ports and rings;
+//! and, in [`os`], the few Linux calls ctfw needs beside them.
 //!
 //! Everything unsafe about DPDK is contained here (on top of the raw `dpdk-sys`); code using
 //! `rte` needs no `unsafe`. The design rules, each enforced by types rather than docs:
@@ -49,12 +50,13 @@ mod eal;
 mod error;
 mod mbuf;
 mod mempool;
+pub mod os;
 mod port;
 mod ring;
 
-pub use eal::{Eal, LaunchHandle, leaked_pools};
+pub use eal::{Eal, LaunchHandle, leaked_pools, runtime_dir};
 pub use error::RteError;
-pub use mbuf::{CksumStatus, Drain, Mbuf, MbufBurst};
+pub use mbuf::{CksumStatus, Drain, Mbuf, MbufBurst, Segments};
 pub use mempool::Mempool;
 pub use port::{DevInfo, Port, PortConf, PortStats, RssConf, RxQueue, TxQueue};
 pub use ring::Ring;

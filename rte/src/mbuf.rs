@@ -10,10 +10,14 @@
 //!   can do is `mem::forget`, which leaks.
 //! - Mbufs never keep their pool alive; see [`Mempool`](crate::Mempool) for why that is safe.
 //!
-//! Multi-segment mbufs: [`Mbuf::data`] is the first segment only; [`Mbuf::pkt_len`] is the
-//! length of the whole packet.
+//! Multi-segment packets: an `Mbuf` is the first segment of its packet and owns the chain
+//! behind it. [`Mbuf::data`] is the first segment only; [`Mbuf::segments`] walks them all and
+//! [`Mbuf::pkt_len`] is the length of the whole packet. Freeing (drop, bulk free, a driver
+//! after TX) always frees the whole chain, so a segment is never leaked on its own; the only
+//! way segments join a packet is [`Mbuf::chain`], which takes the tail by value.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
 use std::slice;
@@ -119,6 +123,40 @@ impl Mbuf {
         Ok(mbuf)
     }
 
+    /// Allocates a packet holding a copy of `pieces`, one segment per piece, in order (for
+    /// tests and packet generators that need multi-segment packets). Fails, freeing what it
+    /// allocated, if the pool runs out, a piece does not fit in one mbuf or there are no
+    /// pieces.
+    pub fn from_segments(pool: &Mempool, pieces: &[&[u8]]) -> Result<Mbuf, RteError> {
+        let (first, rest) = pieces
+            .split_first()
+            .ok_or_else(|| RteError::InvalidArgument("a packet needs a segment".into()))?;
+        let mut head = Mbuf::from_slice(pool, first)?;
+        for piece in rest {
+            let seg = Mbuf::from_slice(pool, piece)?;
+            head.chain(seg).map_err(|_| {
+                RteError::Exhausted(format!("more than {} segments", sys::RTE_MBUF_MAX_NB_SEGS))
+            })?;
+        }
+        Ok(head)
+    }
+
+    /// Appends the segments of `tail` after this packet's last one (`rte_pktmbuf_chain`);
+    /// the packet's length and segment count grow accordingly. Gives `tail` back, unchanged,
+    /// if the packet would have more than `RTE_MBUF_MAX_NB_SEGS` segments.
+    pub fn chain(&mut self, tail: Mbuf) -> Result<(), Mbuf> {
+        // SAFETY: both are valid packets we own exclusively (type invariant) and distinct
+        // (two owners of one mbuf cannot exist); on success the chain owns `tail`'s segments,
+        // so `tail` is forgotten rather than dropped.
+        let ret = unsafe { sys::ctfw_rte_pktmbuf_chain(self.0.as_ptr(), tail.0.as_ptr()) };
+        if ret == 0 {
+            std::mem::forget(tail);
+            Ok(())
+        } else {
+            Err(tail)
+        }
+    }
+
     /// The packet bytes of the first segment.
     pub fn data(&self) -> &[u8] {
         let (ptr, len) = self.raw_data();
@@ -155,10 +193,39 @@ impl Mbuf {
         unsafe { sys::ctfw_rte_mbuf_pkt_len(self.0.as_ptr()) }
     }
 
+    /// Segments in the packet (`nb_segs`): 1 unless the packet is chained.
+    #[inline]
+    pub fn nb_segs(&self) -> u16 {
+        // SAFETY: valid first segment (type invariant); reads a field.
+        unsafe { sys::ctfw_rte_mbuf_nb_segs(self.0.as_ptr()) }
+    }
+
+    /// Whether the whole packet is in its first segment. Reads `nb_segs`, in the mbuf's first
+    /// cache line, which RX touches anyway (`next` is in the second).
+    #[inline]
+    pub fn is_contiguous(&self) -> bool {
+        self.nb_segs() == 1
+    }
+
+    /// The bytes of each segment, in order; the first is [`data`](Self::data).
+    pub fn segments(&self) -> Segments<'_> {
+        Segments {
+            next: self.0.as_ptr(),
+            _packet: PhantomData,
+        }
+    }
+
     /// The input port set by the driver on RX.
     pub fn port(&self) -> u16 {
         // SAFETY: valid mbuf (type invariant); reads a field.
         unsafe { sys::ctfw_rte_mbuf_port(self.0.as_ptr()) }
+    }
+
+    /// Sets the input port: for a driver that does not (`net_ring` leaves whatever an earlier
+    /// RX wrote there).
+    pub fn set_port(&mut self, port: u16) {
+        // SAFETY: valid mbuf (type invariant), exclusively owned (`&mut self`); writes a field.
+        unsafe { sys::ctfw_rte_mbuf_set_port(self.0.as_ptr(), port) }
     }
 
     /// The offload flags (`RTE_MBUF_F_*`).
@@ -178,6 +245,42 @@ impl Mbuf {
     }
 }
 
+/// Iterator over the bytes of a packet's segments ([`Mbuf::segments`]).
+pub struct Segments<'a> {
+    /// The next segment, or NULL after the last.
+    next: *const sys::rte_mbuf,
+    /// The packet whose chain this walks, borrowed so that it stays alive and unchanged.
+    _packet: PhantomData<&'a Mbuf>,
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let m = self.next;
+        if m.is_null() {
+            return None;
+        }
+        // SAFETY: `m` is a segment of a packet that the borrowed `Mbuf` owns (its first
+        // segment, or one reached through `next` from it); the borrow keeps the chain alive
+        // and unchanged for 'a, and DPDK keeps each segment's data_off + data_len within its
+        // buffer.
+        unsafe {
+            self.next = sys::ctfw_rte_mbuf_next(m);
+            let ptr = sys::ctfw_rte_pktmbuf_mtod(m).cast::<u8>();
+            let len = usize::from(sys::ctfw_rte_mbuf_data_len(m));
+            Some(slice::from_raw_parts(ptr, len))
+        }
+    }
+}
+
+impl fmt::Debug for Segments<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segments").finish_non_exhaustive()
+    }
+}
+
 impl Drop for Mbuf {
     fn drop(&mut self) {
         // SAFETY: we own the mbuf (type invariant) and never use it again.
@@ -190,6 +293,7 @@ impl fmt::Debug for Mbuf {
         f.debug_struct("Mbuf")
             .field("len", &self.len())
             .field("pkt_len", &self.pkt_len())
+            .field("nb_segs", &self.nb_segs())
             .field("port", &self.port())
             .field("ol_flags", &format_args!("{:#x}", self.ol_flags()))
             .finish()

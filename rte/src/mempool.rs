@@ -35,6 +35,7 @@ pub struct Mempool {
 struct PoolInner {
     ptr: NonNull<sys::rte_mempool>,
     size: u32,
+    data_room: u16,
     name: String,
     _eal: Eal,
 }
@@ -95,6 +96,7 @@ impl Mempool {
             inner: Arc::new(PoolInner {
                 ptr,
                 size: n,
+                data_room,
                 name: name.to_owned(),
                 _eal: eal.clone(),
             }),
@@ -109,6 +111,12 @@ impl Mempool {
     /// Number of mbufs the pool was created with.
     pub fn size(&self) -> u32 {
         self.inner.size
+    }
+
+    /// Bytes of buffer in each mbuf, headroom included, as created: a segment holds up to
+    /// `data_room - RTE_PKTMBUF_HEADROOM` bytes of packet.
+    pub fn data_room(&self) -> u16 {
+        self.inner.data_room
     }
 
     /// Free mbufs, per-lcore caches included (a snapshot when other threads are active).

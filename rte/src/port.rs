@@ -66,7 +66,8 @@ pub struct PortConf {
     pub rx_offloads: u64,
     /// `RTE_ETH_TX_OFFLOAD_*` bits.
     pub tx_offloads: u64,
-    /// MTU, or `None` for the device default.
+    /// MTU (`rxmode.mtu`), or `None` for Ethernet's 1500. Devices over a kernel interface
+    /// change the interface's MTU only through [`Port::set_mtu`].
     pub mtu: Option<u16>,
 }
 
@@ -93,6 +94,28 @@ pub struct DevInfo {
     pub min_mtu: u16,
     /// Largest MTU.
     pub max_mtu: u16,
+    /// Longest frame the device receives (`max_rx_pktlen`), link-layer header included.
+    pub max_rx_pktlen: u32,
+}
+
+impl DevInfo {
+    /// The largest MTU ethdev lets this device have: at most `max_mtu`, and small enough that
+    /// the MTU plus the link-layer overhead fits in `max_rx_pktlen`. The overhead is ethdev's
+    /// own (`eth_dev_get_overhead_len`): `max_rx_pktlen - max_mtu` when the device states a
+    /// maximum MTU below its maximum frame, else the Ethernet header and CRC (18 bytes).
+    /// `rte_eth_dev_configure` and `rte_eth_dev_set_mtu` refuse anything larger.
+    pub fn mtu_limit(&self) -> u16 {
+        const ETHER_HDR_AND_CRC: u32 = 14 + 4;
+        let overhead = if self.max_mtu != u16::MAX && self.max_rx_pktlen > u32::from(self.max_mtu) {
+            self.max_rx_pktlen - u32::from(self.max_mtu)
+        } else {
+            ETHER_HDR_AND_CRC
+        };
+        let by_frame = self.max_rx_pktlen.saturating_sub(overhead);
+        u16::try_from(by_frame)
+            .unwrap_or(u16::MAX)
+            .min(self.max_mtu)
+    }
 }
 
 /// Basic port counters (`rte_eth_stats`).
@@ -206,6 +229,7 @@ impl Port {
             tx_offload_capa: info.tx_offload_capa,
             min_mtu: info.min_mtu,
             max_mtu: info.max_mtu,
+            max_rx_pktlen: info.max_rx_pktlen,
         })
     }
 
@@ -335,6 +359,33 @@ impl Port {
             tx_offloads,
             mtu: Some(mtu),
         })
+    }
+
+    /// Sets the device's MTU (`rte_eth_dev_set_mtu`), after [`configure`](Self::configure),
+    /// which already gave it in `rxmode.mtu`: devices over a kernel interface (`net_tap`,
+    /// `net_af_packet`) set the interface's MTU only here. `Ok(false)` when the device has
+    /// no MTU of its own to set (`ENOTSUP`): the configured one stands.
+    pub fn set_mtu(&mut self, mtu: u16) -> Result<bool, RteError> {
+        /// Linux's `ENOTSUP` (`EOPNOTSUPP`), which ethdev returns for a device without an
+        /// `mtu_set` operation.
+        const ENOTSUP: i32 = 95;
+        let id = self.id();
+        self.exclusive("set the MTU")?;
+        // SAFETY: control call on our port; no queue handle is out (checked just above).
+        let ret = unsafe { sys::rte_eth_dev_set_mtu(id, mtu) };
+        if ret == -ENOTSUP {
+            return Ok(false);
+        }
+        RteError::check("rte_eth_dev_set_mtu", ret).map(|_| true)
+    }
+
+    /// The device's MTU now (`rte_eth_dev_get_mtu`).
+    pub fn mtu(&self) -> Result<u16, RteError> {
+        let mut mtu = 0u16;
+        // SAFETY: valid out-pointer.
+        let ret = unsafe { sys::rte_eth_dev_get_mtu(self.id(), &mut mtu) };
+        RteError::check("rte_eth_dev_get_mtu", ret)?;
+        Ok(mtu)
     }
 
     /// Starts the port (after a successful [`configure`](Self::configure)).
@@ -694,6 +745,24 @@ unsafe fn tx<const N: usize>(port: u16, queue: u16, burst: &mut MbufBurst<N>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mtu_limit_follows_ethdev() {
+        let info = |max_rx_pktlen, max_mtu| DevInfo {
+            max_rx_pktlen,
+            max_mtu,
+            ..DevInfo::default()
+        };
+        // What DPDK 22.11's virtual devices state: net_af_packet, net_tap, net_af_xdp,
+        // net_pcap / net_ring / net_null.
+        assert_eq!(info(1518, u16::MAX).mtu_limit(), 1500);
+        assert_eq!(info(1522, u16::MAX).mtu_limit(), 1504);
+        assert_eq!(info(3560, 3542).mtu_limit(), 3542);
+        assert_eq!(info(u32::MAX, u16::MAX).mtu_limit(), u16::MAX);
+        // A NIC stating both: the difference is its overhead (VLAN tags included).
+        assert_eq!(info(9728, 9702).mtu_limit(), 9702);
+        assert_eq!(info(0, u16::MAX).mtu_limit(), 0);
+    }
 
     #[test]
     fn c_chars_stop_at_nul_or_end() {

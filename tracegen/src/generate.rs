@@ -768,6 +768,12 @@ pub struct SynfloodOpts {
     pub start_ns: u64,
     /// Time between SYNs.
     pub gap_ns: u64,
+    /// With `Some(fold)`, every SYN's tuple has this fold: the XOR of the 16-bit words of its
+    /// addresses and ports ([`toeplitz_fold`]). A Toeplitz hash whose key repeats every 16 bits
+    /// (the symmetric RSS key) depends on nothing else, so such a flood hashes to one value and
+    /// lands on one RSS queue or worker. Sources are then distinct (each source port follows
+    /// from its address).
+    pub toeplitz_fold: Option<u16>,
 }
 
 impl Default for SynfloodOpts {
@@ -778,11 +784,23 @@ impl Default for SynfloodOpts {
             seed: DEFAULT_SEED,
             start_ns: DEFAULT_START_NS,
             gap_ns: 1_000,
+            toeplitz_fold: None,
         }
     }
 }
 
-/// SYNs from many spoofed sources to one server (port 80).
+/// The XOR of the 16-bit words of an IPv4 address pair and a port pair: all that a Toeplitz
+/// hash with a key repeating every 16 bits depends on.
+pub fn toeplitz_fold(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> u16 {
+    let words = |a: Ipv4Addr| {
+        let v = u32::from(a);
+        (v >> 16) as u16 ^ v as u16
+    };
+    words(src) ^ words(dst) ^ sport ^ dport
+}
+
+/// SYNs from many spoofed sources to one server (port 80); with `toeplitz_fold`, crafted so
+/// that a symmetric Toeplitz hash puts them all in one bucket.
 pub fn synflood<S: PacketSink + ?Sized>(o: &SynfloodOpts, sink: &mut S) -> io::Result<Summary> {
     let mut rng = Rng::new(o.seed);
     let mut out = Out {
@@ -799,12 +817,33 @@ pub fn synflood<S: PacketSink + ?Sized>(o: &SynfloodOpts, sink: &mut S) -> io::R
         Side::Outside => (0xc612_0000, 0x0001_ffff, Ipv4Addr::new(10, 0, 1, 80)),
     };
     let (src_mac, dst_mac) = side_macs(o.from);
-    for _ in 0..o.count {
-        let src = Ipv4Addr::from(base | (rng.next_u32() & mask));
+    let mut index = 0u32;
+    let mut written = 0;
+    while written < o.count {
+        let (src, sport) = match o.toeplitz_fold {
+            None => (
+                Ipv4Addr::from(base | (rng.next_u32() & mask)),
+                1024 + rng.below(64_512) as u16,
+            ),
+            Some(fold) => {
+                // An odd multiplier permutes the source space: distinct, scattered sources.
+                let src = Ipv4Addr::from(base | (index.wrapping_mul(0x9e37_79b1) & mask));
+                index += 1;
+                if index > mask {
+                    break; // every source used
+                }
+                let sport = fold ^ toeplitz_fold(src, server, 0, 80);
+                if sport == 0 {
+                    continue;
+                }
+                (src, sport)
+            }
+        };
+        written += 1;
         let f = Frame::ipv4(src, server)
             .macs(src_mac, dst_mac)
             .ip_id(rng.next_u32() as u16)
-            .tcp(1024 + rng.below(64_512) as u16, 80)
+            .tcp(sport, 80)
             .flags(TcpFlags::SYN)
             .seq_ack(rng.next_u32(), 0)
             .tcp_option(TcpOption::Mss(1460))
@@ -816,7 +855,7 @@ pub fn synflood<S: PacketSink + ?Sized>(o: &SynfloodOpts, sink: &mut S) -> io::R
         out.frame(o.from, f.build())?;
         out.now_ns += o.gap_ns;
     }
-    out.summary.flows = o.count;
+    out.summary.flows = written;
     Ok(out.summary)
 }
 
@@ -1199,6 +1238,33 @@ mod tests {
             out.iter()
                 .all(|p| p.side == Side::Outside && p.data[30..34] == [10, 0, 1, 80])
         );
+    }
+
+    #[test]
+    fn a_crafted_synflood_shares_one_toeplitz_fold_over_distinct_flows() {
+        let mut pkts = Vec::new();
+        let s = synflood(
+            &SynfloodOpts {
+                count: 5000,
+                toeplitz_fold: Some(0x1234),
+                ..Default::default()
+            },
+            &mut pkts,
+        )
+        .unwrap();
+        assert_eq!((pkts.len(), s.flows), (5000, 5000));
+        let field = |p: &Packet, at: usize| u16::from_be_bytes([p.data[at], p.data[at + 1]]);
+        let mut tuples = HashSet::new();
+        for p in &pkts {
+            let ip = |at: usize| {
+                Ipv4Addr::new(p.data[at], p.data[at + 1], p.data[at + 2], p.data[at + 3])
+            };
+            let (src, dst, sport, dport) = (ip(26), ip(30), field(p, 34), field(p, 36));
+            assert_eq!(toeplitz_fold(src, dst, sport, dport), 0x1234);
+            assert_ne!(sport, 0);
+            tuples.insert((src, sport));
+        }
+        assert_eq!(tuples.len(), 5000, "every flow distinct");
     }
 
     #[test]

@@ -115,6 +115,10 @@ enum Cmd {
         /// Nanoseconds between SYNs.
         #[arg(long, default_value_t = 1_000)]
         gap_ns: u64,
+        /// Craft every SYN's tuple to this 16-bit Toeplitz fold (the XOR of its addresses' and
+        /// ports' 16-bit words): a symmetric-key Toeplitz hash sends them all to one queue.
+        #[arg(long, value_name = "FOLD")]
+        toeplitz_fold: Option<u16>,
         /// Output file (.pcap or .pcapng).
         #[arg(long)]
         out: PathBuf,
@@ -216,6 +220,7 @@ fn main() -> Result<()> {
             count,
             from,
             gap_ns,
+            toeplitz_fold,
             out,
             split_by_side,
         } => {
@@ -228,6 +233,7 @@ fn main() -> Result<()> {
                 from,
                 seed: cli.seed,
                 gap_ns,
+                toeplitz_fold,
                 ..Default::default()
             };
             let s = write_to(&out, split_by_side.as_deref(), res, |sink| {

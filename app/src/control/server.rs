@@ -12,7 +12,8 @@
 //!   taken one at a time: the next is parsed only when the previous one is [`finish`]ed.
 //! - **Answers** go to a per-client buffer that is written as the socket takes it. Callers
 //!   producing streams ask for [`room`] first, so a slow client slows only its own answer; a
-//!   client that takes nothing for [`STALL_TIMEOUT`] while bytes wait is dropped.
+//!   client that takes nothing for the stall timeout (`control.client_timeout`, 10 s by
+//!   default) while bytes wait is dropped.
 //! - **End of input** from a client (it shut down its sending side, as `socat` does) does not
 //!   cancel its request: the answer is still written, then the connection is closed. Only for
 //!   a stream marked [`ends_on_eof`] (events) does it mean the client went.
@@ -36,8 +37,6 @@ use tracing::{info, warn};
 use super::client;
 use super::protocol::{self, Failure, Request};
 
-/// A client whose waiting answer the socket has not taken for this long is dropped.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes a client's answer buffer may hold before streams wait ([`Server::room`]).
 pub const HIGH_WATER: usize = 256 * 1024;
 /// Connections served at once; more are answered with an error and closed.
@@ -64,6 +63,8 @@ pub struct Server {
     bound: Bound,
     clients: Vec<Client>,
     next_id: ClientId,
+    /// A client whose waiting answer the socket takes nothing of for this long is dropped.
+    stall_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -90,14 +91,22 @@ struct Client {
 
 impl Server {
     /// Bind the socket at `path` (see the module documentation).
-    pub fn bind(path: &Path) -> Result<Server> {
+    /// A client whose waiting answer the socket takes nothing of for `stall_timeout` is
+    /// dropped.
+    pub fn bind(path: &Path, stall_timeout: Duration) -> Result<Server> {
         let (bound, listener) = Bound::new(path)?;
         Ok(Server {
             listener,
             bound,
             clients: Vec::new(),
             next_id: 1,
+            stall_timeout,
         })
+    }
+
+    /// Change the stall timeout (a reload); it applies to stalls already under way.
+    pub fn set_stall_timeout(&mut self, stall_timeout: Duration) {
+        self.stall_timeout = stall_timeout;
     }
 
     /// The socket's path.
@@ -113,7 +122,7 @@ impl Server {
                 continue;
             }
             c.read();
-            c.write(now);
+            c.write(now, self.stall_timeout);
             if !c.dead && c.eof && c.ends_on_eof {
                 c.dead = true;
             }
@@ -141,7 +150,7 @@ impl Server {
     pub fn flush(&mut self, now: Instant) {
         for c in &mut self.clients {
             if !c.dead {
-                c.write(now);
+                c.write(now, self.stall_timeout);
             }
         }
     }
@@ -311,7 +320,7 @@ impl Client {
         }
     }
 
-    fn write(&mut self, now: Instant) {
+    fn write(&mut self, now: Instant, stall_timeout: Duration) {
         let mut total = 0;
         while self.pending() > 0 && total < IO_BUDGET {
             match self.stream.write(&self.output[self.written..]) {
@@ -341,10 +350,10 @@ impl Client {
                 self.stalled_since = None;
             } else {
                 let since = *self.stalled_since.get_or_insert(now);
-                if now.duration_since(since) >= STALL_TIMEOUT {
+                if now.duration_since(since) >= stall_timeout {
                     warn!(
                         "control socket: dropping a client that took nothing for {} s",
-                        STALL_TIMEOUT.as_secs()
+                        stall_timeout.as_secs()
                     );
                     self.dead = true;
                 }

@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", value_parser = parse_positive_seconds)]
     pub idle_exit: Option<f64>,
     /// Number of workers (overrides `dataplane.workers`).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(ctfw_config::MAX_WORKERS)))]
     pub workers: Option<u16>,
     /// Hugepage use (overrides `dataplane.hugepages`).
     #[arg(long, value_parser = PossibleValuesParser::new(Hugepages::ALL.map(Hugepages::name))

@@ -13,18 +13,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
-use ctfw_engine::rss::{self, Toeplitz};
+use ctfw_engine::rss::Dispatch;
 use rte::{Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
 
 use super::args::Args;
 use super::csum_watch::ChecksumWatch;
-use super::layout::RxMode;
 use super::ports::PortSetup;
 use super::publish::Publisher;
 use super::report;
 use super::rings::Rings;
 use super::service::Service;
-use super::worker::{Shared, TX_RETRIES};
+use super::worker::{Shared, TX_RETRIES, TX_STALL};
 use crate::MAX_BURST;
 
 /// The control loop's period while control commands are in progress.
@@ -48,15 +47,28 @@ impl fmt::Display for Stop {
     }
 }
 
+/// A shared TX ring and the device queue the main lcore drains it into.
+struct SharedTx {
+    ring: Ring,
+    queue: TxQueue,
+    /// Taken from the ring, refused by the device so far: offered again first.
+    pending: MbufBurst<MAX_BURST>,
+    /// Since when the device has taken nothing while packets waited.
+    blocked_since: Option<std::time::Instant>,
+}
+
 /// The main lcore's packet duties and counters.
 pub struct MainIo {
-    dist: Vec<RxQueue>,
-    tx_queues: Vec<(Ring, TxQueue)>,
+    /// The RX queues it distributes, with their port's id.
+    dist: Vec<(RxQueue, u16)>,
+    tx_queues: Vec<SharedTx>,
+    /// Packets taken from a shared TX ring per device burst.
+    burst: usize,
     rings: Vec<Ring>,
     /// Per-worker staging for one distributed burst (allocated once, here).
     stage: Vec<MbufBurst<MAX_BURST>>,
-    toeplitz: Toeplitz,
-    workers: u32,
+    /// Which worker gets each distributed packet.
+    dispatch: Dispatch,
     /// What it counted.
     pub counters: MainCounters,
     csum_watch: ChecksumWatch,
@@ -69,31 +81,42 @@ pub struct MainCounters {
     pub rx: u64,
     /// Packets transmitted from the shared TX rings.
     pub tx: u64,
-    /// Packets from the shared TX rings the device would not take after retries: freed.
+    /// Packets from the shared TX rings freed because the device took nothing for
+    /// [`TX_STALL`], or still refused at the end.
     pub tx_dropped: u64,
     /// Packets the distributor received and freed because the owner's ring was full.
     pub ring_dropped: u64,
 }
 
 impl MainIo {
-    pub fn new(ports: &[PortSetup], rings: &Rings, workers: u16) -> Result<MainIo> {
+    pub fn new(
+        ports: &[PortSetup],
+        rings: &Rings,
+        dispatch: Dispatch,
+        burst: u16,
+    ) -> Result<MainIo> {
         let mut dist = Vec::new();
         let mut tx = Vec::new();
         for (i, p) in ports.iter().enumerate() {
-            if p.plan.rx == RxMode::Distributed {
-                dist.push(p.port.rx_queue(0)?);
+            for q in p.plan.distributor_rx() {
+                dist.push((p.port.rx_queue(q)?, p.port.id()));
             }
             if let Some(r) = &rings.tx[i] {
-                tx.push((r.clone(), p.port.tx_queue(0)?));
+                tx.push(SharedTx {
+                    ring: r.clone(),
+                    queue: p.port.tx_queue(0)?,
+                    pending: MbufBurst::default(),
+                    blocked_since: None,
+                });
             }
         }
         Ok(MainIo {
             dist,
             tx_queues: tx,
+            burst: usize::from(burst).clamp(1, MAX_BURST),
             rings: rings.workers.clone(),
             stage: rings.workers.iter().map(|_| MbufBurst::default()).collect(),
-            toeplitz: Toeplitz::symmetric(),
-            workers: u32::from(workers),
+            dispatch,
             counters: MainCounters::default(),
             csum_watch: ChecksumWatch::new(ports, std::time::Instant::now()),
         })
@@ -169,7 +192,7 @@ impl MainIo {
         // Back-pressure: take from a device only what every worker ring can still hold, so
         // an overloaded worker makes packets wait in (and, sustained, overflow) the device's
         // own RX queue, where the NIC counts them, instead of being dropped after receipt.
-        for q in &mut self.dist {
+        for (q, port) in &mut self.dist {
             let room = self
                 .rings
                 .iter()
@@ -180,10 +203,10 @@ impl MainIo {
                 continue;
             }
             self.counters.rx += rx.len() as u64;
-            for m in rx.drain() {
-                let owner = rss::dispatch_hash(&self.toeplitz, m.data())
-                    .map_or(0, |h| rss::owner(h, self.workers))
-                    as usize;
+            for mut m in rx.drain() {
+                // Workers read the ingress port from the mbuf, and not every driver sets it.
+                m.set_port(*port);
+                let owner = self.dispatch.owner(m.data()) as usize;
                 if let Err(m) = self.stage[owner].push(m) {
                     self.counters.ring_dropped += 1;
                     drop::<Mbuf>(m);
@@ -199,27 +222,49 @@ impl MainIo {
         }
     }
 
-    /// Drain the shared TX rings into their ports.
-    fn transmit(&mut self) {
-        let mut buf: MbufBurst<MAX_BURST> = MbufBurst::default();
-        for (ring, q) in &mut self.tx_queues {
-            if ring.dequeue_burst(&mut buf) == 0 {
-                continue;
-            }
+    /// Drain the shared TX rings into their ports: a burst at a time, while the device takes
+    /// whole bursts (at most [`TX_RETRIES`] per ring). What a device refuses waits in
+    /// `pending` and no more is taken from its ring, which fills and holds the workers back
+    /// (back-pressure; [`super::worker`]); only a device that has taken nothing for
+    /// [`TX_STALL`] has what waits for it freed and counted as `tx_dropped`.
+    pub fn transmit(&mut self) {
+        for t in &mut self.tx_queues {
+            let mut sent = 0;
             for _ in 0..TX_RETRIES {
-                self.counters.tx += q.tx_burst(&mut buf) as u64;
-                if buf.is_empty() {
+                if t.pending.is_empty() && t.ring.dequeue_burst_max(&mut t.pending, self.burst) == 0
+                {
                     break;
                 }
+                let n = t.queue.tx_burst(&mut t.pending);
+                sent += n;
+                if !t.pending.is_empty() {
+                    break; // the device is full: offer the rest on the next call
+                }
             }
-            self.counters.tx_dropped += buf.len() as u64;
-            buf.clear();
+            self.counters.tx += sent as u64;
+            if sent > 0 || t.pending.is_empty() {
+                t.blocked_since = None;
+            } else {
+                let since = *t.blocked_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= TX_STALL {
+                    self.counters.tx_dropped += t.pending.len() as u64;
+                    t.pending.clear();
+                }
+            }
         }
     }
 
-    /// After the workers stopped: transmit what is left in the TX rings.
+    /// Whether packets wait in a shared TX ring or in what the main lcore took from one.
+    pub fn tx_waiting(&self) -> bool {
+        self.tx_queues
+            .iter()
+            .any(|t| t.ring.count() > 0 || !t.pending.is_empty())
+    }
+
+    /// After the workers stopped: transmit what is left in the TX rings (a device that takes
+    /// nothing for [`TX_STALL`] has it dropped, so this ends).
     pub fn drain_tx(&mut self) {
-        while self.tx_queues.iter().any(|(r, _)| r.count() > 0) {
+        while self.tx_waiting() {
             self.transmit();
         }
     }

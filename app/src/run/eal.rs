@@ -3,14 +3,22 @@
 //! Everything DPDK needs comes from the config (cores, memory, devices, file prefix) with
 //! sane defaults, so an operator never writes EAL arguments by hand unless they want to
 //! (`dataplane.eal_args` is appended last and wins). With `hugepages: auto`, a hugepage EAL
-//! that fails to start is retried without hugepages in a fresh process ([`start`]).
+//! that fails to start is retried without hugepages in a fresh program image ([`start`]).
+//! `dataplane.memory_mb` is checked against the machine before the EAL starts
+//! ([`memory::check_eal`]), and the runtime directories DPDK leaves behind are removed: this
+//! instance's at exit (`rte`), those of dead instances at start ([`remove_leftovers`]).
 
 use std::convert::Infallible;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use ctfw_config::{Config, Hugepages};
 use rte::Eal;
 use tracing::{info, warn};
+
+use super::memory::{self, Available, PageSize};
 
 /// Environment variable set when re-executing without hugepages after a failed start.
 const NO_HUGE_ENV: &str = "CTFW_NO_HUGE";
@@ -24,15 +32,17 @@ pub enum Memory {
     NoHuge,
 }
 
-/// Facts about the machine the EAL line depends on.
+/// Facts about the machine the EAL line and the memory checks depend on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Host {
     /// CPUs this process may run on, ascending.
     pub cpus: Vec<u32>,
-    /// Free 2 MiB hugepages.
-    pub free_hugepages_2m: u64,
+    /// Every hugepage size the kernel offers, with its free pages.
+    pub hugepages: Vec<PageSize>,
     /// hugetlbfs is mounted somewhere.
     pub hugetlbfs: bool,
+    /// Ordinary memory ctfw may still take (`None`: no limit known).
+    pub available: Option<Available>,
 }
 
 impl Host {
@@ -47,11 +57,6 @@ impl Host {
             })
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| vec![0]);
-        let free_hugepages_2m =
-            std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0);
         let hugetlbfs = std::fs::read_to_string("/proc/mounts")
             .map(|m| {
                 m.lines()
@@ -60,10 +65,41 @@ impl Host {
             .unwrap_or(false);
         Host {
             cpus,
-            free_hugepages_2m,
+            hugepages: hugepage_sizes(Path::new(HUGEPAGES_SYSFS)),
             hugetlbfs,
+            available: Available::probe(),
         }
     }
+}
+
+/// Where the kernel lists its hugepage sizes (`hugepages-2048kB/free_hugepages`, ...).
+const HUGEPAGES_SYSFS: &str = "/sys/kernel/mm/hugepages";
+
+/// The hugepage sizes under `dir`, smallest first, with their free pages.
+fn hugepage_sizes(dir: &Path) -> Vec<PageSize> {
+    let mut sizes: Vec<PageSize> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let kb: u64 = name
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()?;
+            let free = std::fs::read_to_string(e.path().join("free_hugepages"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            Some(PageSize {
+                bytes: kb * 1024,
+                free,
+            })
+        })
+        .collect();
+    sizes.sort_by_key(|s| s.bytes);
+    sizes
 }
 
 /// A started EAL.
@@ -77,9 +113,12 @@ pub struct Started {
 }
 
 /// Start the EAL for `cfg` (the log says which memory mode and why, and the EAL arguments).
-/// In `hugepages: auto` mode a hugepage start that fails re-runs this process without
+/// `dataplane.memory_mb` is checked against the machine first ([`memory::check_eal`]; `tables`
+/// are the bytes the connection tables will take beside it). Once the EAL runs, the runtime
+/// directories that dead instances left behind are removed ([`remove_leftovers`]). In
+/// `hugepages: auto` mode a hugepage start that fails re-executes this program without
 /// hugepages and never returns.
-pub fn start(cfg: &Config) -> Result<Started> {
+pub fn start(cfg: &Config, tables: u64) -> Result<Started> {
     let workers = cfg.dataplane.workers;
     let host = Host::probe();
     let forced_off = std::env::var_os(NO_HUGE_ENV).is_some();
@@ -90,11 +129,12 @@ pub fn start(cfg: &Config) -> Result<Started> {
         forced_off,
     );
     info!("memory: {why}");
+    memory::check_eal(cfg, memory, &host, tables)?;
     let prefix = cfg
         .dataplane
         .file_prefix
         .clone()
-        .unwrap_or_else(|| format!("ctfw-{}", std::process::id()));
+        .unwrap_or_else(|| format!("{DEFAULT_PREFIX}{}", std::process::id()));
     let args = eal_args(cfg, memory, &host, &prefix);
     if cfg.dataplane.lcores.is_none() && lcore_map(workers, &host.cpus).1 {
         warn!(
@@ -116,6 +156,9 @@ pub fn start(cfg: &Config) -> Result<Started> {
             args.join(" ")
         ),
     };
+    if let Some(dir) = rte::runtime_dir() {
+        remove_leftovers(dir);
+    }
     let lcores = eal.worker_lcores();
     if lcores.len() < usize::from(workers) {
         bail!(
@@ -134,16 +177,98 @@ pub fn start(cfg: &Config) -> Result<Started> {
     })
 }
 
-/// Re-run this process with hugepages off (the EAL cannot be initialised twice in one
-/// process), and exit with its status.
+/// Execute this program again, same arguments and process id, with hugepages off: the EAL
+/// cannot be initialised twice in one process. Every file ctfw opened is close-on-exec, so
+/// the control socket, the metrics address and the device locks are free for the new image,
+/// which takes them again (a child process would find them held by its parent); systemd keeps
+/// following the same process.
 fn reexec_without_hugepages() -> Result<Infallible> {
     let exe = std::env::current_exe().context("cannot find the ctfw executable to restart")?;
-    let status = std::process::Command::new(exe)
+    let err = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
         .env(NO_HUGE_ENV, "1")
-        .status()
-        .context("cannot restart ctfw without hugepages")?;
-    std::process::exit(status.code().unwrap_or(1));
+        .exec();
+    Err(err).context("cannot restart ctfw without hugepages")
+}
+
+/// The file prefix of an instance that does not set one: this followed by its process id.
+const DEFAULT_PREFIX: &str = "ctfw-";
+
+/// Remove the runtime directories that instances with the default file prefix left behind
+/// in the base directory of `ours` (this instance's runtime directory): `ctfw-<pid>`, owned
+/// by this user, where no ctfw process has that pid any more (gone, or the pid now belongs to
+/// another program). A process that ended without cleaning up (killed, crashed) leaves one;
+/// DPDK never removes them. Only the regular files in one are removed (ctfw's EAL modes leave
+/// none), never a subdirectory; other prefixes, other users' directories and those of live
+/// ctfw processes are left alone. Failures are logged and skipped.
+fn remove_leftovers(ours: &Path) {
+    let Some(base) = ours.parent() else { return };
+    let Ok(me) = std::fs::metadata(ours) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let path = e.path();
+        if path == ours {
+            continue;
+        }
+        let Some(pid) = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix(DEFAULT_PREFIX))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // symlink_metadata: a symbolic link is not a directory of ours.
+        let Ok(m) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !m.is_dir() || m.uid() != me.uid() || is_ctfw(pid) {
+            continue;
+        }
+        match remove_runtime_dir(&path) {
+            Ok(()) => removed += 1,
+            Err(e) => warn!(
+                "cannot remove {}, left by a ctfw process that is gone: {e}",
+                path.display()
+            ),
+        }
+    }
+    if removed > 0 {
+        info!(
+            "removed {removed} runtime director{} left in {} by ctfw processes that are gone",
+            if removed == 1 { "y" } else { "ies" },
+            base.display()
+        );
+    }
+}
+
+/// Whether process `pid` runs a program named like ctfw (`/proc/<pid>/comm` starts with
+/// `ctfw`, or equals this program's own name).
+fn is_ctfw(pid: u32) -> bool {
+    let comm = |p: &str| std::fs::read_to_string(format!("/proc/{p}/comm")).ok();
+    match comm(&pid.to_string()) {
+        Some(c) => {
+            let c = c.trim_end();
+            c.starts_with("ctfw") || comm("self").is_some_and(|me| me.trim_end() == c)
+        }
+        None => false,
+    }
+}
+
+/// Remove the regular files of `dir` (not its subdirectories), then `dir` itself.
+fn remove_runtime_dir(dir: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if !e.file_type()?.is_dir() {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    std::fs::remove_dir(dir)
 }
 
 /// Parse a Linux CPU list such as `0-3,8,10-11`.
@@ -164,14 +289,15 @@ pub fn parse_cpu_list(s: &str) -> Vec<u32> {
     cpus
 }
 
-/// Which memory mode to ask for, and why (for the log).
+/// Which memory mode to ask for, and why (for the log). `auto` takes hugepages when
+/// hugetlbfs is mounted and the free pages hold `memory_mb` ([`memory::hugepage_limit_mb`]).
 pub fn choose_memory(
     mode: Hugepages,
     host: &Host,
     memory_mb: u32,
     forced_off: bool,
 ) -> (Memory, String) {
-    let needed_pages = u64::from(memory_mb).div_ceil(2);
+    let usable = memory::hugepage_limit_mb(&host.hugepages);
     match mode {
         _ if forced_off => (
             Memory::NoHuge,
@@ -186,19 +312,15 @@ pub fn choose_memory(
             Memory::NoHuge,
             "no hugetlbfs mounted: running without hugepages".into(),
         ),
-        Hugepages::Auto if host.free_hugepages_2m < needed_pages => (
+        Hugepages::Auto if usable < u64::from(memory_mb) => (
             Memory::NoHuge,
             format!(
-                "{} free 2 MiB hugepages, {needed_pages} needed for {memory_mb} MiB: running without hugepages",
-                host.free_hugepages_2m
+                "{usable} MiB of free hugepages, {memory_mb} MiB needed: running without hugepages"
             ),
         ),
         Hugepages::Auto => (
             Memory::Hugepages,
-            format!(
-                "{} free 2 MiB hugepages: using them",
-                host.free_hugepages_2m
-            ),
+            format!("{usable} MiB of free hugepages: using them"),
         ),
     }
 }
@@ -323,17 +445,24 @@ mod tests {
 
     #[test]
     fn memory_choice_falls_back_without_pages() {
+        let pages = |free| {
+            vec![PageSize {
+                bytes: 2 << 20,
+                free,
+            }]
+        };
         let host = Host {
             cpus: vec![0],
-            free_hugepages_2m: 10,
+            hugepages: pages(10),
             hugetlbfs: true,
+            available: None,
         };
         assert_eq!(
             choose_memory(Hugepages::Auto, &host, 256, false).0,
             Memory::NoHuge
         );
         let host = Host {
-            free_hugepages_2m: 128,
+            hugepages: pages(128),
             ..host
         };
         assert_eq!(
@@ -363,6 +492,38 @@ mod tests {
     }
 
     #[test]
+    fn leftovers_of_dead_default_instances_go_and_nothing_else() {
+        let base = std::env::temp_dir().join(format!("ctfw-leftovers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let ours = base.join("mine");
+        // An ended process's pid; this test's own (the same program: kept); not ours.
+        let mut gone = std::process::Command::new("true").spawn().expect("true");
+        gone.wait().expect("wait");
+        let dead = base.join(format!("ctfw-{}", gone.id()));
+        let me = base.join(format!("ctfw-{}", std::process::id()));
+        let keep = [
+            me.clone(),
+            base.join("ctfw-abc"),
+            base.join(format!("other-{}", gone.id())),
+        ];
+        for d in [&ours, &dead].into_iter().chain(&keep) {
+            std::fs::create_dir_all(d).expect("dir");
+        }
+        std::fs::write(dead.join("config"), b"x").expect("file");
+        // A directory with a subdirectory is not ctfw's runtime directory: left, with a
+        // warning.
+        let odd = base.join(format!("ctfw-{}", u32::MAX - 1));
+        std::fs::create_dir_all(odd.join("sub")).expect("dir");
+        remove_leftovers(&ours);
+        assert!(!dead.exists());
+        assert!(ours.exists() && odd.exists());
+        for d in &keep {
+            assert!(d.exists(), "{}", d.display());
+        }
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
     fn eal_line_for_virtual_devices() {
         let cfg = Config::from_str(
             "ports:\n  - {name: a, device: 'net_ring0', peer: b}\n  - {name: b, device: 'net_pcap0,rx_pcap=x.pcap', peer: a}\n",
@@ -371,8 +532,9 @@ mod tests {
         .expect("config");
         let host = Host {
             cpus: vec![2, 3],
-            free_hugepages_2m: 0,
+            hugepages: Vec::new(),
             hugetlbfs: false,
+            available: None,
         };
         let a = eal_args(&cfg, Memory::NoHuge, &host, "ctfw-test");
         assert_eq!(a[0], "ctfw");

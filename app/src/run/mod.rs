@@ -1,13 +1,19 @@
 //! `ctfw run`: the firewall itself, a DPDK data plane on the configured ports.
 //!
-//! Start-up: configuration (with command-line overrides, [`args`]) -> the control socket bound
-//! ([`crate::control::server`]) and the `metrics.listen` address taken ([`metrics::bind`]), so
-//! that a second instance or an address in use fails before DPDK starts -> EAL (hugepages
-//! when there are enough, else a clean `--no-huge` fallback, said in the log; [`eal`]) -> the
-//! `/metrics` server started ([`metrics::serve`]) -> ports probed and planned ([`layout`]:
-//! symmetric RSS, software distribution, TX per worker or shared), each with its packet pool,
-//! configured ([`ports`]) -> the rings between lcores ([`rings`]) -> ports started -> one
-//! worker per worker lcore, each with its own connection table and mailbox ([`worker`],
+//! Start-up: signal handlers, first of all ([`signals`]: a stop signal during start-up ends it
+//! at the next step, said in the log, status 0; stray signals are ignored) -> configuration
+//! (with command-line overrides, [`args`]) -> the control socket bound
+//! ([`crate::control::server`]), the devices locked against a second instance ([`locks`]) and
+//! the `metrics.listen` address taken ([`metrics::bind`]), so that a second instance or an
+//! address in use fails before DPDK starts -> the connection tables' memory and
+//! `dataplane.memory_mb` checked against the machine ([`memory`]) -> EAL (hugepages when there
+//! are enough, else a clean `--no-huge` fallback, said in the log; runtime directories of dead
+//! instances removed; [`eal`]) -> one engine per worker allocated, each with its exact share
+//! of the capacity, its table advised onto transparent huge pages with hugepages ([`memory`])
+//! -> the `/metrics` server started ([`metrics::serve`]) -> ports probed and planned
+//! ([`layout`]: symmetric RSS, software distribution, TX per worker or shared), each with its
+//! packet pool, configured ([`ports`]) -> the rings between lcores ([`rings`]) -> ports
+//! started -> one worker per worker lcore around its engine, with its mailbox ([`worker`],
 //! [`mailbox`]) -> `READY=1` to systemd when it started ctfw ([`sd_notify`]). The main lcore
 //! keeps the control plane (signals, idle exit, periodic counters, the live statistics of
 //! [`publish`], the bad-checksum warning of [`csum_watch`], the control socket's commands and
@@ -20,22 +26,26 @@
 //! final counters and the table are printed ([`report`]), ports are stopped and closed, every
 //! pool is checked to be full again (no mbuf leaked; `net_af_xdp` keeps some by design,
 //! [`ports`]), the JSON report is written if `--report-json` asked for it, the `/metrics`
-//! server stops, and the EAL is cleaned up. Exit status 0, or an error if an
-//! mbuf leaked.
+//! server stops, the EAL is cleaned up (its runtime directory removed) and the device locks
+//! released. Exit status 0, or an error if an mbuf leaked.
 
 mod args;
 mod control;
 mod csum_watch;
 mod droplog;
 mod eal;
+mod frames;
 mod layout;
+mod locks;
 mod mailbox;
+mod memory;
 mod ports;
 mod publish;
 mod report;
 mod rings;
 mod sd_notify;
 mod service;
+mod signals;
 mod worker;
 
 use std::io::Read;
@@ -45,6 +55,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use ctfw_config::Config;
 use ctfw_engine::pipeline::{Engine, EngineConfig};
+use ctfw_engine::rss::Dispatch;
 use ctfw_engine::rules::PortId;
 use rte::{Eal, LaunchHandle, sys};
 use tracing::{info, warn};
@@ -57,6 +68,7 @@ use self::ports::PortSetup;
 use self::publish::Publisher;
 use self::rings::Rings;
 use self::service::Service;
+use self::signals::{Interrupted, Signals};
 use self::worker::{Clock, Finished, PortVerdicts, Shared, TxPath, Worker};
 use crate::control::server::Server;
 use crate::stats::Board;
@@ -65,23 +77,47 @@ use crate::{MAX_BURST, metrics};
 /// Where the flow-hash seeds come from.
 const RANDOM_SOURCE: &str = "/dev/urandom";
 
-/// Run `ctfw run`.
+/// Run `ctfw run`. A stop signal during start-up ends it early, said in the log, with
+/// success ([`signals`]).
 pub fn run(args: &Args) -> Result<()> {
+    let signals = Signals::install()?;
+    match start_and_serve(args, &signals) {
+        Err(e) => match e.downcast::<Interrupted>() {
+            Ok(stopped) => {
+                warn!("{stopped}");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Start up, checking for a stop signal between steps; forward until stopped; shut down.
+fn start_and_serve(args: &Args, signals: &Signals) -> Result<()> {
     let mut cfg = Config::load(&args.config)?;
     args::apply(&mut cfg, args)?;
-    let server = Server::bind(&cfg.control.socket)?;
+    signals.check("reading the configuration")?;
+    let server = Server::bind(
+        &cfg.control.socket,
+        std::time::Duration::from_secs(cfg.control.client_timeout_secs.into()),
+    )?;
     info!("control socket: {}", server.path().display());
-    // From now on SIGHUP asks for a reload (its default action would end the process).
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
-        .context("cannot install the SIGHUP handler")?;
+    // Held until the end (dropped last): the devices and files this instance drives.
+    let _locks = locks::take(&cfg)?;
     // Taken before DPDK starts, so that an address in use fails at once and says so.
     let metrics_addr = cfg.metrics.listen.map(metrics::bind).transpose()?;
+    signals.check("binding the control socket and locking the devices")?;
+    let tables = memory::engines_bytes(&cfg);
+    memory::check_tables(&cfg, tables)?;
     let eal::Started {
         eal,
         memory,
         lcores,
-    } = eal::start(&cfg)?;
+    } = eal::start(&cfg, tables)?;
+    signals.check("starting the EAL")?;
+    let engines = memory::allocate_engines(&cfg, memory)?;
+    signals.check("allocating the connection tables")?;
     // Served from here on: the EAL has pinned this thread to the main lcore, and the
     // server's threads inherit that CPU rather than a worker's.
     let board = Arc::new(Board::new());
@@ -90,14 +126,22 @@ pub fn run(args: &Args) -> Result<()> {
         .transpose()?;
     let mut ports = ports::setup(&eal, &cfg)?;
     let rings = Rings::new(&eal, &ports, cfg.dataplane.workers)?;
-    report::print_layout(&cfg, &ports, &rings, &lcores, memory);
+    signals.check("setting up the ports")?;
+    report::print_layout(&cfg, &ports, &rings, &lcores, memory, &engines);
     ports::start(&mut ports)?;
-    let term = stop_on_signals()?;
-    let mut main_io = MainIo::new(&ports, &rings, cfg.dataplane.workers)?;
+    // From here a stop signal ends the control loop at once, with the usual drain and report.
+    let term = Arc::clone(&signals.stop);
+    let mut main_io = MainIo::new(
+        &ports,
+        &rings,
+        dispatch(&ports, cfg.dataplane.workers)?,
+        cfg.dataplane.burst,
+    )?;
     let clock = Clock::new(eal.tsc_hz(), rte::tsc());
     let wall0 = std::time::SystemTime::now();
-    let mut workers = Workers::launch(&eal, &cfg, &ports, &rings, &lcores, clock)?;
+    let mut workers = Workers::launch(&eal, &cfg, engines.engines, &ports, &rings, &lcores, clock)?;
     let boxes = std::mem::take(&mut workers.boxes);
+    let hup = Arc::clone(&signals.hup);
     let mut service = Service::new(server, hup, boxes, &cfg, args, wall0)?;
 
     let started = std::time::Instant::now();
@@ -110,8 +154,9 @@ pub fn run(args: &Args) -> Result<()> {
     let why = main_io.run(&term, args, &shared, started, &mut publisher, &mut service);
     info!("stopping: {why}");
     let _ = sd_notify::notify("STOPPING=1");
-    // Workers drain their input rings and flush; then the shared TX rings are drained.
-    let mut finished = workers.stop()?;
+    // Workers drain their input rings and flush, while the main lcore keeps transmitting for
+    // them; then the shared TX rings are drained.
+    let mut finished = workers.stop(&mut main_io)?;
     main_io.drain_tx();
     // Readers see the final counters while the report is printed.
     publisher.publish(&main_io.counters);
@@ -129,7 +174,7 @@ pub fn run(args: &Args) -> Result<()> {
     drop(finished);
     drop(main_io);
     drop(rings);
-    let closed = ports::close(ports, &cfg.dataplane)?;
+    let closed = ports::close(ports)?;
     report::print_ports(&closed);
     if let Some(path) = &args.report_json {
         summary.write_json(path, &cfg, args.max_entries, &closed)?;
@@ -139,16 +184,6 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("mbufs were not returned to their pools (see above)");
     }
     Ok(())
-}
-
-/// A flag that SIGINT and SIGTERM set.
-fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let term = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&term))
-            .context("cannot install signal handlers")?;
-    }
-    Ok(term)
 }
 
 /// The workers, running.
@@ -163,11 +198,13 @@ struct Workers {
 }
 
 impl Workers {
-    /// Build one worker per worker lcore and launch it. If a launch fails, the workers already
+    /// Build one worker per worker lcore around its engine (allocated beforehand,
+    /// [`memory::allocate_engines`]) and launch it. If a launch fails, the workers already
     /// running are stopped.
     fn launch(
         eal: &Eal,
         cfg: &Config,
+        engines: Vec<Engine>,
         ports: &[PortSetup],
         rings: &Rings,
         lcores: &[u32],
@@ -175,25 +212,20 @@ impl Workers {
     ) -> Result<Workers> {
         let workers = cfg.dataplane.workers;
         let stop = Arc::new(AtomicBool::new(false));
-        let engine_cfg = engine_config(cfg);
         let mut port_of = vec![None; sys::RTE_MAX_ETHPORTS as usize];
         for (i, p) in ports.iter().enumerate() {
             port_of[usize::from(p.port.id())] = Some(PortId(i as u16));
         }
         let mut built = Vec::new();
         let mut boxes = Vec::new();
-        for w in 0..workers {
+        for (w, engine) in (0..workers).zip(engines) {
             let (main_end, worker_end) = mailbox::mailbox();
             boxes.push(main_end);
             let mut rx = Vec::new();
             let mut tx = Vec::new();
             for (i, p) in ports.iter().enumerate() {
-                match p.plan.rx {
-                    RxMode::Direct | RxMode::Rss => {
-                        let q = if p.plan.rx == RxMode::Rss { w } else { 0 };
-                        rx.push((p.port.rx_queue(q)?, PortId(i as u16)));
-                    }
-                    RxMode::Distributed => {}
+                for q in p.plan.worker_rx(w) {
+                    rx.push((p.port.rx_queue(q)?, PortId(i as u16)));
                 }
                 tx.push(match p.plan.tx {
                     TxMode::PerWorker => TxPath::Queue(p.port.tx_queue(w)?),
@@ -203,7 +235,7 @@ impl Workers {
             built.push(Worker {
                 index: u32::from(w),
                 workers: u32::from(workers),
-                engine: Engine::new(engine_cfg.clone(), cfg.rules.clone(), random_seeds()?),
+                engine,
                 rx,
                 input: rings.workers.get(usize::from(w)).cloned(),
                 tx,
@@ -240,9 +272,14 @@ impl Workers {
     }
 
     /// Tell the workers to stop, and collect what each hands back. Each drains its input ring
-    /// and flushes its TX buffers first.
-    fn stop(self) -> Result<Vec<Finished>> {
+    /// and flushes its TX buffers first; meanwhile `main_io` keeps draining the shared TX
+    /// rings, which a worker's last packets may be waiting for (back-pressure).
+    fn stop(self, main_io: &mut MainIo) -> Result<Vec<Finished>> {
         self.stop.store(true, Ordering::Relaxed);
+        while !self.shared.iter().all(|s| s.done.load(Ordering::Acquire)) {
+            main_io.transmit();
+            std::hint::spin_loop();
+        }
         let mut finished = Vec::new();
         for (w, h) in self.handles.into_iter().enumerate() {
             match h.join() {
@@ -259,26 +296,45 @@ impl Workers {
     }
 }
 
-/// A worker's engine settings under `cfg`: its share of the capacity. Start-up and reload
-/// build them here, so that a reload compares like with like.
-fn engine_config(cfg: &Config) -> EngineConfig {
+/// The software distributor's rule: the keyed hash with a secret of this start, unless a
+/// port does hardware RSS, whose symmetric Toeplitz hash the distributor must then agree with
+/// (`engine/src/rss.rs`).
+fn dispatch(ports: &[PortSetup], workers: u16) -> Result<Dispatch> {
+    let seeds = random_seeds()?;
+    Ok(if ports.iter().any(|p| p.plan.rx == RxMode::Rss) {
+        Dispatch::toeplitz(seeds, u32::from(workers))
+    } else {
+        Dispatch::keyed(seeds, u32::from(workers))
+    })
+}
+
+/// Worker `worker`'s engine settings under `cfg`: its share of the capacity. Start-up and
+/// reload build them here, so that a reload compares like with like.
+fn engine_config(cfg: &Config, worker: u16) -> EngineConfig {
     let mut e = cfg.engine.clone();
-    e.capacity = worker_capacity(cfg);
+    e.capacity = worker_capacity(cfg, worker);
     e
 }
 
-/// Each worker's table capacity: the configured total shared out, and at least the smallest
-/// capacity a configuration may give.
-fn worker_capacity(cfg: &Config) -> u32 {
-    cfg.engine
-        .capacity
-        .div_ceil(u32::from(cfg.dataplane.workers))
-        .max(ctfw_config::MIN_CAPACITY)
+/// Worker `worker`'s table capacity: the configured total shared out exactly, the first
+/// `total % workers` workers one entry more than the others, so the tables add up to what the
+/// operator set. Each share is at least the table's minimum (checked below).
+fn worker_capacity(cfg: &Config, worker: u16) -> u32 {
+    let workers = u32::from(cfg.dataplane.workers);
+    let total = cfg.engine.capacity;
+    total / workers + u32::from(u32::from(worker) < total % workers)
 }
 
-/// Flow-hash seeds for one worker's table, from the kernel's random source. The keyed hash is
-/// what keeps crafted traffic from colliding in the table, so there is no fallback: if the
-/// source cannot be read, start-up stops.
+// The smallest capacity a configuration may give, shared by the most workers it may give,
+// is still a table's smallest capacity: shares are never rounded up.
+const _: () = assert!(
+    ctfw_config::MIN_CAPACITY / ctfw_config::MAX_WORKERS as u32 >= ctfw_engine::table::MIN_CAPACITY
+);
+
+/// Hash seeds, from the kernel's random source: for one worker's table, or for the software
+/// distributor. The keyed hashes are what keep crafted traffic from colliding in a table or
+/// piling onto one worker, so there is no fallback: if the source cannot be read, start-up
+/// stops.
 fn random_seeds() -> Result<[u64; 4]> {
     std::fs::File::open(RANDOM_SOURCE)
         .and_then(|mut f| seeds_from(&mut f))

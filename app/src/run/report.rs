@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::control::{MainCounters, MainIo, Stop};
 use super::eal::{self, Memory};
 use super::layout::{RxMode, TxMode};
+use super::memory::{self, Advice, Engines};
 use super::ports::{Closed, PortSetup};
 use super::rings::Rings;
 use super::worker::{Finished, IoCounters, Shared};
@@ -22,23 +23,43 @@ use super::worker_capacity;
 use crate::stats::DeviceStats;
 use crate::{json, summary};
 
-/// Print the start-up layout: memory mode, ports and their queues, what each lcore polls.
+/// Print the start-up layout: memory (the EAL's and the connection tables'), ports and their
+/// queues, what each lcore polls.
 pub fn print_layout(
     cfg: &Config,
     ports: &[PortSetup],
     rings: &Rings,
     lcores: &[u32],
     memory: Memory,
+    engines: &Engines,
 ) {
     outln!("ctfw run: {}", cfg.source.display());
     outln!(
-        "  memory: {}; {} worker(s); burst {}",
+        "  memory: {} MiB {}; {} worker(s); burst {}",
+        cfg.dataplane.memory_mb,
         match memory {
-            Memory::Hugepages => "hugepages (--in-memory)",
-            Memory::NoHuge => "no hugepages (--no-huge)",
+            Memory::Hugepages => "of hugepages (--in-memory)",
+            Memory::NoHuge => "without hugepages (--no-huge)",
         },
         cfg.dataplane.workers,
         cfg.dataplane.burst
+    );
+    outln!(
+        "  conntrack: capacity {} in {} table(s), exactly as configured; {} for the tables{}",
+        cfg.engine.capacity,
+        cfg.dataplane.workers,
+        memory::human(engines.bytes),
+        match (&engines.advice, engines.huge_bytes) {
+            (Advice::NotAsked, _) => ", ordinary pages".to_owned(),
+            (Advice::Asked(mode), Some(huge)) => format!(
+                ", {} of it on transparent huge pages (kernel mode {mode})",
+                memory::human(huge)
+            ),
+            (Advice::Asked(mode), None) => {
+                format!(", transparent huge pages advised (kernel mode {mode})")
+            }
+            (Advice::Failed(e), _) => format!(", ordinary pages (huge page advice failed: {e})"),
+        }
     );
     for (i, p) in ports.iter().enumerate() {
         let peer = &cfg.ports[usize::from(cfg.ports[i].peer.0)].name;
@@ -59,18 +80,18 @@ pub fn print_layout(
             p.plan.why
         );
     }
-    let capacity = worker_capacity(cfg);
     for (w, lcore) in lcores
         .iter()
         .take(usize::from(cfg.dataplane.workers))
         .enumerate()
     {
+        let capacity = worker_capacity(cfg, w as u16);
         let polls: Vec<String> = ports
             .iter()
-            .filter_map(|p| match p.plan.rx {
-                RxMode::Direct => Some(format!("{} q0", p.name)),
-                RxMode::Rss => Some(format!("{} q{w}", p.name)),
-                RxMode::Distributed => None,
+            .flat_map(|p| {
+                p.plan
+                    .worker_rx(w as u16)
+                    .map(move |q| format!("{} q{q}", p.name))
             })
             .chain((!rings.workers.is_empty()).then(|| "its ring".to_owned()))
             .collect();
@@ -94,7 +115,15 @@ pub fn print_layout(
         if dist.is_empty() {
             String::new()
         } else {
-            format!(", software distribution of {}", dist.join(", "))
+            format!(
+                ", software distribution of {} ({})",
+                dist.join(", "),
+                if ports.iter().any(|p| p.plan.rx == RxMode::Rss) {
+                    "symmetric Toeplitz hash, as the RSS ports"
+                } else {
+                    "keyed symmetric hash, secret per start"
+                }
+            )
         },
         if txs.is_empty() {
             String::new()
@@ -225,9 +254,11 @@ impl Final {
             io.redispatch_dropped
         );
         outln!(
-            "  rings: workers took {} from their input rings and put {} in shared TX rings",
+            "  rings: workers took {} from their input rings and put {} in shared TX rings; \
+             RX held back by full TX buffers in {} rounds",
             io.rx_ring,
-            io.tx_ring
+            io.tx_ring,
+            io.rx_held
         );
         summary::print_counters(&self.counters, self.table_len, self.capacity);
         summary::print_rule_hits(&cfg.rules, &self.hits);
@@ -273,6 +304,7 @@ impl Final {
                 icmp_errors_redispatch_dropped: io.redispatch_dropped,
                 from_worker_rings: io.rx_ring,
                 to_shared_tx_rings: io.tx_ring,
+                rx_held_rounds: io.rx_held,
             },
             counters: (&self.counters).into(),
             rule_hits: json::RuleHits::new(&cfg.rules, &self.hits),
@@ -328,7 +360,8 @@ struct Io {
     received: u64,
     /// Handed to the ports, by the workers and the main lcore.
     transmitted: u64,
-    /// Accepted, but the device (or a full TX buffer) would not take them: freed.
+    /// Accepted, but their device took nothing for a while (a stalled TX path) or still
+    /// refused them at the end: freed. Overload holds RX back instead.
     tx_dropped: u64,
     /// Received by the software distributor.
     distributor_received: u64,
@@ -342,6 +375,9 @@ struct Io {
     from_worker_rings: u64,
     /// Put by workers in shared TX rings.
     to_shared_tx_rings: u64,
+    /// Worker rounds that left packets unread because a TX buffer could not take a burst
+    /// (back-pressure).
+    rx_held_rounds: u64,
 }
 
 /// One port at the end.
@@ -361,7 +397,8 @@ struct Mempool<'a> {
     free: u32,
     /// Mbufs it holds when none is out.
     size: u32,
-    /// Mbufs the driver keeps at close by design (`net_af_xdp`'s rings), not a leak.
+    /// Mbufs the driver keeps through close by design (`net_af_xdp`'s fill rings), not a
+    /// leak: exactly as many as it took before the first packet.
     driver_keeps: u32,
 }
 
@@ -382,8 +419,7 @@ pub fn print_ports(closed: &[Closed]) {
         }
         if c.driver_keeps > 0 {
             outln!(
-                "  mempool {}: {} of {} mbufs free (the driver keeps up to {} in its rings at \
-                 close)",
+                "  mempool {}: {} of {} mbufs free ({} stay in the driver's rings by design)",
                 c.pool,
                 c.free,
                 c.size,

@@ -815,8 +815,9 @@ impl Service {
 
     /// Send every worker the rules and settings of `cfg`, as `generation`.
     fn send_config(&mut self, cfg: &Config, generation: u64) {
-        let (rules, ecfg) = (cfg.rules.clone(), engine_config(cfg));
+        let rules = cfg.rules.clone();
         for w in 0..self.boxes.len() {
+            let ecfg = engine_config(cfg, w as u16);
             self.send_config_to(w, &rules, &ecfg, generation);
         }
     }
@@ -877,15 +878,13 @@ impl Service {
                 "reload refused by worker {}: {}; the running configuration stays in force",
                 refusals[0].0, refusals[0].1
             );
-            let (rules, ecfg) = (
-                self.running.cfg.rules.clone(),
-                engine_config(&self.running.cfg),
-            );
+            let rules = self.running.cfg.rules.clone();
             let generation = self.running.generation;
             let mut results = vec![Some(Ok(())); self.boxes.len()];
             for (w, r) in op.results.iter().enumerate() {
                 if matches!(r, Some(Ok(()))) {
                     results[w] = None;
+                    let ecfg = engine_config(&self.running.cfg, w as u16);
                     self.send_config_to(w, &rules, &ecfg, generation);
                 }
             }
@@ -899,6 +898,9 @@ impl Service {
         self.running.generation = op.generation;
         self.running.since = Instant::now();
         self.config_changed = true;
+        self.server.set_stall_timeout(Duration::from_secs(
+            self.running.cfg.control.client_timeout_secs.into(),
+        ));
         if old.log != self.running.cfg.log {
             if let Err(e) = self.drop_log.retarget(&self.running.cfg.log) {
                 warn!("drop log: {e:#}; it keeps its previous target");

@@ -1,23 +1,26 @@
 //! A worker: one lcore, one connection table, nothing shared on the hot path.
 //!
-//! Each round reads the clock once, then polls every RX source once, in a fixed order (its
-//! queue of each polled port in port order, then its input ring). For each burst it
-//! (re-dispatches ICMP errors whose flow another worker owns,) runs the engine's burst pipeline
-//! with the round's clock reading, moves accepted mbufs into per-port TX buffers and frees the
-//! rest. Then it offers the TX buffers to the devices (bounded retries); what a device does not
-//! take waits for the next round, and is dropped and counted only if its buffer overflows or
-//! at shutdown. After a busy round it sweeps a few table entries; when idle, more. Then it
+//! Each round reads the clock once, then polls every RX source once, in a fixed order (its queues
+//! of each polled port in port order, then its input ring), each burst no larger than every TX
+//! buffer can still take (back-pressure, [`TxHold`]). For each burst it (re-dispatches ICMP errors
+//! whose flow another worker owns,) lays out frames that came in several segments for the engine
+//! ([`super::frames`]), runs the engine's burst pipeline with the round's clock reading, moves
+//! accepted mbufs (whole chains) into per-port TX buffers and frees the rest. Then it offers the
+//! TX buffers to the devices (bounded retries); what a device does not take waits for the next
+//! round and holds RX back, and is dropped and counted only if its TX path stalls ([`TX_STALL`])
+//! or at shutdown. After a busy round it sweeps a few table entries; when idle, more. Then it
 //! serves its mailbox: at most one control-plane request, bounded work, and the events and
-//! drop-log records its engine buffered ([`super::mailbox`]). Counters live in the worker and
-//! are published to the control plane every ~100 ms through a mutex nobody else touches on
-//! the hot path: the engine's counters and rule hits, the table's fill, the I/O counters,
-//! packets and bytes by ingress port and verdict, and how many rounds (and TSC cycles) were
-//! busy or idle. Readers (`ctfw stats`, `/metrics`) see only what the main lcore collects from
-//! these snapshots, never the worker itself.
+//! drop-log records its engine buffered ([`super::mailbox`]). Counters live in the worker and are
+//! published to the control plane every ~100 ms through a mutex nobody else touches on the hot
+//! path: the engine's counters and rule hits, the table's fill, the I/O counters, packets and
+//! bytes by ingress port and verdict, and how many rounds (and TSC cycles) were busy or idle.
+//! Readers (`ctfw stats`, `/metrics`) see only what the main lcore collects from these
+//! snapshots, never the worker itself.
 
 use std::ops::AddAssign;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ctfw_engine::Counters;
 use ctfw_engine::counters::Reason;
@@ -29,6 +32,7 @@ use ctfw_engine::time::Instant;
 use ctfw_engine::wire::ChecksumHint;
 use rte::{CksumStatus, Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
 
+use super::frames::{Heads, Layout, TAIL_SLOTS};
 use super::mailbox::WorkerBox;
 use crate::MAX_BURST;
 
@@ -87,8 +91,12 @@ pub struct IoCounters {
     pub tx_port: u64,
     /// Packets handed to a shared TX ring.
     pub tx_ring: u64,
-    /// Accepted packets the device (or TX ring) would not take after retries: freed.
+    /// Accepted packets freed because their TX path stalled ([`TX_STALL`]), or still
+    /// refused when the worker stopped.
     pub tx_dropped: u64,
+    /// Rounds in which the worker skipped an RX source because a TX buffer had no room left
+    /// (back-pressure, [`TxHold`]).
+    pub rx_held: u64,
     /// ICMP errors handed to the worker that owns their flow.
     pub redispatched: u64,
     /// ICMP errors that could not be handed over (owner's ring full): freed.
@@ -103,6 +111,7 @@ impl AddAssign<&IoCounters> for IoCounters {
             tx_port,
             tx_ring,
             tx_dropped,
+            rx_held,
             redispatched,
             redispatch_dropped,
         } = other;
@@ -111,6 +120,7 @@ impl AddAssign<&IoCounters> for IoCounters {
         self.tx_port += tx_port;
         self.tx_ring += tx_ring;
         self.tx_dropped += tx_dropped;
+        self.rx_held += rx_held;
         self.redispatched += redispatched;
         self.redispatch_dropped += redispatch_dropped;
     }
@@ -171,6 +181,9 @@ pub struct Shared {
     pub rx: AtomicU64,
     /// The latest snapshot, for the progress lines.
     pub snapshot: Mutex<Snapshot>,
+    /// Set when the worker has returned (its input ring drained, its last TX offered) or
+    /// panicked.
+    pub done: AtomicBool,
 }
 
 /// A worker's counters and table fill at one moment.
@@ -192,6 +205,15 @@ pub struct Snapshot {
     pub by_port: Vec<PortVerdicts>,
     /// Busy and idle rounds.
     pub polls: Polls,
+}
+
+/// Sets [`Shared::done`] when dropped.
+struct Done(Arc<Shared>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.done.store(true, Ordering::Release);
+    }
 }
 
 /// Where accepted packets for one port go.
@@ -248,12 +270,16 @@ pub struct Finished {
 impl Worker {
     /// The worker loop. Returns when `stop` is set and its input ring is drained.
     pub fn run(mut self) -> Finished {
+        // Says `done` when the worker returns, and also if it panics.
+        let _done = Done(Arc::clone(&self.shared));
         let toeplitz = Toeplitz::symmetric();
         let mut io = IoCounters::default();
         let mut rx_buf: MbufBurst<MAX_BURST> = MbufBurst::default();
         let mut tx_bufs: Vec<MbufBurst<MAX_BURST>> =
             (0..self.tx.len()).map(|_| MbufBurst::default()).collect();
         let mut verdicts = vec![Verdict::default(); MAX_BURST];
+        let mut heads = Heads::new();
+        let mut hold = TxHold::new(self.tx.len(), &self.clock);
         let publish_every = self.clock.hz / 10;
         let mut last_publish = rte::tsc();
         let mut polls = Polls::default();
@@ -270,10 +296,14 @@ impl Worker {
             let mut got = 0;
             // RX queues are not polled once stopping: the ports will be stopped and their
             // descriptors freed by the driver; rings must be drained (we own what is in them).
+            // Back-pressure: each burst is no larger than every TX buffer can still take.
+            let mut held = false;
             if !stopping {
                 for i in 0..self.rx.len() {
                     let port = self.rx[i].1;
-                    let n = rx_upto(&mut self.rx[i].0, &mut rx_buf, self.burst);
+                    let limit = hold.room(&tx_bufs, tsc).min(self.burst);
+                    held |= limit == 0;
+                    let n = rx_upto(&mut self.rx[i].0, &mut rx_buf, limit);
                     if n > 0 {
                         got += n;
                         io.rx_port += n as u64;
@@ -286,29 +316,48 @@ impl Worker {
                             Some(port),
                             &mut tx_bufs,
                             &mut verdicts,
+                            &mut heads,
                             &mut io,
                         );
                     }
                 }
             }
             if let Some(ring) = &self.input {
-                let n = ring_upto(ring, &mut rx_buf, self.burst);
+                let limit = hold.room(&tx_bufs, tsc).min(self.burst);
+                held |= limit == 0 && ring.count() > 0;
+                let n = ring_upto(ring, &mut rx_buf, limit);
                 if n > 0 {
                     got += n;
                     io.rx_ring += n as u64;
-                    self.process(now, &mut rx_buf, None, &mut tx_bufs, &mut verdicts, &mut io);
+                    self.process(
+                        now,
+                        &mut rx_buf,
+                        None,
+                        &mut tx_bufs,
+                        &mut verdicts,
+                        &mut heads,
+                        &mut io,
+                    );
                 }
             }
+            io.rx_held += u64::from(held);
             let pending = tx_bufs.iter().any(|b| !b.is_empty());
+            // Packets that wait for a TX path that may still take them.
+            let live = tx_bufs
+                .iter()
+                .enumerate()
+                .any(|(port, b)| !b.is_empty() && !hold.stalled(port, tsc));
             last_round = Some((tsc, got > 0 || pending));
             if got > 0 || pending {
                 self.shared
                     .rx
                     .store(io.rx_port + io.rx_ring, Ordering::Relaxed);
-                self.flush(&mut tx_bufs, &mut io, false);
+                self.flush(&mut tx_bufs, &mut hold, tsc, &mut io, false);
                 self.engine.sweep(now, SWEEP_BUSY);
-                if stopping && got == 0 {
-                    break; // the last flush below frees what the devices still refuse
+                if stopping && got == 0 && !held && !live {
+                    // The input ring is drained, and what the devices still refuse waits only
+                    // for TX paths that stalled: the last flush below frees it.
+                    break;
                 }
             } else if stopping {
                 break;
@@ -323,7 +372,7 @@ impl Worker {
                 self.publish(&io, &polls);
             }
         }
-        self.flush(&mut tx_bufs, &mut io, true);
+        self.flush(&mut tx_bufs, &mut hold, rte::tsc(), &mut io, true);
         self.publish(&io, &polls);
         Finished {
             engine: self.engine,
@@ -351,7 +400,10 @@ impl Worker {
 
     /// Track and decide a burst; accepted mbufs go to their port's TX buffer, the rest are
     /// freed. `port` is the ingress port of the whole burst, or `None` to read it from each
-    /// mbuf (ring input).
+    /// mbuf (ring input). Frames in several segments are laid out for the engine by
+    /// [`super::frames`] (their first bytes copied into `heads` when the first segment is
+    /// short).
+    #[allow(clippy::too_many_arguments)]
     fn process(
         &mut self,
         now: Instant,
@@ -359,57 +411,44 @@ impl Worker {
         port: Option<PortId>,
         tx_bufs: &mut [MbufBurst<MAX_BURST>],
         verdicts: &mut [Verdict],
+        heads: &mut Heads,
         io: &mut IoCounters,
     ) {
         let n = burst.len();
         if n == 0 {
             return;
         }
-        // The engine's own group size: a stack array of that many views, filled per group.
-        for (mbufs, verdicts) in burst
-            .as_slice()
-            .chunks(BURST)
-            .zip(verdicts[..n].chunks_mut(BURST))
-        {
-            let mut pkts = [Pkt {
-                data: &[],
-                port: PortId(0),
-                csum: ChecksumHint::Unknown,
-            }; BURST];
-            for (slot, m) in pkts.iter_mut().zip(mbufs) {
-                let p = match port {
-                    Some(p) => p,
-                    None => self
-                        .port_of
-                        .get(usize::from(m.port()))
-                        .copied()
-                        .flatten()
-                        .unwrap_or(PortId(u16::MAX)),
-                };
-                *slot = Pkt {
-                    data: m.data(),
-                    port: p,
-                    csum: hint(m),
-                };
-            }
-            self.engine
-                .process_burst(now, &pkts[..mbufs.len()], verdicts);
-            for (p, v) in pkts.iter().zip(verdicts.iter()) {
-                if let Some(t) = self.by_port.get_mut(usize::from(p.port.0)) {
-                    let len = p.data.len() as u64;
-                    if v.forward.is_some() {
-                        t.accepted_packets += 1;
-                        t.accepted_bytes += len;
-                    } else {
-                        t.dropped_packets += 1;
-                        t.dropped_bytes += len;
-                    }
-                    t.tracked += u64::from(v.ct.is_some());
-                    t.bad_checksum += u64::from(matches!(
-                        v.invalid,
-                        Some(Reason::TcpBadChecksum | Reason::UdpBadChecksum)
-                    ));
+        let mbufs = burst.as_slice();
+        let empty = Pkt::new(&[], PortId(0), ChecksumHint::Unknown);
+        if mbufs.iter().all(Mbuf::is_contiguous) {
+            // Every frame in one segment: the engine reads them where they lie, in groups of
+            // its own size (a stack array of that many views, filled per group).
+            for (group, verdicts) in mbufs.chunks(BURST).zip(verdicts[..n].chunks_mut(BURST)) {
+                let mut pkts = [empty; BURST];
+                for (slot, m) in pkts.iter_mut().zip(group) {
+                    *slot = Pkt::new(m.data(), self.ingress(port, m), hint(m));
                 }
+                self.decide(now, &pkts[..group.len()], verdicts);
+            }
+        } else {
+            // Some frames in several segments: groups as long as their segment lists fit.
+            let mut tails = [&[][..]; TAIL_SLOTS];
+            let mut done = 0;
+            while done < n {
+                let (layout, k) = Layout::fill(&mbufs[done..], heads, &mut tails);
+                let group = &mbufs[done..done + k];
+                let mut pkts = [empty; BURST];
+                for (i, (slot, m)) in pkts.iter_mut().zip(group).enumerate() {
+                    let (data, tail) = layout.frame(i, m, heads, &tails);
+                    *slot = Pkt {
+                        data,
+                        tail,
+                        port: self.ingress(port, m),
+                        csum: hint(m),
+                    };
+                }
+                self.decide(now, &pkts[..k], &mut verdicts[done..done + k]);
+                done += k;
             }
         }
         for (m, v) in burst.drain().zip(verdicts.iter()) {
@@ -426,6 +465,42 @@ impl Worker {
                     }
                 }
                 None => drop(m),
+            }
+        }
+    }
+
+    /// The ingress port of `m`: the burst's, or (ring input) the one the mbuf names.
+    #[inline]
+    fn ingress(&self, port: Option<PortId>, m: &Mbuf) -> PortId {
+        match port {
+            Some(p) => p,
+            None => self
+                .port_of
+                .get(usize::from(m.port()))
+                .copied()
+                .flatten()
+                .unwrap_or(PortId(u16::MAX)),
+        }
+    }
+
+    /// Run the engine on one group and count its verdicts by ingress port.
+    fn decide(&mut self, now: Instant, pkts: &[Pkt<'_>], verdicts: &mut [Verdict]) {
+        self.engine.process_burst(now, pkts, verdicts);
+        for (p, v) in pkts.iter().zip(verdicts.iter()) {
+            if let Some(t) = self.by_port.get_mut(usize::from(p.port.0)) {
+                let len = p.len() as u64;
+                if v.forward.is_some() {
+                    t.accepted_packets += 1;
+                    t.accepted_bytes += len;
+                } else {
+                    t.dropped_packets += 1;
+                    t.dropped_bytes += len;
+                }
+                t.tracked += u64::from(v.ct.is_some());
+                t.bad_checksum += u64::from(matches!(
+                    v.invalid,
+                    Some(Reason::TcpBadChecksum | Reason::UdpBadChecksum)
+                ));
             }
         }
     }
@@ -461,17 +536,94 @@ impl Worker {
     }
 
     /// Offer every TX buffer to its port. What the device (or TX ring) does not take stays
-    /// buffered for the next round, up to the buffer's size (a full buffer drops new packets
-    /// in `process`); on the `last` flush it is freed and counted.
-    fn flush(&mut self, tx_bufs: &mut [MbufBurst<MAX_BURST>], io: &mut IoCounters, last: bool) {
-        for (buf, path) in tx_bufs.iter_mut().zip(self.tx.iter_mut()) {
+    /// buffered for the next round and holds RX back ([`TxHold`]); only a buffer whose path
+    /// stalled fills up (`process` then drops new packets for it). On the `last` flush what
+    /// is left is freed and counted.
+    fn flush(
+        &mut self,
+        tx_bufs: &mut [MbufBurst<MAX_BURST>],
+        hold: &mut TxHold,
+        tsc: u64,
+        io: &mut IoCounters,
+        last: bool,
+    ) {
+        for (port, (buf, path)) in tx_bufs.iter_mut().zip(self.tx.iter_mut()).enumerate() {
             if !buf.is_empty() {
+                let before = buf.len();
                 send(path, buf, io);
+                // A shared TX ring never stalls: the main lcore drains it, and decides about
+                // the device behind it.
+                let left = if matches!(path, TxPath::Ring(_)) {
+                    0
+                } else {
+                    buf.len()
+                };
+                hold.offered(port, before - buf.len(), left, tsc);
                 if last && !buf.is_empty() {
                     io.tx_dropped += buf.len() as u64;
                     buf.clear();
                 }
             }
+        }
+    }
+}
+
+/// How long a TX path may take nothing while packets wait for it before it stops holding RX
+/// back ([`TxHold`]).
+pub const TX_STALL: Duration = Duration::from_millis(100);
+
+/// Back-pressure from TX to RX. A worker reads no more packets than every TX buffer can still
+/// take, so under overload packets wait before the engine sees them (in the worker's input
+/// ring, then the distributor's or the device's RX queue, where the device counts what it
+/// cannot hold as missed), never after it accepted them. A TX path that has taken nothing for
+/// [`TX_STALL`] while packets waited for it (a link down, a peer that never drains) is stalled:
+/// it no longer holds RX back, its buffer fills, and packets for it are dropped and counted as
+/// `tx_dropped`, so that one dead port does not stop the others. Only a worker's own device
+/// queue can stall: a shared TX ring is drained by the main lcore (however long the scheduler
+/// keeps it away), which decides about the device behind it
+/// ([`super::control::MainIo::transmit`]).
+struct TxHold {
+    /// Per port: since when (TSC) its path has taken nothing while packets waited.
+    blocked_since: Vec<Option<u64>>,
+    /// [`TX_STALL`] in TSC ticks.
+    stall: u64,
+}
+
+impl TxHold {
+    fn new(ports: usize, clock: &Clock) -> TxHold {
+        TxHold {
+            blocked_since: vec![None; ports],
+            stall: (u128::from(clock.hz) * TX_STALL.as_millis() / 1000) as u64,
+        }
+    }
+
+    /// Whether `port`'s path has taken nothing for [`TX_STALL`] at TSC `tsc`.
+    #[inline]
+    fn stalled(&self, port: usize, tsc: u64) -> bool {
+        self.blocked_since[port].is_some_and(|t| tsc.wrapping_sub(t) >= self.stall)
+    }
+
+    /// How many packets may be read: the free room of the fullest buffer whose path has not
+    /// stalled.
+    #[inline]
+    fn room(&self, tx_bufs: &[MbufBurst<MAX_BURST>], tsc: u64) -> usize {
+        tx_bufs
+            .iter()
+            .enumerate()
+            .filter(|&(port, _)| !self.stalled(port, tsc))
+            .map(|(_, b)| MAX_BURST - b.len())
+            .min()
+            .unwrap_or(MAX_BURST)
+    }
+
+    /// `port`'s path took `sent` packets and left `left` waiting.
+    #[inline]
+    fn offered(&mut self, port: usize, sent: usize, left: usize, tsc: u64) {
+        let since = &mut self.blocked_since[port];
+        if sent > 0 || left == 0 {
+            *since = None;
+        } else if since.is_none() {
+            *since = Some(tsc);
         }
     }
 }

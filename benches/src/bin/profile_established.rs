@@ -1,10 +1,13 @@
 //! The `established` benchmark as a plain program, for profilers (perf, callgrind) that want
 //! one process with a clearly separated timed part.
 //!
-//! `profile_established [FLOWS] [PACKETS] [nic|sw] [off|acct|events|both]` sets up FLOWS
-//! connections (default 1000), with accounting and/or connection events on if asked,
+//! `profile_established [FLOWS] [PACKETS] [nic|sw] [off|acct|events|both] [4k|thp]` sets up
+//! FLOWS connections (default 1000), with accounting and/or connection events on if asked,
 //! then sends PACKETS packets (default 10 million) of the rotation traffic in bursts, frames
-//! written beforehand in chunks as the benchmark does, and prints ns per packet. Only
+//! written beforehand in chunks as the benchmark does, and prints ns per packet. `thp` advises
+//! the table onto transparent huge pages before it is first written, as `ctfw run` does when
+//! it runs on hugepages (`4k`, the default, leaves it to the kernel's default), and prints how
+//! much of the process's memory they back. Only
 //! `timed_bursts` processes packets, so `valgrind --tool=callgrind --toggle-collect=*timed_bursts*`
 //! counts instructions of the pipeline alone (divide by PACKETS).
 
@@ -38,12 +41,33 @@ fn main() {
         accounting: matches!(mode, "acct" | "both"),
         ..cfg.engine
     };
-    let mut e = Engine::new(engine_cfg, cfg.rules, SEEDS);
+    let thp = args.get(5).is_some_and(|a| a == "thp");
+    let advise = |r: ctfw_engine::table::Region| {
+        if thp {
+            if let Err(e) = rte::os::advise_huge_pages(r.addr, r.len) {
+                eprintln!("cannot advise transparent huge pages: {e}");
+            }
+        }
+    };
+    let Ok(mut e) = Engine::try_new(engine_cfg, cfg.rules, SEEDS, advise) else {
+        eprintln!("cannot allocate the engine for {flows} flows");
+        std::process::exit(1);
+    };
     e.set_events(matches!(mode, "events" | "both"));
     let mut now = START;
     let t0 = WallClock::now();
     let setup = establish(&mut e, &factory, 0..flows, &mut now);
     eprintln!("{flows} flows set up in {:.1?}: {setup:?}", t0.elapsed());
+    if let Some(l) = std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("AnonHugePages"))
+                .map(str::to_owned)
+        })
+    {
+        eprintln!("{} (table {} bytes)", l, e.memory_bytes());
+    }
     let mut rot = Rotation::new(flows, 2, 0x5eed_c7f3);
     let mut frames = Frames::new(CHUNK_BURSTS * BURST, factory.max_len());
     let mut total = Duration::ZERO;

@@ -10,7 +10,7 @@
 use super::{Ctx, items};
 use crate::error::{ConfigError, Problem};
 use crate::raw::{Leaf, RawDataplane, Scalar};
-use crate::{Dataplane, Hugepages, MAX_BURST};
+use crate::{Dataplane, Hugepages, MAX_BURST, MAX_WORKERS};
 
 /// Validates `dataplane`; each key it leaves out keeps its default.
 pub(super) fn build(raw: &RawDataplane, ctx: &Ctx<'_>) -> Result<Dataplane, ConfigError> {
@@ -57,7 +57,7 @@ pub(super) fn build(raw: &RawDataplane, ctx: &Ctx<'_>) -> Result<Dataplane, Conf
             raw.workers.as_ref(),
             "dataplane.workers",
             1,
-            64,
+            MAX_WORKERS.into(),
             d.workers.into(),
         )? as u16,
         lcores: text_opt(

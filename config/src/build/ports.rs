@@ -2,8 +2,10 @@
 //!
 //! A port's [`PortId`] is its index in the list. Invariants of the result: names are valid
 //! ([`NAME_RULE`]) and unique, devices are unique (compared as written; the device string is
-//! opaque here), and peers are mutual (`a -> b` and `b -> a`) and never the port itself.
-//! Names are read before peers, so a peer may name a port listed after it.
+//! opaque here), peers are mutual (`a -> b` and `b -> a`) and never the port itself, and the
+//! MTU lies in [`MIN_MTU`]`..=`[`MAX_MTU`] ([`DEFAULT_MTU`] when not given; what the device
+//! allows is checked when `ctfw run` opens it). Names are read before peers, so a peer may
+//! name a port listed after it.
 
 use std::collections::HashMap;
 
@@ -11,9 +13,9 @@ use ctfw_engine::rules::{PortId, RuleSet};
 use serde_saphyr::Spanned;
 
 use super::{Ctx, Item, NAME_RULE, is_name, required, unique};
-use crate::Port;
 use crate::error::{ConfigError, Problem, closest};
 use crate::raw::{RawPort, Scalar};
+use crate::{DEFAULT_MTU, MAX_MTU, MIN_MTU, Port};
 
 /// Validates `ports` (required) into the port list; a port's index is its [`PortId`].
 pub(super) fn build(
@@ -122,11 +124,28 @@ pub(super) fn build(
             return Err(ctx.err(&leaf.referenced, format!("ports[{i}].peer"), problem));
         }
     }
+    let mut mtus = Vec::with_capacity(n);
+    for (i, port) in list.value.iter().enumerate() {
+        let mtu = ctx.uint_or(
+            port.value.mtu.as_ref(),
+            &format!("ports[{i}].mtu"),
+            MIN_MTU.into(),
+            MAX_MTU.into(),
+            DEFAULT_MTU.into(),
+        )?;
+        mtus.push(mtu as u16); // within MIN_MTU..=MAX_MTU
+    }
     Ok(names
         .into_iter()
         .zip(devices)
         .zip(peers)
-        .map(|((name, device), (peer, _))| Port { name, device, peer })
+        .zip(mtus)
+        .map(|(((name, device), (peer, _)), mtu)| Port {
+            name,
+            device,
+            peer,
+            mtu,
+        })
         .collect())
 }
 

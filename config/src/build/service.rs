@@ -26,6 +26,13 @@ pub(super) fn control(raw: Option<&RawControl>, ctx: &Ctx<'_>) -> Result<Control
         }
         c.socket = PathBuf::from(path);
     }
+    c.client_timeout_secs = ctx.uint_or(
+        raw.and_then(|r| r.client_timeout.as_ref()),
+        "control.client_timeout",
+        1,
+        3600,
+        c.client_timeout_secs.into(),
+    )? as u32;
     Ok(c)
 }
 

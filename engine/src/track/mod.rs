@@ -68,8 +68,8 @@ pub enum TrackVerdict {
     Accept,
     /// Accepted without a refresh (Linux returns `NF_ACCEPT` before `nf_ct_refresh_acct`): a
     /// segment the TCP tracker ignores, or a SYN retransmitted in SYN_SENT, which must not
-    /// renew the deadline. Not counted by accounting.
-    Ignore,
+    /// renew the deadline; why, for the counters. Not counted by accounting.
+    Ignore(crate::Ignored),
     /// INVALID (Linux `-NF_ACCEPT`), with why.
     Invalid(crate::Reason),
     /// Accept the packet and delete the entry (an RST before any reply).

@@ -56,7 +56,7 @@
 
 use core::ops::{Add, Sub};
 
-use crate::counters::Reason;
+use crate::counters::{Ignored, Reason};
 use crate::flow::Direction;
 use crate::time::{Tick, Ticks};
 use crate::track::{CtFlags, EntryMeta, TrackVerdict};
@@ -524,12 +524,31 @@ const LAST_INDEX_MASK: u8 = 0x07;
 const LAST_DIR_BIT: u8 = 0x08;
 const LAST_WSCALE_SHIFT: u8 = 4;
 
-/// The outcome of `tcp_in_window` (Linux `enum nf_ct_tcp_action`).
+/// The outcome of `tcp_in_window` (Linux `enum nf_ct_tcp_action`), with why a segment is
+/// ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum WindowVerdict {
     Accept,
-    Ignore,
+    Ignore(Ignored),
     Invalid(Reason),
+}
+
+/// Why a segment met `TCP_CONNTRACK_IGNORE` (a `sIG` cell of the table, or a SYN in
+/// TIME_WAIT or CLOSE that may not re-open) and was not a SYN/ACK answering the SYN noted:
+/// by its flag class. Only SYN, SYN/ACK and ACK rows have such cells.
+fn ignored_in_state(index: FlagClass) -> Ignored {
+    match index {
+        FlagClass::Syn => Ignored::TcpUnexpectedSyn,
+        FlagClass::SynAck => Ignored::TcpUnmatchedSynAck,
+        FlagClass::Ack => Ignored::TcpUnexpectedAck,
+        FlagClass::Fin | FlagClass::Rst | FlagClass::None => {
+            // Cannot happen: TRANSITIONS has no `sIG` in the FIN, RST and no-flag rows, and
+            // only a SYN re-opens. Debug builds (tests, fuzzing) stop here rather than count
+            // a plausible but wrong reason.
+            debug_assert!(false, "cannot happen: {index:?} ignored in state");
+            Ignored::TcpUnexpectedAck
+        }
+    }
 }
 
 /// How the RST checks of the CLOSE transition let the segment go on.
@@ -747,14 +766,14 @@ impl TcpConn {
                     return TrackVerdict::Reopen;
                 }
                 if !self.ignore(dir, index, seg, old_state) {
-                    return TrackVerdict::Ignore;
+                    return TrackVerdict::Ignore(ignored_in_state(index));
                 }
                 old_state = TcpState::SynSent;
                 TcpState::SynRecv
             }
             Next::Ignore => {
                 if !self.ignore(dir, index, seg, old_state) {
-                    return TrackVerdict::Ignore;
+                    return TrackVerdict::Ignore(ignored_in_state(index));
                 }
                 // The SYN/ACK answers a SYN we ignored: client and server are in sync and we
                 // were not. Resume from the SYN we noted, as if we had been in SYN_SENT.
@@ -771,7 +790,7 @@ impl TcpConn {
                     && self.last_flags & F::EXP_CHALLENGE_ACK != 0
                 {
                     self.last_flags &= !F::EXP_CHALLENGE_ACK;
-                    return TrackVerdict::Ignore;
+                    return TrackVerdict::Ignore(Ignored::TcpChallengeAck);
                 }
                 TcpState::TimeWait
             }
@@ -809,7 +828,7 @@ impl TcpConn {
         if !skip_window {
             match self.in_window(dir, index, seg, cfg) {
                 WindowVerdict::Accept => {}
-                WindowVerdict::Ignore => return TrackVerdict::Ignore,
+                WindowVerdict::Ignore(why) => return TrackVerdict::Ignore(why),
                 WindowVerdict::Invalid(reason) => {
                     self.handle_invalid(meta, now, dir, index, cfg);
                     return TrackVerdict::Invalid(reason);
@@ -846,7 +865,7 @@ impl TcpConn {
             // a NAT could keep the entry alive forever. Linux returns `NF_ACCEPT` before
             // `nf_ct_refresh_acct`: accepted, not refreshed, not counted.
             if index == FlagClass::Syn && old_state == TcpState::SynSent {
-                return TrackVerdict::Ignore;
+                return TrackVerdict::Ignore(Ignored::TcpSynRetransmit);
             }
             // ESTABLISHED without a reply is a loose pickup: no five-day timeout for it.
             if new_state == TcpState::Established && timeout > t.unack {
@@ -1155,7 +1174,7 @@ impl TcpConn {
                 // already cover it or every later ACK would be "over upper bound".
                 self.seen[s].td_end = end;
                 self.flags[s] |= F::DATA_UNACKNOWLEDGED;
-                return self.log_invalid(s, cfg, WindowVerdict::Ignore);
+                return self.log_invalid(s, cfg, WindowVerdict::Ignore(Ignored::TcpWindowOverrun));
             }
             return self.log_invalid(s, cfg, WindowVerdict::Invalid(Reason::TcpSeqOverWindow));
         }
@@ -1168,11 +1187,11 @@ impl TcpConn {
         let in_recv_win = self.seen[r].td_maxwin == 0
             || end.after(self.seen[s].td_end - self.seen[r].td_maxwin - 1);
         if !in_recv_win {
-            return self.log_invalid(s, cfg, WindowVerdict::Ignore);
+            return self.log_invalid(s, cfg, WindowVerdict::Ignore(Ignored::TcpSeqUnderWindow));
         }
         if !sack.after(self.seen[r].td_end - maxackwindow - 1) {
             // ACK under the lower bound: possibly overly delayed.
-            return self.log_invalid(s, cfg, WindowVerdict::Ignore);
+            return self.log_invalid(s, cfg, WindowVerdict::Ignore(Ignored::TcpAckUnderWindow));
         }
 
         // Window scaling (RFC 1323); SYN windows are never scaled.

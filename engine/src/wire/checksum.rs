@@ -11,7 +11,7 @@
 //! into a 64-bit accumulator), folded, and swapped once at the end on little-endian machines.
 //! Nothing is summed byte by byte.
 
-use super::{Family, IpAddrs};
+use super::{Bytes, Family, IpAddrs};
 
 /// One's-complement sum of `data`, folded to 16 bits, not complemented.
 ///
@@ -137,6 +137,19 @@ pub fn verify_with_pseudo_header(addrs: &IpAddrs, proto: u8, l4: &[u8]) -> bool 
 #[inline]
 pub fn verify(bytes: &[u8]) -> bool {
     data(bytes) == 0xffff
+}
+
+/// [`verify_with_pseudo_header`] over a segment that may lie in several buffers.
+#[inline]
+pub fn verify_span_with_pseudo_header<'a>(addrs: &IpAddrs, proto: u8, l4: &impl Bytes<'a>) -> bool {
+    let len = u32::try_from(l4.len()).unwrap_or(u32::MAX);
+    combine(&[pseudo_header(addrs, proto, len), l4.sum()]) == 0xffff
+}
+
+/// [`verify`] over bytes that may lie in several buffers.
+#[inline]
+pub fn verify_span<'a>(bytes: &impl Bytes<'a>) -> bool {
+    bytes.sum() == 0xffff
 }
 
 /// Fold a 64-bit sum of 16-bit words into 16 bits with end-around carry.

@@ -29,7 +29,7 @@
 use super::bytes::be16;
 use super::ipv4::{self, Ipv4Packet};
 use super::ipv6::{self, Ipv6Packet};
-use super::{Family, IpAddrs, L4, checksum, gre, proto};
+use super::{Bytes, Family, IpAddrs, L4, checksum, gre, proto};
 use crate::counters::Reason;
 
 /// A read-only view of an ICMP or ICMPv6 message.
@@ -254,18 +254,18 @@ pub struct IcmpMsg {
 /// The IP payload `l4` as an ICMP (`addrs.family` V4) or ICMPv6 (V6) message: its length
 /// check, then (when `verify`) the checksum, then for an error type the quoted packet.
 #[inline]
-pub(super) fn parse<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
-    let msg = match IcmpPacket::new_checked(l4) {
+pub(super) fn parse<'a>(addrs: &IpAddrs, l4: impl Bytes<'a>, verify: bool) -> L4<'a> {
+    let msg = match IcmpPacket::new_checked(l4.head()) {
         Ok(msg) => msg,
         Err(reason) => return L4::Malformed(reason),
     };
     let (sum_ok, is_error) = match addrs.family {
         Family::V4 => (
-            !verify || msg.verify_checksum_v4(),
+            !verify || checksum::verify_span(&l4),
             v4::is_error(msg.msg_type()),
         ),
         Family::V6 => (
-            !verify || msg.verify_checksum_v6(addrs),
+            !verify || checksum::verify_span_with_pseudo_header(addrs, proto::ICMPV6, &l4),
             v6::is_error(msg.msg_type()),
         ),
     };

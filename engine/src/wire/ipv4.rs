@@ -97,8 +97,15 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// length (link-layer padding) are allowed and ignored. Needs `check_header` first.
     #[inline]
     pub fn check_total_len(&self) -> Result<(), Reason> {
+        self.check_total_len_within(self.buffer.as_ref().len())
+    }
+
+    /// [`Self::check_total_len`] for a packet of `avail` bytes of which the buffer holds the
+    /// first (a packet in several buffers, [`super::Span`]).
+    #[inline]
+    pub fn check_total_len_within(&self, avail: usize) -> Result<(), Reason> {
         let total = usize::from(self.total_len());
-        if total > self.buffer.as_ref().len() || total < self.header_len() {
+        if total > avail || total < self.header_len() {
             return Err(Reason::Ipv4BadTotalLength);
         }
         Ok(())

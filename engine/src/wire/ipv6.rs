@@ -110,11 +110,18 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// The payload-length check of [`Self::check_len`]. Needs `check_header`.
     #[inline]
     pub fn check_payload_len(&self) -> Result<(), Reason> {
+        self.check_payload_len_within(self.buffer.as_ref().len())
+    }
+
+    /// [`Self::check_payload_len`] for a packet of `avail` bytes of which the buffer holds the
+    /// first (a packet in several buffers, [`super::Span`]).
+    #[inline]
+    pub fn check_payload_len_within(&self, avail: usize) -> Result<(), Reason> {
         let plen = usize::from(self.payload_len());
         // Linux treats 0 with a Hop-by-Hop header as a jumbogram announcement, which needs a
         // frame above 64 KiB; anything else with 0 is simply an empty payload.
         let jumbo = plen == 0 && self.next_header() == next_header::HOP_BY_HOP;
-        if jumbo || HEADER_LEN + plen > self.buffer.as_ref().len() {
+        if jumbo || HEADER_LEN + plen > avail {
             return Err(Reason::Ipv6BadPayloadLength);
         }
         Ok(())

@@ -46,6 +46,11 @@
 //!   `Malformed(IcmpInvalidNew)`, the ICMP tracker's refusal; a GRE version 1 header that does
 //!   not carry PPP has no tuple and is `Malformed(GreUnsupported)`.
 //!
+//! A frame may lie in several buffers (a multi-segment mbuf): [`parse_span`] reads headers
+//! from its first [`HEADER_SPAN`] bytes, which must be contiguous, and lengths and checksums
+//! from all of it ([`span`]: [`Span`], or [`Short`] and [`Contiguous`] for a frame in one
+//! buffer), so a frame parses the same however it is split; [`parse`] is the one-buffer case.
+//!
 //! [`parse`] never panics and never allocates; every loop is bounded by the frame length or
 //! a small constant.
 
@@ -58,6 +63,7 @@ pub mod gre;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
+pub mod span;
 pub mod tcp;
 pub mod udp;
 
@@ -65,6 +71,7 @@ pub mod udp;
 mod trace_tests;
 
 pub use icmp::{IcmpMsg, InnerL4, InnerTuple};
+pub use span::{Bytes, Contiguous, HEADER_SPAN, Short, Span};
 pub use tcp::{TcpFlags, TcpSeg};
 pub use udp::UdpDgram;
 
@@ -191,21 +198,37 @@ pub mod proto {
     pub const ICMPV6: u8 = 58;
 }
 
-/// Parse an Ethernet frame down to its transport header.
-///
-/// `Err` for frames Linux would drop before connection tracking (class `Unparsed`); `Ok` with
-/// [`L4::Malformed`] for transport headers conntrack would call INVALID. See the module
-/// documentation for the exact checks.
+/// Parse an Ethernet frame held in one buffer down to its transport header: [`parse_span`]
+/// of [`Short::frame`], or of [`Contiguous::frame`] for a frame longer than the head.
 #[inline]
 pub fn parse<'a>(
     frame: &'a [u8],
     cfg: &ParseConfig,
     hint: ChecksumHint,
 ) -> Result<Packet<'a>, Reason> {
-    let (ethertype, l3) = ethernet::network_layer(frame)?;
+    match Short::frame(frame) {
+        Some(short) => parse_span(short, cfg, hint),
+        None => parse_span(Contiguous::frame(frame), cfg, hint),
+    }
+}
+
+/// Parse an Ethernet frame down to its transport header.
+///
+/// `Err` for frames Linux would drop before connection tracking (class `Unparsed`); `Ok` with
+/// [`L4::Malformed`] for transport headers conntrack would call INVALID. See the module
+/// documentation for the exact checks. Headers are read from the frame's first
+/// [`HEADER_SPAN`] bytes, lengths and checksums from all of it ([`span`]).
+#[inline]
+pub fn parse_span<'a>(
+    frame: impl Bytes<'a>,
+    cfg: &ParseConfig,
+    hint: ChecksumHint,
+) -> Result<Packet<'a>, Reason> {
+    let (ethertype, l3) = ethernet::network_layer(frame.head())?;
+    let l3 = frame.from(frame.head().len() - l3.len());
     match ethertype {
-        ethernet::ethertype::IPV4 => parse_ipv4(l3, cfg, hint),
-        ethernet::ethertype::IPV6 => parse_ipv6(l3, cfg, hint),
+        ethernet::ethertype::IPV4 => parse_ipv4_span(l3, cfg, hint),
+        ethernet::ethertype::IPV6 => parse_ipv6_span(l3, cfg, hint),
         _ => Err(Reason::NonIp),
     }
 }
@@ -232,19 +255,33 @@ pub fn ip_len(frame: &[u8]) -> Option<u32> {
     }
 }
 
-/// Parse an IPv4 packet (no link-layer header) down to its transport header, as [`parse`].
+/// Parse an IPv4 packet (no link-layer header) held in one buffer down to its transport
+/// header, as [`parse`].
 pub fn parse_ipv4<'a>(
     bytes: &'a [u8],
     cfg: &ParseConfig,
     hint: ChecksumHint,
 ) -> Result<Packet<'a>, Reason> {
-    let ip = Ipv4Packet::new_unchecked(bytes);
+    match Short::frame(bytes) {
+        Some(short) => parse_ipv4_span(short, cfg, hint),
+        None => parse_ipv4_span(Contiguous::frame(bytes), cfg, hint),
+    }
+}
+
+/// [`parse_ipv4`] of a packet that may lie in several buffers.
+#[inline]
+fn parse_ipv4_span<'a>(
+    l3: impl Bytes<'a>,
+    cfg: &ParseConfig,
+    hint: ChecksumHint,
+) -> Result<Packet<'a>, Reason> {
+    let ip = Ipv4Packet::new_unchecked(l3.head());
     // Linux's order: header sanity, checksum, total length.
     ip.check_header()?;
     if hint.verify_ip() && !ip.verify_checksum() {
         return Err(Reason::Ipv4BadChecksum);
     }
-    ip.check_total_len()?;
+    ip.check_total_len_within(l3.len())?;
     if ip.header_len() > ipv4::HEADER_LEN {
         ipv4::check_options(ip.options())?;
     }
@@ -257,33 +294,54 @@ pub fn parse_ipv4<'a>(
     let l4 = if ip.is_fragment() {
         L4::Fragment
     } else {
-        parse_l4(&addrs, proto, ip.payload(), cfg, hint)
+        let payload = l3.sub(ip.header_len(), usize::from(ip.total_len()));
+        parse_l4(&addrs, proto, payload, cfg, hint)
     };
     Ok(Packet { addrs, proto, l4 })
 }
 
-/// Parse an IPv6 packet (no link-layer header) down to its transport header, as [`parse`].
+/// Parse an IPv6 packet (no link-layer header) held in one buffer down to its transport
+/// header, as [`parse`].
 pub fn parse_ipv6<'a>(
     bytes: &'a [u8],
     cfg: &ParseConfig,
     hint: ChecksumHint,
 ) -> Result<Packet<'a>, Reason> {
-    let ip = Ipv6Packet::new_unchecked(bytes);
+    match Short::frame(bytes) {
+        Some(short) => parse_ipv6_span(short, cfg, hint),
+        None => parse_ipv6_span(Contiguous::frame(bytes), cfg, hint),
+    }
+}
+
+/// [`parse_ipv6`] of a packet that may lie in several buffers.
+#[inline]
+fn parse_ipv6_span<'a>(
+    l3: impl Bytes<'a>,
+    cfg: &ParseConfig,
+    hint: ChecksumHint,
+) -> Result<Packet<'a>, Reason> {
+    let ip = Ipv6Packet::new_unchecked(l3.head());
     // Linux's order: header, addresses, payload length, Hop-by-Hop options.
     ip.check_header()?;
     ip.check_addrs()?;
-    ip.check_payload_len()?;
+    ip.check_payload_len_within(l3.len())?;
     let addrs = IpAddrs {
         family: Family::V6,
         src: ip.src_addr(),
         dst: ip.dst_addr(),
     };
-    let payload = ip.payload();
+    let payload = l3.sub(
+        ipv6::HEADER_LEN,
+        ipv6::HEADER_LEN + usize::from(ip.payload_len()),
+    );
+    // Extension headers are read from the head; the walk's offsets are checked against the
+    // whole payload.
+    let headers = payload.head();
     let first = ip.next_header();
     if first == ipv6::next_header::HOP_BY_HOP {
-        ipv6::check_hop_by_hop(payload)?;
+        ipv6::check_hop_by_hop(headers)?;
     }
-    let chain = ipv6::walk_ext_headers(payload, 0, first)
+    let chain = ipv6::walk_ext_headers(headers, 0, first)
         .ok()
         .filter(|c| c.offset <= payload.len())
         .ok_or(Reason::Ipv6BadExtHeader)?;
@@ -291,7 +349,7 @@ pub fn parse_ipv6<'a>(
         // Name the transport protocol of a first fragment when its headers are all here;
         // otherwise the Fragment header's Next Header is the best we know.
         let proto = if frag.offset == 0 {
-            ipv6::walk_ext_headers(payload, chain.offset, chain.proto)
+            ipv6::walk_ext_headers(headers, chain.offset, chain.proto)
                 .ok()
                 .filter(|c| c.fragment.is_none())
                 .map_or(chain.proto, |c| c.proto)
@@ -304,7 +362,7 @@ pub fn parse_ipv6<'a>(
             l4: L4::Fragment,
         });
     }
-    let l4 = parse_l4(&addrs, chain.proto, &payload[chain.offset..], cfg, hint);
+    let l4 = parse_l4(&addrs, chain.proto, payload.from(chain.offset), cfg, hint);
     Ok(Packet {
         addrs,
         proto: chain.proto,
@@ -318,12 +376,12 @@ fn verify_l4(cfg: &ParseConfig, hint: ChecksumHint) -> bool {
 }
 
 /// The transport layer of an unfragmented packet; `l4` is exactly the IP payload after any
-/// extension headers.
+/// extension headers. Headers come from its head, checksums cover all of it.
 #[inline]
 fn parse_l4<'a>(
     addrs: &IpAddrs,
     proto: u8,
-    l4: &'a [u8],
+    l4: impl Bytes<'a>,
     cfg: &ParseConfig,
     hint: ChecksumHint,
 ) -> L4<'a> {
@@ -335,8 +393,10 @@ fn parse_l4<'a>(
         (Family::V4, proto::ICMP) | (Family::V6, proto::ICMPV6) => {
             icmp::parse(addrs, l4, cfg.verify_l4_checksum)
         }
-        (Family::V4, proto::ICMPV6) | (Family::V6, proto::ICMP) => icmp::parse_wrong_family(l4),
-        (_, proto::GRE) => gre::parse(l4),
+        (Family::V4, proto::ICMPV6) | (Family::V6, proto::ICMP) => {
+            icmp::parse_wrong_family(l4.head())
+        }
+        (_, proto::GRE) => gre::parse(l4.head()),
         _ => L4::Other,
     }
 }
@@ -1138,6 +1198,125 @@ mod tests {
         assert_eq!(parse_l4_of(&f), Ok(L4::Malformed(Reason::IcmpInvalidNew)));
     }
 
+    // ---- frames in several buffers ----
+
+    const JUMBO_KINDS: usize = 6;
+
+    /// A valid frame of kind `which` carrying `n` payload bytes (at most what its IP length
+    /// field allows): TCP, UDP and ICMP echo over IPv4 and IPv6, IPv6 with extension headers,
+    /// and an ICMP error quoting a TCP segment.
+    fn jumbo(which: usize, n: usize) -> Vec<u8> {
+        let body: Vec<u8> = (0..n).map(|i| (i * 7 + i / 251) as u8).collect();
+        let (a4, a6) = (v4(C4, S4), v6(C6, S6));
+        match which {
+            0 => tcp4_frame(TcpFlags::ACK, &body),
+            1 => ether(
+                0x0800,
+                &ipv4(proto::UDP, 0x4000, &a4, &[], &udp(&a4, 5000, 53, &body)),
+            ),
+            2 => ether(
+                0x86dd,
+                &ipv6(proto::TCP, &a6, &tcp(&a6, 40000, 443, 0x18, &body)),
+            ),
+            3 => {
+                let mut payload = vec![60, 0, 1, 4, 0, 0, 0, 0]; // Hop-by-Hop, PadN 6
+                payload.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]); // Dest Options
+                payload.extend_from_slice(&udp(&a6, 5000, 53, &body));
+                ether(0x86dd, &ipv6(0, &a6, &payload))
+            }
+            4 => ether(
+                0x86dd,
+                &ipv6(
+                    proto::ICMPV6,
+                    &a6,
+                    &icmp(&a6, 128, 0, [0x12, 0x34, 0, 1], &body),
+                ),
+            ),
+            _ => {
+                // Port unreachable from the server quoting a client's TCP segment, padded.
+                let quoted = ipv4(
+                    proto::TCP,
+                    0x4000,
+                    &a4,
+                    &[],
+                    &tcp(&a4, 40000, 80, TcpFlags::SYN, &[]),
+                );
+                let mut q = quoted;
+                q.extend_from_slice(&body);
+                let back = v4(S4, C4);
+                ether(
+                    0x0800,
+                    &ipv4(proto::ICMP, 0, &back, &[], &icmp(&back, 3, 3, [0; 4], &q)),
+                )
+            }
+        }
+    }
+
+    #[test]
+    fn jumbo_frames_parse_whole_and_split() {
+        for which in 0..JUMBO_KINDS {
+            let f = jumbo(which, 8900);
+            let one = parse_ok(&f);
+            assert!(!matches!(one.l4, L4::Malformed(_)), "{which}: {one:?}");
+            let (a, b) = f.split_at(2048);
+            let (b, c) = b.split_at(2048);
+            let tail = [b, c];
+            assert_eq!(
+                parse_span(Span::frame(a, &tail), &CFG, ChecksumHint::Unknown),
+                Ok(one),
+                "{which}"
+            );
+            // A payload byte changed beyond the first buffer: the checksum covers it.
+            let mut bad = f.clone();
+            bad[5000] ^= 0x40;
+            let (a, b) = bad.split_at(2048);
+            let tail = [b];
+            let got = parse_span(Span::frame(a, &tail), &CFG, ChecksumHint::Unknown);
+            assert_eq!(got, parse(&bad, &CFG, ChecksumHint::Unknown), "{which}");
+            assert!(
+                matches!(
+                    got,
+                    Ok(Packet {
+                        l4: L4::Malformed(_),
+                        ..
+                    })
+                ),
+                "{which}: {got:?}"
+            );
+        }
+        // The TCP segment's payload length comes from the IP length, not the first buffer.
+        let f = jumbo(0, 8000);
+        let (a, b) = f.split_at(1500);
+        let tail = [b];
+        let Ok(Packet {
+            l4: L4::Tcp(seg), ..
+        }) = parse_span(Span::frame(a, &tail), &CFG, ChecksumHint::Unknown)
+        else {
+            panic!("not TCP");
+        };
+        assert_eq!(seg.payload_len, 8000);
+    }
+
+    #[test]
+    fn headers_beyond_the_header_span_read_as_cut_short() {
+        // IPv6 whose Destination Options header ends past the first HEADER_SPAN bytes:
+        // whole or split, the walk cannot finish within the head.
+        let a = v6(C6, S6);
+        let opts_len = 1024; // 8 + 1016 bytes of PadN-free unknown-skip options
+        let mut payload = vec![6, (opts_len / 8 - 1) as u8];
+        payload.extend(core::iter::repeat_n(0u8, opts_len - 2));
+        payload.extend_from_slice(&tcp(&a, 40000, 443, TcpFlags::SYN, &[0; 2000]));
+        let f = ether(0x86dd, &ipv6(60, &a, &payload));
+        let want = parse(&f, &CFG, ChecksumHint::Unknown);
+        assert_eq!(want.map(|p| p.l4), Ok(L4::Malformed(Reason::TcpTruncated)));
+        let (x, y) = f.split_at(HEADER_SPAN);
+        let tail = [y];
+        assert_eq!(
+            parse_span(Span::frame(x, &tail), &CFG, ChecksumHint::Unknown),
+            want
+        );
+    }
+
     // ---- properties ----
 
     fn fixtures() -> Vec<Vec<u8>> {
@@ -1205,6 +1384,38 @@ mod tests {
             f.truncate(cut % (f.len() + 1));
             f.extend_from_slice(&extra);
             parse_all_ways(&f);
+        }
+
+        /// A frame in several buffers (the head in the first, as [`Span::frame`] asks)
+        /// parses exactly as in one buffer, also after mutations that break its checksums
+        /// and lengths: jumbo frames from each fixture, cut anywhere.
+        #[test]
+        fn a_frame_in_buffers_parses_as_in_one(
+            which in 0usize..JUMBO_KINDS,
+            payload in 0usize..9000,
+            cuts in proptest::collection::vec(0usize..9100, 0..6),
+            edit in proptest::option::of((any::<usize>(), any::<u8>())),
+        ) {
+            let mut f = jumbo(which, payload);
+            if let Some((at, byte)) = edit {
+                let at = at % f.len();
+                f[at] = byte;
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(f.len())).collect();
+            cuts.sort_unstable();
+            cuts.retain(|&c| c >= f.len().min(HEADER_SPAN));
+            let mut pieces: Vec<&[u8]> = Vec::new();
+            let mut at = 0;
+            for c in cuts.iter().copied().chain([f.len()]) {
+                pieces.push(&f[at..c]);
+                at = c;
+            }
+            let data = pieces.remove(0);
+            for hint in [ChecksumHint::Unknown, ChecksumHint::Good] {
+                let one = parse(&f, &CFG, hint);
+                let split = parse_span(Span::frame(data, &pieces), &CFG, hint);
+                prop_assert_eq!(split, one);
+            }
         }
 
         #[test]

@@ -17,7 +17,7 @@
 //! read, or an `L4::Malformed` reason.
 
 use super::bytes::{be16, be32};
-use super::{IpAddrs, L4, checksum, proto};
+use super::{Bytes, IpAddrs, L4, checksum, proto};
 use crate::counters::Reason;
 
 /// A read-only view of a TCP segment: header, options and payload.
@@ -339,15 +339,16 @@ pub struct TcpSeg<'a> {
     pub options: &'a [u8],
 }
 
-/// The IP payload `l4` as a TCP segment: its length checks, then (when `verify`) the
-/// checksum with the pseudo-header of `addrs`.
+/// The IP payload `l4` as a TCP segment: its length checks (the header must lie in the
+/// span's head), then (when `verify`) the checksum over the whole segment with the
+/// pseudo-header of `addrs`.
 #[inline]
-pub(super) fn parse<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
-    let tcp = match TcpPacket::new_checked(l4) {
+pub(super) fn parse<'a>(addrs: &IpAddrs, l4: impl Bytes<'a>, verify: bool) -> L4<'a> {
+    let tcp = match TcpPacket::new_checked(l4.head()) {
         Ok(tcp) => tcp,
         Err(reason) => return L4::Malformed(reason),
     };
-    if verify && !tcp.verify_checksum(addrs) {
+    if verify && !checksum::verify_span_with_pseudo_header(addrs, proto::TCP, &l4) {
         return L4::Malformed(Reason::TcpBadChecksum);
     }
     L4::Tcp(TcpSeg {
@@ -358,7 +359,7 @@ pub(super) fn parse<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
         flags: tcp.flags(),
         window: tcp.window_len(),
         // At most 65535 - 20: the IP length fields are 16-bit.
-        payload_len: tcp.payload().len() as u32,
+        payload_len: (l4.len() - tcp.header_len()) as u32,
         options: tcp.options(),
     })
 }

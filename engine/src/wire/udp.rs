@@ -15,7 +15,7 @@
 //! reason.
 
 use super::bytes::be16;
-use super::{IpAddrs, L4, checksum, proto};
+use super::{Bytes, IpAddrs, L4, checksum, proto};
 use crate::counters::Reason;
 
 /// A read-only view of a UDP datagram.
@@ -56,12 +56,18 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// `UdpBadLength`.
     #[inline]
     pub fn check_len(&self) -> Result<(), Reason> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
+        self.check_len_within(self.buffer.as_ref().len())
+    }
+
+    /// [`Self::check_len`] for an IP payload of `avail` bytes of which the buffer holds the
+    /// first (a packet in several buffers, [`super::Span`]).
+    #[inline]
+    pub fn check_len_within(&self, avail: usize) -> Result<(), Reason> {
+        if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Reason::UdpTruncated);
         }
         let field_len = usize::from(self.length());
-        if field_len < HEADER_LEN || field_len > len {
+        if field_len < HEADER_LEN || field_len > avail {
             return Err(Reason::UdpBadLength);
         }
         Ok(())
@@ -120,12 +126,15 @@ pub struct UdpDgram {
 /// The IP payload `l4` as a UDP datagram: its length checks, then (when `verify`) the
 /// checksum with the pseudo-header of `addrs`.
 #[inline]
-pub(super) fn parse<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> L4<'a> {
-    let udp = match UdpPacket::new_checked(l4) {
-        Ok(udp) => udp,
-        Err(reason) => return L4::Malformed(reason),
-    };
-    if verify && !udp.verify_checksum(addrs) {
+pub(super) fn parse<'a>(addrs: &IpAddrs, l4: impl Bytes<'a>, verify: bool) -> L4<'a> {
+    let udp = UdpPacket::new_unchecked(l4.head());
+    if let Err(reason) = udp.check_len_within(l4.len()) {
+        return L4::Malformed(reason);
+    }
+    if verify
+        && udp.checksum() != 0
+        && !checksum::verify_span_with_pseudo_header(addrs, proto::UDP, &l4)
+    {
         return L4::Malformed(Reason::UdpBadChecksum);
     }
     L4::Udp(UdpDgram {

@@ -70,6 +70,7 @@ fn pkts_of(chunk: &[Packet]) -> Vec<Pkt<'_>> {
         .iter()
         .map(|p| Pkt {
             data: &p.data,
+            tail: &[],
             port: port_of(p.side),
             csum: ChecksumHint::Unknown,
         })

@@ -179,6 +179,7 @@ impl Fw {
             now,
             Pkt {
                 data,
+                tail: &[],
                 port,
                 csum: ChecksumHint::Unknown,
             },

@@ -222,7 +222,7 @@ proptest! {
             let csum = if *nic_checked { ChecksumHint::Good } else { ChecksumHint::Unknown };
             let pkts: Vec<Pkt<'_>> = frames
                 .iter()
-                .map(|(d, port)| Pkt { data: d, port: *port, csum })
+                .map(|(d, port)| Pkt { data: d, tail: &[], port: *port, csum })
                 .collect();
             let mut out = vec![Verdict::default(); pkts.len()];
             fw.eng.process_burst(fw.now(), &pkts, &mut out);
@@ -264,7 +264,7 @@ proptest! {
             let csum = if *nic_checked { ChecksumHint::Good } else { ChecksumHint::Unknown };
             let pkts: Vec<Pkt<'_>> = frames
                 .iter()
-                .map(|(d, port)| Pkt { data: d, port: *port, csum })
+                .map(|(d, port)| Pkt { data: d, tail: &[], port: *port, csum })
                 .collect();
             let mut a = vec![Verdict::default(); pkts.len()];
             whole.eng.process_burst(whole.now(), &pkts, &mut a);

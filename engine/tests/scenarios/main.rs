@@ -28,6 +28,7 @@ mod expiry;
 mod fragments;
 mod fuzz;
 mod icmpv6_nonip;
+mod ignored;
 mod ipv6_ext;
 mod listing;
 mod many_flows;

@@ -81,6 +81,7 @@ fn flood(fw: &mut Fw, frames: impl Iterator<Item = Vec<u8>>) -> Vec<Verdict> {
             .iter()
             .map(|d| Pkt {
                 data: d,
+                tail: &[],
                 port: INSIDE,
                 csum: ChecksumHint::Unknown,
             })

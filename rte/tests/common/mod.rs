@@ -199,6 +199,10 @@ const CHECKS: &[(&str, Check)] = &[
     ),
     ("net_ring_round_trip_is_byte_exact", net_ring_round_trip),
     (
+        "multi_segment_packets_walk_and_free_whole",
+        multi_segment_packets,
+    ),
+    (
         "tx_overflow_leaves_unsent_with_caller",
         net_ring_tx_overflow,
     ),
@@ -543,6 +547,74 @@ fn net_ring_round_trip(ctx: &mut Ctx) -> Result<(), String> {
     }
     drop(rx);
     ensure!(pool.avail() == POOL_SIZE, "leak: avail {}", pool.avail());
+    Ok(())
+}
+
+/// Packets in several segments: built, walked, chained, sent through net_ring and freed,
+/// one by one and in bulk, without a segment left behind.
+fn multi_segment_packets(ctx: &mut Ctx) -> Result<(), String> {
+    let pool = ctx.pool()?.clone();
+    let bytes = frame(9, 5000);
+    let pieces: Vec<&[u8]> = bytes.chunks(2048).collect();
+    let m = Mbuf::from_segments(&pool, &pieces).map_err(err)?;
+    ensure!(m.nb_segs() == 3, "nb_segs {}", m.nb_segs());
+    ensure!(!m.is_contiguous(), "a chain reads as contiguous");
+    ensure!(
+        m.pkt_len() == 5000 && m.len() == 2048,
+        "lengths {} {}",
+        m.pkt_len(),
+        m.len()
+    );
+    ensure!(m.data() == pieces[0], "first segment differs");
+    let walked: Vec<u8> = m.segments().flatten().copied().collect();
+    ensure!(walked == bytes, "the segments do not add up to the packet");
+    ensure!(
+        in_use(&pool) == 3,
+        "in_use {} for one 3-segment packet",
+        in_use(&pool)
+    );
+    drop(m);
+    ensure!(
+        pool.avail() == POOL_SIZE,
+        "drop left segments: avail {}",
+        pool.avail()
+    );
+
+    // Chaining moves the tail into the packet; the chain is one packet to the burst, TX and
+    // RX (net_ring passes the pointers), and a bulk free frees every segment.
+    let mut head = Mbuf::from_slice(&pool, &bytes[..100]).map_err(err)?;
+    let tail = Mbuf::from_segments(&pool, &[&bytes[100..200], &bytes[200..300]]).map_err(err)?;
+    head.chain(tail).map_err(|_| "chain refused".to_string())?;
+    ensure!(
+        head.nb_segs() == 3 && head.pkt_len() == 300,
+        "chained {:?}",
+        head
+    );
+    let single = Mbuf::from_slice(&pool, &bytes[..60]).map_err(err)?;
+    ensure!(
+        single.is_contiguous() && single.segments().count() == 1,
+        "single"
+    );
+    let (mut rxq, mut txq) = queues(ctx.ring_port()?, 0)?;
+    let mut tx = MbufBurst::<4>::new();
+    tx.push(head).map_err(|_| "push")?;
+    tx.push(single).map_err(|_| "push")?;
+    ensure!(txq.tx_burst(&mut tx) == 2, "net_ring refused the chain");
+    let mut rx = MbufBurst::<4>::new();
+    ensure!(rxq.rx_burst_max(&mut rx, 4) == 2, "received {}", rx.len());
+    let got: Vec<u8> = rx.as_slice()[0].segments().flatten().copied().collect();
+    ensure!(got == bytes[..300], "chain changed on the way");
+    ensure!(
+        in_use(&pool) == 4,
+        "in_use {} for a 3-segment and a 1-segment packet",
+        in_use(&pool)
+    );
+    rx.clear(); // rte_pktmbuf_free_bulk
+    ensure!(
+        pool.avail() == POOL_SIZE,
+        "bulk free left segments: avail {}",
+        pool.avail()
+    );
     Ok(())
 }
 

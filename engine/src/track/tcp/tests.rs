@@ -108,7 +108,7 @@ impl Conn {
         let action = self
             .conn
             .packet(&mut self.meta, self.now, dir, &seg, &self.cfg);
-        if dir == REPLY && matches!(action, TrackVerdict::Accept | TrackVerdict::Ignore) {
+        if dir == REPLY && matches!(action, TrackVerdict::Accept | TrackVerdict::Ignore(_)) {
             self.meta.flags.set(CtFlags::SEEN_REPLY);
         }
         action
@@ -144,7 +144,10 @@ fn syn_sent2() -> Conn {
     let mut c = syn_sent();
     // Before any reply, a SYN in SYN_SENT is accepted without a refresh, whichever way it
     // travels (`index == TCP_SYN_SET && old_state == TCP_CONNTRACK_SYN_SENT`).
-    assert_eq!(c.send(REPLY, syn(S_ISN)), TrackVerdict::Ignore);
+    assert_eq!(
+        c.send(REPLY, syn(S_ISN)),
+        TrackVerdict::Ignore(Ignored::TcpSynRetransmit)
+    );
     c
 }
 
@@ -551,11 +554,17 @@ fn syn_retransmit_does_not_refresh() {
     let mut c = syn_sent();
     c.wait(10);
     // Accepted without a refresh (`NF_ACCEPT` before `nf_ct_refresh_acct`).
-    assert_eq!(c.send(ORIG, syn(C_ISN)), TrackVerdict::Ignore);
+    assert_eq!(
+        c.send(ORIG, syn(C_ISN)),
+        TrackVerdict::Ignore(Ignored::TcpSynRetransmit)
+    );
     c.check(TcpState::SynSent, 110, true, false);
     // Not even with a new ISN (port reuse): the deadline stays.
     c.wait(10);
-    assert_eq!(c.send(ORIG, syn(C_ISN + 777)), TrackVerdict::Ignore);
+    assert_eq!(
+        c.send(ORIG, syn(C_ISN + 777)),
+        TrackVerdict::Ignore(Ignored::TcpSynRetransmit)
+    );
     c.check(TcpState::SynSent, 100, true, false);
     assert_eq!(c.conn.window(ORIG).td_end, SeqNumber(C_ISN + 778));
 }
@@ -595,7 +604,10 @@ fn rst_answering_syn_kills() {
 fn half_open_ack_in_syn_sent_is_ignored() {
     let mut c = syn_sent();
     c.wait(5);
-    assert_eq!(c.send(REPLY, ack(S_ISN, C_ISN + 1)), TrackVerdict::Ignore);
+    assert_eq!(
+        c.send(REPLY, ack(S_ISN, C_ISN + 1)),
+        TrackVerdict::Ignore(Ignored::TcpUnexpectedAck)
+    );
     assert_eq!(c.state(), TcpState::SynSent);
     assert_eq!(c.left(), secs(115));
     assert_eq!(c.conn.last_ack, SeqNumber(C_ISN + 1));
@@ -609,7 +621,10 @@ fn half_open_ack_in_syn_sent_is_ignored() {
 fn simultaneous_open() {
     let mut c = syn_sent();
     // Accepted without a refresh: the SYN_SENT deadline stays.
-    assert_eq!(c.send(REPLY, syn(S_ISN)), TrackVerdict::Ignore);
+    assert_eq!(
+        c.send(REPLY, syn(S_ISN)),
+        TrackVerdict::Ignore(Ignored::TcpSynRetransmit)
+    );
     c.check(TcpState::SynSent2, 120, false, false);
     assert_ne!(c.conn.last_flags() & F::SIMULTANEOUS_OPEN, 0);
     // Each side answers with a SYN/ACK.
@@ -617,7 +632,7 @@ fn simultaneous_open() {
     c.check(TcpState::SynRecv, 60, false, false);
     assert_eq!(
         c.send(REPLY, synack(S_ISN, C_ISN + 1)),
-        TrackVerdict::Ignore
+        TrackVerdict::Ignore(Ignored::TcpUnmatchedSynAck)
     );
     assert_eq!(c.state(), TcpState::SynRecv);
     // A plain ACK from REPLY completes it only because SIMULTANEOUS_OPEN was noted.
@@ -646,16 +661,22 @@ fn synack_resync_after_ignored_syn() {
     let mut c = established();
     let isn2 = 900_000_000;
     c.wait(1);
-    assert_eq!(c.send(ORIG, syn(isn2)), TrackVerdict::Ignore);
+    assert_eq!(
+        c.send(ORIG, syn(isn2)),
+        TrackVerdict::Ignore(Ignored::TcpUnexpectedSyn)
+    );
     c.check(TcpState::Established, 431_999, false, true);
     assert_eq!(c.conn.last_flags(), F::WINDOW_SCALE | F::SACK_PERM);
     assert_eq!(c.conn.last_end(), SeqNumber(isn2 + 1));
     // A SYN/ACK that does not acknowledge the noted SYN is just ignored.
     assert_eq!(
         c.send(REPLY, synack(S_ISN + 9, isn2 + 2)),
-        TrackVerdict::Ignore
+        TrackVerdict::Ignore(Ignored::TcpUnmatchedSynAck)
     );
-    assert_eq!(c.send(ORIG, syn(isn2)), TrackVerdict::Ignore);
+    assert_eq!(
+        c.send(ORIG, syn(isn2)),
+        TrackVerdict::Ignore(Ignored::TcpUnexpectedSyn)
+    );
     let s2 = 600_000_000;
     assert_eq!(
         c.send(
@@ -692,7 +713,10 @@ fn synack_resync_copies_last_flags_bits() {
     );
     assert_eq!(c.state(), TcpState::Established);
     // The ignored-SYN path clears last_flags before noting the options...
-    assert_eq!(c.send(ORIG, syn(C_ISN + 50_000)), TrackVerdict::Ignore);
+    assert_eq!(
+        c.send(ORIG, syn(C_ISN + 50_000)),
+        TrackVerdict::Ignore(Ignored::TcpUnexpectedSyn)
+    );
     assert_eq!(c.conn.last_flags(), F::WINDOW_SCALE | F::SACK_PERM);
     // ... so the copy carries only the options here.
     assert_eq!(
@@ -784,7 +808,10 @@ fn close_by_server_rst_then_client_syn_is_ignored_then_resynced() {
     );
     c.check(TcpState::Close, 10, false, true);
     // No FIN was seen and the RST came from the other side: the SYN is only noted.
-    assert_eq!(c.send(ORIG, syn(C_ISN + 100_000)), TrackVerdict::Ignore);
+    assert_eq!(
+        c.send(ORIG, syn(C_ISN + 100_000)),
+        TrackVerdict::Ignore(Ignored::TcpUnexpectedSyn)
+    );
     assert_eq!(c.state(), TcpState::Close);
     assert_eq!(
         c.send(REPLY, synack(S_ISN + 200_000, C_ISN + 100_001)),
@@ -798,12 +825,15 @@ fn challenge_ack_in_last_ack_ignored() {
     let mut c = last_ack();
     c.wait(1);
     // A spurious SYN in LAST_ACK is ignored and flags a possible challenge ACK.
-    assert_eq!(c.send(ORIG, syn(C_ISN + 50)), TrackVerdict::Ignore);
+    assert_eq!(
+        c.send(ORIG, syn(C_ISN + 50)),
+        TrackVerdict::Ignore(Ignored::TcpUnexpectedSyn)
+    );
     assert_ne!(c.conn.last_flags() & F::EXP_CHALLENGE_ACK, 0);
     // The server's challenge ACK is not the last ACK: no TIME_WAIT, no refresh.
     assert_eq!(
         c.send(REPLY, ack(S_ISN + 2, C_ISN + 2)),
-        TrackVerdict::Ignore
+        TrackVerdict::Ignore(Ignored::TcpChallengeAck)
     );
     assert_eq!(c.conn.last_flags() & F::EXP_CHALLENGE_ACK, 0);
     c.check(TcpState::LastAck, 29, false, true);
@@ -921,7 +951,10 @@ fn rst_answering_ignored_syn_skips_window() {
     // the RST goes through without window checks.
     let mut c = established();
     let isn2 = 3_000_000_000;
-    assert_eq!(c.send(ORIG, syn(isn2)), TrackVerdict::Ignore);
+    assert_eq!(
+        c.send(ORIG, syn(isn2)),
+        TrackVerdict::Ignore(Ignored::TcpUnexpectedSyn)
+    );
     assert_eq!(
         c.send(REPLY, seg(RST | ACK, 0, isn2 + 1, 0, 0)),
         TrackVerdict::Accept
@@ -951,7 +984,7 @@ fn data_slightly_over_window_is_ignored_but_remembered() {
     let seq = maxend.0 + 1;
     assert_eq!(
         c.send(ORIG, data(seq, S_ISN + 1, 100)),
-        TrackVerdict::Ignore
+        TrackVerdict::Ignore(Ignored::TcpWindowOverrun)
     );
     assert_eq!(c.conn.window(ORIG).td_end, SeqNumber(seq + 100));
     assert_ne!(c.conn.window(ORIG).flags & F::DATA_UNACKNOWLEDGED, 0);
@@ -975,7 +1008,7 @@ fn old_retransmission_ignored() {
             REPLY,
             data((S_ISN + 1).wrapping_sub(1_000_000_000), C_ISN + 1, 100)
         ),
-        TrackVerdict::Ignore
+        TrackVerdict::Ignore(Ignored::TcpSeqUnderWindow)
     );
     assert_eq!(c.meta, before);
     assert_eq!(c.state(), TcpState::Established);
@@ -1016,7 +1049,10 @@ fn overly_delayed_ack_ignored() {
     // behind what the server sent is ignored as overly delayed.
     let lag = c.conn.window(ORIG).td_maxwin.max(66_000);
     let stale = seq - lag - 1;
-    assert_eq!(c.send(ORIG, ack(C_ISN + 1, stale)), TrackVerdict::Ignore);
+    assert_eq!(
+        c.send(ORIG, ack(C_ISN + 1, stale)),
+        TrackVerdict::Ignore(Ignored::TcpAckUnderWindow)
+    );
     assert_eq!(
         c.send(ORIG, ack(C_ISN + 1, stale + 1)),
         TrackVerdict::Accept
@@ -1070,7 +1106,7 @@ fn window_scaling_one_side_disabled() {
     assert_eq!(c.conn.window(REPLY).td_maxend, SeqNumber(S_ISN + 1 + 502));
     assert_eq!(
         c.send(REPLY, data(S_ISN + 1001, C_ISN + 101, 100)),
-        TrackVerdict::Ignore
+        TrackVerdict::Ignore(Ignored::TcpWindowOverrun)
     );
     // Far beyond: INVALID.
     assert_eq!(
@@ -1415,7 +1451,11 @@ fn transition_table_every_cell() {
                         assert_eq!((c.conn, c.meta), (before.conn, before.meta), "{what}");
                     }
                     Err(_) => {
-                        assert_eq!(action, TrackVerdict::Ignore, "{what}");
+                        assert_eq!(
+                            action,
+                            TrackVerdict::Ignore(ignored_in_state(class)),
+                            "{what}"
+                        );
                         assert_eq!(c.state(), from, "{what}");
                         assert_eq!(c.meta.expires, before.meta.expires, "{what}");
                     }
@@ -1432,7 +1472,11 @@ fn transition_table_every_cell() {
                         assert_eq!(c.state(), to, "{what}");
                         if from == TcpState::SynSent && class == FlagClass::Syn {
                             // Accepted before `nf_ct_refresh_acct`: not refreshed.
-                            assert_eq!(action, TrackVerdict::Ignore, "{what}");
+                            assert_eq!(
+                                action,
+                                TrackVerdict::Ignore(Ignored::TcpSynRetransmit),
+                                "{what}"
+                            );
                             assert_eq!(c.meta.expires, before.meta.expires, "{what}: no refresh");
                         } else {
                             assert_eq!(action, TrackVerdict::Accept, "{what}");
@@ -1615,7 +1659,7 @@ proptest! {
                     // Only ever lowered, to the UNACK timeout.
                     prop_assert!(meta.expires == meta0.expires || meta.expires == now.after(cfg.timeouts.unack));
                 }
-                TrackVerdict::Ignore => prop_assert_eq!(meta, meta0),
+                TrackVerdict::Ignore(_) => prop_assert_eq!(meta, meta0),
                 TrackVerdict::Accept => {
                     prop_assert!(
                         meta.expires == meta0.expires
@@ -1636,7 +1680,7 @@ proptest! {
                     }
                 }
                 _ => {
-                    if dir == REPLY && matches!(action, TrackVerdict::Accept | TrackVerdict::Ignore) {
+                    if dir == REPLY && matches!(action, TrackVerdict::Accept | TrackVerdict::Ignore(_)) {
                         meta.flags.set(CtFlags::SEEN_REPLY);
                     }
                     live = Some((conn, meta));
