@@ -506,7 +506,7 @@ def stage_of(func, path):
     if '/engine/src/flow.rs' in p or '/engine/src/rss.rs' in p: return 'key + hash'
     if '/engine/src/table.rs' in p: return 'key + hash' if last == 'hash' else 'table lookup'
     if '/engine/src/track/' in p: return 'TCP tracking'
-    if '/engine/src/rules.rs' in p: return 'rules'
+    if '/engine/src/rules/' in p: return 'rules'
     if '/engine/src/counters.rs' in p: return 'counters'
     if 'rx_burst' in func: return 'rx (rx_burst)'
     if 'tx_burst' in func or last in ('send', 'flush'): return 'tx (tx_burst)'

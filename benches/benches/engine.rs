@@ -1,6 +1,7 @@
 //! Engine benchmarks: the whole pipeline, frame bytes to verdict, on one core, in bursts of
-//! [`BURST`] packets, with the classic policy and Linux default knobs. See `README.md` beside
-//! `Cargo.toml` for what each group measures and how to run it.
+//! [`BURST`] packets, with the classic policy (the `rules` group: sets of up to 10,000 rules)
+//! and Linux default knobs. See `README.md` beside `Cargo.toml` for what each group measures
+//! and how to run it.
 //!
 //! Every group that replays traffic uses `iter_custom`: frames are written (and tables reset)
 //! between timed stretches, and only `Engine::process_burst` calls are inside the clock. One
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant as WallClock};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+use ctfw_benches::rules::{Position, rule_set};
 use ctfw_benches::{
     FlowFactory, Frames, Rotation, START, Seg, Tally, drive, engine, establish, timed_bursts,
 };
@@ -484,6 +486,56 @@ fn mixed(c: &mut Criterion) {
     g.finish();
 }
 
+/// 4. Rule evaluation at scale: established traffic over 1K flows (as `established/1K`),
+///    decided by a set of 10, 1,000 or 10,000 rules whose deciding rule comes first or last,
+///    or by the default policy after none matched (`ctfw_benches::rules`).
+fn rules(c: &mut Criterion) {
+    const FLOWS: u64 = 1_000;
+    let factory = FlowFactory::new(false);
+    let mut g = c.benchmark_group("rules");
+    g.throughput(Throughput::Elements(BURST as u64));
+    for (size, count) in [("10", 10), ("1K", 1_000), ("10K", 10_000)] {
+        for (pos_name, pos) in Position::ALL {
+            let name = format!("{size}/{pos_name}");
+            let mut state: Option<Established> = None;
+            g.bench_function(&name, |b| {
+                let s = state.get_or_insert_with(|| {
+                    // Set up with the classic policy, which accepts the handshakes; then
+                    // swap in the large set, as a reload does (the table stays).
+                    let mut s = Established::new(&factory, &name, FLOWS);
+                    let t0 = WallClock::now();
+                    let set = rule_set(count, pos);
+                    eprintln!(
+                        "rules/{name}: {count} rules built in {:.1?} ({}, {} KiB beside the rules)",
+                        t0.elapsed(),
+                        if set.is_classified() {
+                            "classifier"
+                        } else {
+                            "scanned"
+                        },
+                        set.classifier_bytes() / 1024,
+                    );
+                    let cfg = s.e.config().clone();
+                    s.e.reload(set, &cfg).expect("only the rules change");
+                    s
+                });
+                b.iter_custom(|iters| s.run(&factory, iters, ChecksumHint::Good))
+            });
+            if let Some(s) = state {
+                s.check(&name, FLOWS);
+                let hits = s.e.rule_hits();
+                let decided = pos.deciding(count).unwrap_or(hits.len() - 1);
+                let total: u64 = hits.iter().sum();
+                assert_eq!(
+                    hits[decided], total,
+                    "rules/{name}: a rule other than the deciding one matched"
+                );
+            }
+        }
+    }
+    g.finish();
+}
+
 /// A distinct IPv4 key per `i < 2^24`, cheap enough to build inside a timed loop.
 #[inline]
 fn v4_key(i: u64) -> ctfw_engine::flow::FlowKey {
@@ -501,7 +553,7 @@ fn v4_key(i: u64) -> ctfw_engine::flow::FlowKey {
     .key
 }
 
-/// 4. Micro-benchmarks: parsing alone, table lookups at 1M entries, flow hashing.
+/// 5. Micro-benchmarks: parsing alone, table lookups at 1M entries, flow hashing.
 fn micro(c: &mut Criterion) {
     use ctfw_engine::flow::{Endpoints, FlowHasher, FlowKey};
     use ctfw_engine::table::{Entry, Table};
@@ -612,5 +664,5 @@ fn micro(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, established, new_conns, mixed, micro);
+criterion_group!(benches, established, new_conns, mixed, rules, micro);
 criterion_main!(benches);

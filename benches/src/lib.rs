@@ -22,6 +22,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod rules;
+
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 

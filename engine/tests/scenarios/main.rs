@@ -3,7 +3,7 @@
 //! fragments, a full table, the expiry of every state, RELATED ICMP errors, untracked ICMPv6,
 //! rarely travelled tracker paths, random input, and burst equivalence; and what operators
 //! get from the engine: accounting, connection events, the drop log, filtered listing and
-//! deletion, reload.
+//! deletion, reload; and a large rule set, compiled, deciding as its few matching rules do.
 //!
 //! Every expectation is derived from the Linux source (`net/netfilter/nf_conntrack_*.c`, 6.x),
 //! cited at the assertion, never from what the engine happens to print: the engine must agree
@@ -36,6 +36,7 @@ mod quirks;
 mod related;
 mod reload;
 mod rst_after_ignored;
+mod rules_at_scale;
 mod sack;
 mod table_full;
 mod vlan;

@@ -1,0 +1,377 @@
+//! The matcher types a [`Rule`](super::Rule) is built from: conntrack state sets, port sets,
+//! address prefixes, port ranges and TCP flag tests. Each constructor establishes the invariant
+//! listed in the parent module's documentation, so matching never has to check it.
+
+use core::fmt;
+use core::net::{Ipv4Addr, Ipv6Addr};
+
+use super::{PortId, RuleSet};
+use crate::track::CtState;
+use crate::wire::{Family, TcpFlags};
+
+/// A set of conntrack states, one bit per [`CtState`] (see [`CtState::bit`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtStateSet(u8);
+
+impl CtStateSet {
+    /// No state.
+    pub const EMPTY: CtStateSet = CtStateSet(0);
+
+    /// The set with `state` added.
+    #[must_use]
+    pub const fn with(self, state: CtState) -> CtStateSet {
+        CtStateSet(self.0 | state.bit())
+    }
+
+    /// The set of `states`.
+    pub fn of(states: &[CtState]) -> CtStateSet {
+        states.iter().fold(CtStateSet::EMPTY, |set, &s| set.with(s))
+    }
+
+    /// Whether `state` is in the set.
+    #[inline]
+    pub const fn contains(self, state: CtState) -> bool {
+        self.0 & state.bit() != 0
+    }
+
+    /// Whether the set is empty (such a matcher matches nothing).
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The states in the set, in [`CtState::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = CtState> {
+        CtState::ALL.into_iter().filter(move |&s| self.contains(s))
+    }
+}
+
+impl fmt::Display for CtStateSet {
+    /// Comma-separated upper-case names, as iptables prints `--ctstate`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            for c in s.name().chars() {
+                write!(f, "{}", c.to_ascii_uppercase())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A set of firewall ports, as a bitmask: port `p` is bit `p`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortSet(u64);
+
+impl PortSet {
+    /// No port.
+    pub const EMPTY: PortSet = PortSet(0);
+
+    /// The set with `port` added, or `None` if `port` is not below [`RuleSet::MAX_PORTS`].
+    pub const fn with(self, port: PortId) -> Option<PortSet> {
+        match 1u64.checked_shl(port.0 as u32) {
+            Some(bit) => Some(PortSet(self.0 | bit)),
+            None => None,
+        }
+    }
+
+    /// Whether `port` is in the set (ports past [`RuleSet::MAX_PORTS`] never are).
+    #[inline]
+    pub const fn contains(self, port: PortId) -> bool {
+        match 1u64.checked_shl(port.0 as u32) {
+            Some(bit) => self.0 & bit != 0,
+            None => false,
+        }
+    }
+
+    /// Whether the set is empty (such a matcher matches nothing).
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The ports in the set, in increasing order.
+    pub fn iter(self) -> impl Iterator<Item = PortId> {
+        (0..RuleSet::MAX_PORTS as u16)
+            .map(PortId)
+            .filter(move |&p| self.contains(p))
+    }
+}
+
+/// An address prefix of one family, stored as `(net, mask)` so that matching is an AND and a
+/// compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Prefix {
+    family: Family,
+    len: u8,
+    net: u128,
+    mask: u128,
+}
+
+/// Why a [`Prefix`] could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefixError {
+    /// The length exceeds the family's address width.
+    LengthTooLong {
+        /// The length given.
+        len: u8,
+        /// 32 or 128.
+        max: u8,
+    },
+    /// The address does not fit the family (an IPv4 address above `u32::MAX`).
+    AddressTooWide,
+    /// The address has bits set past the prefix length (as nftables, this is refused rather
+    /// than masked: it is most often a typo for a different prefix).
+    HostBitsSet {
+        /// The prefix with the host bits cleared, to suggest.
+        masked: Prefix,
+    },
+}
+
+impl fmt::Display for PrefixError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrefixError::LengthTooLong { len, max } => {
+                write!(
+                    f,
+                    "prefix length /{len} is longer than the address ({max} bits)"
+                )
+            }
+            PrefixError::AddressTooWide => f.write_str("address does not fit its family"),
+            PrefixError::HostBitsSet { masked } => {
+                write!(
+                    f,
+                    "address has host bits set past the prefix length (did you mean {masked}?)"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for PrefixError {}
+
+/// Address width in bits of `family`.
+const fn family_bits(family: Family) -> u8 {
+    match family {
+        Family::V4 => 32,
+        Family::V6 => 128,
+    }
+}
+
+impl Prefix {
+    /// The prefix `addr/len` of `family` (IPv4 addresses as `u32 as u128`).
+    pub const fn new(family: Family, addr: u128, len: u8) -> Result<Prefix, PrefixError> {
+        let bits = family_bits(family);
+        if len > bits {
+            return Err(PrefixError::LengthTooLong { len, max: bits });
+        }
+        if bits < 128 && addr >> bits != 0 {
+            return Err(PrefixError::AddressTooWide);
+        }
+        // The width mask keeps an IPv4 mask inside the low 32 bits; `len == 0` is the empty
+        // mask, which a shift by the full width could not express.
+        let width = if bits == 128 {
+            u128::MAX
+        } else {
+            (1u128 << bits) - 1
+        };
+        let mask = if len == 0 {
+            0
+        } else {
+            (u128::MAX << (bits - len)) & width
+        };
+        let net = addr & mask;
+        let prefix = Prefix {
+            family,
+            len,
+            net,
+            mask,
+        };
+        if net != addr {
+            return Err(PrefixError::HostBitsSet { masked: prefix });
+        }
+        Ok(prefix)
+    }
+
+    /// The single address `addr` (`/32` or `/128`).
+    pub const fn host(family: Family, addr: u128) -> Result<Prefix, PrefixError> {
+        Prefix::new(family, addr, family_bits(family))
+    }
+
+    /// Address family.
+    pub const fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The prefix length in bits.
+    pub const fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
+    /// The first and last address inside the prefix (IPv4 as `u32 as u128`).
+    pub const fn bounds(&self) -> (u128, u128) {
+        let width = if self.family as u8 == Family::V4 as u8 {
+            u32::MAX as u128
+        } else {
+            u128::MAX
+        };
+        (self.net, self.net | (!self.mask & width))
+    }
+
+    /// Whether `addr` of `family` lies inside the prefix.
+    #[inline]
+    pub const fn contains(&self, family: Family, addr: u128) -> bool {
+        family as u8 == self.family as u8 && addr & self.mask == self.net
+    }
+}
+
+impl fmt::Display for Prefix {
+    /// `10.0.0.0/8`, `2001:db8::/32`; a single address without its length, as nftables.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.family {
+            Family::V4 => write!(f, "{}", Ipv4Addr::from(self.net as u32))?,
+            Family::V6 => write!(f, "{}", Ipv6Addr::from(self.net))?,
+        }
+        if self.len != family_bits(self.family) {
+            write!(f, "/{}", self.len)?;
+        }
+        Ok(())
+    }
+}
+
+/// An inclusive range of TCP/UDP ports, `lo <= hi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    lo: u16,
+    hi: u16,
+}
+
+impl PortRange {
+    /// `lo..=hi`, or `None` if the range is reversed.
+    pub const fn new(lo: u16, hi: u16) -> Option<PortRange> {
+        if lo <= hi {
+            Some(PortRange { lo, hi })
+        } else {
+            None
+        }
+    }
+
+    /// The single port `port`.
+    pub const fn single(port: u16) -> PortRange {
+        PortRange { lo: port, hi: port }
+    }
+
+    /// The first and last port inside.
+    pub const fn bounds(&self) -> (u16, u16) {
+        (self.lo, self.hi)
+    }
+
+    /// Whether `port` lies inside.
+    #[inline]
+    pub const fn contains(&self, port: u16) -> bool {
+        self.lo <= port && port <= self.hi
+    }
+}
+
+impl fmt::Display for PortRange {
+    /// `80`, or `1024:65535` as iptables writes a range.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}:{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// A TCP flags test: `(flags & mask) == comp`, or `!=` when negated (nftables
+/// `tcp flags & (fin|syn|rst|ack) != syn`, iptables `[!] --tcp-flags MASK COMP`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TcpFlagsMatch {
+    mask: u8,
+    comp: u8,
+    negate: bool,
+}
+
+impl TcpFlagsMatch {
+    /// iptables `--syn`: of SYN, ACK, FIN and RST exactly SYN is set.
+    pub const SYN: TcpFlagsMatch = TcpFlagsMatch {
+        mask: TcpFlags::SYN | TcpFlags::ACK | TcpFlags::FIN | TcpFlags::RST,
+        comp: TcpFlags::SYN,
+        negate: false,
+    };
+
+    /// The test `(flags & mask) == comp` (`!=` if `negate`), or `None` when `comp` has a bit
+    /// outside `mask`: such a test could never hold (or always would, negated), which is a
+    /// mistake in the rule rather than a policy.
+    pub const fn new(mask: u8, comp: u8, negate: bool) -> Option<TcpFlagsMatch> {
+        if comp & !mask != 0 {
+            None
+        } else {
+            Some(TcpFlagsMatch { mask, comp, negate })
+        }
+    }
+
+    /// The same test, negated.
+    #[must_use]
+    pub const fn negated(self) -> TcpFlagsMatch {
+        TcpFlagsMatch {
+            negate: !self.negate,
+            ..self
+        }
+    }
+
+    /// Whether the flag byte `flags` passes the test.
+    #[inline]
+    pub const fn matches(&self, flags: u8) -> bool {
+        (flags & self.mask == self.comp) != self.negate
+    }
+}
+
+/// TCP flag names in iptables' order.
+const FLAG_NAMES: [(u8, &str); 8] = [
+    (TcpFlags::FIN, "FIN"),
+    (TcpFlags::SYN, "SYN"),
+    (TcpFlags::RST, "RST"),
+    (TcpFlags::PSH, "PSH"),
+    (TcpFlags::ACK, "ACK"),
+    (TcpFlags::URG, "URG"),
+    (TcpFlags::ECE, "ECE"),
+    (TcpFlags::CWR, "CWR"),
+];
+
+/// Writes `bits` as iptables does: `SYN,ACK`, `NONE`, `ALL`.
+fn write_flags(f: &mut fmt::Formatter<'_>, bits: u8) -> fmt::Result {
+    match bits {
+        0 => return f.write_str("NONE"),
+        0xff => return f.write_str("ALL"),
+        _ => {}
+    }
+    let mut first = true;
+    for (bit, name) in FLAG_NAMES {
+        if bits & bit != 0 {
+            if !first {
+                f.write_str(",")?;
+            }
+            f.write_str(name)?;
+            first = false;
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for TcpFlagsMatch {
+    /// iptables notation: `--syn`, `! --syn`, `[!] --tcp-flags MASK COMP`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.negate {
+            f.write_str("! ")?;
+        }
+        if self.mask == Self::SYN.mask && self.comp == Self::SYN.comp {
+            return f.write_str("--syn");
+        }
+        f.write_str("--tcp-flags ")?;
+        write_flags(f, self.mask)?;
+        f.write_str(" ")?;
+        write_flags(f, self.comp)
+    }
+}

@@ -1,0 +1,488 @@
+//! The compiled rule set: ordered rules, the first that matches decides, else the default
+//! policy.
+//!
+//! A [`Rule`] is a conjunction of optional matchers (conntrack state set, ingress and egress
+//! port, address family, L4 protocol, source and destination prefixes, source and destination
+//! port ranges, TCP flags); within one matcher a list is a disjunction. A matcher that is absent
+//! (`None`, or an empty list) places no constraint.
+//!
+//! Invariants, established by the constructors of the matcher types and by [`RuleSet::new`]:
+//! - a [`Prefix`] has no host bits set and its length fits its family;
+//! - a [`PortRange`] has `lo <= hi`;
+//! - a [`TcpFlagsMatch`] compares only bits inside its mask;
+//! - a [`RuleSet`] holds at most [`RuleSet::MAX_RULES`] rules, so a rule index fits the `u16`
+//!   of [`Decision::rule`], and exactly one name per rule.
+//!
+//! Why this shape: evaluation runs per packet, so it walks no strings and allocates nothing.
+//! Names live beside the rules, not in them, to keep the matchers that are read per packet
+//! dense; addresses are `(net, mask)` pairs of `u128`, port ranges `(lo, hi)`, state sets
+//! and port sets bitmasks. Matching follows nftables, whose behaviour the conformance traces
+//! record: a packet that never reached conntrack matches no `ct state` test, a packet without
+//! ports matches no port test, a non-TCP packet matches no TCP flags test, and an IPv4 prefix
+//! never matches an IPv6 packet (nor the reverse).
+//!
+//! Evaluation. A set of more than [`RuleSet::SCAN_MAX`] rules is compiled, when it is built,
+//! into a classifier (`classify.rs`) whose cost per packet does not grow with the number of
+//! rules; smaller sets are scanned in order ([`RuleSet::evaluate_scan`]), which is cheaper at
+//! that size. Both decide the same: the classifier is checked against the scan by property
+//! tests (`classify/tests.rs`). The set is built where the configuration is loaded, on the
+//! control path, and handed to the engine whole, so a reload swaps a compiled set in between
+//! bursts.
+//!
+//! Modules: `matchers.rs` (the matcher types), `classify.rs` (the classifier).
+
+use core::fmt;
+
+use crate::track::CtState;
+use crate::wire::Family;
+
+mod classify;
+mod matchers;
+
+use classify::Classifier;
+pub use matchers::{CtStateSet, PortRange, PortSet, Prefix, PrefixError, TcpFlagsMatch};
+
+/// A port of the firewall (index into the configured port list).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortId(pub u16);
+
+/// What a rule does with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Forward to the peer port.
+    Accept,
+    /// Drop.
+    Drop,
+}
+
+impl Action {
+    /// Lower-case name, as written in the configuration.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Action::Accept => "accept",
+            Action::Drop => "drop",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the rules may look at, gathered once per packet. No strings, no allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleInput {
+    /// Conntrack state, or `None` when the packet never reached connection tracking.
+    pub ct: Option<CtState>,
+    /// Port the packet arrived on.
+    pub in_port: PortId,
+    /// Port it would leave on (the peer of `in_port`).
+    pub out_port: PortId,
+    /// Address family.
+    pub family: Family,
+    /// L4 protocol number.
+    pub proto: u8,
+    /// Source address (IPv4 as `u32 as u128`).
+    pub src: u128,
+    /// Destination address.
+    pub dst: u128,
+    /// Source and destination ports, when the packet is TCP or UDP with a readable header.
+    pub ports: Option<(u16, u16)>,
+    /// TCP flag byte, when the packet is TCP with a readable header.
+    pub tcp_flags: Option<u8>,
+}
+
+/// The decision of the rule set for one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Accept or drop.
+    pub action: Action,
+    /// Index of the matching rule, or `None` when the default policy decided.
+    pub rule: Option<u16>,
+}
+
+/// One compiled rule: every present matcher must hold; then `action` applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// What to do with a matching packet.
+    pub action: Action,
+    /// Conntrack states (`ct state`). A packet that never reached conntrack does not match.
+    pub ct: Option<CtStateSet>,
+    /// Ingress ports.
+    pub in_port: Option<PortSet>,
+    /// Egress ports.
+    pub out_port: Option<PortSet>,
+    /// Address family.
+    pub family: Option<Family>,
+    /// L4 protocol number.
+    pub proto: Option<u8>,
+    /// Source prefixes; empty places no constraint.
+    pub src: Box<[Prefix]>,
+    /// Destination prefixes; empty places no constraint.
+    pub dst: Box<[Prefix]>,
+    /// Source port ranges; empty places no constraint. A packet without ports does not match.
+    pub sport: Box<[PortRange]>,
+    /// Destination port ranges; empty places no constraint.
+    pub dport: Box<[PortRange]>,
+    /// TCP flags test. A packet without a TCP header does not match.
+    pub tcp_flags: Option<TcpFlagsMatch>,
+    /// Record the packets this rule decides in the drop log (iptables `LOG`, nftables `log`),
+    /// within the engine's rate limit. Not a matcher: it never changes what matches.
+    pub log: bool,
+}
+
+impl Rule {
+    /// A rule that matches every packet and applies `action`; set the matchers with struct
+    /// update syntax (`Rule { ct: Some(..), ..Rule::new(Action::Accept) }`).
+    pub fn new(action: Action) -> Rule {
+        Rule {
+            action,
+            ct: None,
+            in_port: None,
+            out_port: None,
+            family: None,
+            proto: None,
+            src: Box::new([]),
+            dst: Box::new([]),
+            sport: Box::new([]),
+            dport: Box::new([]),
+            tcp_flags: None,
+            log: false,
+        }
+    }
+
+    /// Whether `p` satisfies every matcher of the rule.
+    #[inline]
+    pub fn matches(&self, p: &RuleInput) -> bool {
+        // The scalar tests come first: each is a load and a compare, and they are what most
+        // rules differ in. `&` rather than `&&` keeps them free of branches. They are the
+        // `*_ok` tests below, spelled out: calling those compiles to a scan a few
+        // instructions slower per rule (measured), and the classifier's property tests hold
+        // the two spellings to each other.
+        let scalars = self
+            .ct
+            .is_none_or(|set| p.ct.is_some_and(|s| set.contains(s)))
+            & self.in_port.is_none_or(|set| set.contains(p.in_port))
+            & self.out_port.is_none_or(|set| set.contains(p.out_port))
+            & self.family.is_none_or(|f| f == p.family)
+            & self.proto.is_none_or(|n| n == p.proto)
+            & self
+                .tcp_flags
+                .is_none_or(|t| p.tcp_flags.is_some_and(|b| t.matches(b)));
+        scalars
+            && any_prefix(&self.src, p.family, p.src)
+            && any_prefix(&self.dst, p.family, p.dst)
+            && any_port(&self.sport, p.ports.map(|(s, _)| s))
+            && any_port(&self.dport, p.ports.map(|(_, d)| d))
+    }
+
+    // One test per scalar matcher, as `matches` applies it: the classifier (`classify.rs`)
+    // asks them which rules each value of a small field satisfies.
+
+    fn ct_ok(&self, ct: Option<CtState>) -> bool {
+        self.ct
+            .is_none_or(|set| ct.is_some_and(|s| set.contains(s)))
+    }
+
+    fn in_port_ok(&self, port: PortId) -> bool {
+        self.in_port.is_none_or(|set| set.contains(port))
+    }
+
+    fn out_port_ok(&self, port: PortId) -> bool {
+        self.out_port.is_none_or(|set| set.contains(port))
+    }
+
+    fn family_ok(&self, family: Family) -> bool {
+        self.family.is_none_or(|f| f == family)
+    }
+
+    fn proto_ok(&self, proto: u8) -> bool {
+        self.proto.is_none_or(|n| n == proto)
+    }
+
+    fn tcp_flags_ok(&self, flags: Option<u8>) -> bool {
+        self.tcp_flags
+            .is_none_or(|t| flags.is_some_and(|b| t.matches(b)))
+    }
+}
+
+/// An empty list places no constraint; otherwise some prefix must contain `addr`.
+#[inline]
+fn any_prefix(list: &[Prefix], family: Family, addr: u128) -> bool {
+    list.is_empty() || list.iter().any(|q| q.contains(family, addr))
+}
+
+/// An empty list places no constraint; otherwise the packet must have ports and some range
+/// must contain this one.
+#[inline]
+fn any_port(list: &[PortRange], port: Option<u16>) -> bool {
+    list.is_empty() || port.is_some_and(|n| list.iter().any(|r| r.contains(n)))
+}
+
+/// Why a [`RuleSet`] could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleSetError {
+    /// More rules than [`RuleSet::MAX_RULES`].
+    TooManyRules {
+        /// Rules given.
+        count: usize,
+    },
+    /// The number of names differs from the number of rules.
+    NameCount {
+        /// Rules given.
+        rules: usize,
+        /// Names given.
+        names: usize,
+    },
+}
+
+impl fmt::Display for RuleSetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleSetError::TooManyRules { count } => {
+                write!(
+                    f,
+                    "{count} rules: at most {} are supported",
+                    RuleSet::MAX_RULES
+                )
+            }
+            RuleSetError::NameCount { rules, names } => {
+                write!(f, "{rules} rules but {names} names: give one name per rule")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RuleSetError {}
+
+/// A compiled rule set: rules in order, their names, the default policy, which of them
+/// write to the drop log, and (for more than [`RuleSet::SCAN_MAX`] rules) the classifier that
+/// finds the first match.
+#[derive(Clone, Debug)]
+pub struct RuleSet {
+    rules: Box<[Rule]>,
+    names: Box<[Box<str>]>,
+    default: Action,
+    /// Whether the default policy's packets are logged.
+    default_log: bool,
+    /// Whether any rule or the default policy logs: the one test the pipeline makes per
+    /// packet when nothing does.
+    any_log: bool,
+    /// Built from `rules` by `new`; `None` for sets that are scanned.
+    classifier: Option<Box<Classifier>>,
+}
+
+impl PartialEq for RuleSet {
+    /// Equal rules, names, policy and logging; the classifier is a function of the rules.
+    fn eq(&self, other: &RuleSet) -> bool {
+        self.rules == other.rules
+            && self.names == other.names
+            && self.default == other.default
+            && self.default_log == other.default_log
+    }
+}
+
+impl Eq for RuleSet {}
+
+impl RuleSet {
+    /// Most rules a set holds: a rule index must fit [`Decision::rule`].
+    pub const MAX_RULES: usize = u16::MAX as usize;
+    /// Most ports a [`PortSet`] can name.
+    pub const MAX_PORTS: usize = 64;
+    /// Most rules a set decides by scanning them in order; larger sets are compiled into a
+    /// classifier. At this size a scan that reaches the last rule costs about what the
+    /// classifier does (measured: `BENCHMARKS.md`), and the common few-rule policies keep
+    /// the scan's cost, which for a first-rule match is a handful of instructions.
+    pub const SCAN_MAX: usize = 12;
+
+    /// The rules `rules` in order, named `names` (one per rule), with default policy
+    /// `default`; sets of more than [`RuleSet::SCAN_MAX`] rules are compiled here.
+    pub fn new(
+        rules: Vec<Rule>,
+        default: Action,
+        names: Vec<String>,
+    ) -> Result<RuleSet, RuleSetError> {
+        if rules.len() > Self::MAX_RULES {
+            return Err(RuleSetError::TooManyRules { count: rules.len() });
+        }
+        if names.len() != rules.len() {
+            return Err(RuleSetError::NameCount {
+                rules: rules.len(),
+                names: names.len(),
+            });
+        }
+        let any_log = rules.iter().any(|r| r.log);
+        let classifier = (rules.len() > Self::SCAN_MAX).then(|| Box::new(Classifier::new(&rules)));
+        Ok(RuleSet {
+            rules: rules.into_boxed_slice(),
+            names: names.into_iter().map(String::into_boxed_str).collect(),
+            default,
+            default_log: false,
+            any_log,
+            classifier,
+        })
+    }
+
+    /// The same set, with the default policy's packets logged (`log`) or not. A set starts
+    /// with the default policy not logged.
+    #[must_use]
+    pub fn with_default_log(mut self, log: bool) -> RuleSet {
+        self.default_log = log;
+        self.any_log = log || self.rules.iter().any(|r| r.log);
+        self
+    }
+
+    /// Whether the default policy's packets are logged.
+    pub fn default_log(&self) -> bool {
+        self.default_log
+    }
+
+    /// Whether some rule, or the default policy, logs.
+    #[inline]
+    pub fn any_log(&self) -> bool {
+        self.any_log
+    }
+
+    /// Whether the packets decided by `rule` (`None`: the default policy, as in
+    /// [`Decision::rule`]) are logged.
+    #[inline]
+    pub fn logs(&self, rule: Option<u16>) -> bool {
+        match rule {
+            Some(i) => self.rules.get(usize::from(i)).is_some_and(|r| r.log),
+            None => self.default_log,
+        }
+    }
+
+    /// The first rule that matches decides, else the default policy: through the classifier
+    /// for large sets, by a scan (as [`RuleSet::evaluate_scan`]) for small ones.
+    #[inline]
+    pub fn evaluate(&self, input: &RuleInput) -> Decision {
+        if let Some(c) = &self.classifier {
+            // The fields, not `input`: a reference handed to a function that is not inlined
+            // would make every caller build the input in memory, where the scan below reads
+            // it from registers.
+            return self.classified(
+                c,
+                input.ct,
+                (input.in_port, input.out_port),
+                input.family,
+                input.proto,
+                (input.src, input.dst),
+                input.ports,
+                input.tcp_flags,
+            );
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.matches(input) {
+                // `new` bounds the length by `MAX_RULES`, so the index fits.
+                return Decision {
+                    action: rule.action,
+                    rule: Some(i as u16),
+                };
+            }
+        }
+        Decision {
+            action: self.default,
+            rule: None,
+        }
+    }
+
+    /// The classifier's decision for the packet whose [`RuleInput`] has these fields. Kept
+    /// out of line (and marked cold, the common small sets never come here) so that it
+    /// takes no registers from the scan in the pipeline's loop.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn classified(
+        &self,
+        c: &Classifier,
+        ct: Option<CtState>,
+        (in_port, out_port): (PortId, PortId),
+        family: Family,
+        proto: u8,
+        (src, dst): (u128, u128),
+        ports: Option<(u16, u16)>,
+        tcp_flags: Option<u8>,
+    ) -> Decision {
+        let input = RuleInput {
+            ct,
+            in_port,
+            out_port,
+            family,
+            proto,
+            src,
+            dst,
+            ports,
+            tcp_flags,
+        };
+        let rule = c.first_match(&input);
+        let action = rule
+            .and_then(|i| self.rules.get(usize::from(i)))
+            .map_or(self.default, |r| r.action);
+        Decision { action, rule }
+    }
+
+    /// Evaluate the rules one by one, in order; the first match decides, else the default
+    /// policy. The definition of what a rule set decides: [`RuleSet::evaluate`] scans small
+    /// sets so, and tests hold the classifier to it.
+    pub fn evaluate_scan(&self, input: &RuleInput) -> Decision {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.matches(input) {
+                return Decision {
+                    action: rule.action,
+                    rule: Some(i as u16),
+                };
+            }
+        }
+        Decision {
+            action: self.default,
+            rule: None,
+        }
+    }
+
+    /// Whether the set is decided by a classifier (more than [`RuleSet::SCAN_MAX`] rules)
+    /// rather than a scan.
+    pub fn is_classified(&self) -> bool {
+        self.classifier.is_some()
+    }
+
+    /// Bytes the classifier holds beside the rules (0 for a scanned set).
+    pub fn classifier_bytes(&self) -> usize {
+        self.classifier.as_ref().map_or(0, |c| c.memory_bytes())
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The default policy.
+    pub fn default_action(&self) -> Action {
+        self.default
+    }
+
+    /// Name of rule `idx`, or `"?"` if there is no such rule.
+    pub fn name(&self, idx: u16) -> &str {
+        self.names.get(usize::from(idx)).map_or("?", |n| n)
+    }
+
+    /// Rule `idx`.
+    pub fn rule(&self, idx: u16) -> Option<&Rule> {
+        self.rules.get(usize::from(idx))
+    }
+
+    /// `(name, rule)` pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Rule)> {
+        self.names.iter().map(|n| &**n).zip(self.rules.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests;
