@@ -110,6 +110,7 @@ fn run(fw: &mut Fw, trace: &[Packet]) -> Vec<Verdict> {
             .iter()
             .map(|p| Pkt {
                 data: &p.data,
+                tail: &[],
                 port: port_of(p.side),
                 csum: ChecksumHint::Unknown,
             })
