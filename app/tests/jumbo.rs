@@ -26,11 +26,11 @@
 
 mod common;
 
-use common::{ctfw, text, tmp};
+use common::{ctfw, in_ns, sh, text, tmp};
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ctfw_tracegen::frame::Frame;
@@ -535,26 +535,6 @@ fn require_root() {
             "{tool} not found: install the Debian package {package}"
         );
     }
-}
-
-fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-fn in_ns(ns: &str, args: &[&str]) -> Output {
-    let mut all = vec!["ip", "netns", "exec", ns];
-    all.extend_from_slice(args);
-    sh(&all)
 }
 
 /// The server: echoes UDP datagrams on port 9999, and answers a TCP connection on 7777 with

@@ -20,12 +20,12 @@
 
 mod common;
 
-use common::{root, text, tmp};
+use common::{in_ns, root, sh, text, tmp};
 
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -176,27 +176,6 @@ fn require_root() {
              ensure_deploy_test_deps)"
         );
     }
-}
-
-/// Run a command; panic with its output if it fails.
-fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-fn in_ns(ns: &str, args: &[&str]) -> Output {
-    let mut all = vec!["ip", "netns", "exec", ns];
-    all.extend_from_slice(args);
-    sh(&all)
 }
 
 fn ns_command(ns: &str, args: &[&str]) -> Command {

@@ -20,11 +20,11 @@
 
 mod common;
 
-use common::{root, text, tmp};
+use common::{in_ns, root, sh, text, tmp};
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -552,27 +552,6 @@ fn require_root() {
             "{tool} not found: install the Debian package {package}"
         );
     }
-}
-
-/// Run a command; panic with its output if it fails.
-fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-fn in_ns(ns: &str, args: &[&str]) -> Output {
-    let mut all = vec!["ip", "netns", "exec", ns];
-    all.extend_from_slice(args);
-    sh(&all)
 }
 
 /// ctfw between two veth pairs read through `driver` (`net_af_packet` or `net_af_xdp`).

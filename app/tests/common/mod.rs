@@ -32,3 +32,25 @@ pub fn tmp(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("tmp dir");
     dir
 }
+
+/// Run `args` (program first) to completion; panic with its output unless it succeeds.
+pub fn sh(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// Run `args` inside the network namespace `ns` (`ip netns exec`), as [`sh`] does.
+pub fn in_ns(ns: &str, args: &[&str]) -> Output {
+    let mut all = vec!["ip", "netns", "exec", ns];
+    all.extend_from_slice(args);
+    sh(&all)
+}
