@@ -1,4 +1,4 @@
-//! Whole-capture generators: `established`, `mixed`, `synflood` and `sample`.
+//! Whole-capture generators: `established`, `mixed`, `synflood`, `soak` and `sample`.
 //!
 //! Each writes packets in timestamp order to a [`PacketSink`] and is a pure function of its
 //! options (seed included): the same options always give the same bytes.
@@ -860,6 +860,532 @@ pub fn synflood<S: PacketSink + ?Sized>(o: &SynfloodOpts, sink: &mut S) -> io::R
 }
 
 // ---------------------------------------------------------------------------------------
+// soak
+
+/// Options of [`soak`].
+#[derive(Debug, Clone)]
+pub struct SoakOpts {
+    /// `mixed` conversations active at once.
+    pub flows: u64,
+    /// Packets to write (the conversation step that reaches it may add one more).
+    pub packets: u64,
+    /// Seed.
+    pub seed: u64,
+    /// Time of the first packet.
+    pub start_ns: u64,
+    /// Mean time between packets (exponentially distributed).
+    pub gap_ns: u64,
+}
+
+impl Default for SoakOpts {
+    fn default() -> Self {
+        SoakOpts {
+            flows: 1000,
+            packets: 100_000,
+            seed: DEFAULT_SEED,
+            start_ns: DEFAULT_START_NS,
+            gap_ns: 10_000,
+        }
+    }
+}
+
+/// What one slot of [`soak`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SoakKind {
+    /// The next packet of a `mixed` conversation.
+    Conversation,
+    /// A SYN from a spoofed inside source.
+    SynFlood,
+    /// A bare ACK from a spoofed source, either side, with random numbers.
+    AckFlood,
+    /// A UDP datagram from a spoofed inside source to a random port.
+    UdpFlood,
+    /// An RST with a random sequence number into a live TCP conversation.
+    BlindRst,
+    /// An ICMP error from the server quoting a live conversation's client packet.
+    RelatedError,
+    /// A malformed frame ([`Malformed`]).
+    Malformed,
+}
+
+/// Each [`SoakKind`] with its share of the packets, in percent.
+const SOAK_MIX: [(SoakKind, u32); 7] = [
+    (SoakKind::Conversation, 60),
+    (SoakKind::SynFlood, 8),
+    (SoakKind::AckFlood, 6),
+    (SoakKind::UdpFlood, 4),
+    (SoakKind::BlindRst, 3),
+    (SoakKind::RelatedError, 4),
+    (SoakKind::Malformed, 15),
+];
+
+/// A frame no stack should send, one per layer a parser walks through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Malformed {
+    /// 0 to 13 random bytes: shorter than an Ethernet header.
+    Runt,
+    /// An ARP request (not IP).
+    NonIp,
+    /// An 802.1Q tag cut off before its inner EtherType.
+    VlanCut,
+    /// Three stacked VLAN tags.
+    ThreeVlans,
+    /// IPv4 EtherType, 1 to 19 bytes of header.
+    Ipv4Cut,
+    /// IPv4 EtherType, version 6 in the header.
+    Ipv4Version,
+    /// IPv4 IHL below 5 or beyond the frame.
+    Ipv4Ihl,
+    /// IPv4 total length beyond the frame or below the header.
+    Ipv4TotalLength,
+    /// IPv4 record-route option with an impossible length byte.
+    Ipv4Options,
+    /// One fragment of a fragmented IPv4 datagram.
+    Ipv4Fragment,
+    /// IPv6 EtherType, 1 to 39 bytes of header.
+    Ipv6Cut,
+    /// IPv6 payload length beyond the frame.
+    Ipv6PayloadLength,
+    /// An IPv6 hop-by-hop header whose length runs past the frame.
+    Ipv6ExtLength,
+    /// One fragment of a fragmented IPv6 datagram.
+    Ipv6Fragment,
+    /// TCP data offset below 5 words, or beyond the segment.
+    TcpDataOffset,
+    /// TCP header cut short (the IP lengths agree with the cut).
+    TcpCut,
+    /// UDP length field below 8 or beyond the datagram.
+    UdpLength,
+    /// ICMP header cut short.
+    IcmpCut,
+    /// An ICMPv4 type Linux calls invalid (above 18).
+    IcmpType,
+    /// An ICMP error quoting 12 random bytes.
+    IcmpBadInner,
+    /// A valid TCP or UDP frame with 1 to 4 random bytes overwritten in its first 74, and cut
+    /// at a random length half the time.
+    Mutated,
+}
+
+const MALFORMED: [Malformed; 21] = [
+    Malformed::Runt,
+    Malformed::NonIp,
+    Malformed::VlanCut,
+    Malformed::ThreeVlans,
+    Malformed::Ipv4Cut,
+    Malformed::Ipv4Version,
+    Malformed::Ipv4Ihl,
+    Malformed::Ipv4TotalLength,
+    Malformed::Ipv4Options,
+    Malformed::Ipv4Fragment,
+    Malformed::Ipv6Cut,
+    Malformed::Ipv6PayloadLength,
+    Malformed::Ipv6ExtLength,
+    Malformed::Ipv6Fragment,
+    Malformed::TcpDataOffset,
+    Malformed::TcpCut,
+    Malformed::UdpLength,
+    Malformed::IcmpCut,
+    Malformed::IcmpType,
+    Malformed::IcmpBadInner,
+    Malformed::Mutated,
+];
+
+/// A spoofed source: inside from 10.128.0.0/9, outside from 198.18.0.0/15 (as `synflood`).
+fn spoofed(rng: &mut Rng, from: Side) -> Ipv4Addr {
+    match from {
+        Side::Inside => Ipv4Addr::from(0x0a80_0000 | (rng.next_u32() & 0x007f_ffff)),
+        Side::Outside => Ipv4Addr::from(0xc612_0000 | (rng.next_u32() & 0x0001_ffff)),
+    }
+}
+
+/// A flood packet of `kind` (SYN, ACK or UDP flood) and the side it arrives on.
+fn flood_packet(kind: SoakKind, rng: &mut Rng) -> (Side, Vec<u8>) {
+    let server = Ipv4Addr::new(172, 16, 0, 80);
+    match kind {
+        SoakKind::SynFlood => {
+            let f = Frame::ipv4(spoofed(rng, Side::Inside), server)
+                .ip_id(rng.next_u32() as u16)
+                .tcp(1024 + rng.below(64_512) as u16, 80)
+                .flags(TcpFlags::SYN)
+                .seq_ack(rng.next_u32(), 0)
+                .tcp_option(TcpOption::Mss(1460));
+            (Side::Inside, f.build())
+        }
+        SoakKind::AckFlood => {
+            let from = if rng.chance(0.5) {
+                Side::Inside
+            } else {
+                Side::Outside
+            };
+            let src = spoofed(rng, from);
+            let (dst, (src_mac, dst_mac)) = match from {
+                Side::Inside => (server, side_macs(Side::Inside)),
+                Side::Outside => (
+                    Ipv4Addr::new(10, 1, rng.below(256) as u8, 1 + rng.below(250) as u8),
+                    side_macs(Side::Outside),
+                ),
+            };
+            let f = Frame::ipv4(src, dst)
+                .macs(src_mac, dst_mac)
+                .ip_id(rng.next_u32() as u16)
+                .tcp(1024 + rng.below(64_512) as u16, 443)
+                .flags(TcpFlags::ACK)
+                .seq_ack(rng.next_u32(), rng.next_u32());
+            (from, f.build())
+        }
+        _ => {
+            let len = 16 + rng.below(497) as usize;
+            let f = Frame::ipv4(spoofed(rng, Side::Inside), Ipv4Addr::new(172, 16, 0, 53))
+                .ip_id(rng.next_u32() as u16)
+                .udp(
+                    1024 + rng.below(64_512) as u16,
+                    1 + rng.below(65_535) as u16,
+                )
+                .payload(&vec![b'f'; len]);
+            (Side::Inside, f.build())
+        }
+    }
+}
+
+/// A TCP conversation among `active` (a few random tries), if any.
+fn pick_tcp<'a>(active: &'a [Conv], rng: &mut Rng) -> Option<&'a TcpSim> {
+    (0..8).find_map(
+        |_| match &active[rng.below(active.len() as u64) as usize].kind {
+            ConvKind::Tcp(sim) => Some(&**sim),
+            _ => None,
+        },
+    )
+}
+
+/// An RST with a random sequence number in a random direction of a live TCP conversation;
+/// with none at hand, from a spoofed source to the flood's server.
+fn blind_rst(active: &[Conv], rng: &mut Rng) -> (Side, Vec<u8>) {
+    let Some(sim) = pick_tcp(active, rng) else {
+        let f = Frame::ipv4(spoofed(rng, Side::Inside), Ipv4Addr::new(172, 16, 0, 80))
+            .tcp(1024 + rng.below(64_512) as u16, 80)
+            .flags(TcpFlags::RST)
+            .seq_ack(rng.next_u32(), 0);
+        return (Side::Inside, f.build());
+    };
+    let dir = if rng.chance(0.5) { Dir::C2s } else { Dir::S2c };
+    let mut f = sim.craft(dir, TcpFlags::RST, 0);
+    if let Some(t) = f.tcp_mut() {
+        t.seq = rng.next_u32();
+    }
+    (dir.side(), f.build())
+}
+
+/// An ICMP error from the server of a random live conversation to its client, quoting a
+/// packet the client sent (or could have sent): RELATED to the conversation's entry if it
+/// has one. Odd conversations get an error quoting a datagram they never sent.
+fn related_error(active: &[Conv], rng: &mut Rng) -> (Side, Vec<u8>) {
+    let conv = &active[rng.below(active.len() as u64) as usize];
+    let (c, s, quoted) = match &conv.kind {
+        ConvKind::Tcp(sim) => {
+            let (c, s) = (sim.endpoint(Dir::C2s), sim.endpoint(Dir::S2c));
+            let quoted = sim.craft(Dir::C2s, TcpFlags::PSH | TcpFlags::ACK, 100);
+            (c.addr, s.addr, quoted)
+        }
+        ConvKind::Dgram { c, s, .. } | ConvKind::Odd { c, s, .. } => {
+            let quoted = ip_pair_frame(c.ip(), s.ip())
+                .udp(c.port(), s.port())
+                .payload(&[b'q'; 32]);
+            (c.ip(), s.ip(), quoted)
+        }
+        ConvKind::Ping { c, s, id, seq } => {
+            let quoted = ip_pair_frame(*c, *s)
+                .echo_request(*id, *seq)
+                .payload(&[b'p'; 56]);
+            (*c, *s, quoted)
+        }
+    };
+    let v6 = matches!(quoted.ip, crate::frame::Ip::V6(_));
+    let (ty, code, mtu) = match (v6, rng.below(3)) {
+        (false, 0) => (icmp::DEST_UNREACH, icmp::PORT_UNREACH, 0),
+        (false, 1) => (icmp::DEST_UNREACH, icmp::FRAG_NEEDED, 1400u32),
+        (false, _) => (icmp::TIME_EXCEEDED, 0, 0),
+        (true, 0) => (icmp::V6_DEST_UNREACH, icmp::V6_PORT_UNREACH, 0),
+        (true, 1) => (icmp::V6_PACKET_TOO_BIG, 0, 1280),
+        (true, _) => (icmp::V6_TIME_EXCEEDED, 0, 0),
+    };
+    let mut f = ip_pair_frame(s, c)
+        .macs(macs::SERVER, macs::ROUTER_OUTSIDE)
+        .icmp_error(ty, code, &quoted);
+    if let Some(h) = f.icmp_mut() {
+        h.rest = if v6 {
+            mtu.to_be_bytes()
+        } else {
+            let [.., hi, lo] = mtu.to_be_bytes();
+            [0, 0, hi, lo]
+        };
+    }
+    f.vlans.clone_from(&conv.vlans);
+    (Side::Outside, f.build())
+}
+
+/// A malformed frame of `kind` from flow `i`'s client (inside) towards its server.
+fn malformed(kind: Malformed, i: u64, rng: &mut Rng) -> Vec<u8> {
+    let (c4, s4) = AddressPlan::endpoints(i, false, 80);
+    let (c6, s6) = AddressPlan::endpoints(i, true, 80);
+    let syn = |c: SocketAddr, s: SocketAddr, seq: u32| {
+        ip_pair_frame(c.ip(), s.ip())
+            .tcp(c.port(), s.port())
+            .flags(TcpFlags::SYN)
+            .seq_ack(seq, 0)
+            .tcp_option(TcpOption::Mss(1460))
+    };
+    let udp = |c: SocketAddr, s: SocketAddr, len: usize| {
+        ip_pair_frame(c.ip(), s.ip())
+            .udp(c.port(), 53)
+            .payload(&vec![b'u'; len])
+    };
+    let random_bytes =
+        |rng: &mut Rng, n: usize| -> Vec<u8> { (0..n).map(|_| rng.next_u32() as u8).collect() };
+    // The IPv4 header and transport bytes of a frame cut to `keep` bytes of IP packet, with
+    // the total length saying so.
+    let cut_v4 = |mut f: Frame, keep: usize| {
+        if let Some(h) = f.ipv4_mut() {
+            h.total_len = Some(keep as u16);
+        }
+        let mut b = f.build();
+        b.truncate(14 + keep);
+        b
+    };
+    match kind {
+        Malformed::Runt => {
+            let n = rng.below(14) as usize;
+            random_bytes(rng, n)
+        }
+        Malformed::NonIp => {
+            let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1];
+            arp.extend_from_slice(&macs::CLIENT);
+            arp.extend_from_slice(&[10, 1, 0, 1]);
+            arp.extend_from_slice(&[0; 6]);
+            arp.extend_from_slice(&[10, 1, 0, 254]);
+            Frame::other(0x0806, arp)
+                .macs(macs::CLIENT, [0xff; 6])
+                .build()
+        }
+        Malformed::VlanCut => {
+            let mut b = syn(c4, s4, rng.next_u32()).vlan(100).build();
+            b.truncate(16);
+            b
+        }
+        Malformed::ThreeVlans => {
+            let mut f = syn(c4, s4, rng.next_u32());
+            f.vlans = vec![VlanTag::service(10), VlanTag::dot1q(20), VlanTag::dot1q(30)];
+            f.build()
+        }
+        Malformed::Ipv4Cut => {
+            let mut b = syn(c4, s4, rng.next_u32()).build();
+            b.truncate(14 + rng.range(1, 19) as usize);
+            b
+        }
+        Malformed::Ipv4Version => {
+            let mut b = syn(c4, s4, rng.next_u32()).build();
+            b[14] = 0x60 | (b[14] & 0x0f);
+            b
+        }
+        Malformed::Ipv4Ihl => {
+            let mut f = syn(c4, s4, rng.next_u32());
+            let ihl = if rng.chance(0.5) {
+                rng.below(5) as u8
+            } else {
+                15
+            };
+            if let Some(h) = f.ipv4_mut() {
+                h.ihl = Some(ihl);
+            }
+            let mut b = f.build();
+            // IHL 15 claims 60 bytes of header: keep fewer.
+            b.truncate(14 + 40);
+            b
+        }
+        Malformed::Ipv4TotalLength => {
+            let mut f = syn(c4, s4, rng.next_u32());
+            let len = if rng.chance(0.5) {
+                rng.below(20) as u16
+            } else {
+                44 + 1 + rng.below(1000) as u16
+            };
+            if let Some(h) = f.ipv4_mut() {
+                h.total_len = Some(len);
+            }
+            f.build()
+        }
+        Malformed::Ipv4Options => {
+            let mut f = syn(c4, s4, rng.next_u32());
+            if let Some(h) = f.ipv4_mut() {
+                // Record route (7) with a length of 1: shorter than its own two bytes.
+                h.options = vec![7, 1, 0, 0];
+            }
+            f.build()
+        }
+        Malformed::Ipv4Fragment => {
+            let frags = udp(c4, s4, 200).fragments(64, rng.next_u32());
+            frags[rng.below(frags.len() as u64) as usize].clone()
+        }
+        Malformed::Ipv6Cut => {
+            let mut b = syn(c6, s6, rng.next_u32()).build();
+            b.truncate(14 + rng.range(1, 39) as usize);
+            b
+        }
+        Malformed::Ipv6PayloadLength => {
+            let mut f = syn(c6, s6, rng.next_u32());
+            if let Some(h) = f.ipv6_mut() {
+                h.payload_len = Some(24 + 1 + rng.below(1000) as u16);
+            }
+            f.build()
+        }
+        Malformed::Ipv6ExtLength => {
+            let mut f = syn(c6, s6, rng.next_u32());
+            if let Some(h) = f.ipv6_mut() {
+                h.ext
+                    .push(crate::frame::Ipv6Ext::HopByHop(vec![1, 4, 0, 0, 0, 0]));
+            }
+            let mut b = f.build();
+            // Hdr Ext Len 255: 2048 bytes of options claimed, 8 present.
+            b[14 + 40 + 1] = 0xff;
+            b
+        }
+        Malformed::Ipv6Fragment => {
+            let frags = udp(c6, s6, 200).fragments(64, rng.next_u32());
+            frags[rng.below(frags.len() as u64) as usize].clone()
+        }
+        Malformed::TcpDataOffset => {
+            let mut f = syn(c4, s4, rng.next_u32());
+            if let Some(t) = f.tcp_mut() {
+                t.data_offset = Some(if rng.chance(0.5) {
+                    rng.below(5) as u8
+                } else {
+                    15
+                });
+            }
+            f.build()
+        }
+        Malformed::TcpCut => cut_v4(syn(c4, s4, rng.next_u32()), 20 + rng.range(1, 19) as usize),
+        Malformed::UdpLength => {
+            let mut f = udp(c4, s4, 40);
+            if let Some(u) = f.udp_mut() {
+                u.length = Some(if rng.chance(0.5) {
+                    rng.below(8) as u16
+                } else {
+                    48 + 1 + rng.below(1000) as u16
+                });
+            }
+            f.build()
+        }
+        Malformed::IcmpCut => {
+            let f = ip_pair_frame(c4.ip(), s4.ip()).echo_request(rng.next_u32() as u16, 1);
+            cut_v4(f, 20 + rng.range(1, 7) as usize)
+        }
+        Malformed::IcmpType => {
+            let mut f = ip_pair_frame(c4.ip(), s4.ip()).echo_request(rng.next_u32() as u16, 1);
+            if let Some(h) = f.icmp_mut() {
+                h.ty = 19 + rng.below(237) as u8;
+            }
+            f.build()
+        }
+        Malformed::IcmpBadInner => {
+            let quoted = udp(c4, s4, 8);
+            let mut f = ip_pair_frame(s4.ip(), c4.ip())
+                .macs(macs::SERVER, macs::ROUTER_OUTSIDE)
+                .icmp_error(icmp::DEST_UNREACH, icmp::PORT_UNREACH, &quoted);
+            f.payload = random_bytes(rng, 12);
+            f.build()
+        }
+        Malformed::Mutated => {
+            let v6 = rng.chance(0.3);
+            let (c, s) = if v6 { (c6, s6) } else { (c4, s4) };
+            let f = if rng.chance(0.5) {
+                syn(c, s, rng.next_u32())
+            } else {
+                udp(c, s, 64)
+            };
+            let mut b = f.build();
+            for _ in 0..rng.range(1, 4) {
+                let at = 12 + rng.below(62) as usize;
+                if let Some(x) = b.get_mut(at) {
+                    *x = rng.next_u32() as u8;
+                }
+            }
+            if rng.chance(0.5) {
+                let keep = rng.range(14, b.len() as u64) as usize;
+                b.truncate(keep);
+            }
+            b
+        }
+    }
+}
+
+/// A churning attack mix for soak tests: the `mixed` conversations (about 60% of the
+/// packets: handshakes, data, FIN and RST closes, DNS and UDP streams, pings, single invalid
+/// packets, VLAN tags, IPv6), interleaved with SYN floods (8%), blind ACK floods from both
+/// sides (6%) and UDP floods (4%) from spoofed sources, RSTs with random sequence numbers
+/// into live connections (3%), ICMP errors quoting live conversations (4%), and malformed
+/// frames (15%, 21 kinds: runts, non-IP, cut VLAN tags, bad IPv4 and IPv6 headers,
+/// fragments, bad TCP, UDP and ICMP headers, and randomly mutated frames).
+///
+/// Every flood packet and malformed frame has a source or tuple of its own, so a capture of
+/// N packets holds on the order of N/3 distinct flows: looped through a table smaller than
+/// that, entries are created, evicted, closed and expire for as long as it runs.
+/// `Summary::flows` counts the conversations started, the flood packets and the malformed
+/// frames.
+pub fn soak<S: PacketSink + ?Sized>(o: &SoakOpts, sink: &mut S) -> io::Result<Summary> {
+    let mut rng = Rng::new(o.seed);
+    let mut out = Out {
+        sink,
+        summary: Summary::default(),
+        now_ns: o.start_ns,
+    };
+    let mut next_flow = 0u64;
+    let mut active: Vec<Conv> = Vec::new();
+    for _ in 0..o.flows.max(1) {
+        active.push(new_conv(next_flow, &mut rng));
+        next_flow += 1;
+    }
+    let weights = SOAK_MIX.map(|(_, w)| w);
+    let mut floods = 0;
+    while out.summary.counts.packets < o.packets {
+        let kind = SOAK_MIX[rng.weighted(&weights)].0;
+        match kind {
+            SoakKind::Conversation => {
+                let i = rng.below(active.len() as u64) as usize;
+                step_conv(&mut active[i], &mut out)?;
+                if active[i].done() {
+                    active[i] = new_conv(next_flow, &mut rng);
+                    next_flow += 1;
+                }
+            }
+            SoakKind::SynFlood | SoakKind::AckFlood | SoakKind::UdpFlood => {
+                let (side, data) = flood_packet(kind, &mut rng);
+                floods += 1;
+                out.frame(side, data)?;
+            }
+            SoakKind::BlindRst => {
+                let (side, data) = blind_rst(&active, &mut rng);
+                out.frame(side, data)?;
+            }
+            SoakKind::RelatedError => {
+                let (side, data) = related_error(&active, &mut rng);
+                out.frame(side, data)?;
+            }
+            SoakKind::Malformed => {
+                let bad = MALFORMED[rng.below(MALFORMED.len() as u64) as usize];
+                // A flow index of its own: no conversation shares its tuple.
+                let data = malformed(bad, next_flow, &mut rng);
+                next_flow += 1;
+                out.frame(Side::Inside, data)?;
+            }
+        }
+        out.now_ns += 1 + rng.exp(o.gap_ns as f64) as u64;
+    }
+    out.summary.flows = next_flow + floods;
+    Ok(out.summary)
+}
+
+// ---------------------------------------------------------------------------------------
 // sample
 
 /// The bundled sample: a DNS lookup, an HTTP exchange closed by the server, two pings, an
@@ -1265,6 +1791,134 @@ mod tests {
             tuples.insert((src, sport));
         }
         assert_eq!(tuples.len(), 5000, "every flow distinct");
+    }
+
+    #[test]
+    fn soak_has_every_part_of_its_mix() {
+        let n = 40_000;
+        let mut pkts = Vec::new();
+        let s = soak(
+            &SoakOpts {
+                flows: 300,
+                packets: n,
+                ..Default::default()
+            },
+            &mut pkts,
+        )
+        .unwrap();
+        // The step that reaches `packets` writes its packet(s) whole.
+        assert!((n..n + 4).contains(&(pkts.len() as u64)), "{}", pkts.len());
+        assert_eq!(s.counts.packets, pkts.len() as u64);
+        let mut seen: HashMap<&str, u64> = HashMap::new();
+        let mut tuples = HashSet::new();
+        for p in &pkts {
+            let b = &p.data[..];
+            let Some(et) = b.get(12..14) else {
+                *seen.entry("runt").or_default() += 1;
+                continue;
+            };
+            let (tcp, udp, ip): (bool, bool, &[u8]) = match et {
+                [0x08, 0x06] => {
+                    *seen.entry("arp").or_default() += 1;
+                    continue;
+                }
+                [0x81, 0x00] | [0x88, 0xa8] => {
+                    *seen.entry("vlan").or_default() += 1;
+                    continue;
+                }
+                [0x86, 0xdd] => {
+                    *seen.entry("ipv6").or_default() += 1;
+                    if b.get(14 + 6) == Some(&44) {
+                        *seen.entry("fragment").or_default() += 1;
+                    }
+                    continue;
+                }
+                [0x08, 0x00] if b.len() >= 34 && b[14] == 0x45 => {
+                    (b[23] == 6, b[23] == 17, &b[14..])
+                }
+                _ => {
+                    *seen.entry("bad ipv4").or_default() += 1;
+                    continue;
+                }
+            };
+            if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+                *seen.entry("fragment").or_default() += 1;
+                continue;
+            }
+            let (src, dst, l4) = (&ip[12..16], &ip[16..20], &ip[20..]);
+            if let (true, Some(ports)) = (tcp || udp, l4.get(..4)) {
+                tuples.insert((src.to_vec(), dst.to_vec(), ports.to_vec()));
+            }
+            let spoofed = (src[0] == 10 && src[1] >= 128) || src[..2] == [198, 18];
+            match (tcp, udp, l4.get(13)) {
+                (true, _, Some(&0x02)) if spoofed && dst == [172, 16, 0, 80] => {
+                    *seen.entry("syn flood").or_default() += 1;
+                }
+                (true, _, Some(&0x10)) if spoofed => *seen.entry("ack flood").or_default() += 1,
+                (true, _, Some(f)) if f & 0x04 != 0 => *seen.entry("rst").or_default() += 1,
+                (_, true, _) if spoofed && dst == [172, 16, 0, 53] => {
+                    *seen.entry("udp flood").or_default() += 1;
+                }
+                _ if ip[9] == 1 && matches!(l4.first(), Some(3 | 11)) => {
+                    // An error quoting a packet from the address it is sent to.
+                    let kind = if l4.get(8 + 12..8 + 16) == Some(dst) {
+                        "icmp error quoting its destination"
+                    } else {
+                        "icmp error quoting something else"
+                    };
+                    *seen.entry(kind).or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+        for what in [
+            "runt",
+            "arp",
+            "vlan",
+            "ipv6",
+            "fragment",
+            "bad ipv4",
+            "syn flood",
+            "ack flood",
+            "udp flood",
+            "rst",
+            "icmp error quoting its destination",
+            "icmp error quoting something else",
+        ] {
+            assert!(
+                seen.get(what).copied().unwrap_or(0) > 20,
+                "{what}: {seen:?}"
+            );
+        }
+        // Floods and malformed frames bring tuples of their own: many more flows than the
+        // 300 conversations at a time.
+        assert!(tuples.len() as u64 > n / 5, "{} tuples", tuples.len());
+        assert!(s.flows as usize >= tuples.len() / 2, "{} flows", s.flows);
+        let mut prev = 0;
+        for p in &pkts {
+            assert!(p.ts_ns > prev);
+            prev = p.ts_ns;
+        }
+    }
+
+    #[test]
+    fn soak_same_seed_same_bytes() {
+        let run = |seed| {
+            let mut v = Vec::new();
+            soak(
+                &SoakOpts {
+                    flows: 50,
+                    packets: 5000,
+                    seed,
+                    ..Default::default()
+                },
+                &mut v,
+            )
+            .unwrap();
+            v
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3), run(4));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use ctfw_tracegen::generate::{
-    self, DEFAULT_SEED, EstablishedOpts, MixedOpts, Order, Summary, SynfloodOpts,
+    self, DEFAULT_SEED, EstablishedOpts, MixedOpts, Order, SoakOpts, Summary, SynfloodOpts,
 };
 use ctfw_tracegen::write::{CaptureFile, Counter, PacketSink, Resolution, SplitBySide, Tee};
 use ctfw_tracegen::{Side, random};
@@ -126,6 +126,26 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         split_by_side: Option<PathBuf>,
     },
+    /// A churning attack mix for soak tests (ci/soak.sh): the `mixed` conversations with
+    /// SYN, ACK and UDP floods, blind RSTs, ICMP errors quoting live flows and malformed
+    /// frames interleaved.
+    Soak {
+        /// Conversations active at once.
+        #[arg(long, default_value_t = 1000)]
+        flows: u64,
+        /// Total packets.
+        #[arg(long)]
+        packets: u64,
+        /// Mean nanoseconds between packets.
+        #[arg(long, default_value_t = 10_000)]
+        gap_ns: u64,
+        /// Output file (.pcap or .pcapng).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write DIR/inside.pcap and DIR/outside.pcap.
+        #[arg(long, value_name = "DIR")]
+        split_by_side: Option<PathBuf>,
+    },
     /// The small bundled sample: DIR/sample.pcapng, DIR/inside.pcap, DIR/outside.pcap.
     Sample {
         /// Output directory (created if missing).
@@ -213,6 +233,28 @@ fn main() -> Result<()> {
             };
             let s = write_to(&out, split_by_side.as_deref(), res, |sink| {
                 generate::mixed(&opts, sink)
+            })?;
+            (s, out)
+        }
+        Cmd::Soak {
+            flows,
+            packets,
+            gap_ns,
+            out,
+            split_by_side,
+        } => {
+            if flows == 0 {
+                bail!("--flows must be at least 1");
+            }
+            let opts = SoakOpts {
+                flows,
+                packets,
+                seed: cli.seed,
+                gap_ns,
+                ..Default::default()
+            };
+            let s = write_to(&out, split_by_side.as_deref(), res, |sink| {
+                generate::soak(&opts, sink)
             })?;
             (s, out)
         }

@@ -134,3 +134,39 @@ fn mixed_and_synflood() {
     assert!(!bad.status.success());
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn soak_writes_a_classic_pcap_net_pcap_can_loop_and_refuses_no_flows() {
+    let d = tmp("soak");
+    let s = d.join("s.pcap");
+    let args = |out: &Path| {
+        vec![
+            "soak".to_owned(),
+            "--packets".into(),
+            "3000".into(),
+            "--flows".into(),
+            "50".into(),
+            "--out".into(),
+            out.to_str().unwrap().to_owned(),
+        ]
+    };
+    run(&args(&s).iter().map(String::as_str).collect::<Vec<_>>());
+    let (format, recs) = read(&s);
+    assert!(
+        matches!(format, Format::Pcap { nanos: false, .. }),
+        "{format:?}"
+    );
+    // The conversation step that reaches 3000 writes its packet(s) whole.
+    assert!((3000..3004).contains(&recs.len()), "{}", recs.len());
+    let again = d.join("again.pcap");
+    run(&args(&again).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(std::fs::read(&s).unwrap(), std::fs::read(&again).unwrap());
+    let bad = Command::new(env!("CARGO_BIN_EXE_ctfw-tracegen"))
+        .args(["soak", "--packets", "10", "--flows", "0", "--out"])
+        .arg(d.join("x.pcap"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--flows must be at least 1"));
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -18,9 +18,9 @@ use super::layout::{RxMode, TxMode};
 use super::memory::{self, Advice, Engines};
 use super::ports::{Closed, PortSetup};
 use super::rings::Rings;
-use super::worker::{Finished, IoCounters, Shared};
+use super::worker::{Finished, IoCounters, PortVerdicts, Shared};
 use super::worker_capacity;
-use crate::stats::DeviceStats;
+use crate::stats::{self, DeviceStats};
 use crate::{json, summary};
 
 /// Print the start-up layout: memory (the EAL's and the connection tables'), ports and their
@@ -184,6 +184,8 @@ pub struct Final {
     table_len: usize,
     capacity: usize,
     workers: Vec<WorkerShare>,
+    /// Packets decided by ingress port, summed over the workers (indexed by `PortId`).
+    by_port: Vec<PortVerdicts>,
     /// Every entry of every table, in the listings' order.
     entries: Vec<EntryView>,
 }
@@ -211,12 +213,19 @@ impl Final {
             table_len: 0,
             capacity: 0,
             workers: Vec::new(),
+            by_port: vec![PortVerdicts::default(); cfg.ports.len()],
             entries: Vec::new(),
         };
         for w in workers {
             let (c, table) = (w.engine.counters(), w.engine.table());
             f.counters.merge(c);
             f.io += &w.io;
+            for (a, b) in f.by_port.iter_mut().zip(&w.by_port) {
+                a.accepted_packets += b.accepted_packets;
+                a.accepted_bytes += b.accepted_bytes;
+                a.dropped_packets += b.dropped_packets;
+                a.dropped_bytes += b.dropped_bytes;
+            }
             for (a, b) in f.hits.iter_mut().zip(w.engine.rule_hits()) {
                 *a += b;
             }
@@ -312,8 +321,16 @@ impl Final {
             table: json::Table::new(&self.entries, self.table_len, self.capacity, max_entries),
             ports: closed
                 .iter()
-                .map(|c| Port {
+                .zip(&self.by_port)
+                .map(|(c, d)| Port {
                     name: &c.name,
+                    decided: stats::PortVerdicts {
+                        port: c.name.clone(),
+                        accepted_packets: d.accepted_packets,
+                        accepted_bytes: d.accepted_bytes,
+                        dropped_packets: d.dropped_packets,
+                        dropped_bytes: d.dropped_bytes,
+                    },
                     stats: c.stats.as_ref().map(DeviceStats::from),
                     mempool: Mempool {
                         name: &c.pool,
@@ -384,6 +401,9 @@ struct Io {
 #[derive(Debug, Serialize)]
 struct Port<'a> {
     name: &'a str,
+    /// Packets received on it that the engine decided, summed over the workers (as the live
+    /// statistics' `ports[].decided`).
+    decided: stats::PortVerdicts,
     /// `null` if the device could not give them.
     stats: Option<DeviceStats>,
     mempool: Mempool<'a>,

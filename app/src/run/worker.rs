@@ -265,6 +265,8 @@ pub struct Finished {
     pub engine: Engine,
     /// I/O counters.
     pub io: IoCounters,
+    /// Packets and bytes decided, by ingress port (indexed by `PortId`).
+    pub by_port: Vec<PortVerdicts>,
 }
 
 impl Worker {
@@ -377,6 +379,7 @@ impl Worker {
         Finished {
             engine: self.engine,
             io,
+            by_port: self.by_port,
         }
     }
 

@@ -108,7 +108,12 @@ fn run(fw: &mut Fw, trace: &[Packet]) -> Vec<Verdict> {
     for (chunk, out) in trace.chunks(32).zip(verdicts.chunks_mut(32)) {
         let pkts: Vec<Pkt<'_>> = chunk
             .iter()
-            .map(|p| Pkt::new(&p.data, port_of(p.side), ChecksumHint::Unknown))
+            .map(|p| Pkt {
+                data: &p.data,
+                tail: &[],
+                port: port_of(p.side),
+                csum: ChecksumHint::Unknown,
+            })
             .collect();
         let now = fw.now();
         fw.eng.process_burst(now, &pkts, out);
