@@ -17,10 +17,10 @@
 //! 4. in packet order, track (find or create the entry, run the protocol tracker) and decide
 //!    (the rules, then insertion of a new connection).
 //!
-//! Why stages 2 and 3 are loops of their own: the engine has no unsafe code, so its fetches
-//! are plain loads, and a load must retire before the reorder buffer moves far past it.
-//! Interleaved with parsing, one or two misses would be in flight; issued back to back, the
-//! whole group's are. The candidates of stage 3 are only hints: stage 4 checks that the
+//! Why stages 2 and 3 are loops of their own: their fetches are prefetch hints
+//! (`Table::prefetch_buckets`, `Table::prefetch_entry`), issued back to back for the whole
+//! group, so that all its misses are in flight together before the first line is read.
+//! The candidates of stage 3 are only hints: stage 4 checks that the
 //! candidate still holds the key (`Table::find_hinted`) and searches the buckets otherwise,
 //! since an earlier packet of the group may have created or removed entries meanwhile.
 //!
@@ -480,18 +480,14 @@ impl Engine {
                 Err(r) => Plan::Drop(*r),
             };
         }
-        // Stage 2: fetch every packet's buckets, in a loop of its own. The fetches are plain
-        // loads (the engine has no unsafe code for prefetch instructions), and a load must
-        // retire before the reorder buffer moves far past it: interleaved with parsing only
-        // one or two would be in flight; back to back, the whole burst's are.
-        let mut sink = 0u32;
+        // Stage 2: prefetch every packet's buckets, back to back.
         for plan in &plans[..pkts.len()] {
             if let Plan::Track(_, h) | Plan::Related(_, h) = plan {
-                sink ^= self.table.prefetch_buckets(h);
+                self.table.prefetch_buckets(h);
             }
         }
         // Stage 3: with the buckets in cache, find each packet's candidate entry, then fetch
-        // the candidates (both cache lines of each) back to back.
+        // the candidates (both cache lines of each, and its memo) back to back.
         let mut cands = [0u32; BURST];
         for (c, plan) in cands.iter_mut().zip(&plans[..pkts.len()]) {
             if let Plan::Track(_, h) | Plan::Related(_, h) = plan {
@@ -499,9 +495,8 @@ impl Engine {
             }
         }
         for &c in &cands[..pkts.len()] {
-            sink ^= self.table.prefetch_entry(c);
+            self.table.prefetch_entry(c);
         }
-        core::hint::black_box(sink);
         // Stage 4: track and decide, in order (a packet may create the entry the next uses).
         for i in 0..pkts.len() {
             out[i] = self.decide(now, &pkts[i], &parsed[i], plans[i], cands[i]);

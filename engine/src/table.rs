@@ -4,9 +4,13 @@
 //! - `entries`: a pool of `capacity` [`Entry`] values, 96 bytes each (two cache lines at most),
 //!   holding the canonical key, the deadline, the status bits and the protocol state.
 //!   A free list of pool indices makes insertion O(1).
+//! - `memos`: one opaque `u64` per pool index beside the entry (not in it: an entry is full),
+//!   for the caller's per-connection cache ([`Table::memo`]); the table sets it to 0 whenever
+//!   the index gets a new entry.
 //! - `buckets`: the index, a bucketised cuckoo hash. A bucket is one 64-byte cache line of 16
-//!   slots; a slot packs an 8-bit tag from the hash with the pool index plus one in 24 bits
-//!   (`0` = empty).
+//!   slots: an 8-bit tag from the hash per slot (`0` = empty), the 16 tags side by side so
+//!   that one 16-byte compare finds the matching slots, then each slot's 24-bit pool index
+//!   (see `bucket`).
 //!   Every key has two candidate buckets, so a lookup reads at most two bucket lines (both
 //!   known from the hash, fetched in parallel) and, after a tag match, one entry.
 //!   The bucket count keeps the load at or below 80%, where 2x16-way cuckoo insertion
@@ -48,20 +52,21 @@
 //! [`Table::sweep_with`] reports its removals to a callback instead, since one sweep may
 //! remove up to its whole budget.
 
+mod bucket;
+mod prefetch;
+
 use crate::flow::{FlowHasher, FlowKey};
 use crate::time::Tick;
 use crate::track::tcp::TcpState;
 use crate::track::{CtFlags, ProtoState};
 use crate::wire::Family;
+use bucket::{Bucket, SLOTS};
 
 /// Largest supported capacity: pool indices are 24 bits in a slot.
 pub const MAX_CAPACITY: u32 = (1 << 24) - 1;
 /// Smallest capacity (keeps the neighbourhood meaningful).
 pub const MIN_CAPACITY: u32 = 16;
 
-const SLOTS: usize = 16;
-const EMPTY: u32 = 0;
-const IDX_MASK: u32 = 0x00ff_ffff;
 /// Target load of the index: at most 80% of slots used when the pool is full.
 const LOAD_NUM: u64 = 4;
 const LOAD_DEN: u64 = 5;
@@ -100,8 +105,10 @@ pub struct Entry {
     pub state: ProtoState,
 }
 
+// At most 96 bytes at a multiple of 32: an entry never spans more than two cache lines,
+// which is what `prefetch::both_lines` fetches.
 const _: () = assert!(core::mem::size_of::<Entry>() <= 96);
-const _: () = assert!(core::mem::size_of::<Bucket>() == 64);
+const _: () = assert!(core::mem::align_of::<Entry>() == 32);
 
 impl Entry {
     /// A fresh entry for `key` (not yet in a table).
@@ -170,34 +177,6 @@ impl Entry {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-#[repr(C, align(64))]
-struct Bucket {
-    slots: [u32; SLOTS],
-}
-
-impl Bucket {
-    const EMPTY: Bucket = Bucket {
-        slots: [EMPTY; SLOTS],
-    };
-
-    /// Bit mask of slots whose tag equals `tag`. Empty slots are 0 and tags are never 0
-    /// ([`Table::hash`]), so an empty slot never matches: no separate test.
-    #[inline]
-    fn tag_hits(&self, tag: u32) -> u32 {
-        let mut m = 0u32;
-        for (i, &s) in self.slots.iter().enumerate() {
-            m |= (((s >> 24) == tag) as u32) << i;
-        }
-        m
-    }
-
-    #[inline]
-    fn free_slot(&self) -> Option<usize> {
-        self.slots.iter().position(|&s| s == EMPTY)
-    }
-}
-
 /// Where a key may live, derived once per packet from its hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hashed {
@@ -205,8 +184,8 @@ pub struct Hashed {
     b1: u32,
     /// Secondary bucket.
     b2: u32,
-    /// Tag (top 8 bits of a slot).
-    tag: u32,
+    /// Tag (never 0, the empty slot's).
+    tag: u8,
 }
 
 /// Why an insert failed.
@@ -376,6 +355,8 @@ impl SweepOutcome {
 #[derive(Debug)]
 pub struct Table {
     entries: Vec<Entry>,
+    /// The caller's memo for each pool index ([`Table::memo`]), parallel to `entries`.
+    memos: Vec<u64>,
     buckets: Vec<Bucket>,
     free: Vec<u32>,
     hasher: FlowHasher,
@@ -427,12 +408,17 @@ impl Table {
         entries
             .try_reserve_exact(capacity as usize)
             .map_err(out_of_memory)?;
+        let mut memos = Vec::new();
+        memos
+            .try_reserve_exact(capacity as usize)
+            .map_err(out_of_memory)?;
         let mut buckets = Vec::new();
         buckets.try_reserve_exact(nbuckets).map_err(out_of_memory)?;
         let mut free = Vec::new();
         free.try_reserve_exact(capacity as usize)
             .map_err(out_of_memory)?;
         advise(Region::of(&entries));
+        advise(Region::of(&memos));
         advise(Region::of(&buckets));
         let blank = Entry::new(
             &FlowKey {
@@ -449,11 +435,13 @@ impl Table {
         );
         // Within the reserved capacity: none of these reallocates.
         entries.resize(capacity as usize, blank);
+        memos.resize(capacity as usize, 0);
         buckets.resize(nbuckets, Bucket::EMPTY);
         // Pop order hands out low indices first, which keeps small tables dense.
         free.extend((0..capacity).rev());
         Ok(Table {
             entries,
+            memos,
             buckets,
             free,
             hasher,
@@ -479,11 +467,12 @@ impl Table {
     }
 
     /// Bytes a table of `capacity` entries (clamped as [`Table::try_new`] does) allocates:
-    /// entries, index and free list, what [`Table::memory_bytes`] then reports. Lets a caller
-    /// check the memory before asking for it.
+    /// entries, memos, index and free list, what [`Table::memory_bytes`] then reports. Lets a
+    /// caller check the memory before asking for it.
     pub fn bytes_for(capacity: u32) -> usize {
         let capacity = capacity.clamp(MIN_CAPACITY, MAX_CAPACITY) as usize;
         capacity * core::mem::size_of::<Entry>()
+            + capacity * core::mem::size_of::<u64>()
             + Table::buckets_for(capacity as u32) * core::mem::size_of::<Bucket>()
             + capacity * core::mem::size_of::<u32>()
     }
@@ -551,9 +540,10 @@ impl Table {
         self.len() == 0
     }
 
-    /// Bytes of memory held: entries, index and free list.
+    /// Bytes of memory held: entries, memos, index and free list.
     pub fn memory_bytes(&self) -> usize {
         self.entries.capacity() * core::mem::size_of::<Entry>()
+            + self.memos.capacity() * core::mem::size_of::<u64>()
             + self.buckets.capacity() * core::mem::size_of::<Bucket>()
             + self.free.capacity() * core::mem::size_of::<u32>()
     }
@@ -570,19 +560,16 @@ impl Table {
             b2 = if b1 + 1 == n as u32 { 0 } else { b1 + 1 };
         }
         // Tags 1..=255: a zero tag would look like an empty slot's.
-        let tag = ((h >> 56) as u32).max(1);
+        let tag = ((h >> 56) as u8).max(1);
         Hashed { b1, b2, tag }
     }
 
-    /// Bring the two candidate buckets towards the cache (stage 2 of
-    /// `Engine::process_group`). Returns a value the caller must consume (e.g. with
-    /// `black_box`) so that the loads are not optimised away.
+    /// Prefetch the two candidate buckets (stage 2 of `Engine::process_group`): a hint that
+    /// does not wait for the lines (see `prefetch`).
     #[inline]
-    pub fn prefetch_buckets(&self, h: &Hashed) -> u32 {
-        // A plain load per line (the engine is free of unsafe code, so no prefetch
-        // instruction). It overlaps with other misses only if the caller issues these loads
-        // back to back, in a loop of their own, as pipeline stage 2 does.
-        self.buckets[h.b1 as usize].slots[0] ^ self.buckets[h.b2 as usize].slots[0]
+    pub fn prefetch_buckets(&self, h: &Hashed) {
+        prefetch::first_line(&self.buckets[h.b1 as usize]);
+        prefetch::first_line(&self.buckets[h.b2 as usize]);
     }
 
     /// The pool index plus one of the first entry whose tag matches `h` (0: none), read from
@@ -594,19 +581,39 @@ impl Table {
             let bucket = &self.buckets[b as usize];
             let hits = bucket.tag_hits(h.tag);
             if hits != 0 {
-                return bucket.slots[hits.trailing_zeros() as usize] & IDX_MASK;
+                return bucket.idx(hits.trailing_zeros() as usize) + 1;
             }
         }
         0
     }
 
-    /// Bring both cache lines of candidate `c` (from [`Table::candidate`]) towards the cache.
+    /// Prefetch both cache lines of candidate `c` (from [`Table::candidate`]; 0: none) and
+    /// the line of its memo.
     #[inline]
-    pub fn prefetch_entry(&self, c: u32) -> u32 {
-        match c.checked_sub(1) {
-            Some(idx) => touch_entry(&self.entries[idx as usize]),
-            None => 0,
+    pub fn prefetch_entry(&self, c: u32) {
+        if let Some(idx) = c.checked_sub(1) {
+            prefetch::both_lines(&self.entries[idx as usize]);
+            prefetch::first_line(&self.memos[idx as usize]);
         }
+    }
+
+    /// The memo of pool index `idx`: what [`Table::set_memo`] last stored there since the
+    /// index got its current entry, else 0. The table gives it no meaning.
+    #[inline]
+    pub fn memo(&self, idx: u32) -> u64 {
+        self.memos[idx as usize]
+    }
+
+    /// Store `v` as the memo of pool index `idx` (until the index gets a new entry, or
+    /// [`Table::clear_memos`]).
+    #[inline]
+    pub fn set_memo(&mut self, idx: u32, v: u64) {
+        self.memos[idx as usize] = v;
+    }
+
+    /// Set every memo to 0 (O(capacity)).
+    pub fn clear_memos(&mut self) {
+        self.memos.fill(0);
     }
 
     /// The live, unexpired entry for `key`, if any. An expired entry found on the way is
@@ -658,7 +665,7 @@ impl Table {
             while hits != 0 {
                 let i = hits.trailing_zeros() as usize;
                 hits &= hits - 1;
-                let idx = (bucket.slots[i] & IDX_MASK) - 1;
+                let idx = bucket.idx(i);
                 if self.entries[idx as usize].matches(key) {
                     return Some((b, i, idx));
                 }
@@ -697,7 +704,8 @@ impl Table {
                     let idx = self.free.pop().unwrap_or_default();
                     self.by_class[EntryClass::of(entry.family, &entry.state).index()] += 1;
                     self.entries[idx as usize] = entry;
-                    self.buckets[b as usize].slots[slot] = (h.tag << 24) | (idx + 1);
+                    self.memos[idx as usize] = 0;
+                    self.buckets[b as usize].set(slot, h.tag, idx);
                     return Ok((idx, outcome));
                 }
             }
@@ -740,7 +748,7 @@ impl Table {
         while i < len {
             let b = nodes[i].0;
             for slot in 0..SLOTS {
-                let idx = (self.buckets[b as usize].slots[slot] & IDX_MASK) - 1;
+                let idx = self.buckets[b as usize].idx(slot);
                 let kh = self.hash(&self.entries[idx as usize].key());
                 let alt = if kh.b1 == b { kh.b2 } else { kh.b1 };
                 if let Some(free) = self.buckets[alt as usize].free_slot() {
@@ -772,9 +780,9 @@ impl Table {
         let (mut to_b, mut to_s) = (alt, free);
         loop {
             let b = nodes[i].0;
-            let s = self.buckets[b as usize].slots[slot];
-            self.buckets[to_b as usize].slots[to_s] = s;
-            self.buckets[b as usize].slots[slot] = EMPTY;
+            let from = self.buckets[b as usize];
+            from.copy_slot(slot, &mut self.buckets[to_b as usize], to_s);
+            self.buckets[b as usize].clear(slot);
             let (_, parent, pslot) = nodes[i];
             if parent == u8::MAX {
                 return (b, slot);
@@ -797,11 +805,10 @@ impl Table {
         let mut best_closing: Option<(u32, usize, u32, u32)> = None;
         let mut candidates = 0;
         'scan: for b in [h.b1, h.b2] {
-            for (slot, &s) in self.buckets[b as usize].slots.iter().enumerate() {
-                if s == EMPTY {
+            for slot in 0..SLOTS {
+                let Some(idx) = self.buckets[b as usize].get(slot) else {
                     continue;
-                }
-                let idx = (s & IDX_MASK) - 1;
+                };
                 let e = &self.entries[idx as usize];
                 if e.is_expired(now) {
                     self.note_removed(idx, Removal::Expired);
@@ -846,11 +853,8 @@ impl Table {
         let key = self.entries[idx as usize].key();
         let h = self.hash(&key);
         for b in [h.b1, h.b2] {
-            if let Some(slot) = self.buckets[b as usize]
-                .slots
-                .iter()
-                .position(|&s| s != EMPTY && (s & IDX_MASK) - 1 == idx)
-            {
+            let bucket = &self.buckets[b as usize];
+            if let Some(slot) = (0..SLOTS).find(|&i| bucket.get(i) == Some(idx)) {
                 self.release(b, slot, idx);
                 return;
             }
@@ -860,7 +864,7 @@ impl Table {
 
     #[inline]
     fn release(&mut self, b: u32, slot: usize, idx: u32) {
-        self.buckets[b as usize].slots[slot] = EMPTY;
+        self.buckets[b as usize].clear(slot);
         let e = &mut self.entries[idx as usize];
         e.flags.clear(LIVE);
         self.by_class[EntryClass::of(e.family, &e.state).index()] -= 1;
@@ -960,11 +964,10 @@ impl Table {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut seen = vec![false; self.entries.len()];
         for (b, bucket) in self.buckets.iter().enumerate() {
-            for &s in &bucket.slots {
-                if s == EMPTY {
+            for slot in 0..SLOTS {
+                let Some(idx) = bucket.get(slot).map(|i| i as usize) else {
                     continue;
-                }
-                let idx = ((s & IDX_MASK) - 1) as usize;
+                };
                 let e = self
                     .entries
                     .get(idx)
@@ -981,7 +984,7 @@ impl Table {
                         "entry {idx} sits in bucket {b}, not one of its own"
                     ));
                 }
-                if s >> 24 != h.tag {
+                if bucket.tag(slot) != h.tag {
                     return Err(format!("entry {idx} has a stale tag"));
                 }
             }
@@ -1011,14 +1014,6 @@ impl Table {
         }
         Ok(())
     }
-}
-
-/// Read a byte of each cache line of `e`: a 96-byte entry always spans two lines, and the key
-/// (offset 0) and the end of the protocol state (`ProtoState`'s discriminant, the TCP state near
-/// offset 94) lie in different ones whatever the entry's position in the pool.
-#[inline]
-fn touch_entry(e: &Entry) -> u32 {
-    e.lo_addr as u32 ^ matches!(e.state, ProtoState::Tcp(_)) as u32
 }
 
 enum Victim {
@@ -1073,14 +1068,73 @@ mod tests {
             .expect("small tables fit");
             assert_eq!(t.capacity(), cap as usize);
             assert_eq!(t.memory_bytes(), Table::bytes_for(cap));
-            // The entries and the index, in that order, exactly as big as the table holds.
-            assert_eq!(regions.len(), 2);
+            // The entries, the memos and the index, in that order, exactly as big as the table
+            // holds.
+            assert_eq!(regions.len(), 3);
             assert_eq!(regions[0], Region::of(&t.entries));
-            assert_eq!(regions[1], Region::of(&t.buckets));
+            assert_eq!(regions[1], Region::of(&t.memos));
+            assert_eq!(regions[2], Region::of(&t.buckets));
+            assert_eq!(regions[1].len, cap as usize * 8);
         }
         // Clamped as the table clamps.
         assert_eq!(Table::bytes_for(1), Table::bytes_for(MIN_CAPACITY));
         assert_eq!(Table::bytes_for(u32::MAX), Table::bytes_for(MAX_CAPACITY));
+    }
+
+    #[test]
+    fn memory_counts_a_memo_per_entry() {
+        for cap in [MIN_CAPACITY, 1000, 100_000] {
+            let t = table(cap);
+            let index = t.buckets.len() * 64;
+            assert_eq!(t.memory_bytes(), cap as usize * (96 + 8 + 4) + index);
+        }
+    }
+
+    #[test]
+    fn memos_start_at_zero_and_are_reset_when_an_index_is_reused() {
+        let mut t = table(64);
+        let a = put(&mut t, &key(1), Tick(100), false).unwrap();
+        let b = put(&mut t, &key(2), Tick(100), false).unwrap();
+        assert_eq!((t.memo(a), t.memo(b)), (0, 0));
+        t.set_memo(a, 7);
+        t.set_memo(b, u64::MAX);
+        assert_eq!((t.memo(a), t.memo(b)), (7, u64::MAX));
+        // Removed: the memo stays until the index gets a new entry.
+        t.remove(a);
+        assert_eq!(t.memo(a), 7);
+        let c = put(&mut t, &key(3), Tick(100), false).unwrap();
+        assert_eq!(c, a, "the free list hands the index out again");
+        assert_eq!(t.memo(c), 0);
+        assert_eq!(t.memo(b), u64::MAX, "other memos are left alone");
+        t.clear_memos();
+        assert!((0..64).all(|i| t.memo(i) == 0));
+    }
+
+    #[test]
+    fn memos_are_reset_for_an_index_freed_by_expiry_or_eviction() {
+        // Fill a small table, memo everything, then make every entry expire: each insert
+        // reclaims a neighbour's index and must hand it out with a zero memo.
+        let mut t = table(MIN_CAPACITY);
+        let cap = t.capacity() as u32;
+        for n in 0..cap {
+            put(&mut t, &key(n), Tick(10), false).unwrap();
+        }
+        for i in 0..cap {
+            t.set_memo(i, u64::from(i) + 1);
+        }
+        let mut reused = 0;
+        for n in cap..cap * 4 {
+            let k = key(n);
+            let h = t.hash(&k);
+            let e = Entry::new(&k, false, Tick(1000), ProtoState::Generic);
+            if let Ok((idx, _)) = t.insert(&h, e, Tick(20)) {
+                assert_eq!(t.memo(idx), 0, "index {idx} reused with a stale memo");
+                t.set_memo(idx, 99);
+                reused += 1;
+            }
+        }
+        assert!(reused >= cap, "only {reused} inserts succeeded");
+        t.check_invariants().unwrap();
     }
 
     #[test]
