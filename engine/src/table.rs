@@ -145,12 +145,14 @@ impl Entry {
 
     #[inline]
     fn matches(&self, k: &FlowKey) -> bool {
-        self.lo_addr == k.lo_addr
-            && self.hi_addr == k.hi_addr
-            && self.lo_port == k.lo_port
-            && self.hi_port == k.hi_port
-            && self.proto == k.proto
-            && self.family == k.family
+        // `&`, not `&&`: the fields are in one or two cache lines already fetched, so one
+        // branch on the whole key is cheaper than a branch per field.
+        (self.lo_addr == k.lo_addr)
+            & (self.hi_addr == k.hi_addr)
+            & (self.lo_port == k.lo_port)
+            & (self.hi_port == k.hi_port)
+            & (self.proto == k.proto)
+            & (self.family == k.family)
     }
 
     /// Whether the ORIGINAL tuple runs `hi -> lo`.
@@ -644,10 +646,23 @@ impl Table {
     ) -> Option<u32> {
         if let Some(idx) = cand.checked_sub(1) {
             let e = &self.entries[idx as usize];
-            if e.is_live() && e.matches(key) && !e.is_expired(now) {
+            if e.is_live() & e.matches(key) & !e.is_expired(now) {
                 return Some(idx);
             }
         }
+        self.find_unhinted(key, h, now, expired)
+    }
+
+    /// [`Table::find`] out of line, so that [`Table::find_hinted`]'s usual case (the hint
+    /// holds the key) stays small enough to inline into the pipeline.
+    #[inline(never)]
+    fn find_unhinted(
+        &mut self,
+        key: &FlowKey,
+        h: &Hashed,
+        now: Tick,
+        expired: &mut u64,
+    ) -> Option<u32> {
         self.find(key, h, now, expired)
     }
 
