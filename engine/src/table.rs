@@ -145,8 +145,8 @@ impl Entry {
 
     #[inline]
     fn matches(&self, k: &FlowKey) -> bool {
-        // `&`, not `&&`: the fields are in one or two cache lines already fetched, so one
-        // branch on the whole key is cheaper than a branch per field.
+        // `&`, not `&&`: one branch on the whole key rather than one per field. The usual
+        // outcome, a match, compares every field anyway.
         (self.lo_addr == k.lo_addr)
             & (self.hi_addr == k.hi_addr)
             & (self.lo_port == k.lo_port)

@@ -2,7 +2,7 @@
 //!
 //! IPv4 and IPv6 connections share one entry type (addresses are held as `u128` either way),
 //! so the cost per flow is the same for both; the figure includes the cuckoo index (sized for
-//! 80% load) and the free list. Run with `cargo run --release -p ctfw-benches --bin
+//! 80% load), the memo beside each entry (one `u64`) and the free list. Run with `cargo run --release -p ctfw-benches --bin
 //! table_memory`.
 
 #![forbid(unsafe_code)]
@@ -31,8 +31,9 @@ fn main() {
         let t = Table::new(capacity, FlowHasher::with_seeds(ctfw_benches::SEEDS));
         let total = t.memory_bytes();
         let entries = t.capacity() * size_of::<Entry>();
+        let memos = t.capacity() * size_of::<u64>();
         let free_list = t.capacity() * size_of::<u32>();
-        let index = total - entries - free_list;
+        let index = total - entries - memos - free_list;
         println!(
             "{:>12} {:>12.1} {:>14.1} {:>9.1}%",
             t.capacity(),
