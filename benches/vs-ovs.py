@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import platform
+import signal
 import re
 import statistics
 import subprocess
@@ -86,6 +87,8 @@ def patch_ovs(path):
 
 # --- measure ---------------------------------------------------------------------------------
 
+GNU_TIME = "/usr/bin/time"
+
 def log(msg):
     print(f"==> {msg}", file=sys.stderr, flush=True)
 
@@ -95,13 +98,26 @@ def die(msg):
 
 
 class Run:
-    """One finished process: CPU seconds (user, sys), wall seconds, peak RSS in KiB."""
+    """One finished process: CPU seconds (user, sys), wall seconds, peak RSS in KiB.
 
-    def __init__(self, argv, stdout, timeout):
+    The CPU times are the rusage wait4 returns for the process started here, which is GNU
+    time running the program: the program's threads plus time's own fork, exec and wait
+    (about 1 ms, the same for every program). GNU time is there for the peak RSS alone: a
+    child's ru_maxrss starts at its parent's RSS at fork (Linux keeps the pre-exec high-water
+    mark), and this Python process is larger than some of the programs it measures.
+    """
+
+    def __init__(self, argv, stdout, timeout, rss_file):
         t0 = time.monotonic()
-        proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE)
+        proc = subprocess.Popen([GNU_TIME, "-f", "%M", "-o", rss_file, "--"] + argv,
+                                stdout=stdout, stderr=subprocess.PIPE, start_new_session=True)
         killed = []
-        timer = threading.Timer(timeout, lambda: (killed.append(1), proc.kill()))
+
+        def kill():
+            killed.append(1)
+            os.killpg(proc.pid, signal.SIGKILL)  # time and the program: their own group
+
+        timer = threading.Timer(timeout, kill)
         timer.start()
         # Read stderr on a thread: a full pipe must not stall the process.
         err = []
@@ -114,12 +130,16 @@ class Run:
         self.wall = time.monotonic() - t0
         self.user, self.sys = ru.ru_utime, ru.ru_stime
         self.cpu = self.user + self.sys
-        self.maxrss_kb = ru.ru_maxrss
         self.stderr = err[0].decode(errors="replace") if err else ""
         if killed:
             die(f"timed out after {timeout} s: {' '.join(argv)}")
         if proc.returncode != 0:
             die(f"exit status {proc.returncode}: {' '.join(argv)}\n{self.stderr[-2000:]}")
+        try:
+            with open(rss_file) as f:
+                self.maxrss_kb = int(f.read().split()[-1])
+        except (OSError, ValueError, IndexError):
+            die(f"no peak RSS from {GNU_TIME} in {rss_file}")
 
 
 OVS_SUMMARY = re.compile(r"^vs-ovs: (\d+) packets;((?: \S+ \d+)+)\s*$", re.M)
@@ -263,7 +283,7 @@ def measure(a):
         write_config(a.config, capacity_for(cap["flows"]), cfg)
         # Warm the page cache: no program reads the capture from disk.
         with open(cap["path"], "rb") as f:
-            while f.read(1 << 24):
+            while f.read(1 << 20):
                 pass
         for r in range(a.rounds):
             # Rotate the order every round, so no program always runs first (or after the same
@@ -272,18 +292,19 @@ def measure(a):
             for label, kind, path in order:
                 report = os.path.join(a.out, f"report-{cap['name']}-{label}.json")
                 ovs_out = os.path.join(a.out, f"ovs-{cap['name']}.out")
+                rss = os.path.join(a.out, "rss.tmp")
                 if kind == "ctfw":
                     argv = [path, "replay", "--config", cfg, "--map", "10.0.0.0/8=inside",
                             "--port", "outside", "--burst", str(a.batch), "--max-entries", "0",
                             "--report-json", report, cap["path"]]
                     with open(os.devnull, "w") as null:
-                        run = Run(argv, null, a.timeout)
+                        run = Run(argv, null, a.timeout, rss)
                     with open(report) as f:
                         check_ctfw(label, cap, json.load(f))
                 elif kind == "ovs":
                     argv = [path, "test-conntrack", "pcap", cap["path"], str(a.batch)]
                     with open(ovs_out, "w") as out:
-                        run = Run(argv, out, a.timeout)
+                        run = Run(argv, out, a.timeout, rss)
                     with open(ovs_out) as f:
                         packets, states = parse_ovs_summary(f.read())
                     check_ovs(cap, packets, states)
@@ -291,7 +312,7 @@ def measure(a):
                 else:
                     argv = [path, "test-conntrack", "pcap", cap["path"], str(a.batch)]
                     with open(os.devnull, "w") as null:
-                        run = Run(argv, null, a.timeout)
+                        run = Run(argv, null, a.timeout, rss)
                 load = open("/proc/loadavg").read().split()[0]
                 rows.append({"capture": cap["name"], "round": r + 1, "program": label,
                              "cpu_s": run.cpu, "user_s": run.user, "sys_s": run.sys,

@@ -82,7 +82,7 @@ mkdir -p "$OVS_DIR"
 # --- tools and ctfw -----------------------------------------------------------------------
 
 # Bounded: a hung apt or cargo must not hold the benchmark forever.
-timeout "$BUILD_TIMEOUT" bash -c '. ci/common.sh && ensure_packages openvswitch-source gcc make libc6-dev python3' ||
+timeout "$BUILD_TIMEOUT" bash -c '. ci/common.sh && ensure_packages openvswitch-source gcc make libc6-dev python3 time' ||
     die "could not install openvswitch-source and the C tool chain"
 if [ "$BUILD" = 1 ]; then
     ensure_build_deps
