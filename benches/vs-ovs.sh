@@ -143,19 +143,20 @@ build_ovs() {
     python3 benches/vs-ovs.py patch-ovs "$SRC/tests/test-conntrack.c" >"$OVS_DIR/test-conntrack.diff"
     ovs_step make -j2 tests/ovstest
     cp "$SRC/tests/ovstest" "$BIN/ovstest"
-    echo "$OVS_PKG" >"$BIN/version"
+    cp "$OVS_DIR/test-conntrack.diff" "$BIN/"
+    awk -F"'" '/^PACKAGE_VERSION=/ {print $2; exit}' "$SRC/configure" >"$BIN/version"
     echo "$bin_key" >"$BIN/.vs-ovs-built"
 }
 
-if [ "$(cat "$BIN/.vs-ovs-built" 2>/dev/null)" != "$bin_key" ] ||
-    [ ! -x "$BIN/ovstest" ] || [ ! -x "$BIN/ovstest-printing" ]; then
+if [ "$(cat "$BIN/.vs-ovs-built" 2>/dev/null)" != "$bin_key" ] || [ ! -x "$BIN/ovstest" ] ||
+    [ ! -x "$BIN/ovstest-printing" ] || [ ! -s "$BIN/version" ] || [ ! -s "$BIN/test-conntrack.diff" ]; then
     build_ovs
 else
     log "using the cached OVS build in $BIN ($OVS_PKG)"
 fi
-OVS_VERSION=$(awk -F"'" '/^PACKAGE_VERSION=/ {print $2; exit}' "$SRC/configure")
+OVS_VERSION=$(cat "$BIN/version")
 echo "OVS $OVS_VERSION (Debian openvswitch-source $OVS_PKG), tests/test-conntrack.c as patched for the reference ovstest:"
-cat "$OVS_DIR/test-conntrack.diff"
+cat "$BIN/test-conntrack.diff"
 
 # --- captures -----------------------------------------------------------------------------
 
@@ -194,7 +195,7 @@ done
 
 RUN_DIR=$DATA/runs/vs-ovs-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RUN_DIR"
-cp "$OVS_DIR/test-conntrack.diff" "$RUN_DIR/"
+cp "$BIN/test-conntrack.diff" "$RUN_DIR/"
 MEASURE=(python3 benches/vs-ovs.py measure "${CAP_ARGS[@]}" --ovs "$BIN/ovstest"
     --ovs-version "$OVS_VERSION (Debian $OVS_PKG)"
     --config config/conformance/classic-loose1-liberal0.yaml --rounds "$ROUNDS"
