@@ -128,7 +128,7 @@ build_ovs() {
         ovs_step ./configure "${CONFIGURE_ARGS[@]}"
         echo "$src_key" >"$SRC/.vs-ovs-configured"
     fi
-    log "building OVS's tests/ovstest with make -j2 (10-20 minutes the first time; log: $BUILD_LOG)"
+    log "building OVS's tests/ovstest with make -j2 (minutes the first time; log: $BUILD_LOG)"
     # The generated headers (include/odp-netlink.h, the IDLs) are automake BUILT_SOURCES,
     # which only `make all` makes first: name them as a target from a one-line makefile.
     # shellcheck disable=SC2016 # $(BUILT_SOURCES) is make's, not the shell's
