@@ -145,14 +145,12 @@ impl Entry {
 
     #[inline]
     fn matches(&self, k: &FlowKey) -> bool {
-        // `&`, not `&&`: one branch on the whole key rather than one per field. The usual
-        // outcome, a match, compares every field anyway.
-        (self.lo_addr == k.lo_addr)
-            & (self.hi_addr == k.hi_addr)
-            & (self.lo_port == k.lo_port)
-            & (self.hi_port == k.hi_port)
-            & (self.proto == k.proto)
-            & (self.family == k.family)
+        // Differences folded into one word, one branch on the whole key rather than one per
+        // field: the usual outcome, a match, compares every field anyway.
+        let addrs = (self.lo_addr ^ k.lo_addr) | (self.hi_addr ^ k.hi_addr);
+        let rest = key_rest(self.lo_port, self.hi_port, self.proto, self.family)
+            ^ key_rest(k.lo_port, k.hi_port, k.proto, k.family);
+        (addrs as u64 | (addrs >> 64) as u64 | rest) == 0
     }
 
     /// Whether the ORIGINAL tuple runs `hi -> lo`.
@@ -646,7 +644,7 @@ impl Table {
     ) -> Option<u32> {
         if let Some(idx) = cand.checked_sub(1) {
             let e = &self.entries[idx as usize];
-            if e.is_live() & e.matches(key) & !e.is_expired(now) {
+            if e.is_live() && e.matches(key) && !e.is_expired(now) {
                 return Some(idx);
             }
         }
@@ -1029,6 +1027,16 @@ impl Table {
         }
         Ok(())
     }
+}
+
+/// The key's fields after the addresses, side by side in one word (48 bits), for
+/// [`Entry::matches`].
+#[inline(always)]
+fn key_rest(lo_port: u16, hi_port: u16, proto: u8, family: Family) -> u64 {
+    u64::from(lo_port)
+        | u64::from(hi_port) << 16
+        | u64::from(proto) << 32
+        | u64::from(family as u8) << 40
 }
 
 enum Victim {
