@@ -2,7 +2,6 @@
 //! streamed packet by packet through the reader of `ctfw-capture`.
 
 use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -22,7 +21,7 @@ pub struct Meta {
 
 /// An open capture.
 pub struct Capture {
-    reader: CaptureReader<BufReader<File>>,
+    reader: CaptureReader<File>,
     path: String,
 }
 
