@@ -110,8 +110,8 @@ impl PortChooser {
         })
     }
 
-    /// The port for a packet: --map by source, then --port, then the name of its pcapng
-    /// interface.
+    /// The port for a packet: --map by source (of a packet [`wire::parse`] accepts), then
+    /// --port, then the name of its pcapng interface.
     fn choose(
         &mut self,
         frame: &[u8],
@@ -119,19 +119,8 @@ impl PortChooser {
         capture: &Capture,
         cfg: &Config,
     ) -> Option<PortId> {
-        if !self.map.is_empty() {
-            let parse = ParseConfig {
-                verify_l4_checksum: false,
-            };
-            if let Ok(p) = wire::parse(frame, &parse, ChecksumHint::Good) {
-                if let Some(m) = self
-                    .map
-                    .iter()
-                    .find(|m| m.prefix.contains(p.addrs.family, p.addrs.src))
-                {
-                    return Some(m.port);
-                }
-            }
+        if let Some(port) = self.mapped(frame) {
+            return Some(port);
         }
         self.fixed.or_else(|| {
             let i = usize::try_from(interface?).ok()?;
@@ -141,6 +130,49 @@ impl PortChooser {
             }
             self.interfaces.get(i).copied().flatten()
         })
+    }
+}
+
+impl PortChooser {
+    /// The `--map` port of `frame`: that of the longest prefix holding the source address of a
+    /// frame [`wire::parse`] accepts. Parsing costs more than everything else replay does per
+    /// packet outside the engine, so the frame is parsed only when the bytes where `parse`
+    /// would find the source ([`claimed_source`]) fall in some prefix: otherwise no prefix
+    /// can hold it, whether or not `parse` accepts the frame.
+    fn mapped(&self, frame: &[u8]) -> Option<PortId> {
+        if self.map.is_empty() {
+            return None;
+        }
+        let (family, src) = claimed_source(frame)?;
+        self.map.iter().find(|m| m.prefix.contains(family, src))?;
+        let parse = ParseConfig {
+            verify_l4_checksum: false,
+        };
+        let p = wire::parse(frame, &parse, ChecksumHint::Good).ok()?;
+        let m = self
+            .map
+            .iter()
+            .find(|m| m.prefix.contains(p.addrs.family, p.addrs.src))?;
+        Some(m.port)
+    }
+}
+
+/// The IP family and source address a frame claims: what [`wire::parse`] returns as
+/// `addrs.family` and `addrs.src` for any frame it accepts (the IPv4 or IPv6 header starts
+/// where [`wire::ethernet::network_layer`] says, and holds the source at the offset its RFC
+/// gives), and `None` for some frames it refuses.
+fn claimed_source(frame: &[u8]) -> Option<(Family, u128)> {
+    let (ethertype, l3) = wire::ethernet::network_layer(frame).ok()?;
+    match ethertype {
+        wire::ethernet::ethertype::IPV4 => {
+            let b: [u8; 4] = l3.get(12..16)?.try_into().ok()?;
+            Some((Family::V4, u128::from(u32::from_be_bytes(b))))
+        }
+        wire::ethernet::ethertype::IPV6 => {
+            let b: [u8; 16] = l3.get(8..24)?.try_into().ok()?;
+            Some((Family::V6, u128::from_be_bytes(b)))
+        }
+        _ => None,
     }
 }
 
@@ -287,7 +319,14 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     let wall = started.elapsed();
-    let entries = summary::snapshot(&engine, now);
+    // With --max-entries 0 no entry is listed: count the live ones instead of building and
+    // sorting a view of each (a large part of a big table's replay otherwise).
+    let (live, entries) = if args.max_entries == 0 {
+        (summary::live_entries(&engine, now), Vec::new())
+    } else {
+        let entries = summary::snapshot(&engine, now);
+        (entries.len(), entries)
+    };
     let error = read_error
         .as_ref()
         .map(|e| format!("the capture could not be read to its end: {e:#}"));
@@ -297,6 +336,7 @@ pub fn run(args: &Args) -> Result<()> {
             args,
             &engine,
             &entries,
+            live,
             index,
             wall,
             engine_time,
@@ -345,12 +385,15 @@ struct Report {
     error: Option<String>,
 }
 
-/// Print the summary of a replay of `packets` packets; `cut_short` if the capture could not
-/// be read to its end (the error follows on stderr).
+/// Print the summary of a replay of `packets` packets, whose final table has `live` entries,
+/// the first `entries` of them in order (at least `--max-entries` of them, or all); `cut_short`
+/// if the capture could not be read to its end (the error follows on stderr).
+#[allow(clippy::too_many_arguments)]
 fn print_summary(
     args: &Args,
     engine: &Engine,
     entries: &[EntryView],
+    live: usize,
     packets: u64,
     wall: std::time::Duration,
     engine_time: std::time::Duration,
@@ -376,12 +419,13 @@ fn print_summary(
     );
     summary::print_counters(c, engine.table().len(), engine.table().capacity());
     summary::print_rule_hits(engine.rules(), engine.rule_hits());
-    summary::print_table(entries, args.max_entries);
+    summary::print_listing(live, entries, args.max_entries);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn map_prefixes_clear_host_bits_and_refuse_impossible_lengths() {
@@ -393,5 +437,109 @@ mod tests {
         assert!(p("10.0.0.0/33").is_err());
         assert!(p("10.0.0.0/x").is_err());
         assert!(p("inside/8").is_err());
+    }
+
+    /// The `--map` choice as it reads in words: parse the frame, then the longest prefix
+    /// holding its source.
+    fn mapped_by_parse(chooser: &PortChooser, frame: &[u8]) -> Option<PortId> {
+        let parse = ParseConfig {
+            verify_l4_checksum: false,
+        };
+        let p = wire::parse(frame, &parse, ChecksumHint::Good).ok()?;
+        let m = chooser
+            .map
+            .iter()
+            .find(|m| m.prefix.contains(p.addrs.family, p.addrs.src))?;
+        Some(m.port)
+    }
+
+    /// Parsing only the frames whose claimed source falls in a prefix changes no choice: on
+    /// every frame of the conformance traces, each cut short at every length, tagged with a
+    /// VLAN, and with each of its first 64 bytes replaced by a few values.
+    #[test]
+    fn map_parses_only_frames_it_may_map_and_chooses_as_parsing_every_frame() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/linux-conformance/traces");
+        let mut frames = Vec::new();
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .expect("traces")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pcapng"))
+            .collect();
+        paths.sort();
+        for path in &paths {
+            let reader = ctfw_capture::CaptureReader::open(path).expect("open");
+            frames.extend(reader.map(|r| r.expect("record").data));
+        }
+        assert!(frames.len() > 100, "{} frames", frames.len());
+        // Prefixes around sources the traces use: each v4 source's /32 and /16, v6 /64.
+        let mut sources: Vec<(Family, u128)> = frames
+            .iter()
+            .filter(|f| wire::parse(f, &ParseConfig::default(), ChecksumHint::Good).is_ok())
+            .filter_map(|f| claimed_source(f))
+            .collect();
+        sources.sort();
+        sources.dedup();
+        let v4: Vec<_> = sources.iter().filter(|s| s.0 == Family::V4).collect();
+        let v6 = sources
+            .iter()
+            .find(|s| s.0 == Family::V6)
+            .expect("an IPv6 source");
+        assert!(v4.len() >= 2);
+        let v4_addr = |a: u128| std::net::Ipv4Addr::from(a as u32).to_string();
+        let mut map = vec![
+            MapEntry {
+                prefix: parse_prefix(&format!("{}/32", v4_addr(v4[0].1))).expect("p"),
+                port: PortId(1),
+            },
+            MapEntry {
+                prefix: parse_prefix(&format!("{}/16", v4_addr(v4[1].1))).expect("p"),
+                port: PortId(0),
+            },
+            MapEntry {
+                prefix: parse_prefix(&format!("{}/64", std::net::Ipv6Addr::from(v6.1))).expect("p"),
+                port: PortId(1),
+            },
+        ];
+        map.sort_by_key(|m| std::cmp::Reverse(m.prefix.prefix_len()));
+        let chooser = PortChooser {
+            fixed: None,
+            map,
+            interfaces: Vec::new(),
+        };
+
+        let mut variants = Vec::new();
+        for f in &frames {
+            variants.push(f.clone());
+            for len in 0..f.len().min(80) {
+                variants.push(f[..len].to_vec());
+            }
+            let mut tagged = f[..12.min(f.len())].to_vec();
+            tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+            tagged.extend_from_slice(f.get(12..).unwrap_or_default());
+            variants.push(tagged);
+            for at in 0..f.len().min(64) {
+                for v in [0x00, 0x01, 0x45, 0x60, 0x81, 0xff] {
+                    let mut g = f.clone();
+                    g[at] = v;
+                    variants.push(g);
+                }
+            }
+        }
+        let (mut mapped, mut refused_after_claim) = (0, 0);
+        for f in &variants {
+            let expected = mapped_by_parse(&chooser, f);
+            assert_eq!(chooser.mapped(f), expected, "frame {f:02x?}");
+            mapped += usize::from(expected.is_some());
+            let claimed_in_map = claimed_source(f)
+                .is_some_and(|(fam, src)| chooser.map.iter().any(|m| m.prefix.contains(fam, src)));
+            refused_after_claim += usize::from(claimed_in_map && expected.is_none());
+        }
+        // Both sides of the shortcut were taken: frames mapped, and frames whose claimed
+        // source is in a prefix but which parsing refuses.
+        assert!(mapped > 1000, "{mapped} mapped");
+        assert!(
+            refused_after_claim > 100,
+            "{refused_after_claim} refused after a claim"
+        );
     }
 }
