@@ -22,7 +22,7 @@ use ctfw_engine::wire::{self, ChecksumHint, Family, ParseConfig};
 use serde::Serialize;
 
 use crate::capture::Capture;
-use crate::{MAX_BURST, json, records, summary};
+use crate::{json, records, summary};
 
 /// Packets join a burst only while they are at most this much later than its first packet:
 /// the whole burst is processed at one `now` (its first packet's timestamp), as a data-plane
@@ -279,22 +279,15 @@ pub fn run(args: &Args) -> Result<()> {
         }
         let t0 = *first_ts.get_or_insert(stamps[0]);
         now = Instant(stamps[0]);
-        let mut pkts = [Pkt {
-            data: &[],
-            tail: &[],
-            port: PortId(0),
-            csum: ChecksumHint::Unknown,
-        }; MAX_BURST];
-        for ((slot, buf), &port) in pkts.iter_mut().zip(&bufs[..n]).zip(&ports[..n]) {
-            *slot = Pkt {
-                data: buf,
-                tail: &[],
-                port,
-                csum: ChecksumHint::Unknown,
-            };
-        }
+        // Exactly `n` packets: filling a MAX_BURST array each burst cost more than this
+        // allocation.
+        let pkts: Vec<Pkt<'_>> = bufs[..n]
+            .iter()
+            .zip(&ports[..n])
+            .map(|(buf, &port)| Pkt::new(buf, port, ChecksumHint::Unknown))
+            .collect();
         let t = WallClock::now();
-        engine.process_burst(now, &pkts[..n], &mut verdicts[..n]);
+        engine.process_burst(now, &pkts, &mut verdicts[..n]);
         engine.sweep(now, SWEEP_BUDGET);
         engine_time += t.elapsed();
         if let Some(out) = jsonl.as_mut() {
