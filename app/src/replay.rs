@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Instant as WallClock;
 
@@ -224,7 +225,9 @@ pub fn run(args: &Args) -> Result<()> {
         args.burst as usize
     };
 
-    let mut bufs: Vec<Vec<u8>> = vec![Vec::with_capacity(2048); burst];
+    // Where each packet of the burst is in `capture.frames()`: the engine reads the frames
+    // where the capture reader put them.
+    let mut spans: Vec<Range<usize>> = vec![0..0; burst];
     let mut ports = vec![PortId(0); burst];
     let mut stamps = vec![0u64; burst];
     let mut verdicts = vec![Verdict::default(); burst];
@@ -242,15 +245,16 @@ pub fn run(args: &Args) -> Result<()> {
         let mut n = usize::from(std::mem::take(&mut carried));
         let mut overflow = None;
         while n < burst {
-            let meta = match capture.next_into(&mut bufs[n]) {
-                Ok(Some(meta)) => meta,
+            let (meta, span) = match capture.next_held() {
+                Ok(Some(next)) => next,
                 Ok(None) => break,
                 Err(e) => {
                     read_error = Some(e);
                     break;
                 }
             };
-            let Some(port) = chooser.choose(&bufs[n], meta.interface, &capture, &cfg) else {
+            let frame = capture.frames().get(span.clone()).unwrap_or_default();
+            let Some(port) = chooser.choose(frame, meta.interface, &capture, &cfg) else {
                 bail!(
                     "{}: packet {}: cannot tell its ingress port: {}",
                     args.trace.display(),
@@ -265,6 +269,7 @@ pub fn run(args: &Args) -> Result<()> {
                     }
                 );
             };
+            spans[n] = span;
             ports[n] = port;
             stamps[n] = meta.ts_ns;
             if n > 0 && meta.ts_ns.saturating_sub(stamps[0]) > BURST_WINDOW_NS {
@@ -281,10 +286,14 @@ pub fn run(args: &Args) -> Result<()> {
         now = Instant(stamps[0]);
         // Exactly `n` packets: filling a MAX_BURST array each burst cost more than this
         // allocation.
-        let pkts: Vec<Pkt<'_>> = bufs[..n]
+        let frames = capture.frames();
+        let pkts: Vec<Pkt<'_>> = spans[..n]
             .iter()
             .zip(&ports[..n])
-            .map(|(buf, &port)| Pkt::new(buf, port, ChecksumHint::Unknown))
+            .map(|(span, &port)| {
+                let frame = frames.get(span.clone()).unwrap_or_default();
+                Pkt::new(frame, port, ChecksumHint::Unknown)
+            })
             .collect();
         let t = WallClock::now();
         engine.process_burst(now, &pkts, &mut verdicts[..n]);
@@ -304,11 +313,16 @@ pub fn run(args: &Args) -> Result<()> {
             out.write_all(b"\n")?;
         }
         index += n as u64;
+        drop(pkts);
         if let Some(k) = overflow {
-            bufs.swap(0, k);
+            // Keep holding the packet that starts the next burst, as its slot 0.
+            capture.hold_from(spans[k].start);
+            spans[0] = 0..spans[k].len();
             ports[0] = ports[k];
             stamps[0] = stamps[k];
             carried = true;
+        } else {
+            capture.hold_from(capture.frames().len());
         }
     }
     let wall = started.elapsed();

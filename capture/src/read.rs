@@ -12,6 +12,12 @@
 //! copied once on its way from the reader to the caller and a capture of any size is read in
 //! constant memory. Timestamps are converted to nanoseconds since the epoch.
 //!
+//! A caller that wants several records at once without copying them (`ctfw replay` builds a
+//! burst) holds them: after [`CaptureReader::hold_from`], the bytes of the records read stay in
+//! the buffer ([`CaptureReader::held`], where [`CaptureReader::last_held`] places each record's
+//! data) until the hold moves past them; only the held records and the one being read are
+//! kept, so memory stays bounded by what the caller holds.
+//!
 //! Invariants: no input makes the reader panic or allocate more than [`MAX_BLOCK_LEN`] bytes
 //! for one record; a malformed or truncated file yields a [`ReadError`] naming the byte offset
 //! of the offending record or block and what was wrong, after which the reader returns
@@ -268,6 +274,11 @@ pub struct CaptureReader<R> {
     block_len: usize,
     /// The body of the record or block read last, in `block`.
     body: std::ops::Range<usize>,
+    /// The data of the record returned last, in `block` (`None` after a call that returned
+    /// none).
+    data: Option<std::ops::Range<usize>>,
+    /// While records are held: where the held bytes start in `block` (at most `lo`).
+    hold: Option<usize>,
     last_ts_ns: u64,
     /// Set after the end or an error: nothing more comes out.
     finished: bool,
@@ -305,6 +316,8 @@ impl<R: Read> CaptureReader<R> {
             hi: 0,
             block_len: block_len.max(1),
             body: 0..0,
+            data: None,
+            hold: None,
             last_ts_ns: 0,
             finished: false,
         };
@@ -348,6 +361,8 @@ impl<R: Read> CaptureReader<R> {
 
     /// The next packet, `Ok(None)` at the end of the file.
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
+        // Cleared first: `fill` moves the buffer's bytes without updating it.
+        self.data = None;
         if self.finished {
             return Ok(None);
         }
@@ -363,6 +378,7 @@ impl<R: Read> CaptureReader<R> {
             }
         };
         self.last_ts_ns = meta.ts_ns;
+        self.data = Some(self.body.start + meta.start..self.body.start + meta.end);
         let iface = match meta.interface {
             Some(i) => self.interfaces.get(i as usize),
             None => self.interfaces.first(),
@@ -378,6 +394,29 @@ impl<R: Read> CaptureReader<R> {
         }))
     }
 
+    /// Holds records: the bytes from `at` in [`held`](Self::held) on (everything read since
+    /// the hold began if `at` is past its end; everything read from now on if nothing is held)
+    /// stay in the buffer, and are what `held` returns, until the next call. Offsets into
+    /// `held` before the call, minus `at`, are offsets after it.
+    pub fn hold_from(&mut self, at: usize) {
+        let base = self.hold.unwrap_or(self.lo);
+        self.hold = Some(base.saturating_add(at).min(self.lo));
+    }
+
+    /// The held bytes (empty unless [`hold_from`](Self::hold_from) was called).
+    pub fn held(&self) -> &[u8] {
+        self.hold
+            .and_then(|h| self.block.get(h..self.lo))
+            .unwrap_or_default()
+    }
+
+    /// Where the data of the record [`next_record`](Self::next_record) returned last is in
+    /// [`held`](Self::held); `None` if it is not held.
+    pub fn last_held(&self) -> Option<std::ops::Range<usize>> {
+        let (h, data) = (self.hold?, self.data.as_ref()?);
+        (data.start >= h && data.end <= self.lo).then(|| data.start - h..data.end - h)
+    }
+
     fn next_meta(&mut self) -> Result<Option<Meta>, ReadError> {
         match self.format {
             Format::Pcap { nanos, .. } => self.next_pcap(nanos),
@@ -388,19 +427,22 @@ impl<R: Read> CaptureReader<R> {
     // ----- low-level reading -----
 
     /// Makes at least `n` unconsumed bytes available in `block[lo..]`, or as many as the file
-    /// still has: returns how many are there, at most `n`. Unconsumed bytes move to the front
-    /// of the buffer first, so whatever was lent out before is overwritten.
+    /// still has: returns how many are there, at most `n`. Held and unconsumed bytes move to
+    /// the front of the buffer first, so whatever else was lent out before is overwritten.
     fn fill(&mut self, n: usize, at: u64) -> Result<usize, ReadError> {
         if self.hi - self.lo >= n {
             return Ok(n);
         }
-        self.block.copy_within(self.lo..self.hi, 0);
-        self.hi -= self.lo;
-        self.lo = 0;
-        if self.block.len() < n.max(self.block_len) {
-            self.block.resize(n.max(self.block_len), 0);
+        let keep = self.hold.unwrap_or(self.lo);
+        self.block.copy_within(keep..self.hi, 0);
+        self.hi -= keep;
+        self.lo -= keep;
+        self.hold = self.hold.map(|h| h - keep);
+        let want = (self.lo + n).max(self.block_len);
+        if self.block.len() < want {
+            self.block.resize(want, 0);
         }
-        while self.hi < n {
+        while self.hi - self.lo < n {
             match self.inner.read(&mut self.block[self.hi..]) {
                 Ok(0) => break,
                 Ok(k) => self.hi += k,
@@ -413,7 +455,7 @@ impl<R: Read> CaptureReader<R> {
                 }
             }
         }
-        Ok(self.hi.min(n))
+        Ok((self.hi - self.lo).min(n))
     }
 
     /// Consumes `n` available bytes, returning where they are in `block`.
@@ -1104,6 +1146,62 @@ mod tests {
                     assert_eq!(r.ts_ns, 1_700_000_000_000_000_000 + i as u64 * 1000);
                 }
             }
+        }
+    }
+
+    /// Held records stay where [`CaptureReader::last_held`] placed them while more are read
+    /// through any number of refills, and moving the hold keeps the records after it.
+    #[test]
+    fn held_records_stay_put() {
+        let mut w = PcapWriter::new(Vec::new(), Resolution::Nano).unwrap();
+        for i in 0..9u8 {
+            w.write(u64::from(i), &vec![i; 40 + 13 * usize::from(i)])
+                .unwrap();
+        }
+        let pcap = w.finish().unwrap();
+        for bytes in [pcap.clone(), pcap_to_be(&pcap), sample_ng(), big_endian_ng()] {
+            let expected = read_all(&bytes).unwrap();
+            for block_len in [1, 7, 64, 1000, BLOCK_LEN] {
+                let mut r = CaptureReader::with_block_len(&bytes[..], block_len).unwrap();
+                assert_eq!(r.held(), &[] as &[u8]);
+                r.hold_from(0);
+                let mut spans = Vec::new();
+                while r.next_record().unwrap().is_some() {
+                    spans.push(r.last_held().expect("held"));
+                }
+                assert_eq!(spans.len(), expected.len());
+                for (span, rec) in spans.iter().zip(&expected) {
+                    assert_eq!(r.held()[span.clone()], rec.data[..], "block {block_len}");
+                }
+                // Drop the first two records: the others stay, `cut` bytes earlier.
+                let cut = spans[2].start;
+                r.hold_from(cut);
+                for (span, rec) in spans.iter().zip(&expected).skip(2) {
+                    assert_eq!(r.held()[span.start - cut..span.end - cut], rec.data[..]);
+                }
+                assert!(r.next_record().unwrap().is_none());
+                assert_eq!(r.last_held(), None);
+            }
+            // Bursts of two, each carrying its second record into the next burst's hold.
+            let mut r = CaptureReader::with_block_len(&bytes[..], 5).unwrap();
+            let mut i = 0;
+            let mut carried: Option<std::ops::Range<usize>> = None;
+            loop {
+                let keep = carried.as_ref().map_or(r.held().len(), |c| c.start);
+                r.hold_from(keep);
+                let mut spans: Vec<_> = carried.take().map(|c| 0..c.len()).into_iter().collect();
+                while spans.len() < 2 && r.next_record().unwrap().is_some() {
+                    spans.push(r.last_held().expect("held"));
+                }
+                if spans.len() < 2 {
+                    break;
+                }
+                assert_eq!(r.held()[spans[0].clone()], expected[i].data[..]);
+                assert_eq!(r.held()[spans[1].clone()], expected[i + 1].data[..]);
+                i += 1;
+                carried = Some(spans[1].clone());
+            }
+            assert_eq!(i + 1, expected.len());
         }
     }
 
