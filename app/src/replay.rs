@@ -446,6 +446,86 @@ mod tests {
         assert!(p("inside/8").is_err());
     }
 
+    /// Packets a few microseconds apart share a burst until one comes more than
+    /// [`BURST_WINDOW_NS`] after the burst's first: that one is carried over to start the
+    /// next burst, and every packet is processed once. The trace is re-timed so that bursts
+    /// are cut by the window as well as by their size; over its 17 ms no timeout can expire,
+    /// so the counters must be those of a replay one packet at a time, except the sweeper's,
+    /// which examines [`SWEEP_BUDGET`] entries after each burst.
+    #[test]
+    fn bursts_cut_by_the_window_carry_the_late_packet_into_the_next() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dir = std::env::temp_dir().join(format!("ctfw-replay-window-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let trace = dir.join("retimed.pcapng");
+        let source = root.join("tests/linux-conformance/traces/tcp_parallel_50_flows.pcapng");
+        let mut w = ctfw_capture::PcapngWriter::new(Vec::new()).expect("writer");
+        let mut ts = 1_700_000_000_000_000_000u64;
+        let gaps = [
+            2_000, 3_000, 2_000, 4_000, 2_000, 3_000, 2_000, 150_000, 10_000, 95_000, 300_000,
+            1_000,
+        ];
+        let mut stamps = Vec::new();
+        for (i, rec) in ctfw_capture::CaptureReader::open(&source)
+            .expect("open")
+            .enumerate()
+        {
+            let rec = rec.expect("record");
+            ts += gaps[i % gaps.len()];
+            w.write(ts, rec.interface.expect("pcapng"), &rec.data)
+                .expect("write");
+            stamps.push(ts);
+        }
+        std::fs::write(&trace, w.finish().expect("finish")).expect("write trace");
+        let counters = |burst: u16| {
+            let report = dir.join(format!("report-{burst}.json"));
+            run(&Args {
+                config: root.join("config/conformance/classic-loose1-liberal0.yaml"),
+                trace: trace.clone(),
+                jsonl: None,
+                port: None,
+                map: Vec::new(),
+                burst,
+                max_entries: 0,
+                report_json: Some(report.clone()),
+            })
+            .expect("replay");
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+            let swept = v["counters"]["sweep_examined"].take();
+            (v["counters"].clone(), v["rule_hits"].clone(), swept)
+        };
+        // The bursts as the window defines them: each takes packets while it has fewer than
+        // `size` and they are at most the window after its first.
+        let bursts = |size: usize| {
+            let (mut n, mut i) = (0u64, 0);
+            while i < stamps.len() {
+                let mut k = 1;
+                while k < size
+                    && i + k < stamps.len()
+                    && stamps[i + k] - stamps[i] <= BURST_WINDOW_NS
+                {
+                    k += 1;
+                }
+                i += k;
+                n += 1;
+            }
+            n
+        };
+        // Bursts of 32 are cut by the window only, bursts of 4 by their size too.
+        assert!(bursts(32) < stamps.len() as u64 / 2 && bursts(4) > bursts(32));
+        let one_by_one = counters(1);
+        assert_eq!(one_by_one.0["packets"], stamps.len());
+        assert!(stamps.len() > 300);
+        for burst in [4, 32] {
+            let (c, hits, swept) = counters(burst);
+            assert_eq!((&c, &hits), (&one_by_one.0, &one_by_one.1), "burst {burst}");
+            let expected = bursts(usize::from(burst));
+            assert_eq!(swept, expected * SWEEP_BUDGET as u64, "burst {burst}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     /// The `--map` choice as it reads in words: parse the frame, then the longest prefix
     /// holding its source.
     fn mapped_by_parse(chooser: &PortChooser, frame: &[u8]) -> Option<PortId> {

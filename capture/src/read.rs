@@ -1159,7 +1159,12 @@ mod tests {
                 .unwrap();
         }
         let pcap = w.finish().unwrap();
-        for bytes in [pcap.clone(), pcap_to_be(&pcap), sample_ng(), big_endian_ng()] {
+        for bytes in [
+            pcap.clone(),
+            pcap_to_be(&pcap),
+            sample_ng(),
+            big_endian_ng(),
+        ] {
             let expected = read_all(&bytes).unwrap();
             for block_len in [1, 7, 64, 1000, BLOCK_LEN] {
                 let mut r = CaptureReader::with_block_len(&bytes[..], block_len).unwrap();
