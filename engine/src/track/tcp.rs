@@ -745,7 +745,28 @@ impl TcpConn {
     /// `meta.flags` is the entry's status as it was before this packet (the pipeline sets
     /// SEEN_REPLY afterwards); this sets ASSURED and writes `meta.expires` where Linux
     /// refreshes or lowers the timeout, and leaves `meta` alone otherwise.
+    ///
+    /// An in-window ACK or data segment of an ESTABLISHED connection takes the fast path
+    /// (`fast.rs`); every other segment, and any the fast path is unsure of, the full port.
+    /// Both decide alike (the property test in `equivalence.rs`).
+    #[inline]
     pub fn packet(
+        &mut self,
+        meta: &mut EntryMeta,
+        now: Tick,
+        dir: Direction,
+        seg: &TcpSeg<'_>,
+        cfg: &TcpConfig,
+    ) -> TrackVerdict {
+        match self.established_in_window(meta, now, dir, seg, cfg) {
+            Some(verdict) => verdict,
+            None => self.packet_full(meta, now, dir, seg, cfg),
+        }
+    }
+
+    /// The full port of `nf_conntrack_tcp_packet`, for every segment (see [`TcpConn::packet`]).
+    #[inline(never)]
+    fn packet_full(
         &mut self,
         meta: &mut EntryMeta,
         now: Tick,
@@ -1345,5 +1366,9 @@ impl TcpConn {
     }
 }
 
+mod fast;
+
+#[cfg(test)]
+mod equivalence;
 #[cfg(test)]
 mod tests;

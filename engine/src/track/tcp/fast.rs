@@ -1,0 +1,146 @@
+//! The fast path of [`TcpConn::packet`]: an ACK or data segment of an ESTABLISHED connection
+//! that lies in window, which is nearly every packet a firewall sees.
+//!
+//! For that case Linux's `nf_conntrack_tcp_packet` takes the `ES -> ES` cell of
+//! `tcp_conntracks` (both directions, ACK row), runs `tcp_in_window` to its end, and refreshes
+//! the entry. This function is that path with every test whose outcome the case fixes left
+//! out:
+//!
+//! - no SYN, FIN or RST: no re-open, no RST checks, no challenge-ACK test, no
+//!   `tcp_init_sender`, no "pretend the ACK was set", no `set_state` change (ESTABLISHED
+//!   stays), no CLOSE timeout, no kill;
+//! - the sender has been seen (`td_maxwin != 0`): not the first segment of a direction, which
+//!   `tcp_in_window` treats apart;
+//! - all four window bounds hold: none of `tcp_in_window`'s failure returns (and so no
+//!   `nf_tcp_log_invalid`, no `nf_tcp_handle_invalid`) can be reached.
+//!
+//! What is left is exactly what Linux does then: `tcp_sack` (the receiver permitted SACK),
+//! the sender and receiver window updates (`td_maxwin`, `td_end` with DATA_UNACKNOWLEDGED,
+//! `td_maxack` with MAXACK_SET, the receiver's `td_maxwin` and `td_maxend`, the receiver's
+//! DATA_UNACKNOWLEDGED cleared by an ACK of all its data), the retransmission count of ACK
+//! segments (`last_seq`, `last_ack`, `last_end`, `last_win`, `retrans`), `last_index` and
+//! `last_dir`, the timeout choice (`tcp_max_retrans` and the RETRANS cap, the UNACK cap for
+//! unacknowledged data, the RETRANS cap for a zero window, the UNACK cap of a connection
+//! picked up without a reply) and ASSURED for an answered connection. The statements are the
+//! full port's, in its order, specialised; anything else returns `None` before a single field
+//! is written, and [`TcpConn::packet`] then runs the full port, so the fast path can only
+//! ever decide what the full port decides. The property test in `equivalence.rs` checks that
+//! on random segment sequences, state for state.
+
+use super::{F, FlagClass, MAXACKWINCONST, SeqNumber, TcpConfig, TcpConn, TcpState, tcp_sack};
+use crate::flow::Direction;
+use crate::time::Tick;
+use crate::track::{CtFlags, EntryMeta, TrackVerdict};
+use crate::wire::{TcpFlags, TcpSeg};
+
+impl TcpConn {
+    /// The in-window ACK or data segment of an ESTABLISHED connection, or `None` (nothing
+    /// written) when the segment is anything else.
+    #[inline]
+    pub(super) fn established_in_window(
+        &mut self,
+        meta: &mut EntryMeta,
+        now: Tick,
+        dir: Direction,
+        seg: &TcpSeg<'_>,
+        cfg: &TcpConfig,
+    ) -> Option<TrackVerdict> {
+        // FlagClass::Ack: ACK set, none of RST, SYN, FIN.
+        const CLASS_BITS: u8 = TcpFlags::RST | TcpFlags::SYN | TcpFlags::FIN | TcpFlags::ACK;
+        if self.state != TcpState::Established || seg.flags.0 & CLASS_BITS != TcpFlags::ACK {
+            return None;
+        }
+        let (s, r) = (dir.index(), dir.opposite().index());
+        let (sender, receiver) = (self.seen[s], self.seen[r]);
+        if sender.td_maxwin == 0 {
+            return None;
+        }
+        let seq = SeqNumber(seg.seq);
+        let ack = SeqNumber(seg.ack);
+        let mut sack = ack;
+        if self.flags[r] & F::SACK_PERM != 0 {
+            tcp_sack(seg.options, &mut sack);
+        }
+        let end = seq + seg.payload_len;
+
+        // The four bounds of `tcp_in_window`, as the full port writes them.
+        let maxackwindow = sender.td_maxwin.max(MAXACKWINCONST);
+        if !seq.before(sender.td_maxend + 1)
+            || !sack.before(receiver.td_end + 1)
+            || !(receiver.td_maxwin == 0 || end.after(sender.td_end - receiver.td_maxwin - 1))
+            || !sack.after(receiver.td_end - maxackwindow - 1)
+        {
+            return None;
+        }
+
+        // In window: update the sender.
+        let win = u32::from(seg.window) << self.scale(s);
+        let swin = win.wrapping_add(sack - ack);
+        if sender.td_maxwin < swin {
+            self.seen[s].td_maxwin = swin;
+        }
+        if end.after(sender.td_end) {
+            self.seen[s].td_end = end;
+            self.flags[s] |= F::DATA_UNACKNOWLEDGED;
+        }
+        if self.flags[s] & F::MAXACK_SET == 0 {
+            self.seen[s].td_maxack = ack;
+            self.flags[s] |= F::MAXACK_SET;
+        } else if ack.after(sender.td_maxack) {
+            self.seen[s].td_maxack = ack;
+        }
+
+        // Update the receiver.
+        if receiver.td_maxwin != 0 && end.after(sender.td_maxend) {
+            self.seen[r].td_maxwin = receiver.td_maxwin.wrapping_add(end - sender.td_maxend);
+        }
+        if (sack + win).after(receiver.td_maxend - 1) {
+            self.seen[r].td_maxend = sack + win + u32::from(win == 0);
+        }
+        if ack == receiver.td_end {
+            self.flags[r] &= !F::DATA_UNACKNOWLEDGED;
+        }
+
+        // Count retransmissions of the same ACK segment.
+        if self.last_dir() == dir
+            && self.last_seq == seq
+            && self.last_ack == ack
+            && self.last_end() == end
+            && self.last_win == seg.window
+        {
+            self.retrans = self.retrans.wrapping_add(1);
+        } else {
+            self.set_last_seq_end(seq, end);
+            self.last_ack = ack;
+            self.last_win = seg.window;
+            self.retrans = 0;
+        }
+        self.set_last_index(FlagClass::Ack);
+        self.set_last_dir(dir);
+
+        // The timeout, for new_state == old_state == ESTABLISHED and no RST. `last_win` is
+        // this segment's window (set above, or equal to it on a retransmission).
+        let t = &cfg.timeouts;
+        let unacked = (self.flags[0] | self.flags[1]) & F::DATA_UNACKNOWLEDGED != 0;
+        let mut timeout = if self.retrans >= cfg.max_retrans && t.established > t.retrans {
+            t.retrans
+        } else if unacked && t.established > t.unack {
+            t.unack
+        } else if seg.window == 0 && t.established > t.retrans {
+            t.retrans
+        } else {
+            t.established
+        };
+        if !meta.flags.seen_reply() {
+            // Picked up without a reply: no five-day timeout for it.
+            if timeout > t.unack {
+                timeout = t.unack;
+            }
+        } else if !meta.flags.assured() {
+            // A valid answer for a picked-up connection (or the first after the handshake).
+            meta.flags.set(CtFlags::ASSURED);
+        }
+        meta.expires = now.after(timeout);
+        Some(TrackVerdict::Accept)
+    }
+}
