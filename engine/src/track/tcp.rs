@@ -591,17 +591,22 @@ fn tcp_options(opts: &[u8], scale: &mut u8, flags: &mut u8) {
     }
 }
 
+/// Whether `tcp_sack` returns before reading any option: none at all, or exactly one
+/// timestamp option in its aligned layout (NOP, NOP, TS), which Linux skips unparsed.
+#[inline]
+fn sack_unread(opts: &[u8]) -> bool {
+    opts.is_empty()
+        || (opts.len() == opt::LEN_TSTAMP_ALIGNED
+            && opts.get(..4)
+                == Some(&[opt::NOP, opt::NOP, opt::TIMESTAMP, opt::LEN_TIMESTAMP][..]))
+}
+
 /// Linux `tcp_sack`: raises `sack` to the highest right edge of the first SACK option.
 ///
 /// Quirks kept: exactly one timestamp option (NOP, NOP, TS) skips parsing; only the first
 /// well-formed SACK option is read.
 fn tcp_sack(opts: &[u8], sack: &mut SeqNumber) {
-    if opts.is_empty() {
-        return;
-    }
-    if opts.len() == opt::LEN_TSTAMP_ALIGNED
-        && opts.get(..4) == Some(&[opt::NOP, opt::NOP, opt::TIMESTAMP, opt::LEN_TIMESTAMP][..])
-    {
+    if sack_unread(opts) {
         return;
     }
     for o in TcpOptions::new(opts) {

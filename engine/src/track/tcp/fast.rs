@@ -14,8 +14,11 @@
 //! - all four window bounds hold: none of `tcp_in_window`'s failure returns (and so no
 //!   `nf_tcp_log_invalid`, no `nf_tcp_handle_invalid`) can be reached.
 //!
-//! What is left is exactly what Linux does then: `tcp_sack` (the receiver permitted SACK),
-//! the sender and receiver window updates (`td_maxwin`, `td_end` with DATA_UNACKNOWLEDGED,
+//! - `tcp_sack` has nothing to read (no options, or the timestamp-only layout it skips, or a
+//!   receiver that did not permit SACK): the highest SACK edge is the ACK. A segment carrying
+//!   SACK blocks (loss recovery) takes the full port.
+//!
+//! What is left is exactly what Linux does then: the sender and receiver window updates (`td_maxwin`, `td_end` with DATA_UNACKNOWLEDGED,
 //! `td_maxack` with MAXACK_SET, the receiver's `td_maxwin` and `td_maxend`, the receiver's
 //! DATA_UNACKNOWLEDGED cleared by an ACK of all its data), the retransmission count of ACK
 //! segments (`last_seq`, `last_ack`, `last_end`, `last_win`, `retrans`), `last_index` and
@@ -27,7 +30,7 @@
 //! ever decide what the full port decides. The property test in `equivalence.rs` checks that
 //! on random segment sequences, state for state.
 
-use super::{F, FlagClass, MAXACKWINCONST, SeqNumber, TcpConfig, TcpConn, TcpState, tcp_sack};
+use super::{F, FlagClass, MAXACKWINCONST, SeqNumber, TcpConfig, TcpConn, TcpState, sack_unread};
 use crate::flow::Direction;
 use crate::time::Tick;
 use crate::track::{CtFlags, EntryMeta, TrackVerdict};
@@ -50,56 +53,76 @@ impl TcpConn {
         if self.state != TcpState::Established || seg.flags.0 & CLASS_BITS != TcpFlags::ACK {
             return None;
         }
-        let (s, r) = (dir.index(), dir.opposite().index());
-        let (sender, receiver) = (self.seen[s], self.seen[r]);
-        if sender.td_maxwin == 0 {
+        // One copy per direction, so that every index below is a constant.
+        match dir {
+            Direction::Original => self.in_window_from::<0>(meta, now, seg, cfg),
+            Direction::Reply => self.in_window_from::<1>(meta, now, seg, cfg),
+        }
+    }
+
+    /// [`TcpConn::established_in_window`] for a segment sent by direction `S` (its
+    /// [`Direction::index`]), flags and state already checked.
+    #[inline(always)]
+    fn in_window_from<const S: usize>(
+        &mut self,
+        meta: &mut EntryMeta,
+        now: Tick,
+        seg: &TcpSeg<'_>,
+        cfg: &TcpConfig,
+    ) -> Option<TrackVerdict> {
+        let (s, r) = (S, 1 - S);
+        let dir = if S == 0 {
+            Direction::Original
+        } else {
+            Direction::Reply
+        };
+        let (mut sflags, mut rflags) = (self.flags[s], self.flags[r]);
+        // `tcp_sack` leaves `sack == ack` unless it has options to read.
+        if rflags & F::SACK_PERM != 0 && !sack_unread(seg.options) {
             return None;
         }
+        let (sender, receiver) = (self.seen[s], self.seen[r]);
         let seq = SeqNumber(seg.seq);
         let ack = SeqNumber(seg.ack);
-        let mut sack = ack;
-        if self.flags[r] & F::SACK_PERM != 0 {
-            tcp_sack(seg.options, &mut sack);
-        }
         let end = seq + seg.payload_len;
 
-        // The four bounds of `tcp_in_window`, as the full port writes them.
-        let maxackwindow = sender.td_maxwin.max(MAXACKWINCONST);
-        if !seq.before(sender.td_maxend + 1)
-            || !sack.before(receiver.td_end + 1)
-            || !(receiver.td_maxwin == 0 || end.after(sender.td_end - receiver.td_maxwin - 1))
-            || !sack.after(receiver.td_end - maxackwindow - 1)
+        // Not the sender's first segment, and the four bounds of `tcp_in_window` (with
+        // `sack == ack`), as the full port writes them.
+        if sender.td_maxwin == 0
+            || !seq.before(sender.td_maxend + 1)
+            || !ack.before(receiver.td_end + 1)
+            || !(receiver.td_maxwin == 0
+                || end.after(sender.td_end - receiver.td_maxwin - 1))
+            || !ack.after(receiver.td_end - sender.td_maxwin.max(MAXACKWINCONST) - 1)
         {
             return None;
         }
 
-        // In window: update the sender.
+        // In window: update the sender (the window is scaled, `sack - ack` is 0).
         let win = u32::from(seg.window) << self.scale(s);
-        let swin = win.wrapping_add(sack - ack);
-        if sender.td_maxwin < swin {
-            self.seen[s].td_maxwin = swin;
-        }
+        self.seen[s].td_maxwin = sender.td_maxwin.max(win);
         if end.after(sender.td_end) {
             self.seen[s].td_end = end;
-            self.flags[s] |= F::DATA_UNACKNOWLEDGED;
+            sflags |= F::DATA_UNACKNOWLEDGED;
         }
-        if self.flags[s] & F::MAXACK_SET == 0 {
-            self.seen[s].td_maxack = ack;
-            self.flags[s] |= F::MAXACK_SET;
-        } else if ack.after(sender.td_maxack) {
+        // The first ACK sets `td_maxack`, a later one raises it.
+        if sflags & F::MAXACK_SET == 0 || ack.after(sender.td_maxack) {
             self.seen[s].td_maxack = ack;
         }
+        sflags |= F::MAXACK_SET;
 
         // Update the receiver.
         if receiver.td_maxwin != 0 && end.after(sender.td_maxend) {
             self.seen[r].td_maxwin = receiver.td_maxwin.wrapping_add(end - sender.td_maxend);
         }
-        if (sack + win).after(receiver.td_maxend - 1) {
-            self.seen[r].td_maxend = sack + win + u32::from(win == 0);
+        if (ack + win).after(receiver.td_maxend - 1) {
+            self.seen[r].td_maxend = ack + win + u32::from(win == 0);
         }
         if ack == receiver.td_end {
-            self.flags[r] &= !F::DATA_UNACKNOWLEDGED;
+            rflags &= !F::DATA_UNACKNOWLEDGED;
         }
+        self.flags[s] = sflags;
+        self.flags[r] = rflags;
 
         // Count retransmissions of the same ACK segment.
         if self.last_dir() == dir
@@ -121,7 +144,7 @@ impl TcpConn {
         // The timeout, for new_state == old_state == ESTABLISHED and no RST. `last_win` is
         // this segment's window (set above, or equal to it on a retransmission).
         let t = &cfg.timeouts;
-        let unacked = (self.flags[0] | self.flags[1]) & F::DATA_UNACKNOWLEDGED != 0;
+        let unacked = (sflags | rflags) & F::DATA_UNACKNOWLEDGED != 0;
         let mut timeout = if self.retrans >= cfg.max_retrans && t.established > t.retrans {
             t.retrans
         } else if unacked && t.established > t.unack {
