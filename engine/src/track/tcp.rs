@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `tcp_valid_flags` (in `tcp_error`) | [`flags_valid`] |
 //! | `tcp_new` | [`TcpConn::new`] |
-//! | `nf_conntrack_tcp_packet` (minus `tcp_error`) | [`TcpConn::packet`] |
+//! | `nf_conntrack_tcp_packet` (minus `tcp_error`) | [`TcpConn::packet`]: `packet_full`, after a fast path for in-window ACK and data segments of ESTABLISHED connections (`tcp/fast.rs`) |
 //! | `tcp_conntracks` | `TRANSITIONS` |
 //! | `tcp_in_window`, `tcp_init_sender`, `tcp_options`, `tcp_sack` | `in_window`, `init_sender`, `tcp_options`, `tcp_sack` (private) |
 //! | `nf_tcp_log_invalid`, `nf_tcp_handle_invalid` | `log_invalid`, `handle_invalid` |
@@ -16,6 +16,11 @@
 //! into a direction's flags by the SYN/ACK resync): ctfw must give the same verdict, state,
 //! flags and timeout as the kernel packet for packet, and every "improvement" would be a
 //! divergence. Per-direction flags and `last_flags` keep Linux's bit values ([`dir_flags`]).
+//!
+//! The fast path is the same code specialised to its case, not a second model of TCP: it
+//! declines (writing nothing) whatever it does not cover, and a property test
+//! (`tcp/equivalence.rs`) runs it against `packet_full` on random segment sequences and
+//! requires the same connection state, entry status, deadline and verdict.
 //!
 //! # How the pipeline drives it
 //! - Every TCP segment first passes [`flags_valid`] (in `Engine::plan`, before any lookup, as
@@ -597,8 +602,7 @@ fn tcp_options(opts: &[u8], scale: &mut u8, flags: &mut u8) {
 fn sack_unread(opts: &[u8]) -> bool {
     opts.is_empty()
         || (opts.len() == opt::LEN_TSTAMP_ALIGNED
-            && opts.get(..4)
-                == Some(&[opt::NOP, opt::NOP, opt::TIMESTAMP, opt::LEN_TIMESTAMP][..]))
+            && opts.get(..4) == Some(&[opt::NOP, opt::NOP, opt::TIMESTAMP, opt::LEN_TIMESTAMP][..]))
 }
 
 /// Linux `tcp_sack`: raises `sack` to the highest right edge of the first SACK option.

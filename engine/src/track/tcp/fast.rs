@@ -2,33 +2,32 @@
 //! that lies in window, which is nearly every packet a firewall sees.
 //!
 //! For that case Linux's `nf_conntrack_tcp_packet` takes the `ES -> ES` cell of
-//! `tcp_conntracks` (both directions, ACK row), runs `tcp_in_window` to its end, and refreshes
-//! the entry. This function is that path with every test whose outcome the case fixes left
-//! out:
+//! `tcp_conntracks` (ACK row, either direction), runs `tcp_in_window` to its end and
+//! refreshes the entry. This is that path with every test whose outcome the case fixes left
+//! out. It applies when:
 //!
-//! - no SYN, FIN or RST: no re-open, no RST checks, no challenge-ACK test, no
-//!   `tcp_init_sender`, no "pretend the ACK was set", no `set_state` change (ESTABLISHED
-//!   stays), no CLOSE timeout, no kill;
+//! - the segment carries ACK and none of SYN, FIN, RST (`FlagClass::Ack`): no re-open, no RST
+//!   checks, no challenge-ACK test, no `tcp_init_sender`, no "pretend the ACK was set", no
+//!   state change (ESTABLISHED stays, so `set_state` marks nothing), no CLOSE timeout, no kill;
 //! - the sender has been seen (`td_maxwin != 0`): not the first segment of a direction, which
 //!   `tcp_in_window` treats apart;
-//! - all four window bounds hold: none of `tcp_in_window`'s failure returns (and so no
+//! - `tcp_sack` has nothing to read (the receiver did not permit SACK, or there are no
+//!   options, or only the aligned timestamp option it skips): the highest SACK edge is the
+//!   ACK. A segment with SACK blocks (loss recovery) takes the full port;
+//! - all four window bounds hold, so none of `tcp_in_window`'s failure returns (and no
 //!   `nf_tcp_log_invalid`, no `nf_tcp_handle_invalid`) can be reached.
 //!
-//! - `tcp_sack` has nothing to read (no options, or the timestamp-only layout it skips, or a
-//!   receiver that did not permit SACK): the highest SACK edge is the ACK. A segment carrying
-//!   SACK blocks (loss recovery) takes the full port.
-//!
-//! What is left is exactly what Linux does then: the sender and receiver window updates (`td_maxwin`, `td_end` with DATA_UNACKNOWLEDGED,
-//! `td_maxack` with MAXACK_SET, the receiver's `td_maxwin` and `td_maxend`, the receiver's
-//! DATA_UNACKNOWLEDGED cleared by an ACK of all its data), the retransmission count of ACK
-//! segments (`last_seq`, `last_ack`, `last_end`, `last_win`, `retrans`), `last_index` and
-//! `last_dir`, the timeout choice (`tcp_max_retrans` and the RETRANS cap, the UNACK cap for
-//! unacknowledged data, the RETRANS cap for a zero window, the UNACK cap of a connection
-//! picked up without a reply) and ASSURED for an answered connection. The statements are the
-//! full port's, in its order, specialised; anything else returns `None` before a single field
-//! is written, and [`TcpConn::packet`] then runs the full port, so the fast path can only
-//! ever decide what the full port decides. The property test in `equivalence.rs` checks that
-//! on random segment sequences, state for state.
+//! What is left is exactly what Linux then does: the sender's `td_maxwin`, `td_end` (with
+//! DATA_UNACKNOWLEDGED) and `td_maxack` (with MAXACK_SET); the receiver's `td_maxwin` and
+//! `td_maxend`, and its DATA_UNACKNOWLEDGED cleared by an ACK of all its data; the count of
+//! retransmitted ACK segments (`last_seq`, `last_ack`, `last_end`, `last_win`, `retrans`);
+//! `last_index` and `last_dir`; the timeout (the RETRANS cap after `tcp_max_retrans`
+//! retransmissions, the UNACK cap while data is unacknowledged, the RETRANS cap for a zero
+//! window, the UNACK cap of a connection picked up without a reply); ASSURED for an answered
+//! connection. The statements are the full port's, in its order, specialised. In every other
+//! case this returns `None` before writing anything, and [`TcpConn::packet`] runs the full
+//! port: the fast path cannot decide differently from it. The property test in
+//! `equivalence.rs` checks that on random segment sequences, field for field.
 
 use super::{F, FlagClass, MAXACKWINCONST, SeqNumber, TcpConfig, TcpConn, TcpState, sack_unread};
 use crate::flow::Direction;
@@ -91,8 +90,7 @@ impl TcpConn {
         if sender.td_maxwin == 0
             || !seq.before(sender.td_maxend + 1)
             || !ack.before(receiver.td_end + 1)
-            || !(receiver.td_maxwin == 0
-                || end.after(sender.td_end - receiver.td_maxwin - 1))
+            || !(receiver.td_maxwin == 0 || end.after(sender.td_end - receiver.td_maxwin - 1))
             || !ack.after(receiver.td_end - sender.td_maxwin.max(MAXACKWINCONST) - 1)
         {
             return None;
