@@ -38,7 +38,10 @@ use crate::wire::{TcpFlags, TcpSeg};
 impl TcpConn {
     /// The in-window ACK or data segment of an ESTABLISHED connection, or `None` (nothing
     /// written) when the segment is anything else.
-    #[inline]
+    ///
+    /// The state and flag test is inlined into the caller: a segment that fails it (every
+    /// SYN, for one) goes on to the full port without paying for a call.
+    #[inline(always)]
     pub(super) fn established_in_window(
         &mut self,
         meta: &mut EntryMeta,
@@ -61,7 +64,7 @@ impl TcpConn {
 
     /// [`TcpConn::established_in_window`] for a segment sent by direction `S` (its
     /// [`Direction::index`]), flags and state already checked.
-    #[inline(always)]
+    #[inline(never)]
     fn in_window_from<const S: usize>(
         &mut self,
         meta: &mut EntryMeta,
