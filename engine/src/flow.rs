@@ -97,7 +97,15 @@ impl FlowKey {
     pub fn from_ports(e: Endpoints) -> KeyedPacket {
         let a = (e.addrs.src, e.sport);
         let b = (e.addrs.dst, e.dport);
-        let swapped = a > b;
+        let swapped = match e.addrs.family {
+            // IPv4 addresses lie in the low 32 bits, so `(address << 16) | port` orders the
+            // endpoints as the pairs do, in one 64-bit comparison.
+            Family::V4 => {
+                let word = |(addr, port): (u128, u16)| ((addr as u64) << 16) | u64::from(port);
+                word(a) > word(b)
+            }
+            Family::V6 => a > b,
+        };
         let (lo, hi) = if swapped { (b, a) } else { (a, b) };
         KeyedPacket {
             key: FlowKey {
@@ -223,43 +231,69 @@ fn icmp_query_key(addrs: IpAddrs, proto: u8, type_: u8, code: u8, id: u16) -> Op
     }
 }
 
-/// Keyed, seeded hashing of flow keys (ahash): outside traffic cannot aim for collisions
-/// without the per-start random seed.
+/// Keyed, seeded hashing of flow keys: outside traffic cannot aim for collisions without the
+/// per-start random seeds.
+///
+/// The key's words (two for IPv4: both addresses, then ports, protocol and family; five for
+/// IPv6) are mixed by folded multiplies (the 128-bit product's halves XORed), each operand
+/// XORed with a secret key first, as ahash's fallback and wyhash mix: one multiply per two
+/// words and a last one to spread the result over all 64 bits, which the table uses all of
+/// (bucket indices from the low bits and bits 24..56, the tag from the top byte). The six
+/// secret keys are drawn from the four seeds by splitmix64, so that small seeds (tests use
+/// `[1, 2, 3, 4]`) still make full-width keys.
 #[derive(Clone, Debug)]
 pub struct FlowHasher {
-    state: ahash::RandomState,
+    k: [u64; 6],
 }
 
 impl FlowHasher {
     /// A hasher with the given seeds (random per start in production, fixed in tests).
     pub fn with_seeds(seeds: [u64; 4]) -> Self {
-        FlowHasher {
-            state: ahash::RandomState::with_seeds(seeds[0], seeds[1], seeds[2], seeds[3]),
+        let mut state = seeds[0] ^ seeds[1].rotate_left(16) ^ seeds[2].rotate_left(32);
+        state ^= seeds[3].rotate_left(48);
+        let mut k = [0u64; 6];
+        for (i, k) in k.iter_mut().enumerate() {
+            // splitmix64, each output also XORed with a seed so that all four count even if
+            // the rotations above cancel.
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            *k = z ^ (z >> 31) ^ seeds[i % 4];
         }
+        FlowHasher { k }
     }
 
-    /// 64-bit hash of a key. IPv4 keys hash two words, IPv6 keys five.
+    /// 64-bit hash of a key.
     #[inline]
     pub fn hash(&self, k: &FlowKey) -> u64 {
-        use core::hash::{BuildHasher, Hasher};
-        let mut h = self.state.build_hasher();
+        let key = &self.k;
         let meta = ((k.lo_port as u64) << 48)
             | ((k.hi_port as u64) << 32)
             | ((k.proto as u64) << 8)
             | k.family as u64;
         match k.family {
             Family::V4 => {
-                h.write_u64(((k.lo_addr as u64) << 32) | (k.hi_addr as u64 & 0xffff_ffff));
-                h.write_u64(meta);
+                let addrs = ((k.lo_addr as u64) << 32) | (k.hi_addr as u64 & 0xffff_ffff);
+                let h = folded_multiply(addrs ^ key[0], meta ^ key[1]);
+                folded_multiply(h ^ key[4], key[5])
             }
             Family::V6 => {
-                h.write_u128(k.lo_addr);
-                h.write_u128(k.hi_addr);
-                h.write_u64(meta);
+                let lo =
+                    folded_multiply((k.lo_addr >> 64) as u64 ^ key[0], k.lo_addr as u64 ^ key[1]);
+                let hi =
+                    folded_multiply((k.hi_addr >> 64) as u64 ^ key[2], k.hi_addr as u64 ^ key[3]);
+                folded_multiply(lo ^ meta ^ key[4], hi ^ key[5])
             }
         }
-        h.finish()
     }
+}
+
+/// The two halves of the 128-bit product, XORed.
+#[inline(always)]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 #[cfg(test)]
@@ -327,5 +361,121 @@ mod tests {
         let a = FlowHasher::with_seeds([1, 2, 3, 4]).hash(&k);
         let b = FlowHasher::with_seeds([5, 6, 7, 8]).hash(&k);
         assert_ne!(a, b);
+    }
+
+    fn v6(src: u128, dst: u128) -> IpAddrs {
+        IpAddrs {
+            family: Family::V6,
+            src,
+            dst,
+        }
+    }
+
+    /// Keys that differ little: many clients of one server, consecutive addresses and ports,
+    /// as a load test (or an attacker without the seeds) would send.
+    fn crowded_keys(v6_keys: bool, n: u32) -> Vec<FlowKey> {
+        (0..n)
+            .map(|i| {
+                let client = 0x0a00_0000 | (i >> 4);
+                let addrs = if v6_keys {
+                    v6(0xfd00 << 112 | u128::from(client), 0xfd00 << 112 | 1)
+                } else {
+                    v4(client, 0xac10_0001)
+                };
+                FlowKey::from_ports(Endpoints {
+                    addrs,
+                    sport: 40_000 + (i & 15) as u16,
+                    dport: 443,
+                    proto: 6,
+                })
+                .key
+            })
+            .collect()
+    }
+
+    /// The table takes its first bucket from the hash's low 32 bits, its second from bits
+    /// 24..56 and its tag from the top byte: each must spread crowded keys evenly. Chi-square
+    /// over 1024 cells of 64 keys expected each: 1023 degrees of freedom, so about
+    /// 1023 +- 45; 1250 is five standard deviations out (a hash that ignores the ports, or
+    /// leaves any of these bit ranges to a few input bits, lands in the tens of thousands).
+    #[test]
+    fn hashes_of_crowded_keys_fill_buckets_evenly() {
+        let h = FlowHasher::with_seeds([1, 2, 3, 4]);
+        for v6_keys in [false, true] {
+            let keys = crowded_keys(v6_keys, 1 << 16);
+            for (what, shift) in [
+                ("low bits", 0),
+                ("second bucket bits", 24),
+                ("tag bits", 54),
+            ] {
+                let mut cells = [0u32; 1024];
+                for k in &keys {
+                    cells[((h.hash(k) >> shift) & 1023) as usize] += 1;
+                }
+                let expected = keys.len() as f64 / 1024.0;
+                let chi2: f64 = cells
+                    .iter()
+                    .map(|&c| (f64::from(c) - expected).powi(2) / expected)
+                    .sum();
+                assert!(chi2 < 1250.0, "v6 {v6_keys}, {what}: chi-square {chi2:.0}");
+            }
+        }
+    }
+
+    /// Avalanche: flipping any one bit of a key's addresses or ports flips about half of the
+    /// hash's 64 bits (32 +- 4 on average over 256 keys; a weak mix leaves some input bits
+    /// moving only a few output bits).
+    #[test]
+    fn every_key_bit_moves_half_the_hash() {
+        let h = FlowHasher::with_seeds([0xdead, 0xbeef, 0xfeed, 0xface]);
+        for v6_keys in [false, true] {
+            let keys = crowded_keys(v6_keys, 256);
+            let addr_bits = if v6_keys { 128 } else { 32 };
+            for bit in 0..(2 * addr_bits + 32) {
+                let flipped = |k: &FlowKey| {
+                    let mut k = *k;
+                    match bit {
+                        b if b < addr_bits => k.lo_addr ^= 1 << b,
+                        b if b < 2 * addr_bits => k.hi_addr ^= 1 << (b - addr_bits),
+                        b if b < 2 * addr_bits + 16 => k.lo_port ^= 1 << (b - 2 * addr_bits),
+                        b => k.hi_port ^= 1 << (b - 2 * addr_bits - 16),
+                    }
+                    k
+                };
+                let moved: u32 = keys
+                    .iter()
+                    .map(|k| (h.hash(k) ^ h.hash(&flipped(k))).count_ones())
+                    .sum();
+                let mean = f64::from(moved) / keys.len() as f64;
+                assert!(
+                    (28.0..=36.0).contains(&mean),
+                    "v6 {v6_keys}, bit {bit}: {mean:.1} output bits move"
+                );
+            }
+        }
+    }
+
+    /// The IPv4 shortcut in `from_ports` orders endpoints as the `(address, port)` pairs do.
+    #[test]
+    fn ipv4_endpoints_order_as_their_pairs() {
+        let addrs = [0, 1, 0x0a00_0001, 0x7fff_ffff, 0x8000_0000, u32::MAX];
+        let ports = [0, 1, 80, 0x8000, u16::MAX];
+        for &s in &addrs {
+            for &d in &addrs {
+                for &sp in &ports {
+                    for &dp in &ports {
+                        let k = FlowKey::from_ports(Endpoints {
+                            addrs: v4(s, d),
+                            sport: sp,
+                            dport: dp,
+                            proto: 17,
+                        });
+                        let want = (u128::from(s), sp) > (u128::from(d), dp);
+                        assert_eq!(k.swapped, want, "{s:x}:{sp} -> {d:x}:{dp}");
+                        assert!((k.key.lo_addr, k.key.lo_port) <= (k.key.hi_addr, k.key.hi_port));
+                    }
+                }
+            }
+        }
     }
 }
