@@ -97,15 +97,7 @@ impl FlowKey {
     pub fn from_ports(e: Endpoints) -> KeyedPacket {
         let a = (e.addrs.src, e.sport);
         let b = (e.addrs.dst, e.dport);
-        let swapped = match e.addrs.family {
-            // IPv4 addresses lie in the low 32 bits, so `(address << 16) | port` orders the
-            // endpoints as the pairs do, in one 64-bit comparison.
-            Family::V4 => {
-                let word = |(addr, port): (u128, u16)| ((addr as u64) << 16) | u64::from(port);
-                word(a) > word(b)
-            }
-            Family::V6 => a > b,
-        };
+        let swapped = a > b;
         let (lo, hi) = if swapped { (b, a) } else { (a, b) };
         KeyedPacket {
             key: FlowKey {
@@ -231,69 +223,43 @@ fn icmp_query_key(addrs: IpAddrs, proto: u8, type_: u8, code: u8, id: u16) -> Op
     }
 }
 
-/// Keyed, seeded hashing of flow keys: outside traffic cannot aim for collisions without the
-/// per-start random seeds.
-///
-/// The key's words (two for IPv4: both addresses, then ports, protocol and family; five for
-/// IPv6) are mixed by folded multiplies (the 128-bit product's halves XORed), each operand
-/// XORed with a secret key first, as ahash's fallback and wyhash mix: one multiply per two
-/// words and a last one to spread the result over all 64 bits, which the table uses all of
-/// (bucket indices from the low bits and bits 24..56, the tag from the top byte). The six
-/// secret keys are drawn from the four seeds by splitmix64, so that small seeds (tests use
-/// `[1, 2, 3, 4]`) still make full-width keys.
+/// Keyed, seeded hashing of flow keys (ahash): outside traffic cannot aim for collisions
+/// without the per-start random seed.
 #[derive(Clone, Debug)]
 pub struct FlowHasher {
-    k: [u64; 6],
+    state: ahash::RandomState,
 }
 
 impl FlowHasher {
     /// A hasher with the given seeds (random per start in production, fixed in tests).
     pub fn with_seeds(seeds: [u64; 4]) -> Self {
-        let mut state = seeds[0] ^ seeds[1].rotate_left(16) ^ seeds[2].rotate_left(32);
-        state ^= seeds[3].rotate_left(48);
-        let mut k = [0u64; 6];
-        for (i, k) in k.iter_mut().enumerate() {
-            // splitmix64, each output also XORed with a seed so that all four count even if
-            // the rotations above cancel.
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            *k = z ^ (z >> 31) ^ seeds[i % 4];
+        FlowHasher {
+            state: ahash::RandomState::with_seeds(seeds[0], seeds[1], seeds[2], seeds[3]),
         }
-        FlowHasher { k }
     }
 
-    /// 64-bit hash of a key.
+    /// 64-bit hash of a key. IPv4 keys hash two words, IPv6 keys five.
     #[inline]
     pub fn hash(&self, k: &FlowKey) -> u64 {
-        let key = &self.k;
+        use core::hash::{BuildHasher, Hasher};
+        let mut h = self.state.build_hasher();
         let meta = ((k.lo_port as u64) << 48)
             | ((k.hi_port as u64) << 32)
             | ((k.proto as u64) << 8)
             | k.family as u64;
         match k.family {
             Family::V4 => {
-                let addrs = ((k.lo_addr as u64) << 32) | (k.hi_addr as u64 & 0xffff_ffff);
-                let h = folded_multiply(addrs ^ key[0], meta ^ key[1]);
-                folded_multiply(h ^ key[4], key[5])
+                h.write_u64(((k.lo_addr as u64) << 32) | (k.hi_addr as u64 & 0xffff_ffff));
+                h.write_u64(meta);
             }
             Family::V6 => {
-                let lo =
-                    folded_multiply((k.lo_addr >> 64) as u64 ^ key[0], k.lo_addr as u64 ^ key[1]);
-                let hi =
-                    folded_multiply((k.hi_addr >> 64) as u64 ^ key[2], k.hi_addr as u64 ^ key[3]);
-                folded_multiply(lo ^ meta ^ key[4], hi ^ key[5])
+                h.write_u128(k.lo_addr);
+                h.write_u128(k.hi_addr);
+                h.write_u64(meta);
             }
         }
+        h.finish()
     }
-}
-
-/// The two halves of the 128-bit product, XORed.
-#[inline(always)]
-fn folded_multiply(a: u64, b: u64) -> u64 {
-    let p = u128::from(a) * u128::from(b);
-    (p as u64) ^ ((p >> 64) as u64)
 }
 
 #[cfg(test)]
@@ -451,30 +417,6 @@ mod tests {
                     (28.0..=36.0).contains(&mean),
                     "v6 {v6_keys}, bit {bit}: {mean:.1} output bits move"
                 );
-            }
-        }
-    }
-
-    /// The IPv4 shortcut in `from_ports` orders endpoints as the `(address, port)` pairs do.
-    #[test]
-    fn ipv4_endpoints_order_as_their_pairs() {
-        let addrs = [0, 1, 0x0a00_0001, 0x7fff_ffff, 0x8000_0000, u32::MAX];
-        let ports = [0, 1, 80, 0x8000, u16::MAX];
-        for &s in &addrs {
-            for &d in &addrs {
-                for &sp in &ports {
-                    for &dp in &ports {
-                        let k = FlowKey::from_ports(Endpoints {
-                            addrs: v4(s, d),
-                            sport: sp,
-                            dport: dp,
-                            proto: 17,
-                        });
-                        let want = (u128::from(s), sp) > (u128::from(d), dp);
-                        assert_eq!(k.swapped, want, "{s:x}:{sp} -> {d:x}:{dp}");
-                        assert!((k.key.lo_addr, k.key.lo_port) <= (k.key.hi_addr, k.key.hi_port));
-                    }
-                }
             }
         }
     }
