@@ -22,8 +22,11 @@
 #   --workers N         ctfw workers (default 1; testpmd always forwards on one core)
 #   --hugepages off|on  EAL memory for both programs (default off: --no-huge)
 #   --cpus MAIN,WORKER  CPUs of the main and the forwarding/worker lcore (default 0,1)
-#   --profile           also run ctfw once per flow count under `perf record` and print
-#                       where the worker's time goes, by pipeline stage
+#   --ctfw LABEL=PATH   a ctfw binary to measure (repeatable: every one alternates with
+#                       testpmd in the same rounds, e.g. before/after a change); default
+#                       ctfw=target/release/ctfw
+#   --profile           also run ctfw (each --ctfw) once per flow count under `perf record`
+#                       and print where the worker's time goes, by pipeline stage
 #   --no-build          use the existing release binaries
 #   -h, --help
 #
@@ -47,6 +50,7 @@ HUGE=off
 CPUS="0,1"
 PROFILE=0
 BUILD=1
+CTFWS=()
 
 die() {
     printf 'dataplane.sh: %s\n' "$*" >&2
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
         --workers) WORKERS=${2:?--workers needs a value}; shift 2 ;;
         --hugepages) HUGE=${2:?--hugepages needs off or on}; shift 2 ;;
         --cpus) CPUS=${2:?--cpus needs MAIN,WORKER}; shift 2 ;;
+        --ctfw) CTFWS+=("${2:?--ctfw needs LABEL=PATH}"); shift 2 ;;
         --profile) PROFILE=1; shift ;;
         --no-build) BUILD=0; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -83,6 +88,10 @@ is_uint "$ROUNDS" && [ "$ROUNDS" -ge 1 ] || die "--rounds: a whole number >= 1"
 is_uint "$WORKERS" && [ "$WORKERS" -ge 1 ] && [ "$WORKERS" -le 64 ] || die "--workers: 1 to 64"
 case "$HUGE" in off | on) ;; *) die "--hugepages: off or on" ;; esac
 [[ $CPUS =~ ^[0-9]+,[0-9]+$ ]] || die "--cpus: MAIN,WORKER, e.g. 0,1"
+for spec in ${CTFWS[@]+"${CTFWS[@]}"}; do
+    [[ $spec =~ ^[A-Za-z0-9_.-]+=.+$ ]] || die "--ctfw $spec: expected LABEL=PATH (LABEL: letters, digits, . _ -)"
+    [ "${spec%%=*}" != testpmd ] || die "--ctfw $spec: the label testpmd is taken"
+done
 MAIN_CPU=${CPUS%,*}
 WORKER_CPU=${CPUS#*,}
 
@@ -121,10 +130,19 @@ if [ "$BUILD" = 1 ]; then
     log "building ctfw and ctfw-tracegen (release)"
     cargo build --release -q -p ctfw -p ctfw-tracegen
 fi
-CTFW=$ROOT/target/release/ctfw
 TRACEGEN=$ROOT/target/release/ctfw-tracegen
-[ -x "$CTFW" ] || die "$CTFW missing: run without --no-build"
 [ -x "$TRACEGEN" ] || die "$TRACEGEN missing: run without --no-build"
+# The ctfw binaries to measure: LABELS[i] runs CTFW_BIN[i].
+[ ${#CTFWS[@]} -gt 0 ] || CTFWS=("ctfw=$ROOT/target/release/ctfw")
+LABELS=()
+CTFW_BIN=()
+for spec in "${CTFWS[@]}"; do
+    label=${spec%%=*}
+    for l in ${LABELS[@]+"${LABELS[@]}"}; do [ "$l" != "$label" ] || die "--ctfw: the label $label is given twice"; done
+    [ -x "${spec#*=}" ] || die "--ctfw $spec: ${spec#*=} is not an executable file (run without --no-build for the default)"
+    LABELS+=("$label")
+    CTFW_BIN+=("$(realpath "${spec#*=}")")
+done
 
 DATA=$ROOT/target/bench-data
 RUN_DIR=$DATA/runs/$(date -u +%Y%m%dT%H%M%SZ)
@@ -426,17 +444,17 @@ if entries != int(sys.argv[2]):
 PY
 }
 
-# run_ctfw N TRACE [PERF_DATA]
+# run_ctfw I N TRACE [PERF_DATA]: the ctfw binary CTFW_BIN[I] (label LABELS[I]).
 run_ctfw() {
-    local n=$1 trace=$2 perf_data=${3:-} cfg logf
+    local bin=${CTFW_BIN[$1]} label=${LABELS[$1]} n=$2 trace=$3 perf_data=${4:-} cfg logf
     cfg=$RUN_DIR/ctfw-$n.yaml
     write_config "$n" "$trace" "$cfg"
     local mem
     mem=$(awk '/memory_mb:/ {print $2}' "$cfg")
     check_memory "$mem" "ctfw at $n flows"
     RUN_NO=$((RUN_NO + 1))
-    logf=$RUN_DIR/ctfw-$n-$RUN_NO.log
-    start "$logf" "$CTFW" run --config "$cfg" --hugepages "$HUGE" --stats-interval 1 \
+    logf=$RUN_DIR/ctfw-$label-$n-$RUN_NO.log
+    start "$logf" "$bin" run --config "$cfg" --hugepages "$HUGE" --stats-interval 1 \
         --file-prefix "dpbench-$$-$RUN_NO" --max-entries 0 --report-json "$logf.json"
     local pid=$BG_PID
     wait_for "$pid" "$logf" '^\[ *[0-9.]+ s\] packets '
@@ -465,12 +483,12 @@ run_ctfw() {
 
 # --- profile ------------------------------------------------------------------------------
 
-# stage_breakdown PERF_DATA: where the worker's samples fall, by pipeline stage. Each sample
+# stage_breakdown PERF_DATA BINARY: where the worker's samples fall, by pipeline stage. Each sample
 # in ctfw is resolved to its chain of inlined functions (addr2line -i) and given the stage of
 # the outermost function that belongs to one (process_burst inlines the whole pipeline).
 stage_breakdown() {
     perf script --no-demangle -i "$1" -F ip,sym,symoff,dso 2>/dev/null |
-        python3 "$RUN_DIR/stages.py" "$CTFW"
+        python3 "$RUN_DIR/stages.py" "$2"
 }
 
 write_stages_py() {
@@ -584,56 +602,75 @@ PY
 median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 RESULTS=$RUN_DIR/results.tsv
-printf 'flows\tround\ttestpmd_mpps\tctfw_mpps\tratio\ttestpmd_cpu_pct\tctfw_cpu_pct\tload_testpmd\tload_ctfw\n' >"$RESULTS"
+printf 'flows\tround\tprogram\tmpps\tratio_to_testpmd\tworker_cpu_pct\tload\n' >"$RESULTS"
 
 log "$(nproc) CPUs; main lcore on CPU $MAIN_CPU, forwarding/worker lcore on CPU $WORKER_CPU; ctfw workers: $WORKERS; hugepages: $HUGE"
+for i in "${!LABELS[@]}"; do log "ctfw binary ${LABELS[$i]}: ${CTFW_BIN[$i]}"; done
 log "load now: $(cut -d' ' -f1-3 /proc/loadavg); logs in $RUN_DIR"
+# The programs of a round: testpmd, then each ctfw binary by its index into LABELS.
+PROGS=(testpmd "${!LABELS[@]}")
 for n in $FLOWS; do
     trace=$(trace_for "$n")
     for r in $(seq "$ROUNDS"); do
-        # Alternate which program goes first, so a drift in the machine's load hits both.
-        for prog in $(if [ $((r % 2)) = 1 ]; then echo testpmd ctfw; else echo ctfw testpmd; fi); do
-            log "$n flows, round $r: $prog"
+        # Rotate which program goes first every round, so a drift in the machine's load hits
+        # all of them (with one ctfw: testpmd first in odd rounds, ctfw first in even ones).
+        k=$(((r - 1) % ${#PROGS[@]}))
+        declare -A rate=() cpu=() load=()
+        for prog in "${PROGS[@]:k}" "${PROGS[@]:0:k}"; do
             if [ "$prog" = testpmd ]; then
+                log "$n flows, round $r: testpmd"
                 run_testpmd "$n" "$trace"
-                tp=$RES_RATE tp_cpu=$RES_CPU tp_load=$RES_LOAD
             else
-                run_ctfw "$n" "$trace"
-                cf=$RES_RATE cf_cpu=$RES_CPU cf_load=$RES_LOAD
+                log "$n flows, round $r: ${LABELS[$prog]}"
+                run_ctfw "$prog" "$n" "$trace"
             fi
+            rate[$prog]=$RES_RATE cpu[$prog]=$RES_CPU load[$prog]=$RES_LOAD
         done
-        ratio=$(awk -v a="$cf" -v b="$tp" 'BEGIN {printf "%.3f", a / b}')
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$r" "$tp" "$cf" "$ratio" \
-            "$tp_cpu" "$cf_cpu" "$tp_load" "$cf_load" >>"$RESULTS"
-        log "  testpmd $tp Mpps (worker on CPU ${tp_cpu}%), ctfw $cf Mpps (${cf_cpu}%): ratio $ratio"
+        msg="testpmd ${rate[testpmd]} Mpps (worker on CPU ${cpu[testpmd]}%)"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$r" testpmd "${rate[testpmd]}" 1.000 \
+            "${cpu[testpmd]}" "${load[testpmd]}" >>"$RESULTS"
+        for i in "${!LABELS[@]}"; do
+            ratio=$(awk -v a="${rate[$i]}" -v b="${rate[testpmd]}" 'BEGIN {printf "%.3f", a / b}')
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$r" "${LABELS[$i]}" "${rate[$i]}" \
+                "$ratio" "${cpu[$i]}" "${load[$i]}" >>"$RESULTS"
+            msg="$msg, ${LABELS[$i]} ${rate[$i]} Mpps (${cpu[$i]}%): ratio $ratio"
+        done
+        log "  $msg"
+        unset rate cpu load
     done
 done
 
 echo
 echo "ctfw vs dpdk-testpmd: $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), DPDK $(pkg-config --modversion libdpdk 2>/dev/null || echo '?'), ctfw workers $WORKERS, hugepages $HUGE, ${RUN_SECONDS} s measured after ${WARMUP} s"
-printf '%-9s %-7s %13s %10s %13s %13s %13s\n' flows round "testpmd Mpps" "ctfw Mpps" "ctfw/testpmd" "worker CPU %" "load 1 min"
+for i in "${!LABELS[@]}"; do echo "  ${LABELS[$i]}: ${CTFW_BIN[$i]}"; done
+printf '%-9s %-7s %-10s %9s %13s %13s %10s\n' flows round program Mpps "x testpmd" "worker CPU %" "load 1 min"
 for n in $FLOWS; do
     awk -F'\t' -v n="$n" '$1 == n {
-        printf "%-9s %-7s %13.2f %10.2f %13.3f %6s/%-6s %6s/%-6s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9
+        printf "%-9s %-7s %-10s %9.2f %13.3f %13s %10s\n", $1, $2, $3, $4, $5, $6, $7
     }' "$RESULTS"
-    tp_med=$(awk -F'\t' -v n="$n" '$1 == n {print $3}' "$RESULTS" | median)
-    cf_med=$(awk -F'\t' -v n="$n" '$1 == n {print $4}' "$RESULTS" | median)
-    ra_med=$(awk -F'\t' -v n="$n" '$1 == n {print $5}' "$RESULTS" | median)
-    printf '%-9s %-7s %13.2f %10.2f %13.3f\n' "$n" median "$tp_med" "$cf_med" "$ra_med"
+    for prog in testpmd "${LABELS[@]}"; do
+        med=$(awk -F'\t' -v n="$n" -v p="$prog" '$1 == n && $3 == p {print $4}' "$RESULTS" | median)
+        ra_med=$(awk -F'\t' -v n="$n" -v p="$prog" '$1 == n && $3 == p {print $5}' "$RESULTS" | median)
+        printf '%-9s %-7s %-10s %9.2f %13.3f\n' "$n" median "$prog" "$med" "$ra_med"
+    done
 done
-echo "(worker CPU %: on-CPU share of the forwarding/worker thread over the measured seconds, testpmd/ctfw;"
-echo " load: 1-minute load average at the end of each run, testpmd/ctfw, the benchmark itself included)"
+echo "(x testpmd: the program's rate over testpmd's in the same round; the median row is the"
+echo " median of those ratios. worker CPU %: on-CPU share of the forwarding/worker thread over"
+echo " the measured seconds; load: 1-minute load average at the end of each run, the benchmark"
+echo " itself included)"
 echo "results: $RESULTS"
 
 if [ "$PROFILE" = 1 ]; then
     write_stages_py
     for n in $FLOWS; do
         trace=$(trace_for "$n")
-        data=$RUN_DIR/perf-ctfw-$n.data
-        log "$n flows: ctfw under perf record (cpu-clock, 1999 Hz, worker thread)"
-        run_ctfw "$n" "$trace" "$data"
-        echo
-        echo "ctfw worker at $n flows: $RES_RATE Mpps while sampled (load $RES_LOAD); $data"
-        stage_breakdown "$data"
+        for i in "${!LABELS[@]}"; do
+            data=$RUN_DIR/perf-${LABELS[$i]}-$n.data
+            log "$n flows: ctfw ${LABELS[$i]} under perf record (cpu-clock, 1999 Hz, worker thread)"
+            run_ctfw "$i" "$n" "$trace" "$data"
+            echo
+            echo "ctfw ${LABELS[$i]} worker at $n flows: $RES_RATE Mpps while sampled (load $RES_LOAD); $data"
+            stage_breakdown "$data" "${CTFW_BIN[$i]}"
+        done
     done
 fi

@@ -57,7 +57,7 @@ use crate::flow::{self, Direction, FlowHasher, KeyedPacket};
 use crate::observe::{
     Acct, Bounded, DestroyCause, EntryRecord, Event, EventKind, LogRecord, TokenBucket,
 };
-use crate::rules::{Action, PortId, RuleInput, RuleSet};
+use crate::rules::{Action, Decision, Established, PortId, RuleInput, RuleSet};
 use crate::table::{self, Entry, Hashed, OutOfMemory, Region, Removal, Table};
 use crate::time::{Instant, Tick};
 use crate::track::icmp::{self, IcmpClass};
@@ -504,7 +504,7 @@ impl Engine {
         core::hint::black_box(sink);
         // Stage 4: track and decide, in order (a packet may create the entry the next uses).
         for i in 0..pkts.len() {
-            out[i] = self.decide(now, &pkts[i], &parsed[i], plans[i], cands[i]);
+            out[i] = self.decide(now, &pkts[i], &parsed[i], &plans[i], cands[i]);
         }
         // The drop log, from the verdicts: one test per group when no rule logs.
         if self.rules.any_log() {
@@ -575,7 +575,7 @@ impl Engine {
         now: Tick,
         pkt: &Pkt<'_>,
         parsed: &Result<Packet<'_>, Reason>,
-        plan: Plan,
+        plan: &Plan,
         cand: u32,
     ) -> Verdict {
         self.counters.packets += 1;
@@ -593,8 +593,8 @@ impl Engine {
             Err(r) => return self.drop(Verdict::default(), *r),
         };
         let tracked = match plan {
-            Plan::Drop(r) => return self.drop(Verdict::default(), r),
-            Plan::Fixed(ct, invalid) => Tracked {
+            Plan::Drop(r) => return self.drop(Verdict::default(), *r),
+            &Plan::Fixed(ct, invalid) => Tracked {
                 ct,
                 invalid,
                 ignored: None,
@@ -623,22 +623,11 @@ impl Engine {
             // under a reason of its own that would always read zero in production.
             return self.drop(verdict, Reason::DefaultPolicy);
         };
-        let (ports, tcp_flags) = match p.l4 {
-            L4::Tcp(s) => (Some((s.sport, s.dport)), Some(s.flags.0)),
-            L4::Udp(d) => (Some((d.sport, d.dport)), None),
-            _ => (None, None),
+        let decision = match (tracked.ct, self.rules.established()) {
+            // Most packets: the rule set decides every ESTABLISHED packet alike.
+            (Some(CtState::Established), Established::Fixed(d)) => d,
+            _ => self.evaluate(pkt, p, tracked.ct, out_port),
         };
-        let decision = self.rules.evaluate(&RuleInput {
-            ct: tracked.ct,
-            in_port: pkt.port,
-            out_port,
-            family: p.addrs.family,
-            proto: p.proto,
-            src: p.addrs.src,
-            dst: p.addrs.dst,
-            ports,
-            tcp_flags,
-        });
         verdict.rule = decision.rule;
         let hit = decision
             .rule
@@ -681,6 +670,33 @@ impl Engine {
         }
     }
 
+    /// The rules' decision for a packet in conntrack state `ct`, leaving by `out_port`.
+    #[inline]
+    fn evaluate(
+        &self,
+        pkt: &Pkt<'_>,
+        p: &Packet<'_>,
+        ct: Option<CtState>,
+        out_port: PortId,
+    ) -> Decision {
+        let (ports, tcp_flags) = match &p.l4 {
+            L4::Tcp(s) => (Some((s.sport, s.dport)), Some(s.flags.0)),
+            L4::Udp(d) => (Some((d.sport, d.dport)), None),
+            _ => (None, None),
+        };
+        self.rules.evaluate(&RuleInput {
+            ct,
+            in_port: pkt.port,
+            out_port,
+            family: p.addrs.family,
+            proto: p.proto,
+            src: p.addrs.src,
+            dst: p.addrs.dst,
+            ports,
+            tcp_flags,
+        })
+    }
+
     fn drop(&mut self, mut v: Verdict, why: Reason) -> Verdict {
         self.counters.dropped += 1;
         self.counters.count(why);
@@ -696,13 +712,13 @@ impl Engine {
         now: Tick,
         frame: &[u8],
         p: &Packet<'_>,
-        k: KeyedPacket,
-        h: Hashed,
+        k: &KeyedPacket,
+        h: &Hashed,
         cand: u32,
     ) -> Tracked {
         let found = self
             .table
-            .find_hinted(&k.key, &h, cand, now, &mut self.counters.expired);
+            .find_hinted(&k.key, h, cand, now, &mut self.counters.expired);
         let Some(idx) = found else {
             if self.observe {
                 // The lookup may have reclaimed the key's expired entry.
@@ -724,8 +740,8 @@ impl Engine {
         now: Tick,
         frame: &[u8],
         p: &Packet<'_>,
-        k: KeyedPacket,
-        h: Hashed,
+        k: &KeyedPacket,
+        h: &Hashed,
         idx: u32,
     ) -> Tracked {
         self.track_found::<true>(now, frame, p, k, h, idx)
@@ -739,8 +755,8 @@ impl Engine {
         now: Tick,
         frame: &[u8],
         p: &Packet<'_>,
-        k: KeyedPacket,
-        h: Hashed,
+        k: &KeyedPacket,
+        h: &Hashed,
         idx: u32,
     ) -> Tracked {
         let tcp_cfg = self.cfg.track.tcp;
@@ -767,10 +783,10 @@ impl Engine {
         // What an UPDATE event compares with (read only when observing).
         let before = (entry.flags, tcp_state_of(&entry.state));
         let mut moved = None;
-        let action = match (&mut entry.state, p.l4) {
+        let action = match (&mut entry.state, &p.l4) {
             (ProtoState::Tcp(conn), L4::Tcp(seg)) => {
                 let from = conn.state();
-                let v = conn.packet(&mut meta, now, dir, &seg, &tcp_cfg);
+                let v = conn.packet(&mut meta, now, dir, seg, &tcp_cfg);
                 if conn.state() != from {
                     moved = Some((from, conn.state()));
                 }
@@ -873,7 +889,7 @@ impl Engine {
     }
 
     /// A packet that found no entry: may it start a connection?
-    fn track_new(&mut self, now: Tick, p: &Packet<'_>, k: KeyedPacket, h: Hashed) -> Tracked {
+    fn track_new(&mut self, now: Tick, p: &Packet<'_>, k: &KeyedPacket, h: &Hashed) -> Tracked {
         let mut meta = EntryMeta {
             flags: CtFlags::default(),
             expires: now,
@@ -939,7 +955,7 @@ impl Engine {
             dir: Some(Direction::Original),
             pending: Some(Pending {
                 entry,
-                h,
+                h: *h,
                 counted: ignored.is_none(),
             }),
         }
@@ -947,10 +963,10 @@ impl Engine {
 
     /// An ICMP error: RELATED to the connection it quotes, else INVALID. Never refreshes
     /// (nor counts in the connection's accounting).
-    fn related(&mut self, now: Tick, k: KeyedPacket, h: Hashed, cand: u32) -> Tracked {
+    fn related(&mut self, now: Tick, k: &KeyedPacket, h: &Hashed, cand: u32) -> Tracked {
         let found = self
             .table
-            .find_hinted(&k.key, &h, cand, now, &mut self.counters.expired);
+            .find_hinted(&k.key, h, cand, now, &mut self.counters.expired);
         if self.observe && found.is_none() {
             // The lookup may have reclaimed the quoted connection's expired entry.
             self.drain_table_removed(now);

@@ -272,10 +272,13 @@ pub struct RuleSet {
     any_log: bool,
     /// Built from `rules` by `new`; `None` for sets that are scanned.
     classifier: Option<Box<Classifier>>,
+    /// Built from `rules` and `default` by `new`.
+    established: Established,
 }
 
 impl PartialEq for RuleSet {
-    /// Equal rules, names, policy and logging; the classifier is a function of the rules.
+    /// Equal rules, names, policy and logging; the classifier and `established` are functions
+    /// of the rules.
     fn eq(&self, other: &RuleSet) -> bool {
         self.rules == other.rules
             && self.names == other.names
@@ -315,6 +318,7 @@ impl RuleSet {
         }
         let any_log = rules.iter().any(|r| r.log);
         let classifier = (rules.len() > Self::SCAN_MAX).then(|| Box::new(Classifier::new(&rules)));
+        let established = Established::of(&rules, default);
         Ok(RuleSet {
             rules: rules.into_boxed_slice(),
             names: names.into_iter().map(String::into_boxed_str).collect(),
@@ -322,6 +326,7 @@ impl RuleSet {
             default_log: false,
             any_log,
             classifier,
+            established,
         })
     }
 
@@ -408,6 +413,12 @@ impl RuleSet {
         self.classifier.is_some()
     }
 
+    /// What an ESTABLISHED packet's decision depends on, worked out when the set was built.
+    #[inline]
+    pub fn established(&self) -> Established {
+        self.established
+    }
+
     /// Bytes the classifier holds beside the rules (0 for a scanned set).
     pub fn classifier_bytes(&self) -> usize {
         self.classifier.as_ref().map_or(0, |c| c.memory_bytes())
@@ -441,6 +452,67 @@ impl RuleSet {
     /// `(name, rule)` pairs, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Rule)> {
         self.names.iter().map(|n| &**n).zip(self.rules.iter())
+    }
+}
+
+/// What the rules' decision for a packet of an ESTABLISHED connection depends on
+/// ([`RuleSet::established`]). Most packets a firewall sees are ESTABLISHED, and most rule
+/// sets decide them all alike (an `accept established` rule near the top), so the pipeline
+/// asks this before it evaluates anything.
+///
+/// It is read off the rules in order. A rule whose state test excludes ESTABLISHED never
+/// matches such a packet and is skipped. The first rule that tests nothing but the state
+/// matches every ESTABLISHED packet, so nothing after it matters; if no such rule exists the
+/// default policy is the last resort. The fields tested by the rules met before that point
+/// are all the decision can depend on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Established {
+    /// Every ESTABLISHED packet gets this decision, whatever its other fields.
+    Fixed(Decision),
+    /// The decision depends only on fields that one direction of a connection keeps for its
+    /// whole life (family, protocol, addresses, ports): the pipeline may remember it per
+    /// entry and direction until the rule set changes.
+    PerFlow,
+    /// The decision depends on the ports the packet crosses or on its TCP flags: every
+    /// packet is evaluated.
+    PerPacket,
+}
+
+impl Established {
+    fn of(rules: &[Rule], default: Action) -> Established {
+        let mut depends = Established::Fixed(Decision {
+            action: default,
+            rule: None,
+        });
+        for (i, r) in rules.iter().enumerate() {
+            if !r.ct_ok(Some(CtState::Established)) {
+                continue;
+            }
+            let per_packet = r.in_port.is_some() || r.out_port.is_some() || r.tcp_flags.is_some();
+            let per_flow = r.family.is_some()
+                || r.proto.is_some()
+                || !r.src.is_empty()
+                || !r.dst.is_empty()
+                || !r.sport.is_empty()
+                || !r.dport.is_empty();
+            if per_packet {
+                return Established::PerPacket;
+            }
+            if per_flow {
+                depends = Established::PerFlow;
+                continue;
+            }
+            // Matches every ESTABLISHED packet: later rules and the default are unreachable.
+            if depends == Established::PerFlow {
+                return depends;
+            }
+            // `new` bounds the length by `MAX_RULES`, so the index fits.
+            return Established::Fixed(Decision {
+                action: r.action,
+                rule: Some(i as u16),
+            });
+        }
+        depends
     }
 }
 

@@ -1,11 +1,15 @@
 //! The classifier decides as the ordered scan does: property tests over random rule sets
 //! (overlapping prefixes of both families, port ranges, lists, every matcher present or not)
-//! and random packets aimed at the rules' boundaries; and edge cases one by one.
+//! and random packets aimed at the rules' boundaries; and edge cases one by one. The same
+//! generators check [`RuleSet::established`], what an ESTABLISHED packet's decision depends
+//! on (at the end).
 
 use proptest::prelude::*;
 
 use super::*;
-use crate::rules::{Action, CtStateSet, PortRange, PortSet, Prefix, TcpFlagsMatch};
+use crate::rules::{
+    Action, CtStateSet, Decision, Established, PortRange, PortSet, Prefix, RuleSet, TcpFlagsMatch,
+};
 use crate::wire::{TcpFlags, proto};
 
 /// The reference: index of the first rule of `rules` that `p` matches.
@@ -609,4 +613,151 @@ fn a_group_too_big_for_its_limit_is_split_and_decides_the_same() {
             both(&rules, &p);
         }
     }
+}
+
+// ---- What an ESTABLISHED packet's decision depends on -------------------------------------
+
+/// Random rule sets, with an `accept established`-like rule (a state test and nothing else,
+/// which decides every ESTABLISHED packet) inserted at a random place half of the time.
+fn rules_for_established() -> impl Strategy<Value = Vec<Rule>> {
+    (
+        rules(),
+        proptest::option::of((any::<usize>(), any::<bool>(), any::<u8>())),
+    )
+        .prop_map(|(mut rules, catch_all)| {
+            if let Some((at, accept, states)) = catch_all {
+                let mut set = CtStateSet::of(&state_bits(states));
+                if states & 1 == 0 {
+                    set = set.with(CtState::Established);
+                }
+                let r = Rule {
+                    ct: Some(set),
+                    ..Rule::new(if accept { Action::Accept } else { Action::Drop })
+                };
+                rules.insert(at % (rules.len() + 1), r);
+            }
+            rules
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// `Established::Fixed` is the decision of every ESTABLISHED packet; under
+    /// `Established::PerFlow`, two ESTABLISHED packets that differ only in their ports of
+    /// the firewall and their TCP flags get the same decision.
+    #[test]
+    fn established_decisions_depend_on_what_the_set_says(
+        rules in rules_for_established(),
+        aims in proptest::collection::vec(aim(), 32),
+        others in proptest::collection::vec((0..FW_PORTS.len(), 0..FW_PORTS.len(), any::<u8>()), 32),
+        default_accept in any::<bool>(),
+    ) {
+        let names = (0..rules.len()).map(|i| format!("r{i}")).collect();
+        let default = if default_accept { Action::Accept } else { Action::Drop };
+        let set = RuleSet::new(rules.clone(), default, names).expect("a valid set");
+        let established = set.established();
+        for (a, &(i, o, flags)) in aims.iter().zip(&others) {
+            let p = RuleInput { ct: Some(CtState::Established), ..packet(&rules, a) };
+            let q = RuleInput {
+                in_port: PortId(FW_PORTS[i]),
+                out_port: PortId(FW_PORTS[o]),
+                tcp_flags: p.tcp_flags.map(|_| flags),
+                ..p
+            };
+            let d = set.evaluate(&p);
+            match established {
+                Established::Fixed(fixed) => {
+                    prop_assert_eq!(d, fixed, "packet {:?}", p);
+                    prop_assert_eq!(set.evaluate(&q), fixed, "packet {:?}", q);
+                }
+                Established::PerFlow => {
+                    prop_assert_eq!(set.evaluate(&q), d, "{:?} against {:?}", q, p);
+                }
+                Established::PerPacket => {}
+            }
+        }
+    }
+}
+
+fn established_of(rules: Vec<Rule>) -> Established {
+    let names = (0..rules.len()).map(|i| format!("r{i}")).collect();
+    RuleSet::new(rules, Action::Drop, names)
+        .expect("a valid set")
+        .established()
+}
+
+#[test]
+fn established_is_read_off_the_rules_in_order() {
+    let est = |states: &[CtState]| Some(CtStateSet::of(states));
+    let accept_established = Rule {
+        ct: est(&[CtState::Established, CtState::Related]),
+        ..accept()
+    };
+    let new_from_inside = Rule {
+        ct: est(&[CtState::New]),
+        in_port: PortSet::default().with(PortId(0)),
+        ..accept()
+    };
+    let block_host = Rule {
+        src: Box::new([Prefix::host(Family::V4, 0x0a00_0001).expect("host")]),
+        ..Rule::new(Action::Drop)
+    };
+    let from_port_1 = Rule {
+        in_port: PortSet::default().with(PortId(1)),
+        ..Rule::new(Action::Drop)
+    };
+    let syn_only = Rule {
+        tcp_flags: Some(TcpFlagsMatch::SYN),
+        ..Rule::new(Action::Drop)
+    };
+    // The classic policy: the first rule decides every ESTABLISHED packet.
+    assert_eq!(
+        established_of(vec![accept_established.clone(), new_from_inside.clone()]),
+        Established::Fixed(Decision {
+            action: Action::Accept,
+            rule: Some(0)
+        })
+    );
+    // Rules that exclude ESTABLISHED are skipped; with nothing else, the default decides.
+    assert_eq!(
+        established_of(vec![new_from_inside.clone()]),
+        Established::Fixed(Decision {
+            action: Action::Drop,
+            rule: None
+        })
+    );
+    assert_eq!(
+        established_of(vec![new_from_inside.clone(), accept_established.clone()]),
+        Established::Fixed(Decision {
+            action: Action::Accept,
+            rule: Some(1)
+        })
+    );
+    // A host blocked above it: the decision depends on the addresses.
+    assert_eq!(
+        established_of(vec![block_host.clone(), accept_established.clone()]),
+        Established::PerFlow
+    );
+    // ... but not below it.
+    assert_eq!(
+        established_of(vec![accept_established.clone(), block_host.clone()]),
+        Established::Fixed(Decision {
+            action: Action::Accept,
+            rule: Some(0)
+        })
+    );
+    // Ports of the firewall and TCP flags vary from packet to packet of one connection.
+    assert_eq!(
+        established_of(vec![
+            block_host.clone(),
+            from_port_1,
+            accept_established.clone()
+        ]),
+        Established::PerPacket
+    );
+    assert_eq!(
+        established_of(vec![syn_only, accept_established]),
+        Established::PerPacket
+    );
 }
