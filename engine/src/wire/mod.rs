@@ -97,7 +97,12 @@ pub enum Family {
 
 /// Source and destination addresses. IPv4 addresses are held as `u32 as u128` (the address in
 /// the low 32 bits), so both families share one representation in keys and rules.
+///
+/// Aligned to 8 bytes rather than `u128`'s 16 (`packed(8)`): 40 bytes instead of 48, which
+/// takes [`Packet`] from 144 to 104 bytes, cheaper for the pipeline to write and keep per
+/// burst. The fields are read by value (`addrs.src`); the compiler refuses a reference to one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C, packed(8))]
 pub struct IpAddrs {
     /// Address family of both addresses.
     pub family: Family,
@@ -141,6 +146,9 @@ pub struct Packet<'a> {
     /// The transport layer.
     pub l4: L4<'a>,
 }
+
+// The pipeline keeps a burst of these; `IpAddrs` above says why it is not larger.
+const _: () = assert!(core::mem::size_of::<Result<Packet<'static>, Reason>>() <= 104);
 
 /// What the caller knows of checksums before parsing (NIC offloads).
 ///
