@@ -1,8 +1,10 @@
 //! Reading captures for `ctfw replay`: pcapng (interface names select ports) and classic pcap,
-//! streamed packet by packet through the reader of `ctfw-capture`.
+//! streamed packet by packet through the reader of `ctfw-capture`. Packets are not copied out
+//! of the reader's buffer: they stay held there ([`Capture::frames`]) until
+//! [`Capture::hold_from`] lets them go, so a burst is handed to the engine where it was read.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::ops::Range;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -22,23 +24,25 @@ pub struct Meta {
 
 /// An open capture.
 pub struct Capture {
-    reader: CaptureReader<BufReader<File>>,
+    reader: CaptureReader<File>,
     path: String,
 }
 
 impl Capture {
     /// Open `path` (format detected from its magic number).
     pub fn open(path: &Path) -> Result<Capture> {
-        let reader = CaptureReader::open(path)
+        let mut reader = CaptureReader::open(path)
             .with_context(|| format!("cannot read capture {}", path.display()))?;
+        reader.hold_from(0);
         Ok(Capture {
             reader,
             path: path.display().to_string(),
         })
     }
 
-    /// Copy the next packet into `buf`; `None` at the end of the capture.
-    pub fn next_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<Meta>> {
+    /// Read the next packet: what came with it, and where it is in [`frames`](Self::frames);
+    /// `None` at the end of the capture.
+    pub fn next_held(&mut self) -> Result<Option<(Meta, Range<usize>)>> {
         let rec = self
             .reader
             .next_record()
@@ -52,12 +56,26 @@ impl Capture {
                 rec.link_type
             );
         }
-        buf.clear();
-        buf.extend_from_slice(rec.data);
-        Ok(Some(Meta {
+        let meta = Meta {
             ts_ns: rec.ts_ns,
             interface: rec.interface,
-        }))
+        };
+        let span = self
+            .reader
+            .last_held()
+            .context("the capture reader did not hold the packet it read")?;
+        Ok(Some((meta, span)))
+    }
+
+    /// The packets read and not let go by [`hold_from`](Self::hold_from).
+    pub fn frames(&self) -> &[u8] {
+        self.reader.held()
+    }
+
+    /// Let go of the packets before `at` in [`frames`](Self::frames); what is after `at` stays,
+    /// `at` bytes earlier (everything, if `at` is `frames().len()`).
+    pub fn hold_from(&mut self, at: usize) {
+        self.reader.hold_from(at);
     }
 
     /// pcapng interfaces declared so far (0 for classic pcap).

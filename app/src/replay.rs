@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Instant as WallClock;
 
@@ -22,7 +23,7 @@ use ctfw_engine::wire::{self, ChecksumHint, Family, ParseConfig};
 use serde::Serialize;
 
 use crate::capture::Capture;
-use crate::{MAX_BURST, json, records, summary};
+use crate::{json, records, summary};
 
 /// Packets join a burst only while they are at most this much later than its first packet:
 /// the whole burst is processed at one `now` (its first packet's timestamp), as a data-plane
@@ -110,8 +111,8 @@ impl PortChooser {
         })
     }
 
-    /// The port for a packet: --map by source, then --port, then the name of its pcapng
-    /// interface.
+    /// The port for a packet: --map by source (of a packet [`wire::parse`] accepts), then
+    /// --port, then the name of its pcapng interface.
     fn choose(
         &mut self,
         frame: &[u8],
@@ -119,19 +120,8 @@ impl PortChooser {
         capture: &Capture,
         cfg: &Config,
     ) -> Option<PortId> {
-        if !self.map.is_empty() {
-            let parse = ParseConfig {
-                verify_l4_checksum: false,
-            };
-            if let Ok(p) = wire::parse(frame, &parse, ChecksumHint::Good) {
-                if let Some(m) = self
-                    .map
-                    .iter()
-                    .find(|m| m.prefix.contains(p.addrs.family, p.addrs.src))
-                {
-                    return Some(m.port);
-                }
-            }
+        if let Some(port) = self.mapped(frame) {
+            return Some(port);
         }
         self.fixed.or_else(|| {
             let i = usize::try_from(interface?).ok()?;
@@ -141,6 +131,49 @@ impl PortChooser {
             }
             self.interfaces.get(i).copied().flatten()
         })
+    }
+}
+
+impl PortChooser {
+    /// The `--map` port of `frame`: that of the longest prefix holding the source address of a
+    /// frame [`wire::parse`] accepts. Parsing costs more than everything else replay does per
+    /// packet outside the engine, so the frame is parsed only when the bytes where `parse`
+    /// would find the source ([`claimed_source`]) fall in some prefix: otherwise no prefix
+    /// can hold it, whether or not `parse` accepts the frame.
+    fn mapped(&self, frame: &[u8]) -> Option<PortId> {
+        if self.map.is_empty() {
+            return None;
+        }
+        let (family, src) = claimed_source(frame)?;
+        self.map.iter().find(|m| m.prefix.contains(family, src))?;
+        let parse = ParseConfig {
+            verify_l4_checksum: false,
+        };
+        let p = wire::parse(frame, &parse, ChecksumHint::Good).ok()?;
+        let m = self
+            .map
+            .iter()
+            .find(|m| m.prefix.contains(p.addrs.family, p.addrs.src))?;
+        Some(m.port)
+    }
+}
+
+/// The IP family and source address a frame claims: what [`wire::parse`] returns as
+/// `addrs.family` and `addrs.src` for any frame it accepts (the IPv4 or IPv6 header starts
+/// where [`wire::ethernet::network_layer`] says, and holds the source at the offset its RFC
+/// gives), and `None` for some frames it refuses.
+fn claimed_source(frame: &[u8]) -> Option<(Family, u128)> {
+    let (ethertype, l3) = wire::ethernet::network_layer(frame).ok()?;
+    match ethertype {
+        wire::ethernet::ethertype::IPV4 => {
+            let b: [u8; 4] = l3.get(12..16)?.try_into().ok()?;
+            Some((Family::V4, u128::from(u32::from_be_bytes(b))))
+        }
+        wire::ethernet::ethertype::IPV6 => {
+            let b: [u8; 16] = l3.get(8..24)?.try_into().ok()?;
+            Some((Family::V6, u128::from_be_bytes(b)))
+        }
+        _ => None,
     }
 }
 
@@ -192,7 +225,9 @@ pub fn run(args: &Args) -> Result<()> {
         args.burst as usize
     };
 
-    let mut bufs: Vec<Vec<u8>> = vec![Vec::with_capacity(2048); burst];
+    // Where each packet of the burst is in `capture.frames()`: the engine reads the frames
+    // where the capture reader put them.
+    let mut spans: Vec<Range<usize>> = vec![0..0; burst];
     let mut ports = vec![PortId(0); burst];
     let mut stamps = vec![0u64; burst];
     let mut verdicts = vec![Verdict::default(); burst];
@@ -210,15 +245,16 @@ pub fn run(args: &Args) -> Result<()> {
         let mut n = usize::from(std::mem::take(&mut carried));
         let mut overflow = None;
         while n < burst {
-            let meta = match capture.next_into(&mut bufs[n]) {
-                Ok(Some(meta)) => meta,
+            let (meta, span) = match capture.next_held() {
+                Ok(Some(next)) => next,
                 Ok(None) => break,
                 Err(e) => {
                     read_error = Some(e);
                     break;
                 }
             };
-            let Some(port) = chooser.choose(&bufs[n], meta.interface, &capture, &cfg) else {
+            let frame = capture.frames().get(span.clone()).unwrap_or_default();
+            let Some(port) = chooser.choose(frame, meta.interface, &capture, &cfg) else {
                 bail!(
                     "{}: packet {}: cannot tell its ingress port: {}",
                     args.trace.display(),
@@ -233,6 +269,7 @@ pub fn run(args: &Args) -> Result<()> {
                     }
                 );
             };
+            spans[n] = span;
             ports[n] = port;
             stamps[n] = meta.ts_ns;
             if n > 0 && meta.ts_ns.saturating_sub(stamps[0]) > BURST_WINDOW_NS {
@@ -247,22 +284,19 @@ pub fn run(args: &Args) -> Result<()> {
         }
         let t0 = *first_ts.get_or_insert(stamps[0]);
         now = Instant(stamps[0]);
-        let mut pkts = [Pkt {
-            data: &[],
-            tail: &[],
-            port: PortId(0),
-            csum: ChecksumHint::Unknown,
-        }; MAX_BURST];
-        for ((slot, buf), &port) in pkts.iter_mut().zip(&bufs[..n]).zip(&ports[..n]) {
-            *slot = Pkt {
-                data: buf,
-                tail: &[],
-                port,
-                csum: ChecksumHint::Unknown,
-            };
-        }
+        // Exactly `n` packets: filling a MAX_BURST array each burst cost more than this
+        // allocation.
+        let frames = capture.frames();
+        let pkts: Vec<Pkt<'_>> = spans[..n]
+            .iter()
+            .zip(&ports[..n])
+            .map(|(span, &port)| {
+                let frame = frames.get(span.clone()).unwrap_or_default();
+                Pkt::new(frame, port, ChecksumHint::Unknown)
+            })
+            .collect();
         let t = WallClock::now();
-        engine.process_burst(now, &pkts[..n], &mut verdicts[..n]);
+        engine.process_burst(now, &pkts, &mut verdicts[..n]);
         engine.sweep(now, SWEEP_BUDGET);
         engine_time += t.elapsed();
         if let Some(out) = jsonl.as_mut() {
@@ -279,15 +313,27 @@ pub fn run(args: &Args) -> Result<()> {
             out.write_all(b"\n")?;
         }
         index += n as u64;
+        drop(pkts);
         if let Some(k) = overflow {
-            bufs.swap(0, k);
+            // Keep holding the packet that starts the next burst, as its slot 0.
+            capture.hold_from(spans[k].start);
+            spans[0] = 0..spans[k].len();
             ports[0] = ports[k];
             stamps[0] = stamps[k];
             carried = true;
+        } else {
+            capture.hold_from(capture.frames().len());
         }
     }
     let wall = started.elapsed();
-    let entries = summary::snapshot(&engine, now);
+    // With --max-entries 0 no entry is listed: count the live ones instead of building and
+    // sorting a view of each (a large part of a big table's replay otherwise).
+    let (live, entries) = if args.max_entries == 0 {
+        (summary::live_entries(&engine, now), Vec::new())
+    } else {
+        let entries = summary::snapshot(&engine, now);
+        (entries.len(), entries)
+    };
     let error = read_error
         .as_ref()
         .map(|e| format!("the capture could not be read to its end: {e:#}"));
@@ -297,6 +343,7 @@ pub fn run(args: &Args) -> Result<()> {
             args,
             &engine,
             &entries,
+            live,
             index,
             wall,
             engine_time,
@@ -345,12 +392,15 @@ struct Report {
     error: Option<String>,
 }
 
-/// Print the summary of a replay of `packets` packets; `cut_short` if the capture could not
-/// be read to its end (the error follows on stderr).
+/// Print the summary of a replay of `packets` packets, whose final table has `live` entries,
+/// the first `entries` of them in order (at least `--max-entries` of them, or all); `cut_short`
+/// if the capture could not be read to its end (the error follows on stderr).
+#[allow(clippy::too_many_arguments)]
 fn print_summary(
     args: &Args,
     engine: &Engine,
     entries: &[EntryView],
+    live: usize,
     packets: u64,
     wall: std::time::Duration,
     engine_time: std::time::Duration,
@@ -376,12 +426,13 @@ fn print_summary(
     );
     summary::print_counters(c, engine.table().len(), engine.table().capacity());
     summary::print_rule_hits(engine.rules(), engine.rule_hits());
-    summary::print_table(entries, args.max_entries);
+    summary::print_listing(live, entries, args.max_entries);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn map_prefixes_clear_host_bits_and_refuse_impossible_lengths() {
@@ -393,5 +444,189 @@ mod tests {
         assert!(p("10.0.0.0/33").is_err());
         assert!(p("10.0.0.0/x").is_err());
         assert!(p("inside/8").is_err());
+    }
+
+    /// Packets a few microseconds apart share a burst until one comes more than
+    /// [`BURST_WINDOW_NS`] after the burst's first: that one is carried over to start the
+    /// next burst, and every packet is processed once. The trace is re-timed so that bursts
+    /// are cut by the window as well as by their size; over its 17 ms no timeout can expire,
+    /// so the counters must be those of a replay one packet at a time, except the sweeper's,
+    /// which examines [`SWEEP_BUDGET`] entries after each burst.
+    #[test]
+    fn bursts_cut_by_the_window_carry_the_late_packet_into_the_next() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dir = std::env::temp_dir().join(format!("ctfw-replay-window-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let trace = dir.join("retimed.pcapng");
+        let source = root.join("tests/linux-conformance/traces/tcp_parallel_50_flows.pcapng");
+        let mut w = ctfw_capture::PcapngWriter::new(Vec::new()).expect("writer");
+        let mut ts = 1_700_000_000_000_000_000u64;
+        let gaps = [
+            2_000, 3_000, 2_000, 4_000, 2_000, 3_000, 2_000, 150_000, 10_000, 95_000, 300_000,
+            1_000,
+        ];
+        let mut stamps = Vec::new();
+        for (i, rec) in ctfw_capture::CaptureReader::open(&source)
+            .expect("open")
+            .enumerate()
+        {
+            let rec = rec.expect("record");
+            ts += gaps[i % gaps.len()];
+            w.write(ts, rec.interface.expect("pcapng"), &rec.data)
+                .expect("write");
+            stamps.push(ts);
+        }
+        std::fs::write(&trace, w.finish().expect("finish")).expect("write trace");
+        let counters = |burst: u16| {
+            let report = dir.join(format!("report-{burst}.json"));
+            run(&Args {
+                config: root.join("config/conformance/classic-loose1-liberal0.yaml"),
+                trace: trace.clone(),
+                jsonl: None,
+                port: None,
+                map: Vec::new(),
+                burst,
+                max_entries: 0,
+                report_json: Some(report.clone()),
+            })
+            .expect("replay");
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+            let swept = v["counters"]["sweep_examined"].take();
+            (v["counters"].clone(), v["rule_hits"].clone(), swept)
+        };
+        // The bursts as the window defines them: each takes packets while it has fewer than
+        // `size` and they are at most the window after its first.
+        let bursts = |size: usize| {
+            let (mut n, mut i) = (0u64, 0);
+            while i < stamps.len() {
+                let mut k = 1;
+                while k < size
+                    && i + k < stamps.len()
+                    && stamps[i + k] - stamps[i] <= BURST_WINDOW_NS
+                {
+                    k += 1;
+                }
+                i += k;
+                n += 1;
+            }
+            n
+        };
+        // Bursts of 32 are cut by the window only, bursts of 4 by their size too.
+        assert!(bursts(32) < stamps.len() as u64 / 2 && bursts(4) > bursts(32));
+        let one_by_one = counters(1);
+        assert_eq!(one_by_one.0["packets"], stamps.len());
+        assert!(stamps.len() > 300);
+        for burst in [4, 32] {
+            let (c, hits, swept) = counters(burst);
+            assert_eq!((&c, &hits), (&one_by_one.0, &one_by_one.1), "burst {burst}");
+            let expected = bursts(usize::from(burst));
+            assert_eq!(swept, expected * SWEEP_BUDGET as u64, "burst {burst}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The `--map` choice as it reads in words: parse the frame, then the longest prefix
+    /// holding its source.
+    fn mapped_by_parse(chooser: &PortChooser, frame: &[u8]) -> Option<PortId> {
+        let parse = ParseConfig {
+            verify_l4_checksum: false,
+        };
+        let p = wire::parse(frame, &parse, ChecksumHint::Good).ok()?;
+        let m = chooser
+            .map
+            .iter()
+            .find(|m| m.prefix.contains(p.addrs.family, p.addrs.src))?;
+        Some(m.port)
+    }
+
+    /// Parsing only the frames whose claimed source falls in a prefix changes no choice: on
+    /// every frame of the conformance traces, each cut short at every length, tagged with a
+    /// VLAN, and with each of its first 64 bytes replaced by a few values.
+    #[test]
+    fn map_parses_only_frames_it_may_map_and_chooses_as_parsing_every_frame() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/linux-conformance/traces");
+        let mut frames = Vec::new();
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .expect("traces")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pcapng"))
+            .collect();
+        paths.sort();
+        for path in &paths {
+            let reader = ctfw_capture::CaptureReader::open(path).expect("open");
+            frames.extend(reader.map(|r| r.expect("record").data));
+        }
+        assert!(frames.len() > 100, "{} frames", frames.len());
+        // Prefixes around sources the traces use: each v4 source's /32 and /16, v6 /64.
+        let mut sources: Vec<(Family, u128)> = frames
+            .iter()
+            .filter(|f| wire::parse(f, &ParseConfig::default(), ChecksumHint::Good).is_ok())
+            .filter_map(|f| claimed_source(f))
+            .collect();
+        sources.sort();
+        sources.dedup();
+        let v4: Vec<_> = sources.iter().filter(|s| s.0 == Family::V4).collect();
+        let v6 = sources
+            .iter()
+            .find(|s| s.0 == Family::V6)
+            .expect("an IPv6 source");
+        assert!(v4.len() >= 2);
+        let v4_addr = |a: u128| std::net::Ipv4Addr::from(a as u32).to_string();
+        let mut map = vec![
+            MapEntry {
+                prefix: parse_prefix(&format!("{}/32", v4_addr(v4[0].1))).expect("p"),
+                port: PortId(1),
+            },
+            MapEntry {
+                prefix: parse_prefix(&format!("{}/16", v4_addr(v4[1].1))).expect("p"),
+                port: PortId(0),
+            },
+            MapEntry {
+                prefix: parse_prefix(&format!("{}/64", std::net::Ipv6Addr::from(v6.1))).expect("p"),
+                port: PortId(1),
+            },
+        ];
+        map.sort_by_key(|m| std::cmp::Reverse(m.prefix.prefix_len()));
+        let chooser = PortChooser {
+            fixed: None,
+            map,
+            interfaces: Vec::new(),
+        };
+
+        let mut variants = Vec::new();
+        for f in &frames {
+            variants.push(f.clone());
+            for len in 0..f.len().min(80) {
+                variants.push(f[..len].to_vec());
+            }
+            let mut tagged = f[..12.min(f.len())].to_vec();
+            tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+            tagged.extend_from_slice(f.get(12..).unwrap_or_default());
+            variants.push(tagged);
+            for at in 0..f.len().min(64) {
+                for v in [0x00, 0x01, 0x45, 0x60, 0x81, 0xff] {
+                    let mut g = f.clone();
+                    g[at] = v;
+                    variants.push(g);
+                }
+            }
+        }
+        let (mut mapped, mut refused_after_claim) = (0, 0);
+        for f in &variants {
+            let expected = mapped_by_parse(&chooser, f);
+            assert_eq!(chooser.mapped(f), expected, "frame {f:02x?}");
+            mapped += usize::from(expected.is_some());
+            let claimed_in_map = claimed_source(f)
+                .is_some_and(|(fam, src)| chooser.map.iter().any(|m| m.prefix.contains(fam, src)));
+            refused_after_claim += usize::from(claimed_in_map && expected.is_none());
+        }
+        // Both sides of the shortcut were taken: frames mapped, and frames whose claimed
+        // source is in a prefix but which parsing refuses.
+        assert!(mapped > 1000, "{mapped} mapped");
+        assert!(
+            refused_after_claim > 100,
+            "{refused_after_claim} refused after a claim"
+        );
     }
 }

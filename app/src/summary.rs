@@ -86,6 +86,11 @@ pub fn snapshot(engine: &Engine, now: Instant) -> Vec<EntryView> {
     v
 }
 
+/// How many entries [`snapshot`] would return, without building them.
+pub fn live_entries(engine: &Engine, now: Instant) -> usize {
+    engine.table().iter(now.tick()).count()
+}
+
 /// Sort entries in the listings' stable order: family, protocol, then the original
 /// direction's addresses and ports.
 pub fn sort_entries(entries: &mut [EntryView]) {
@@ -103,14 +108,17 @@ pub fn sort_entries(entries: &mut [EntryView]) {
 
 /// Print at most `max` entries in the `conntrack -L` format.
 pub fn print_table(entries: &[EntryView], max: usize) {
-    outln!("conntrack table ({} entries):", entries.len());
-    for e in entries.iter().take(max) {
+    print_listing(entries.len(), entries, max);
+}
+
+/// [`print_table`] for a table of `total` entries of which `first` are the first in order:
+/// all of them, or at least `max`.
+pub fn print_listing(total: usize, first: &[EntryView], max: usize) {
+    outln!("conntrack table ({total} entries):");
+    for e in first.iter().take(max) {
         outln!("{e}");
     }
-    if entries.len() > max {
-        outln!(
-            "... {} more (raise --max-entries to see them)",
-            entries.len() - max
-        );
+    if total > max {
+        outln!("... {} more (raise --max-entries to see them)", total - max);
     }
 }

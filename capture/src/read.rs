@@ -5,9 +5,18 @@
 //!   `if_name`, `if_tsresol` and `if_tsoffset`, enhanced, simple and obsolete packet blocks.
 //!   Every other block type is skipped without being read into memory.
 //!
-//! Records come out one at a time from [`CaptureReader::next_record`], borrowing one reusable
-//! buffer, so a capture of any size is read in constant memory (the underlying reader is
-//! buffered). Timestamps are converted to nanoseconds since the epoch.
+//! Records come out one at a time from [`CaptureReader::next_record`], borrowed straight from
+//! the reader's block buffer: the file is read in blocks of [`BLOCK_LEN`] bytes (the
+//! underlying reader need not be buffered), and a record that straddles the end of a block is
+//! moved to the front of the buffer before the next block is read behind it, so each byte is
+//! copied once on its way from the reader to the caller and a capture of any size is read in
+//! constant memory. Timestamps are converted to nanoseconds since the epoch.
+//!
+//! A caller that wants several records at once without copying them (`ctfw replay` builds a
+//! burst) holds them: after [`CaptureReader::hold_from`], the bytes of the records read stay in
+//! the buffer ([`CaptureReader::held`], where [`CaptureReader::last_held`] places each record's
+//! data) until the hold moves past them; only the held records and the one being read are
+//! kept, so memory stays bounded by what the caller holds.
 //!
 //! Invariants: no input makes the reader panic or allocate more than [`MAX_BLOCK_LEN`] bytes
 //! for one record; a malformed or truncated file yields a [`ReadError`] naming the byte offset
@@ -15,12 +24,17 @@
 //! nothing more. A file that ends exactly at a record boundary ends cleanly.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::Path;
 
 /// The largest packet record or packet-carrying block the reader buffers (16 MiB). Larger
 /// values can only come from corruption: real snap lengths stay below 256 KiB.
 pub const MAX_BLOCK_LEN: u32 = 16 << 20;
+
+/// Bytes the reader asks the underlying reader for at a time (256 KiB: large enough that
+/// system calls are rare, small enough to stay in a core's L2 cache while it is parsed). The
+/// buffer grows past it only for a record larger than that.
+pub const BLOCK_LEN: usize = 256 << 10;
 
 const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
 const PCAPNG_BOM: u32 = 0x1a2b_3c4d;
@@ -229,7 +243,7 @@ pub struct OwnedRecord {
     pub offset: u64,
 }
 
-/// Where the current packet sits in `buf`, before it is lent out.
+/// Where the current packet sits in the current block body, before it is lent out.
 #[derive(Debug, Clone, Copy)]
 struct Meta {
     ts_ns: u64,
@@ -251,34 +265,59 @@ pub struct CaptureReader<R> {
     big_endian: bool,
     /// pcap: the one implicit interface; pcapng: the current section's interfaces.
     interfaces: Vec<Interface>,
-    buf: Vec<u8>,
+    /// Bytes read from `inner`; `block[lo..hi]` are not consumed yet (the first of them is at
+    /// file offset `pos`).
+    block: Vec<u8>,
+    lo: usize,
+    hi: usize,
+    /// How much to read at a time ([`BLOCK_LEN`] unless a test asks for less).
+    block_len: usize,
+    /// The body of the record or block read last, in `block`.
+    body: std::ops::Range<usize>,
+    /// The data of the record returned last, in `block` (`None` after a call that returned
+    /// none).
+    data: Option<std::ops::Range<usize>>,
+    /// While records are held: where the held bytes start in `block` (at most `lo`).
+    hold: Option<usize>,
     last_ts_ns: u64,
     /// Set after the end or an error: nothing more comes out.
     finished: bool,
 }
 
-impl CaptureReader<BufReader<File>> {
+impl CaptureReader<File> {
     /// Opens a capture file (format detected from its magic).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ReadError> {
         let file = File::open(path).map_err(|e| ReadError {
             offset: 0,
             kind: ErrorKind::Io(e),
         })?;
-        CaptureReader::new(BufReader::with_capacity(256 * 1024, file))
+        CaptureReader::new(file)
     }
 }
 
 impl<R: Read> CaptureReader<R> {
-    /// Reads the file header (pcap) or first section header (pcapng) from `inner`, which
-    /// should be buffered.
+    /// Reads the file header (pcap) or first section header (pcapng) from `inner`, in blocks
+    /// of [`BLOCK_LEN`] bytes (so `inner` need not be buffered).
     pub fn new(inner: R) -> Result<Self, ReadError> {
+        CaptureReader::with_block_len(inner, BLOCK_LEN)
+    }
+
+    /// [`CaptureReader::new`], reading `block_len` bytes at a time (at least 1): tests use
+    /// small blocks so that records straddle block ends.
+    pub fn with_block_len(inner: R, block_len: usize) -> Result<Self, ReadError> {
         let mut r = CaptureReader {
             inner,
             pos: 0,
             format: Format::Pcapng,
             big_endian: false,
             interfaces: Vec::new(),
-            buf: Vec::new(),
+            block: Vec::new(),
+            lo: 0,
+            hi: 0,
+            block_len: block_len.max(1),
+            body: 0..0,
+            data: None,
+            hold: None,
             last_ts_ns: 0,
             finished: false,
         };
@@ -322,6 +361,8 @@ impl<R: Read> CaptureReader<R> {
 
     /// The next packet, `Ok(None)` at the end of the file.
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
+        // Cleared first: `fill` moves the buffer's bytes without updating it.
+        self.data = None;
         if self.finished {
             return Ok(None);
         }
@@ -337,6 +378,7 @@ impl<R: Read> CaptureReader<R> {
             }
         };
         self.last_ts_ns = meta.ts_ns;
+        self.data = Some(self.body.start + meta.start..self.body.start + meta.end);
         let iface = match meta.interface {
             Some(i) => self.interfaces.get(i as usize),
             None => self.interfaces.first(),
@@ -347,9 +389,32 @@ impl<R: Read> CaptureReader<R> {
             interface_name: iface.and_then(|i| i.name.as_deref()),
             link_type: iface.map_or(1, |i| i.link_type),
             orig_len: meta.orig_len,
-            data: self.buf.get(meta.start..meta.end).unwrap_or_default(),
+            data: self.body().get(meta.start..meta.end).unwrap_or_default(),
             offset: meta.offset,
         }))
+    }
+
+    /// Holds records: the bytes from `at` in [`held`](Self::held) on (everything read since
+    /// the hold began if `at` is past its end; everything read from now on if nothing is held)
+    /// stay in the buffer, and are what `held` returns, until the next call. Offsets into
+    /// `held` before the call, minus `at`, are offsets after it.
+    pub fn hold_from(&mut self, at: usize) {
+        let base = self.hold.unwrap_or(self.lo);
+        self.hold = Some(base.saturating_add(at).min(self.lo));
+    }
+
+    /// The held bytes (empty unless [`hold_from`](Self::hold_from) was called).
+    pub fn held(&self) -> &[u8] {
+        self.hold
+            .and_then(|h| self.block.get(h..self.lo))
+            .unwrap_or_default()
+    }
+
+    /// Where the data of the record [`next_record`](Self::next_record) returned last is in
+    /// [`held`](Self::held); `None` if it is not held.
+    pub fn last_held(&self) -> Option<std::ops::Range<usize>> {
+        let (h, data) = (self.hold?, self.data.as_ref()?);
+        (data.start >= h && data.end <= self.lo).then(|| data.start - h..data.end - h)
     }
 
     fn next_meta(&mut self) -> Result<Option<Meta>, ReadError> {
@@ -361,13 +426,26 @@ impl<R: Read> CaptureReader<R> {
 
     // ----- low-level reading -----
 
-    /// Reads as many bytes as are there, up to `buf.len()`.
-    fn fill(&mut self, buf: &mut [u8], at: u64) -> Result<usize, ReadError> {
-        let mut n = 0;
-        while n < buf.len() {
-            match self.inner.read(&mut buf[n..]) {
+    /// Makes at least `n` unconsumed bytes available in `block[lo..]`, or as many as the file
+    /// still has: returns how many are there, at most `n`. Held and unconsumed bytes move to
+    /// the front of the buffer first, so whatever else was lent out before is overwritten.
+    fn fill(&mut self, n: usize, at: u64) -> Result<usize, ReadError> {
+        if self.hi - self.lo >= n {
+            return Ok(n);
+        }
+        let keep = self.hold.unwrap_or(self.lo);
+        self.block.copy_within(keep..self.hi, 0);
+        self.hi -= keep;
+        self.lo -= keep;
+        self.hold = self.hold.map(|h| h - keep);
+        let want = (self.lo + n).max(self.block_len);
+        if self.block.len() < want {
+            self.block.resize(want, 0);
+        }
+        while self.hi - self.lo < n {
+            match self.inner.read(&mut self.block[self.hi..]) {
                 Ok(0) => break,
-                Ok(k) => n += k,
+                Ok(k) => self.hi += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     return Err(ReadError {
@@ -377,16 +455,26 @@ impl<R: Read> CaptureReader<R> {
                 }
             }
         }
+        Ok((self.hi - self.lo).min(n))
+    }
+
+    /// Consumes `n` available bytes, returning where they are in `block`.
+    fn consume(&mut self, n: usize) -> std::ops::Range<usize> {
+        let r = self.lo..self.lo + n;
+        self.lo += n;
         self.pos += n as u64;
-        Ok(n)
+        r
     }
 
     fn read_exact(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), ReadError> {
         let at = self.pos;
-        let n = self.fill(buf, at)?;
+        let n = self.fill(buf.len(), at)?;
         if n < buf.len() {
+            self.consume(n);
             return Err(truncated(at, what, buf.len(), n));
         }
+        let r = self.consume(n);
+        buf.copy_from_slice(&self.block[r]);
         Ok(())
     }
 
@@ -397,23 +485,25 @@ impl<R: Read> CaptureReader<R> {
         what: &'static str,
     ) -> Result<bool, ReadError> {
         let at = self.pos;
-        let n = self.fill(buf, at)?;
-        match n {
+        match self.fill(buf.len(), at)? {
             0 => Ok(false),
-            n if n < buf.len() => Err(truncated(at, what, buf.len(), n)),
-            _ => Ok(true),
+            n if n < buf.len() => {
+                self.consume(n);
+                Err(truncated(at, what, buf.len(), n))
+            }
+            n => {
+                let r = self.consume(n);
+                buf.copy_from_slice(&self.block[r]);
+                Ok(true)
+            }
         }
     }
 
-    /// Reads `len` bytes into `self.buf`.
+    /// Reads the next `len` bytes as the body of the record or block at `start`.
     fn read_body(&mut self, len: usize, start: u64, what: &'static str) -> Result<(), ReadError> {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        buf.resize(len, 0);
         let at = self.pos;
-        let got = self.fill(&mut buf, at);
-        self.buf = buf;
-        let n = got?;
+        let n = self.fill(len, at)?;
+        self.body = self.consume(n);
         if n < len {
             return Err(ReadError {
                 offset: start,
@@ -427,14 +517,24 @@ impl<R: Read> CaptureReader<R> {
         Ok(())
     }
 
+    /// The body read last.
+    fn body(&self) -> &[u8] {
+        self.block.get(self.body.clone()).unwrap_or_default()
+    }
+
     fn skip(&mut self, len: u64, start: u64, what: &'static str) -> Result<(), ReadError> {
         let at = self.pos;
-        let n =
-            io::copy(&mut (&mut self.inner).take(len), &mut io::sink()).map_err(|e| ReadError {
+        let buffered = (self.hi - self.lo).min(usize::try_from(len).unwrap_or(usize::MAX));
+        self.consume(buffered);
+        let rest = len - buffered as u64;
+        let n = io::copy(&mut (&mut self.inner).take(rest), &mut io::sink()).map_err(|e| {
+            ReadError {
                 offset: start,
                 kind: ErrorKind::Io(e),
-            })?;
+            }
+        })?;
         self.pos += n;
+        let n = buffered as u64 + n;
         if n < len {
             return Err(ReadError {
                 offset: start,
@@ -465,11 +565,11 @@ impl<R: Read> CaptureReader<R> {
     }
 
     fn u32_in_buf(&self, at: usize) -> Option<u32> {
-        Some(self.u32(self.buf.get(at..at + 4)?.try_into().ok()?))
+        Some(self.u32(self.body().get(at..at + 4)?.try_into().ok()?))
     }
 
     fn u16_in_buf(&self, at: usize) -> Option<u16> {
-        Some(self.u16(self.buf.get(at..at + 2)?.try_into().ok()?))
+        Some(self.u16(self.body().get(at..at + 2)?.try_into().ok()?))
     }
 
     // ----- classic pcap -----
@@ -593,10 +693,10 @@ impl<R: Read> CaptureReader<R> {
         Ok(())
     }
 
-    /// Checks the trailing length at the end of `self.buf`.
+    /// Checks the trailing length at the end of the body read last.
     fn check_trailer(&self, block_type: u32, len: u32, start: u64) -> Result<(), ReadError> {
         let trailing = self
-            .buf
+            .body
             .len()
             .checked_sub(4)
             .and_then(|at| self.u32_in_buf(at));
@@ -664,7 +764,7 @@ impl<R: Read> CaptureReader<R> {
             // Body plus trailing length.
             self.read_body(len as usize - 8, start, "pcapng block")?;
             self.check_trailer(block_type, len, start)?;
-            let body_len = self.buf.len() - 4;
+            let body_len = self.body.len() - 4;
             match block_type {
                 BLOCK_IDB => self.parse_idb(body_len, start)?,
                 BLOCK_EPB => return self.parse_epb(body_len, start, false).map(Some),
@@ -706,7 +806,7 @@ impl<R: Read> CaptureReader<R> {
             if vend > body_len {
                 return Err(malformed("an option runs past the end of the block"));
             }
-            let value = self.buf.get(vstart..vend).unwrap_or_default();
+            let value = self.body().get(vstart..vend).unwrap_or_default();
             match code {
                 2 => {
                     let name = String::from_utf8_lossy(value);
@@ -961,8 +1061,7 @@ mod tests {
 
     /// A hand-built big-endian pcapng with a binary tsresol, a tsoffset, an unknown block, a
     /// simple packet block and an obsolete packet block.
-    #[test]
-    fn pcapng_big_endian_and_other_blocks() {
+    fn big_endian_ng() -> Vec<u8> {
         let mut f = Vec::new();
         let block = |f: &mut Vec<u8>, ty: u32, body: &[u8]| {
             let len = 12 + body.len() as u32;
@@ -1003,8 +1102,12 @@ mod tests {
         pb.extend_from_slice(&2u32.to_be_bytes());
         pb.extend_from_slice(&[4, 4, 0, 0]);
         block(&mut f, BLOCK_PB, &pb);
+        f
+    }
 
-        let recs = read_all(&f).unwrap();
+    #[test]
+    fn pcapng_big_endian_and_other_blocks() {
+        let recs = read_all(&big_endian_ng()).unwrap();
         assert_eq!(recs.len(), 3);
         assert_eq!(recs[0].ts_ns, 7_000_000_000);
         assert_eq!(recs[0].data, vec![7, 7, 7]);
@@ -1014,6 +1117,97 @@ mod tests {
         assert_eq!(recs[1].ts_ns, 7_000_000_000);
         assert_eq!(recs[2].ts_ns, 6_000_000_000);
         assert_eq!(recs[2].data, vec![4, 4]);
+    }
+
+    /// Records written across several default-sized blocks, one of them (header and the
+    /// writer's largest body) larger than a block, come back exactly as written, in both pcap
+    /// resolutions and byte orders.
+    #[test]
+    fn records_across_block_ends() {
+        let sizes: Vec<usize> = (0..700)
+            .map(|i| 60 + (i * 37) % 1450)
+            .chain([BLOCK_LEN, 14])
+            .collect();
+        for res in [Resolution::Micro, Resolution::Nano] {
+            let mut w = PcapWriter::new(Vec::new(), res).unwrap();
+            for (i, &len) in sizes.iter().enumerate() {
+                let data: Vec<u8> = (0..len).map(|b| (b + i) as u8).collect();
+                w.write(1_700_000_000_000_000_000 + i as u64 * 1000, &data)
+                    .unwrap();
+            }
+            let le = w.finish().unwrap();
+            assert!(le.len() > 3 * BLOCK_LEN);
+            for bytes in [le.clone(), pcap_to_be(&le)] {
+                let recs = read_all(&bytes).unwrap();
+                assert_eq!(recs.len(), sizes.len());
+                for (i, (r, &len)) in recs.iter().zip(&sizes).enumerate() {
+                    let data: Vec<u8> = (0..len).map(|b| (b + i) as u8).collect();
+                    assert!(r.data == data, "record {i}: wrong bytes");
+                    assert_eq!(r.ts_ns, 1_700_000_000_000_000_000 + i as u64 * 1000);
+                }
+            }
+        }
+    }
+
+    /// Held records stay where [`CaptureReader::last_held`] placed them while more are read
+    /// through any number of refills, and moving the hold keeps the records after it.
+    #[test]
+    fn held_records_stay_put() {
+        let mut w = PcapWriter::new(Vec::new(), Resolution::Nano).unwrap();
+        for i in 0..9u8 {
+            w.write(u64::from(i), &vec![i; 40 + 13 * usize::from(i)])
+                .unwrap();
+        }
+        let pcap = w.finish().unwrap();
+        for bytes in [
+            pcap.clone(),
+            pcap_to_be(&pcap),
+            sample_ng(),
+            big_endian_ng(),
+        ] {
+            let expected = read_all(&bytes).unwrap();
+            for block_len in [1, 7, 64, 1000, BLOCK_LEN] {
+                let mut r = CaptureReader::with_block_len(&bytes[..], block_len).unwrap();
+                assert_eq!(r.held(), &[] as &[u8]);
+                r.hold_from(0);
+                let mut spans = Vec::new();
+                while r.next_record().unwrap().is_some() {
+                    spans.push(r.last_held().expect("held"));
+                }
+                assert_eq!(spans.len(), expected.len());
+                for (span, rec) in spans.iter().zip(&expected) {
+                    assert_eq!(r.held()[span.clone()], rec.data[..], "block {block_len}");
+                }
+                // Drop the first two records: the others stay, `cut` bytes earlier.
+                let cut = spans[2].start;
+                r.hold_from(cut);
+                for (span, rec) in spans.iter().zip(&expected).skip(2) {
+                    assert_eq!(r.held()[span.start - cut..span.end - cut], rec.data[..]);
+                }
+                assert!(r.next_record().unwrap().is_none());
+                assert_eq!(r.last_held(), None);
+            }
+            // Bursts of two, each carrying its second record into the next burst's hold.
+            let mut r = CaptureReader::with_block_len(&bytes[..], 5).unwrap();
+            let mut i = 0;
+            let mut carried: Option<std::ops::Range<usize>> = None;
+            loop {
+                let keep = carried.as_ref().map_or(r.held().len(), |c| c.start);
+                r.hold_from(keep);
+                let mut spans: Vec<_> = carried.take().map(|c| 0..c.len()).into_iter().collect();
+                while spans.len() < 2 && r.next_record().unwrap().is_some() {
+                    spans.push(r.last_held().expect("held"));
+                }
+                if spans.len() < 2 {
+                    break;
+                }
+                assert_eq!(r.held()[spans[0].clone()], expected[i].data[..]);
+                assert_eq!(r.held()[spans[1].clone()], expected[i + 1].data[..]);
+                i += 1;
+                carried = Some(spans[1].clone());
+            }
+            assert_eq!(i + 1, expected.len());
+        }
     }
 
     #[test]
@@ -1105,8 +1299,47 @@ mod tests {
             }
         }
 
+        /// Every result of reading `bytes`, errors as text (offset and message).
+        fn results(bytes: &[u8], block_len: usize) -> Vec<Result<OwnedRecord, String>> {
+            match CaptureReader::with_block_len(bytes, block_len) {
+                Ok(r) => r.map(|x| x.map_err(|e| e.to_string())).collect(),
+                Err(e) => vec![Err(e.to_string())],
+            }
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Where blocks end makes no difference: any block length, on whole and cut files
+            /// of every kind, gives the records and the error of the default block length.
+            #[test]
+            fn block_length_changes_nothing(
+                block_len in 1usize..200,
+                cut in 0usize..700,
+                kind in 0usize..5,
+            ) {
+                let mut f = match kind {
+                    0 => pcap_sample(),
+                    1 => pcap_to_be(&pcap_sample()),
+                    2 => {
+                        let mut w = PcapWriter::new(Vec::new(), Resolution::Micro).unwrap();
+                        for i in 0..4u8 {
+                            w.write(u64::from(i) * 1_000_000, &vec![i; 50 + usize::from(i)])
+                                .unwrap();
+                        }
+                        w.finish().unwrap()
+                    }
+                    3 => sample_ng(),
+                    _ => big_endian_ng(),
+                };
+                let whole = cut >= f.len();
+                f.truncate(cut.max(f.len() / 2));
+                let expected = results(&f, BLOCK_LEN);
+                if whole {
+                    prop_assert!(expected.iter().all(Result::is_ok));
+                }
+                prop_assert_eq!(results(&f, block_len), expected);
+            }
 
             #[test]
             fn truncated_files_never_panic(cut in 0usize..600, ng in any::<bool>()) {

@@ -1,14 +1,16 @@
-//! Any bytes through the wire parser: it must return a packet or a reason, never panic; and
-//! the same bytes in two buffers (cut anywhere past the head the parser reads headers from)
-//! must parse exactly as in one.
+//! Any bytes through the wire parser: it must return a packet or a reason, never panic; its
+//! fast path for common frames must agree with the general parser; and the same bytes in two
+//! buffers (cut anywhere past the head the parser reads headers from) must parse exactly as
+//! in one.
 #![no_main]
 
 use ctfw_engine::wire::{self, ChecksumHint, HEADER_SPAN, ParseConfig, Span};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    for hint in [ChecksumHint::Unknown, ChecksumHint::Good] {
+    for hint in [ChecksumHint::Unknown, ChecksumHint::Good, ChecksumHint::L4Good] {
         let one = wire::parse(data, &ParseConfig::default(), hint);
+        assert_eq!(one, wire::parse_general(data, &ParseConfig::default(), hint));
         // The last byte chooses where the frame is cut, at or past its head.
         let head = data.len().min(HEADER_SPAN);
         let extra = data.last().map_or(0, |&b| usize::from(b) * 7);

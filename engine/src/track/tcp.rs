@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `tcp_valid_flags` (in `tcp_error`) | [`flags_valid`] |
 //! | `tcp_new` | [`TcpConn::new`] |
-//! | `nf_conntrack_tcp_packet` (minus `tcp_error`) | [`TcpConn::packet`] |
+//! | `nf_conntrack_tcp_packet` (minus `tcp_error`) | [`TcpConn::packet`]: `packet_full`, after a fast path for in-window ACK and data segments of ESTABLISHED connections (`tcp/fast.rs`) |
 //! | `tcp_conntracks` | `TRANSITIONS` |
 //! | `tcp_in_window`, `tcp_init_sender`, `tcp_options`, `tcp_sack` | `in_window`, `init_sender`, `tcp_options`, `tcp_sack` (private) |
 //! | `nf_tcp_log_invalid`, `nf_tcp_handle_invalid` | `log_invalid`, `handle_invalid` |
@@ -16,6 +16,11 @@
 //! into a direction's flags by the SYN/ACK resync): ctfw must give the same verdict, state,
 //! flags and timeout as the kernel packet for packet, and every "improvement" would be a
 //! divergence. Per-direction flags and `last_flags` keep Linux's bit values ([`dir_flags`]).
+//!
+//! The fast path is the same code specialised to its case, not a second model of TCP: it
+//! declines (writing nothing) whatever it does not cover, and a property test
+//! (`tcp/equivalence.rs`) runs it against `packet_full` on random segment sequences and
+//! requires the same connection state, entry status, deadline and verdict.
 //!
 //! # How the pipeline drives it
 //! - Every TCP segment first passes [`flags_valid`] (in `Engine::plan`, before any lookup, as
@@ -591,17 +596,21 @@ fn tcp_options(opts: &[u8], scale: &mut u8, flags: &mut u8) {
     }
 }
 
+/// Whether `tcp_sack` returns before reading any option: none at all, or exactly one
+/// timestamp option in its aligned layout (NOP, NOP, TS), which Linux skips unparsed.
+#[inline]
+fn sack_unread(opts: &[u8]) -> bool {
+    opts.is_empty()
+        || (opts.len() == opt::LEN_TSTAMP_ALIGNED
+            && opts.get(..4) == Some(&[opt::NOP, opt::NOP, opt::TIMESTAMP, opt::LEN_TIMESTAMP][..]))
+}
+
 /// Linux `tcp_sack`: raises `sack` to the highest right edge of the first SACK option.
 ///
 /// Quirks kept: exactly one timestamp option (NOP, NOP, TS) skips parsing; only the first
 /// well-formed SACK option is read.
 fn tcp_sack(opts: &[u8], sack: &mut SeqNumber) {
-    if opts.is_empty() {
-        return;
-    }
-    if opts.len() == opt::LEN_TSTAMP_ALIGNED
-        && opts.get(..4) == Some(&[opt::NOP, opt::NOP, opt::TIMESTAMP, opt::LEN_TIMESTAMP][..])
-    {
+    if sack_unread(opts) {
         return;
     }
     for o in TcpOptions::new(opts) {
@@ -745,7 +754,28 @@ impl TcpConn {
     /// `meta.flags` is the entry's status as it was before this packet (the pipeline sets
     /// SEEN_REPLY afterwards); this sets ASSURED and writes `meta.expires` where Linux
     /// refreshes or lowers the timeout, and leaves `meta` alone otherwise.
+    ///
+    /// An in-window ACK or data segment of an ESTABLISHED connection takes the fast path
+    /// (`fast.rs`); every other segment, and any the fast path is unsure of, the full port.
+    /// Both decide alike (the property test in `equivalence.rs`).
+    #[inline]
     pub fn packet(
+        &mut self,
+        meta: &mut EntryMeta,
+        now: Tick,
+        dir: Direction,
+        seg: &TcpSeg<'_>,
+        cfg: &TcpConfig,
+    ) -> TrackVerdict {
+        match self.established_in_window(meta, now, dir, seg, cfg) {
+            Some(verdict) => verdict,
+            None => self.packet_full(meta, now, dir, seg, cfg),
+        }
+    }
+
+    /// The full port of `nf_conntrack_tcp_packet`, for every segment (see [`TcpConn::packet`]).
+    #[inline(never)]
+    fn packet_full(
         &mut self,
         meta: &mut EntryMeta,
         now: Tick,
@@ -1345,5 +1375,9 @@ impl TcpConn {
     }
 }
 
+mod fast;
+
+#[cfg(test)]
+mod equivalence;
 #[cfg(test)]
 mod tests;

@@ -525,7 +525,7 @@ mod tests {
         let msg = IcmpPacket::new_checked(&m[..]).unwrap();
         assert!(v6::is_error(msg.msg_type()));
         let t = parse_quoted(Family::V6, msg.payload()).unwrap();
-        assert_eq!(t.addrs.src, 0xfd00_0001_0000_0000_0000_0000_0000_0002);
+        assert_eq!({ t.addrs.src }, 0xfd00_0001_0000_0000_0000_0000_0000_0002);
         assert_eq!(t.proto, proto::TCP);
         assert_eq!(
             t.l4,

@@ -351,17 +351,25 @@ pub(super) fn parse<'a>(addrs: &IpAddrs, l4: impl Bytes<'a>, verify: bool) -> L4
     if verify && !checksum::verify_span_with_pseudo_header(addrs, proto::TCP, &l4) {
         return L4::Malformed(Reason::TcpBadChecksum);
     }
-    L4::Tcp(TcpSeg {
-        sport: tcp.src_port(),
-        dport: tcp.dst_port(),
-        seq: tcp.seq_number(),
-        ack: tcp.ack_number(),
-        flags: tcp.flags(),
-        window: tcp.window_len(),
-        // At most 65535 - 20: the IP length fields are 16-bit.
-        payload_len: (l4.len() - tcp.header_len()) as u32,
-        options: tcp.options(),
-    })
+    L4::Tcp(TcpSeg::of(&tcp, l4.len()))
+}
+
+impl<'a> TcpSeg<'a> {
+    /// The segment a checked header describes, in an IP payload of `len` bytes.
+    #[inline(always)]
+    pub(super) fn of(tcp: &TcpPacket<&'a [u8]>, len: usize) -> TcpSeg<'a> {
+        TcpSeg {
+            sport: tcp.src_port(),
+            dport: tcp.dst_port(),
+            seq: tcp.seq_number(),
+            ack: tcp.ack_number(),
+            flags: tcp.flags(),
+            window: tcp.window_len(),
+            // At most 65535 - 20: the IP length fields are 16-bit.
+            payload_len: (len - tcp.header_len()) as u32,
+            options: tcp.options(),
+        }
+    }
 }
 
 #[cfg(test)]

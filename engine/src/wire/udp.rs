@@ -137,10 +137,18 @@ pub(super) fn parse<'a>(addrs: &IpAddrs, l4: impl Bytes<'a>, verify: bool) -> L4
     {
         return L4::Malformed(Reason::UdpBadChecksum);
     }
-    L4::Udp(UdpDgram {
-        sport: udp.src_port(),
-        dport: udp.dst_port(),
-    })
+    L4::Udp(UdpDgram::of(&udp))
+}
+
+impl UdpDgram {
+    /// The ports of a checked header.
+    #[inline(always)]
+    pub(super) fn of<T: AsRef<[u8]>>(udp: &UdpPacket<T>) -> UdpDgram {
+        UdpDgram {
+            sport: udp.src_port(),
+            dport: udp.dst_port(),
+        }
+    }
 }
 
 #[cfg(test)]

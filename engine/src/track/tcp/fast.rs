@@ -1,0 +1,170 @@
+//! The fast path of [`TcpConn::packet`]: an ACK or data segment of an ESTABLISHED connection
+//! that lies in window, which is nearly every packet a firewall sees.
+//!
+//! For that case Linux's `nf_conntrack_tcp_packet` takes the `ES -> ES` cell of
+//! `tcp_conntracks` (ACK row, either direction), runs `tcp_in_window` to its end and
+//! refreshes the entry. This is that path with every test whose outcome the case fixes left
+//! out. It applies when:
+//!
+//! - the segment carries ACK and none of SYN, FIN, RST (`FlagClass::Ack`): no re-open, no RST
+//!   checks, no challenge-ACK test, no `tcp_init_sender`, no "pretend the ACK was set", no
+//!   state change (ESTABLISHED stays, so `set_state` marks nothing), no CLOSE timeout, no kill;
+//! - the sender has been seen (`td_maxwin != 0`): not the first segment of a direction, which
+//!   `tcp_in_window` treats apart;
+//! - `tcp_sack` has nothing to read (the receiver did not permit SACK, or there are no
+//!   options, or only the aligned timestamp option it skips): the highest SACK edge is the
+//!   ACK. A segment with SACK blocks (loss recovery) takes the full port;
+//! - all four window bounds hold, so none of `tcp_in_window`'s failure returns (and no
+//!   `nf_tcp_log_invalid`, no `nf_tcp_handle_invalid`) can be reached.
+//!
+//! What is left is exactly what Linux then does: the sender's `td_maxwin`, `td_end` (with
+//! DATA_UNACKNOWLEDGED) and `td_maxack` (with MAXACK_SET); the receiver's `td_maxwin` and
+//! `td_maxend`, and its DATA_UNACKNOWLEDGED cleared by an ACK of all its data; the count of
+//! retransmitted ACK segments (`last_seq`, `last_ack`, `last_end`, `last_win`, `retrans`);
+//! `last_index` and `last_dir`; the timeout (the RETRANS cap after `tcp_max_retrans`
+//! retransmissions, the UNACK cap while data is unacknowledged, the RETRANS cap for a zero
+//! window, the UNACK cap of a connection picked up without a reply); ASSURED for an answered
+//! connection. The statements are the full port's, in its order, specialised. In every other
+//! case this returns `None` before writing anything, and [`TcpConn::packet`] runs the full
+//! port: the fast path cannot decide differently from it. The property test in
+//! `equivalence.rs` checks that on random segment sequences, field for field.
+
+use super::{F, FlagClass, MAXACKWINCONST, SeqNumber, TcpConfig, TcpConn, TcpState, sack_unread};
+use crate::flow::Direction;
+use crate::time::Tick;
+use crate::track::{CtFlags, EntryMeta, TrackVerdict};
+use crate::wire::{TcpFlags, TcpSeg};
+
+impl TcpConn {
+    /// The in-window ACK or data segment of an ESTABLISHED connection, or `None` (nothing
+    /// written) when the segment is anything else.
+    ///
+    /// The state and flag test is inlined into the caller: a segment that fails it (every
+    /// SYN, for one) goes on to the full port without paying for a call.
+    #[inline(always)]
+    pub(super) fn established_in_window(
+        &mut self,
+        meta: &mut EntryMeta,
+        now: Tick,
+        dir: Direction,
+        seg: &TcpSeg<'_>,
+        cfg: &TcpConfig,
+    ) -> Option<TrackVerdict> {
+        // FlagClass::Ack: ACK set, none of RST, SYN, FIN.
+        const CLASS_BITS: u8 = TcpFlags::RST | TcpFlags::SYN | TcpFlags::FIN | TcpFlags::ACK;
+        if self.state != TcpState::Established || seg.flags.0 & CLASS_BITS != TcpFlags::ACK {
+            return None;
+        }
+        // One copy per direction, so that every index below is a constant.
+        match dir {
+            Direction::Original => self.in_window_from::<0>(meta, now, seg, cfg),
+            Direction::Reply => self.in_window_from::<1>(meta, now, seg, cfg),
+        }
+    }
+
+    /// [`TcpConn::established_in_window`] for a segment sent by direction `S` (its
+    /// [`Direction::index`]), flags and state already checked.
+    #[inline(never)]
+    fn in_window_from<const S: usize>(
+        &mut self,
+        meta: &mut EntryMeta,
+        now: Tick,
+        seg: &TcpSeg<'_>,
+        cfg: &TcpConfig,
+    ) -> Option<TrackVerdict> {
+        let (s, r) = (S, 1 - S);
+        let dir = if S == 0 {
+            Direction::Original
+        } else {
+            Direction::Reply
+        };
+        let (mut sflags, mut rflags) = (self.flags[s], self.flags[r]);
+        // `tcp_sack` leaves `sack == ack` unless it has options to read.
+        if rflags & F::SACK_PERM != 0 && !sack_unread(seg.options) {
+            return None;
+        }
+        let (sender, receiver) = (self.seen[s], self.seen[r]);
+        let seq = SeqNumber(seg.seq);
+        let ack = SeqNumber(seg.ack);
+        let end = seq + seg.payload_len;
+
+        // Not the sender's first segment, and the four bounds of `tcp_in_window` (with
+        // `sack == ack`), as the full port writes them.
+        if sender.td_maxwin == 0
+            || !seq.before(sender.td_maxend + 1)
+            || !ack.before(receiver.td_end + 1)
+            || !(receiver.td_maxwin == 0 || end.after(sender.td_end - receiver.td_maxwin - 1))
+            || !ack.after(receiver.td_end - sender.td_maxwin.max(MAXACKWINCONST) - 1)
+        {
+            return None;
+        }
+
+        // In window: update the sender (the window is scaled, `sack - ack` is 0).
+        let win = u32::from(seg.window) << self.scale(s);
+        self.seen[s].td_maxwin = sender.td_maxwin.max(win);
+        if end.after(sender.td_end) {
+            self.seen[s].td_end = end;
+            sflags |= F::DATA_UNACKNOWLEDGED;
+        }
+        // The first ACK sets `td_maxack`, a later one raises it.
+        if sflags & F::MAXACK_SET == 0 || ack.after(sender.td_maxack) {
+            self.seen[s].td_maxack = ack;
+        }
+        sflags |= F::MAXACK_SET;
+
+        // Update the receiver.
+        if receiver.td_maxwin != 0 && end.after(sender.td_maxend) {
+            self.seen[r].td_maxwin = receiver.td_maxwin.wrapping_add(end - sender.td_maxend);
+        }
+        if (ack + win).after(receiver.td_maxend - 1) {
+            self.seen[r].td_maxend = ack + win + u32::from(win == 0);
+        }
+        if ack == receiver.td_end {
+            rflags &= !F::DATA_UNACKNOWLEDGED;
+        }
+        self.flags[s] = sflags;
+        self.flags[r] = rflags;
+
+        // Count retransmissions of the same ACK segment.
+        if self.last_dir() == dir
+            && self.last_seq == seq
+            && self.last_ack == ack
+            && self.last_end() == end
+            && self.last_win == seg.window
+        {
+            self.retrans = self.retrans.wrapping_add(1);
+        } else {
+            self.set_last_seq_end(seq, end);
+            self.last_ack = ack;
+            self.last_win = seg.window;
+            self.retrans = 0;
+        }
+        self.set_last_index(FlagClass::Ack);
+        self.set_last_dir(dir);
+
+        // The timeout, for new_state == old_state == ESTABLISHED and no RST. `last_win` is
+        // this segment's window (set above, or equal to it on a retransmission).
+        let t = &cfg.timeouts;
+        let unacked = (sflags | rflags) & F::DATA_UNACKNOWLEDGED != 0;
+        let mut timeout = if self.retrans >= cfg.max_retrans && t.established > t.retrans {
+            t.retrans
+        } else if unacked && t.established > t.unack {
+            t.unack
+        } else if seg.window == 0 && t.established > t.retrans {
+            t.retrans
+        } else {
+            t.established
+        };
+        if !meta.flags.seen_reply() {
+            // Picked up without a reply: no five-day timeout for it.
+            if timeout > t.unack {
+                timeout = t.unack;
+            }
+        } else if !meta.flags.assured() {
+            // A valid answer for a picked-up connection (or the first after the handshake).
+            meta.flags.set(CtFlags::ASSURED);
+        }
+        meta.expires = now.after(timeout);
+        Some(TrackVerdict::Accept)
+    }
+}
