@@ -329,6 +329,14 @@ impl Engine {
         self.log_bucket.set_limits(cfg.log_rate, cfg.log_burst);
         self.rule_hits = vec![0; rules.len() + 1];
         self.rules = rules;
+        // The rule memos name rules of the old set: a new generation makes every one stale.
+        // When the 8-bit generation comes round again (every 255 reloads), the old memos are
+        // cleared instead (8 bytes per entry of the table).
+        self.rules_gen = self.rules_gen.wrapping_add(1);
+        if self.rules_gen == 0 {
+            self.rules_gen = 1;
+            self.table.clear_memos();
+        }
         Ok(())
     }
 

@@ -17,6 +17,15 @@
 //! 4. in packet order, track (find or create the entry, run the protocol tracker) and decide
 //!    (the rules, then insertion of a new connection).
 //!
+//! The rules run on every packet but one kind. An ESTABLISHED packet's decision is often
+//! known without them: the rule set works out when it is built what such a decision can
+//! depend on ([`Established`]). When nothing (an `accept established` rule near the top,
+//! the classic policy), the packet takes the set's fixed decision; when only what one
+//! direction of a connection keeps for life, the ports and some TCP flags, the decision is
+//! remembered in the entry's memo and reused until the rule set changes
+//! (`Engine::evaluate_memo`). Both are exactly what evaluating the rules gives: property
+//! tests in `rules/classify/tests.rs`, scenarios in `tests/scenarios/rule_memo.rs`.
+//!
 //! Why stages 2 and 3 are loops of their own: their fetches are prefetch hints
 //! (`Table::prefetch_buckets`, `Table::prefetch_entry`), issued back to back for the whole
 //! group, so that all its misses are in flight together before the first line is read.
@@ -64,7 +73,10 @@ use crate::track::icmp::{self, IcmpClass};
 use crate::track::tcp::{self, TcpConn, TcpState};
 use crate::track::udp::UdpConn;
 use crate::track::{CtFlags, CtState, EntryMeta, ProtoState, TrackConfig, TrackVerdict, gre};
-use crate::wire::{self, ChecksumHint, L4, Packet, ParseConfig, Span};
+use crate::wire::{self, ChecksumHint, L4, Packet, ParseConfig, Span, TcpFlags};
+
+/// The rule memo's code for "the default policy decided" (`Engine::evaluate_memo`).
+const MEMO_DEFAULT: u16 = u16::MAX;
 
 /// Packets processed together: keys built, buckets and entries fetched for the whole group
 /// before any of them is tracked. Longer bursts are processed in groups of this size.
@@ -234,6 +246,9 @@ struct Tracked {
     invalid: Option<Reason>,
     ignored: Option<Ignored>,
     dir: Option<Direction>,
+    /// The pool index of the packet's entry, when the packet found one that stays in the
+    /// table and tracking accepted the packet (for the per-entry rule memo).
+    entry: Option<u32>,
     /// A new connection waiting for the rules' verdict: inserted only if the packet is
     /// accepted, as Linux confirms a conntrack only when its first packet survives the rules.
     pending: Option<Pending>,
@@ -256,6 +271,7 @@ impl Tracked {
             invalid: None,
             ignored: None,
             dir: None,
+            entry: None,
             pending: None,
         }
     }
@@ -265,6 +281,7 @@ impl Tracked {
             invalid: Some(r),
             ignored: None,
             dir: None,
+            entry: None,
             pending: None,
         }
     }
@@ -303,6 +320,9 @@ pub struct Engine {
     pub(crate) observe: bool,
     /// The instant of the burst being processed (for event and log records).
     pub(crate) now: Instant,
+    /// The rule set's generation, which stamps the per-entry rule memos
+    /// (`Engine::evaluate_memo`): changed with the rules, never 0.
+    pub(crate) rules_gen: u8,
 }
 
 impl Engine {
@@ -355,6 +375,7 @@ impl Engine {
             events_on: false,
             observe: false,
             now: Instant::default(),
+            rules_gen: 1,
         };
         engine.update_observe();
         Ok(engine)
@@ -487,15 +508,20 @@ impl Engine {
             }
         }
         // Stage 3: with the buckets in cache, find each packet's candidate entry, then fetch
-        // the candidates (both cache lines of each, and its memo) back to back.
+        // the candidates (both cache lines of each, and its rule memo when the rules use
+        // memos: `Engine::evaluate_memo`) back to back.
         let mut cands = [0u32; BURST];
         for (c, plan) in cands.iter_mut().zip(&plans[..pkts.len()]) {
             if let Plan::Track(_, h) | Plan::Related(_, h) = plan {
                 *c = self.table.candidate(h);
             }
         }
+        let memos = matches!(self.rules.established(), Established::PerFlow { .. });
         for &c in &cands[..pkts.len()] {
             self.table.prefetch_entry(c);
+            if memos {
+                self.table.prefetch_memo(c);
+            }
         }
         // Stage 4: track and decide, in order (a packet may create the entry the next uses).
         for i in 0..pkts.len() {
@@ -594,6 +620,7 @@ impl Engine {
                 invalid,
                 ignored: None,
                 dir: None,
+                entry: None,
                 pending: None,
             },
             Plan::Track(k, h) => self.track(now, pkt.data, p, k, h, cand),
@@ -621,6 +648,14 @@ impl Engine {
         let decision = match (tracked.ct, self.rules.established()) {
             // Most packets: the rule set decides every ESTABLISHED packet alike.
             (Some(CtState::Established), Established::Fixed(d)) => d,
+            (Some(CtState::Established), Established::PerFlow { flags_mask }) => {
+                match (tracked.entry, tracked.dir) {
+                    (Some(idx), Some(dir)) => {
+                        self.evaluate_memo(idx, dir, flags_mask, pkt, p, out_port)
+                    }
+                    _ => self.evaluate(pkt, p, tracked.ct, out_port),
+                }
+            }
             _ => self.evaluate(pkt, p, tracked.ct, out_port),
         };
         verdict.rule = decision.rule;
@@ -690,6 +725,62 @@ impl Engine {
             ports,
             tcp_flags,
         })
+    }
+
+    /// [`Engine::evaluate`] for an ESTABLISHED packet of entry `idx` travelling `dir`, when
+    /// the rules' decision depends only on what that direction of the connection keeps for
+    /// its life, the ports crossed and the TCP flags under `flags_mask`
+    /// ([`Established::PerFlow`]). The decision for packets entering by the same port with
+    /// a plain ACK's flags under the mask (every data segment and ACK when the rules test
+    /// only SYN, FIN, RST or ACK) is remembered in the entry's memo ([`Table::memo`]),
+    /// stamped with the rule set's generation, and reused until the rule set changes; other
+    /// packets are evaluated. The table clears the memo of a new entry.
+    ///
+    /// The memo holds one 32-bit word per direction (ORIGINAL low, REPLY high): the
+    /// generation in bits 24..32 (never 0, so a cleared memo never matches), the ingress
+    /// port in bits 16..24 (ports from 255 on are not remembered), the deciding rule's index
+    /// in bits 0..16, or [`MEMO_DEFAULT`] for the default policy (rule indices are below
+    /// [`RuleSet::MAX_RULES`]).
+    #[inline]
+    fn evaluate_memo(
+        &mut self,
+        idx: u32,
+        dir: Direction,
+        flags_mask: u8,
+        pkt: &Pkt<'_>,
+        p: &Packet<'_>,
+        out_port: PortId,
+    ) -> Decision {
+        let plain = match &p.l4 {
+            L4::Tcp(s) => s.flags.0 & flags_mask == TcpFlags::ACK & flags_mask,
+            _ => true,
+        };
+        let port = match u8::try_from(pkt.port.0) {
+            Ok(port) if plain && port != u8::MAX => port,
+            _ => return self.evaluate(pkt, p, Some(CtState::Established), out_port),
+        };
+        let stamp = u32::from(self.rules_gen) << 24 | u32::from(port) << 16;
+        let shift = if dir == Direction::Original { 0 } else { 32 };
+        let memo = self.table.memo(idx);
+        let word = (memo >> shift) as u32;
+        if word & 0xffff_0000 == stamp {
+            let code = word as u16;
+            return match self.rules.rule(code) {
+                Some(r) if code != MEMO_DEFAULT => Decision {
+                    action: r.action,
+                    rule: Some(code),
+                },
+                _ => Decision {
+                    action: self.rules.default_action(),
+                    rule: None,
+                },
+            };
+        }
+        let d = self.evaluate(pkt, p, Some(CtState::Established), out_port);
+        let word = stamp | u32::from(d.rule.unwrap_or(MEMO_DEFAULT));
+        let memo = memo & !(0xffff_ffff << shift) | u64::from(word) << shift;
+        self.table.set_memo(idx, memo);
+        d
     }
 
     fn drop(&mut self, mut v: Verdict, why: Reason) -> Verdict {
@@ -844,6 +935,7 @@ impl Engine {
                     invalid: None,
                     ignored,
                     dir: Some(dir),
+                    entry: Some(idx),
                     pending: None,
                 }
             }
@@ -868,6 +960,7 @@ impl Engine {
                     invalid: None,
                     ignored: None,
                     dir: Some(dir),
+                    entry: None,
                     pending: None,
                 }
             }
@@ -948,6 +1041,7 @@ impl Engine {
             invalid: None,
             ignored,
             dir: Some(Direction::Original),
+            entry: None,
             pending: Some(Pending {
                 entry,
                 h: *h,

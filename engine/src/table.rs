@@ -587,12 +587,19 @@ impl Table {
         0
     }
 
-    /// Prefetch both cache lines of candidate `c` (from [`Table::candidate`]; 0: none) and
-    /// the line of its memo.
+    /// Prefetch both cache lines of candidate `c` (from [`Table::candidate`]; 0: none).
     #[inline]
     pub fn prefetch_entry(&self, c: u32) {
         if let Some(idx) = c.checked_sub(1) {
             prefetch::both_lines(&self.entries[idx as usize]);
+        }
+    }
+
+    /// Prefetch the line of candidate `c`'s memo (0: none), for a caller that will read it:
+    /// one more line per packet from memory in a large table, so only then.
+    #[inline]
+    pub fn prefetch_memo(&self, c: u32) {
+        if let Some(idx) = c.checked_sub(1) {
             prefetch::first_line(&self.memos[idx as usize]);
         }
     }

@@ -321,6 +321,12 @@ impl TcpFlagsMatch {
         }
     }
 
+    /// The flag bits the test looks at: packets whose flags agree under this mask are
+    /// matched alike.
+    pub const fn mask(&self) -> u8 {
+        self.mask
+    }
+
     /// Whether the flag byte `flags` passes the test.
     #[inline]
     pub const fn matches(&self, flags: u8) -> bool {

@@ -469,50 +469,58 @@ impl RuleSet {
 pub enum Established {
     /// Every ESTABLISHED packet gets this decision, whatever its other fields.
     Fixed(Decision),
-    /// The decision depends only on fields that one direction of a connection keeps for its
-    /// whole life (family, protocol, addresses, ports): the pipeline may remember it per
-    /// entry and direction until the rule set changes.
-    PerFlow,
-    /// The decision depends on the ports the packet crosses or on its TCP flags: every
-    /// packet is evaluated.
-    PerPacket,
+    /// The decision depends on fields that one direction of a connection keeps for its
+    /// whole life (family, protocol, addresses, ports), on the firewall ports the packet
+    /// crosses, and on its TCP flags only through the bits of `flags_mask`: two
+    /// ESTABLISHED packets that agree on all of these get the same decision. The pipeline
+    /// remembers it per entry and direction until the rule set changes.
+    PerFlow {
+        /// The union of the masks of the TCP flag tests that can decide such a packet.
+        flags_mask: u8,
+    },
 }
 
 impl Established {
     fn of(rules: &[Rule], default: Action) -> Established {
-        let mut depends = Established::Fixed(Decision {
-            action: default,
-            rule: None,
-        });
+        let mut depends = false;
+        let mut flags_mask = 0;
         for (i, r) in rules.iter().enumerate() {
             if !r.ct_ok(Some(CtState::Established)) {
                 continue;
             }
-            let per_packet = r.in_port.is_some() || r.out_port.is_some() || r.tcp_flags.is_some();
-            let per_flow = r.family.is_some()
+            let tests_more = r.in_port.is_some()
+                || r.out_port.is_some()
+                || r.family.is_some()
                 || r.proto.is_some()
                 || !r.src.is_empty()
                 || !r.dst.is_empty()
                 || !r.sport.is_empty()
-                || !r.dport.is_empty();
-            if per_packet {
-                return Established::PerPacket;
+                || !r.dport.is_empty()
+                || r.tcp_flags.is_some();
+            if !tests_more {
+                // Matches every ESTABLISHED packet: later rules and the default are
+                // unreachable.
+                return if depends {
+                    Established::PerFlow { flags_mask }
+                } else {
+                    // `new` bounds the length by `MAX_RULES`, so the index fits.
+                    Established::Fixed(Decision {
+                        action: r.action,
+                        rule: Some(i as u16),
+                    })
+                };
             }
-            if per_flow {
-                depends = Established::PerFlow;
-                continue;
-            }
-            // Matches every ESTABLISHED packet: later rules and the default are unreachable.
-            if depends == Established::PerFlow {
-                return depends;
-            }
-            // `new` bounds the length by `MAX_RULES`, so the index fits.
-            return Established::Fixed(Decision {
-                action: r.action,
-                rule: Some(i as u16),
-            });
+            depends = true;
+            flags_mask |= r.tcp_flags.map_or(0, |t| t.mask());
         }
-        depends
+        if depends {
+            Established::PerFlow { flags_mask }
+        } else {
+            Established::Fixed(Decision {
+                action: default,
+                rule: None,
+            })
+        }
     }
 }
 

@@ -36,6 +36,7 @@ mod quirks;
 mod related;
 mod reload;
 mod rst_after_ignored;
+mod rule_memo;
 mod rules_at_scale;
 mod sack;
 mod table_full;

@@ -1,0 +1,218 @@
+//! The per-entry rule memo: when the rules decide an ESTABLISHED packet by what one direction
+//! of its connection keeps for life (addresses, ports, protocol), the decision is remembered
+//! in the entry, stamped with the rule set's generation. A reload must make every memo stale,
+//! a new connection must never inherit the memo of the entry that held its pool index, and a
+//! packet entering by another port, or with other flags under the rules' flag tests, must be
+//! evaluated.
+
+use ctfw_engine::Reason;
+use ctfw_engine::rules::{
+    Action, CtStateSet, Established, PortId, PortSet, Prefix, Rule, RuleSet, TcpFlagsMatch,
+};
+use ctfw_engine::track::CtState;
+use ctfw_engine::wire::Family;
+use ctfw_engine::wire::TcpFlags;
+use ctfw_tracegen::TcpSim;
+
+use crate::common::*;
+
+const CLIENT: &str = "10.0.1.66:41000";
+const SERVER: &str = "10.0.2.2:80";
+
+/// `drop` for packets from `client` in the states `states` (all states: `None`), ahead of
+/// the classic rules: a rule set whose ESTABLISHED decisions depend on the addresses.
+fn block_ahead(client: u32, states: Option<&[CtState]>) -> RuleSet {
+    let block = Rule {
+        ct: states.map(CtStateSet::of),
+        src: Box::new([Prefix::host(Family::V4, u128::from(client)).expect("host")]),
+        ..Rule::new(Action::Drop)
+    };
+    let mut list = vec![("block".to_owned(), block)];
+    list.extend(classic_rule_list());
+    rule_set(list)
+}
+
+/// A rule set of the same shape that blocks nobody the tests use.
+fn block_nobody() -> RuleSet {
+    block_ahead(0xc000_0201, None)
+}
+
+fn v4(addr: &str) -> u32 {
+    let a: std::net::SocketAddr = addr.parse().expect("address");
+    match a.ip() {
+        std::net::IpAddr::V4(ip) => u32::from(ip),
+        std::net::IpAddr::V6(_) => unreachable!("an IPv4 address"),
+    }
+}
+
+/// The pool index of the frame's entry.
+fn pool_index(fw: &Fw, frame: &[u8]) -> Option<u32> {
+    let key = key_of(frame)?;
+    let table = fw.eng.table();
+    table.peek(&key, &table.hash(&key))
+}
+
+fn sim() -> TcpSim {
+    TcpSim::new(
+        CLIENT.parse().expect("address"),
+        SERVER.parse().expect("address"),
+    )
+}
+
+#[test]
+fn a_reload_makes_every_remembered_decision_stale() {
+    let mut fw = Fw::new(linux_defaults(1024), block_nobody());
+    assert_eq!(
+        fw.eng.rules().established(),
+        Established::PerFlow { flags_mask: 0 }
+    );
+    let mut sim = sim();
+    sim.handshake().exchange(10, 10).exchange(10, 10);
+    for p in sim.take_packets() {
+        assert!(fw.pkt(&p).forward.is_some(), "{:?}", p.side);
+    }
+    // Both directions' decisions are remembered now. The client is blocked from here on.
+    let cfg = linux_defaults(1024);
+    fw.eng
+        .reload(block_ahead(v4(CLIENT), None), &cfg)
+        .expect("reload");
+    sim.exchange(10, 10);
+    let ps = sim.take_packets();
+    let vs = fw.pkts(&ps);
+    for (p, v) in ps.iter().zip(&vs) {
+        if port_of(p.side) == INSIDE {
+            assert_dropped(v, Reason::RuleDrop);
+            assert_eq!(v.rule, Some(0), "the new rule decides");
+        } else {
+            assert_fwd_pkt(v, CtState::Established, p);
+            assert_eq!(v.rule, Some(1), "estrel_accept, one place down");
+        }
+    }
+    // And back: the same connection's packets pass again.
+    fw.eng.reload(block_nobody(), &cfg).expect("reload");
+    sim.data_c2s(10);
+    let p = sim.take_packets().remove(0);
+    let v = fw.pkt(&p);
+    assert_fwd_pkt(&v, CtState::Established, &p);
+    assert_eq!(v.rule, Some(1));
+}
+
+#[test]
+fn a_new_connection_does_not_inherit_the_memo_of_its_pool_slot() {
+    // Established packets from CLIENT are dropped; its new connections are not.
+    let blocked = block_ahead(v4(CLIENT), Some(&[CtState::Established]));
+    assert_eq!(
+        blocked.established(),
+        Established::PerFlow { flags_mask: 0 }
+    );
+    let mut fw = Fw::new(linux_defaults(16), blocked);
+    // Another client's connection: accepted both ways, remembered, then reset and reclaimed.
+    let mut other = TcpSim::new(
+        "10.0.1.7:41000".parse().expect("address"),
+        SERVER.parse().expect("address"),
+    );
+    other.handshake().exchange(10, 10);
+    for p in other.take_packets() {
+        assert!(fw.pkt(&p).forward.is_some());
+    }
+    other.rst_c2s();
+    let rst = other.take_packets();
+    let slot = pool_index(&fw, &rst[0].data).expect("the entry before the RST");
+    for p in &rst {
+        fw.pkt(p);
+    }
+    // CLOSE for 10 s, then reclaimed.
+    fw.advance(11 * SEC);
+    let now = fw.now();
+    fw.eng.sweep(now, 64);
+    assert!(fw.eng.table().is_empty(), "the closed entry was reclaimed");
+    // CLIENT's connection takes the freed slot: its SYN is NEW and accepted, the server's
+    // answer is ESTABLISHED from the server (accepted), and the client's ACK is ESTABLISHED
+    // from CLIENT: dropped, whatever the slot's previous tenant was allowed.
+    let mut sim = sim();
+    sim.handshake();
+    let ps = sim.take_packets();
+    let vs = fw.pkts(&ps);
+    assert_eq!(
+        pool_index(&fw, &ps[0].data),
+        Some(slot),
+        "the same pool slot"
+    );
+    assert_fwd_pkt(&vs[0], CtState::New, &ps[0]);
+    assert_fwd_pkt(&vs[1], CtState::Established, &ps[1]);
+    assert_dropped(&vs[2], Reason::RuleDrop);
+    assert_eq!(vs[2].rule, Some(0));
+}
+
+#[test]
+fn a_generation_that_comes_round_again_does_not_revive_old_memos() {
+    let mut fw = Fw::new(linux_defaults(1024), block_nobody());
+    let mut sim = sim();
+    sim.handshake().exchange(10, 10);
+    for p in sim.take_packets() {
+        assert!(fw.pkt(&p).forward.is_some());
+    }
+    // 255 reloads bring the 8-bit generation back to the one the memos were stamped with;
+    // the last installs a set that blocks the client.
+    let cfg = linux_defaults(1024);
+    let (nobody, client) = (block_nobody(), block_ahead(v4(CLIENT), None));
+    for i in 0..u8::MAX {
+        let set = if i + 1 == u8::MAX { &client } else { &nobody };
+        fw.eng.reload(set.clone(), &cfg).expect("reload");
+    }
+    sim.data_c2s(10);
+    let p = sim.take_packets().remove(0);
+    let v = fw.pkt(&p);
+    assert_dropped(&v, Reason::RuleDrop);
+    assert_eq!(v.rule, Some(0));
+}
+
+#[test]
+fn another_port_or_other_tested_flags_are_evaluated_not_remembered() {
+    // A third port, whose peer is the outside: established packets entering by it are
+    // dropped; and established packets from inside carrying PSH are dropped.
+    let by_port = Rule {
+        ct: Some(CtStateSet::of(&[CtState::Established])),
+        in_port: PortSet::default().with(PortId(2)),
+        ..Rule::new(Action::Drop)
+    };
+    let push = Rule {
+        ct: Some(CtStateSet::of(&[CtState::Established])),
+        in_port: PortSet::default().with(INSIDE),
+        tcp_flags: TcpFlagsMatch::new(TcpFlags::PSH, TcpFlags::PSH, false),
+        ..Rule::new(Action::Drop)
+    };
+    let mut list = vec![("by_port".to_owned(), by_port), ("push".to_owned(), push)];
+    list.extend(classic_rule_list());
+    let rules = rule_set(list);
+    assert_eq!(
+        rules.established(),
+        Established::PerFlow {
+            flags_mask: TcpFlags::PSH
+        }
+    );
+    let mut cfg = linux_defaults(1024);
+    cfg.peers.push(OUTSIDE);
+    let mut fw = Fw::new(cfg, rules);
+    let mut sim = sim();
+    sim.handshake().ack_c2s();
+    let ps = sim.take_packets();
+    for p in &ps {
+        assert!(fw.pkt(p).forward.is_some());
+    }
+    // The client's pure ACK was remembered (accepted, entering inside). The same ACK again
+    // by port 2, then a data segment (PSH) by the inside port: each has its own decision.
+    let ack = ps.last().expect("the ACK");
+    let v = fw.send(&ack.data, PortId(2));
+    assert_dropped(&v, Reason::RuleDrop);
+    assert_eq!(v.rule, Some(0));
+    sim.data_c2s(10);
+    let data = sim.take_packets().remove(0);
+    let v = fw.pkt(&data);
+    assert_dropped(&v, Reason::RuleDrop);
+    assert_eq!(v.rule, Some(1));
+    // And the remembered decision still holds for what it was remembered for.
+    let v = fw.pkt(ack);
+    assert_fwd_pkt(&v, CtState::Established, ack);
+    assert_eq!(v.rule, Some(2));
+}
