@@ -337,6 +337,7 @@ impl Engine {
             self.rules_gen = 1;
             self.table.clear_memos();
         }
+        self.use_memos();
         Ok(())
     }
 

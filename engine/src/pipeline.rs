@@ -377,6 +377,7 @@ impl Engine {
             now: Instant::default(),
             rules_gen: 1,
         };
+        engine.use_memos();
         engine.update_observe();
         Ok(engine)
     }
@@ -408,6 +409,12 @@ impl Engine {
             + self.acct.capacity() * core::mem::size_of::<Acct>()
             + self.events.memory_bytes()
             + self.logs.memory_bytes()
+    }
+
+    /// Tell the table whether the rules use its memos (`Engine::evaluate_memo`).
+    pub(crate) fn use_memos(&mut self) {
+        let on = matches!(self.rules.established(), Established::PerFlow { .. });
+        self.table.set_memos_on(on);
     }
 
     /// Recompute whether tracking records accounting or events.

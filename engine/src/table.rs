@@ -5,8 +5,8 @@
 //!   holding the canonical key, the deadline, the status bits and the protocol state.
 //!   A free list of pool indices makes insertion O(1).
 //! - `memos`: one opaque `u64` per pool index beside the entry (not in it: an entry is full),
-//!   for the caller's per-connection cache ([`Table::memo`]); the table sets it to 0 whenever
-//!   the index gets a new entry.
+//!   for the caller's per-connection cache ([`Table::memo`]); while the caller uses them
+//!   ([`Table::set_memos_on`]) the table sets it to 0 whenever the index gets a new entry.
 //! - `buckets`: the index, a bucketised cuckoo hash. A bucket is one 64-byte cache line of 16
 //!   slots: an 8-bit tag from the hash per slot (`0` = empty), the 16 tags side by side so
 //!   that one 16-byte compare finds the matching slots, then each slot's 24-bit pool index
@@ -357,6 +357,9 @@ pub struct Table {
     entries: Vec<Entry>,
     /// The caller's memo for each pool index ([`Table::memo`]), parallel to `entries`.
     memos: Vec<u64>,
+    /// Whether the caller uses the memos: only then does an insert reset its index's memo
+    /// (a store to one more line per insert in a large table).
+    memos_on: bool,
     buckets: Vec<Bucket>,
     free: Vec<u32>,
     hasher: FlowHasher,
@@ -442,6 +445,7 @@ impl Table {
         Ok(Table {
             entries,
             memos,
+            memos_on: false,
             buckets,
             free,
             hasher,
@@ -604,8 +608,9 @@ impl Table {
         }
     }
 
-    /// The memo of pool index `idx`: what [`Table::set_memo`] last stored there since the
-    /// index got its current entry, else 0. The table gives it no meaning.
+    /// The memo of pool index `idx`: while memos are on ([`Table::set_memos_on`]), what
+    /// [`Table::set_memo`] last stored there since the index got its current entry, else 0.
+    /// The table gives it no meaning.
     #[inline]
     pub fn memo(&self, idx: u32) -> u64 {
         self.memos[idx as usize]
@@ -621,6 +626,16 @@ impl Table {
     /// Set every memo to 0 (O(capacity)).
     pub fn clear_memos(&mut self) {
         self.memos.fill(0);
+    }
+
+    /// Whether the caller uses the memos. Off (the default), inserts leave them alone, so
+    /// what they hold says nothing; turning them on clears them all (O(capacity)), and from
+    /// then on every insert resets its index's memo.
+    pub fn set_memos_on(&mut self, on: bool) {
+        if on && !self.memos_on {
+            self.clear_memos();
+        }
+        self.memos_on = on;
     }
 
     /// The live, unexpired entry for `key`, if any. An expired entry found on the way is
@@ -724,7 +739,9 @@ impl Table {
                     let idx = self.free.pop().unwrap_or_default();
                     self.by_class[EntryClass::of(entry.family, &entry.state).index()] += 1;
                     self.entries[idx as usize] = entry;
-                    self.memos[idx as usize] = 0;
+                    if self.memos_on {
+                        self.memos[idx as usize] = 0;
+                    }
                     self.buckets[b as usize].set(slot, h.tag, idx);
                     return Ok((idx, outcome));
                 }
@@ -1123,6 +1140,7 @@ mod tests {
     #[test]
     fn memos_start_at_zero_and_are_reset_when_an_index_is_reused() {
         let mut t = table(64);
+        t.set_memos_on(true);
         let a = put(&mut t, &key(1), Tick(100), false).unwrap();
         let b = put(&mut t, &key(2), Tick(100), false).unwrap();
         assert_eq!((t.memo(a), t.memo(b)), (0, 0));
@@ -1145,6 +1163,7 @@ mod tests {
         // Fill a small table, memo everything, then make every entry expire: each insert
         // reclaims a neighbour's index and must hand it out with a zero memo.
         let mut t = table(MIN_CAPACITY);
+        t.set_memos_on(true);
         let cap = t.capacity() as u32;
         for n in 0..cap {
             put(&mut t, &key(n), Tick(10), false).unwrap();
@@ -1165,6 +1184,22 @@ mod tests {
         }
         assert!(reused >= cap, "only {reused} inserts succeeded");
         t.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn memos_off_are_left_alone_and_cleared_when_turned_on() {
+        let mut t = table(64);
+        let a = put(&mut t, &key(1), Tick(100), false).unwrap();
+        t.set_memo(a, 7);
+        t.remove(a);
+        let b = put(&mut t, &key(2), Tick(100), false).unwrap();
+        assert_eq!(b, a, "the free list hands the index out again");
+        assert_eq!(t.memo(b), 7, "off: an insert does not touch the memo");
+        t.set_memos_on(true);
+        assert!((0..64).all(|i| t.memo(i) == 0), "turned on: all cleared");
+        t.set_memo(b, 9);
+        t.set_memos_on(true);
+        assert_eq!(t.memo(b), 9, "already on: nothing cleared");
     }
 
     #[test]
