@@ -33,7 +33,10 @@
 //! refresh, as when Linux's sysctls change. What sizes memory or wiring (capacity, peers,
 //! accounting, event and log buffers) needs a restart: reload refuses to change it, naming the
 //! field. Rule hit counters restart from zero, since the rules they counted are gone: the
-//! control plane reports them "since the last reload".
+//! control plane reports them "since the last reload". The rule set's generation changes, so
+//! every decision remembered per entry (`Engine::evaluate_memo`) goes stale at once; every
+//! 255th reload the generation comes round again and the sweeper clears the old memos a step
+//! at a time, none being used meanwhile.
 
 use core::fmt;
 
@@ -330,12 +333,13 @@ impl Engine {
         self.rule_hits = vec![0; rules.len() + 1];
         self.rules = rules;
         // The rule memos name rules of the old set: a new generation makes every one stale.
-        // When the 8-bit generation comes round again (every 255 reloads), the old memos are
-        // cleared instead (8 bytes per entry of the table).
+        // When the 8-bit generation comes round again (every 255 reloads), the old memos
+        // could look valid: the sweeper clears them, a step per call (bounded work between
+        // bursts, not 8 bytes times the capacity at once), and no memo is used until then.
         self.rules_gen = self.rules_gen.wrapping_add(1);
         if self.rules_gen == 0 {
             self.rules_gen = 1;
-            self.table.clear_memos();
+            self.memo_clear = Some(0);
         }
         self.use_memos();
         Ok(())

@@ -3,7 +3,9 @@
 //! [`Engine::process_burst`] takes a burst of frames with their ingress ports, all at one
 //! instant, and writes one [`Verdict`] per frame. It works in groups of [`BURST`] packets, in
 //! four stages, each a loop over the whole group:
-//! 1. parse each frame ([`wire::parse_span`]) and plan how it meets the table (`Engine::plan`):
+//! 1. parse each frame ([`wire::parse`]: a fast path for the common frame, the general
+//!    parser for the rest; [`wire::parse_span`] for a frame in several buffers) and plan how
+//!    it meets the table (`Engine::plan`):
 //!    dropped before tracking (unparsable, or a fragment under [`FragmentPolicy::Drop`]), a
 //!    state known without a lookup (UNTRACKED for a fragment under
 //!    [`FragmentPolicy::Untracked`] or an untracked ICMPv6 type; INVALID for a TCP flag
@@ -11,9 +13,9 @@
 //!    type, or an ICMP error that cannot be RELATED: unreadable or unkeyable quote, or sent
 //!    to someone other than the quoted packet's source), or a flow key and its hash (the
 //!    packet's own connection, or the one an ICMP error quotes);
-//! 2. fetch the two candidate buckets of every keyed packet;
-//! 3. with the buckets in cache, pick each packet's candidate entry from the tags, then fetch
-//!    the candidates;
+//! 2. prefetch the two candidate buckets of every keyed packet;
+//! 3. pick each packet's candidate entry from the tags in its buckets, then prefetch the
+//!    candidates (and their rule memos, when the rules use them);
 //! 4. in packet order, track (find or create the entry, run the protocol tracker) and decide
 //!    (the rules, then insertion of a new connection).
 //!
@@ -26,9 +28,11 @@
 //! (`Engine::evaluate_memo`). Both are exactly what evaluating the rules gives: property
 //! tests in `rules/classify/tests.rs`, scenarios in `tests/scenarios/rule_memo.rs`.
 //!
-//! Why stages 2 and 3 are loops of their own: their fetches are prefetch hints
-//! (`Table::prefetch_buckets`, `Table::prefetch_entry`), issued back to back for the whole
-//! group, so that all its misses are in flight together before the first line is read.
+//! Why stages 2 and 3 are loops of their own: a prefetch hint (`Table::prefetch_buckets`,
+//! `Table::prefetch_entry`) does not wait for its line, but the next stage reads the lines
+//! it asked for (stage 3 the buckets, stage 4 the entries): issuing a whole group's hints
+//! first puts all its misses in flight while the first line is still on its way, so each
+//! stage waits about once per group rather than once per packet.
 //! The candidates of stage 3 are only hints: stage 4 checks that the
 //! candidate still holds the key (`Table::find_hinted`) and searches the buckets otherwise,
 //! since an earlier packet of the group may have created or removed entries meanwhile.
@@ -77,6 +81,9 @@ use crate::wire::{self, ChecksumHint, L4, Packet, ParseConfig, Span, TcpFlags};
 
 /// The rule memo's code for "the default policy decided" (`Engine::evaluate_memo`).
 const MEMO_DEFAULT: u16 = u16::MAX;
+/// Rule memos [`Engine::sweep`] clears per call after the generation came round again
+/// (64 KiB of stores: a few microseconds, like the sweep itself).
+const MEMO_CLEAR_STEP: u32 = 8192;
 
 /// Packets processed together: keys built, buckets and entries fetched for the whole group
 /// before any of them is tracked. Longer bursts are processed in groups of this size.
@@ -247,7 +254,7 @@ struct Tracked {
     ignored: Option<Ignored>,
     dir: Option<Direction>,
     /// The pool index of the packet's entry, when the packet found one that stays in the
-    /// table and tracking accepted the packet (for the per-entry rule memo).
+    /// table and tracking accepted or ignored the packet (for the per-entry rule memo).
     entry: Option<u32>,
     /// A new connection waiting for the rules' verdict: inserted only if the packet is
     /// accepted, as Linux confirms a conntrack only when its first packet survives the rules.
@@ -323,6 +330,9 @@ pub struct Engine {
     /// The rule set's generation, which stamps the per-entry rule memos
     /// (`Engine::evaluate_memo`): changed with the rules, never 0.
     pub(crate) rules_gen: u8,
+    /// When the generation came round again: the next pool index whose memo
+    /// [`Engine::sweep`] clears, a step at a time; memos are not used until it is done.
+    pub(crate) memo_clear: Option<u32>,
 }
 
 impl Engine {
@@ -376,6 +386,7 @@ impl Engine {
             observe: false,
             now: Instant::default(),
             rules_gen: 1,
+            memo_clear: None,
         };
         engine.use_memos();
         engine.update_observe();
@@ -763,7 +774,7 @@ impl Engine {
             _ => true,
         };
         let port = match u8::try_from(pkt.port.0) {
-            Ok(port) if plain && port != u8::MAX => port,
+            Ok(port) if plain && port != u8::MAX && self.memo_clear.is_none() => port,
             _ => return self.evaluate(pkt, p, Some(CtState::Established), out_port),
         };
         let stamp = u32::from(self.rules_gen) << 24 | u32::from(port) << 16;
@@ -1089,6 +1100,10 @@ impl Engine {
     /// early) with at most `budget` entries examined. Call between bursts. Returns the
     /// number of entries removed (each a DESTROY event when events are on).
     pub fn sweep(&mut self, now: Instant, budget: usize) -> usize {
+        if let Some(from) = self.memo_clear {
+            let next = self.table.clear_memos_from(from, MEMO_CLEAR_STEP);
+            self.memo_clear = (next < self.table.capacity() as u32).then_some(next);
+        }
         let tick = now.tick();
         let o = if self.events_on {
             let (events, counters, acct) = (&mut self.events, &mut self.counters, &self.acct);

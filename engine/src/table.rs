@@ -608,9 +608,9 @@ impl Table {
         }
     }
 
-    /// The memo of pool index `idx`: while memos are on ([`Table::set_memos_on`]), what
+    /// The memo of pool index `idx`. While memos are on ([`Table::set_memos_on`]): what
     /// [`Table::set_memo`] last stored there since the index got its current entry, else 0.
-    /// The table gives it no meaning.
+    /// While they are off: whatever was stored last. The table gives it no meaning.
     #[inline]
     pub fn memo(&self, idx: u32) -> u64 {
         self.memos[idx as usize]
@@ -628,13 +628,21 @@ impl Table {
         self.memos.fill(0);
     }
 
-    /// Whether the caller uses the memos. Off (the default), inserts leave them alone, so
-    /// what they hold says nothing; turning them on clears them all (O(capacity)), and from
-    /// then on every insert resets its index's memo.
-    pub fn set_memos_on(&mut self, on: bool) {
-        if on && !self.memos_on {
-            self.clear_memos();
+    /// Set the memos of pool indices `from..from + count` (within the pool) to 0, and return
+    /// the index after the last one cleared: bounded work, for a caller that clears the
+    /// whole pool a step at a time.
+    pub fn clear_memos_from(&mut self, from: u32, count: u32) -> u32 {
+        let end = from.saturating_add(count).min(self.memos.len() as u32);
+        if let Some(m) = self.memos.get_mut(from as usize..end as usize) {
+            m.fill(0);
         }
+        end
+    }
+
+    /// Whether the caller uses the memos. Off (the default), inserts leave them alone, so
+    /// what they hold says nothing; on, every insert resets its index's memo. Turning them on
+    /// clears nothing: a caller whose old memos may still look valid clears them itself.
+    pub fn set_memos_on(&mut self, on: bool) {
         self.memos_on = on;
     }
 
@@ -1187,7 +1195,7 @@ mod tests {
     }
 
     #[test]
-    fn memos_off_are_left_alone_and_cleared_when_turned_on() {
+    fn memos_off_are_left_alone_by_inserts() {
         let mut t = table(64);
         let a = put(&mut t, &key(1), Tick(100), false).unwrap();
         t.set_memo(a, 7);
@@ -1196,10 +1204,29 @@ mod tests {
         assert_eq!(b, a, "the free list hands the index out again");
         assert_eq!(t.memo(b), 7, "off: an insert does not touch the memo");
         t.set_memos_on(true);
-        assert!((0..64).all(|i| t.memo(i) == 0), "turned on: all cleared");
-        t.set_memo(b, 9);
-        t.set_memos_on(true);
-        assert_eq!(t.memo(b), 9, "already on: nothing cleared");
+        assert_eq!(t.memo(b), 7, "turning them on clears nothing");
+        t.remove(b);
+        let c = put(&mut t, &key(3), Tick(100), false).unwrap();
+        assert_eq!((c, t.memo(c)), (b, 0), "on: the insert resets it");
+    }
+
+    #[test]
+    fn memos_clear_a_step_at_a_time() {
+        let mut t = table(64);
+        let n = t.capacity() as u32;
+        for i in 0..n {
+            t.set_memo(i, u64::from(i) + 1);
+        }
+        assert_eq!(t.clear_memos_from(0, 10), 10);
+        assert!((0..10).all(|i| t.memo(i) == 0));
+        assert_eq!(t.memo(10), 11, "past the step: untouched");
+        let mut from = 10;
+        while from < n {
+            from = t.clear_memos_from(from, 7);
+        }
+        assert_eq!(from, n, "ends at the pool's end");
+        assert!((0..n).all(|i| t.memo(i) == 0));
+        assert_eq!(t.clear_memos_from(n, 7), n, "past the end: nothing");
     }
 
     #[test]

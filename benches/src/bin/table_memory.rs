@@ -2,8 +2,8 @@
 //!
 //! IPv4 and IPv6 connections share one entry type (addresses are held as `u128` either way),
 //! so the cost per flow is the same for both; the figure includes the cuckoo index (sized for
-//! 80% load), the memo beside each entry (one `u64`) and the free list. Run with `cargo run --release -p ctfw-benches --bin
-//! table_memory`.
+//! 80% load), the memo beside each entry (one `u64`) and the free list. Run with
+//! `cargo run --release -p ctfw-benches --bin table_memory`.
 
 #![forbid(unsafe_code)]
 

@@ -13,7 +13,8 @@
 //! - a [`RuleSet`] holds at most [`RuleSet::MAX_RULES`] rules, so a rule index fits the `u16`
 //!   of [`Decision::rule`], and exactly one name per rule.
 //!
-//! Why this shape: evaluation runs per packet, so it walks no strings and allocates nothing.
+//! Why this shape: evaluation runs per packet (every packet but most ESTABLISHED ones, see
+//! below), so it walks no strings and allocates nothing.
 //! Names live beside the rules, not in them, to keep the matchers that are read per packet
 //! dense; addresses are `(net, mask)` pairs of `u128`, port ranges `(lo, hi)`, state sets
 //! and port sets bitmasks. Matching follows nftables, whose behaviour the conformance traces
@@ -28,6 +29,13 @@
 //! tests (`classify/tests.rs`). The set is built where the configuration is loaded, on the
 //! control path, and handed to the engine whole, so a reload swaps a compiled set in between
 //! bursts.
+//!
+//! ESTABLISHED packets. When the set is built it also works out what an ESTABLISHED packet's
+//! decision can depend on ([`Established`]): nothing (`Fixed`: an `accept established` rule
+//! before any rule that could tell such packets apart), and the pipeline then takes that
+//! decision without evaluating; or what one direction of a connection keeps for life, the
+//! ports crossed and some TCP flags (`PerFlow`), and the pipeline remembers the decision per
+//! entry until the rule set changes. Property tests hold both to the evaluation.
 //!
 //! Modules: `matchers.rs` (the matcher types), `classify.rs` (the classifier).
 
@@ -488,15 +496,30 @@ impl Established {
             if !r.ct_ok(Some(CtState::Established)) {
                 continue;
             }
-            let tests_more = r.in_port.is_some()
-                || r.out_port.is_some()
-                || r.family.is_some()
-                || r.proto.is_some()
-                || !r.src.is_empty()
-                || !r.dst.is_empty()
-                || !r.sport.is_empty()
-                || !r.dport.is_empty()
-                || r.tcp_flags.is_some();
+            // Every matcher, by name: a matcher added to `Rule` must be placed here.
+            let Rule {
+                action: _,
+                ct: _,
+                in_port,
+                out_port,
+                family,
+                proto,
+                src,
+                dst,
+                sport,
+                dport,
+                tcp_flags,
+                log: _,
+            } = r;
+            let tests_more = in_port.is_some()
+                || out_port.is_some()
+                || family.is_some()
+                || proto.is_some()
+                || !src.is_empty()
+                || !dst.is_empty()
+                || !sport.is_empty()
+                || !dport.is_empty()
+                || tcp_flags.is_some();
             if !tests_more {
                 // Matches every ESTABLISHED packet: later rules and the default are
                 // unreachable.
@@ -511,7 +534,7 @@ impl Established {
                 };
             }
             depends = true;
-            flags_mask |= r.tcp_flags.map_or(0, |t| t.mask());
+            flags_mask |= tcp_flags.map_or(0, |t| t.mask());
         }
         if depends {
             Established::PerFlow { flags_mask }

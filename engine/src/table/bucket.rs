@@ -2,7 +2,8 @@
 //!
 //! The 16 one-byte tags come first, together, so that finding the slots whose tag matches a
 //! key's is one 16-byte compare (SSE2 on x86_64, a SWAR compare of two `u64` words elsewhere:
-//! [`ctfw_cpu::eq_mask_16`]) rather than a test per slot. The 16 pool indices follow, 24 bits each, little-endian.
+//! [`ctfw_cpu::eq_mask_16`]) rather than a test per slot. The 16 pool indices follow, 24
+//! bits each, little-endian.
 //! A slot is empty iff its tag is 0; tags from [`super::Table::hash`] are never 0, so a
 //! lookup's compare never matches an empty slot, and the same compare against 0 finds the
 //! free slots.

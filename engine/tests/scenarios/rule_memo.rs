@@ -165,6 +165,15 @@ fn a_generation_that_comes_round_again_does_not_revive_old_memos() {
     let v = fw.pkt(&p);
     assert_dropped(&v, Reason::RuleDrop);
     assert_eq!(v.rule, Some(0));
+    // No memo is used until the sweeper has cleared them all (one step in a table this
+    // small); then decisions are remembered and used again, still the right ones.
+    let now = fw.now();
+    fw.eng.sweep(now, 1);
+    for _ in 0..2 {
+        let v = fw.pkt(&p);
+        assert_dropped(&v, Reason::RuleDrop);
+        assert_eq!(v.rule, Some(0));
+    }
 }
 
 #[test]
@@ -215,4 +224,105 @@ fn another_port_or_other_tested_flags_are_evaluated_not_remembered() {
     let v = fw.pkt(ack);
     assert_fwd_pkt(&v, CtState::Established, ack);
     assert_eq!(v.rule, Some(2));
+}
+
+#[test]
+fn memos_survive_a_detour_through_a_set_that_does_not_use_them() {
+    // PerFlow (memos written), then the classic set (Fixed: memos off, inserts leave them
+    // alone), then a PerFlow set that blocks the client: nothing remembered before may
+    // answer for it.
+    let cfg = linux_defaults(16);
+    let mut fw = Fw::new(cfg.clone(), block_nobody());
+    let mut sim = sim();
+    sim.handshake().exchange(10, 10);
+    for p in sim.take_packets() {
+        assert!(fw.pkt(&p).forward.is_some());
+    }
+    fw.eng.reload(classic_rules(), &cfg).expect("reload");
+    assert!(matches!(
+        fw.eng.rules().established(),
+        Established::Fixed(_)
+    ));
+    sim.exchange(10, 10);
+    for p in sim.take_packets() {
+        assert!(fw.pkt(&p).forward.is_some());
+    }
+    fw.eng
+        .reload(block_ahead(v4(CLIENT), None), &cfg)
+        .expect("reload");
+    sim.data_c2s(10);
+    let p = sim.take_packets().remove(0);
+    let v = fw.pkt(&p);
+    assert_dropped(&v, Reason::RuleDrop);
+    assert_eq!(v.rule, Some(0));
+}
+
+#[test]
+fn a_port_past_the_memo_s_width_is_evaluated_every_time() {
+    // 257 ports; established packets are accepted entering by ports 0 and 1 and dropped by
+    // any other. The memo holds ports below 255 only: port 256 must not pass for port 0.
+    let by_port = Rule {
+        ct: Some(CtStateSet::of(&[CtState::Established])),
+        in_port: PortSet::default()
+            .with(INSIDE)
+            .and_then(|s| s.with(OUTSIDE)),
+        ..Rule::new(Action::Accept)
+    };
+    let drop_established = Rule {
+        ct: Some(CtStateSet::of(&[CtState::Established])),
+        ..Rule::new(Action::Drop)
+    };
+    let mut list = vec![
+        ("inside_outside".to_owned(), by_port),
+        ("drop_established".to_owned(), drop_established),
+    ];
+    list.extend(classic_rule_list());
+    let rules = rule_set(list);
+    assert_eq!(rules.established(), Established::PerFlow { flags_mask: 0 });
+    let mut cfg = linux_defaults(1024);
+    cfg.peers = (0..257u16)
+        .map(|p| if p == 0 { OUTSIDE } else { INSIDE })
+        .collect();
+    let mut fw = Fw::new(cfg, rules);
+    let mut sim = sim();
+    sim.handshake();
+    let ps = sim.take_packets();
+    for p in &ps {
+        assert!(fw.pkt(p).forward.is_some());
+    }
+    // The client's ACK, again: ESTABLISHED from inside, remembered by port 0.
+    let ack = ps.last().expect("the ACK");
+    for _ in 0..3 {
+        let v = fw.send(&ack.data, INSIDE);
+        assert_fwd(&v, CtState::Established, OUTSIDE);
+        assert_eq!(v.rule, Some(0));
+        let v = fw.send(&ack.data, PortId(256));
+        assert_dropped(&v, Reason::RuleDrop);
+        assert_eq!(v.rule, Some(1), "by port 256");
+    }
+}
+
+#[test]
+fn accounting_and_events_take_the_same_decisions() {
+    let mut cfg = linux_defaults(1024);
+    cfg.accounting = true;
+    let mut fw = Fw::new(cfg.clone(), block_nobody());
+    fw.eng.set_events(true);
+    let mut sim = sim();
+    sim.handshake().exchange(10, 10);
+    for p in sim.take_packets() {
+        assert!(fw.pkt(&p).forward.is_some());
+    }
+    fw.eng
+        .reload(block_ahead(v4(CLIENT), None), &cfg)
+        .expect("reload");
+    sim.exchange(10, 10);
+    let ps = sim.take_packets();
+    for (p, v) in ps.iter().zip(fw.pkts(&ps)) {
+        if port_of(p.side) == INSIDE {
+            assert_dropped(&v, Reason::RuleDrop);
+        } else {
+            assert_fwd_pkt(&v, CtState::Established, p);
+        }
+    }
 }
