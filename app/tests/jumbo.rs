@@ -26,7 +26,7 @@
 
 mod common;
 
-use common::{ctfw, in_ns, sh, text, tmp};
+use common::{AF_PACKET_ATTEMPTS, af_packet_fanout_collided, ctfw, in_ns, sh, text, tmp};
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -607,34 +607,45 @@ fn jumbo_frames_cross_af_packet_ports_on_veths_with_mtu_9000() {
     let cfg = lab.config(&dir, ",framesz=16384,blocksz=16384,framecnt=512", "");
     let report = dir.join("report.json");
     let log = |n: &str| std::fs::File::create(dir.join(n)).expect("log");
-    let mut run = Killed(
-        Command::new(bin)
-            .args([
-                "run",
-                "--config",
-                &cfg,
-                "--idle-exit",
-                "120",
-                "--report-json",
-            ])
-            .arg(&report)
-            .current_dir(common::root())
-            .stdout(log("run.out"))
-            .stderr(log("run.err"))
-            .spawn()
-            .expect("spawn ctfw run"),
-    );
+    let spawn = || {
+        Killed(
+            Command::new(bin)
+                .args([
+                    "run",
+                    "--config",
+                    &cfg,
+                    "--idle-exit",
+                    "120",
+                    "--report-json",
+                ])
+                .arg(&report)
+                .current_dir(common::root())
+                .stdout(log("run.out"))
+                .stderr(log("run.err"))
+                .spawn()
+                .expect("spawn ctfw run"),
+        )
+    };
     let output = || {
         let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap_or_default();
         format!("{}{}", read("run.out"), read("run.err"))
     };
     let socket = dir.join("ctfw.sock");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut run = spawn();
+    let mut attempt = 1;
+    let mut deadline = Instant::now() + Duration::from_secs(60);
     while !ctfw(&["stats", "--socket", socket.to_str().expect("utf8")])
         .status
         .success()
     {
         if let Ok(Some(status)) = run.0.try_wait() {
+            // `net_af_packet` could not join its fanout group: another process, another pid.
+            if af_packet_fanout_collided(&output()) && attempt < AF_PACKET_ATTEMPTS {
+                attempt += 1;
+                run = spawn();
+                deadline = Instant::now() + Duration::from_secs(60);
+                continue;
+            }
             panic!("ctfw run exited with {status}: {}", output());
         }
         assert!(

@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::{in_ns, root, sh, text, tmp};
+use common::{AF_PACKET_ATTEMPTS, af_packet_fanout_collided, in_ns, root, sh, text, tmp};
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -93,8 +93,21 @@ struct Ctfw {
 }
 
 impl Ctfw {
-    /// Start ctfw on `cfg` (`--idle-exit` if given); returns once it said READY=1.
+    /// Start ctfw on `cfg` (`--idle-exit` if given); returns once it said READY=1. Started
+    /// again when `net_af_packet` could not join its fanout group
+    /// ([`af_packet_fanout_collided`]).
     fn start(dir: &Path, cfg: &Path, idle_exit: Option<&str>) -> Ctfw {
+        for attempt in 1..=AF_PACKET_ATTEMPTS {
+            if let Some(fw) = Ctfw::try_start(dir, cfg, idle_exit, attempt < AF_PACKET_ATTEMPTS) {
+                return fw;
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// One attempt of [`Ctfw::start`]: `None` if ctfw ended on a fanout collision and
+    /// `may_retry`.
+    fn try_start(dir: &Path, cfg: &Path, idle_exit: Option<&str>, may_retry: bool) -> Option<Ctfw> {
         let notify_path = dir.join("notify.sock");
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
@@ -123,10 +136,13 @@ impl Ctfw {
         let mut buf = [0u8; 64];
         loop {
             match notify.recv(&mut buf) {
-                Ok(n) if &buf[..n] == b"READY=1" => return fw,
+                Ok(n) if &buf[..n] == b"READY=1" => return Some(fw),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < end => {
                     if let Some(status) = fw.child.try_wait().expect("try_wait") {
+                        if may_retry && af_packet_fanout_collided(&fw.output()) {
+                            return None;
+                        }
                         panic!("ctfw run ended before READY=1 ({status}):\n{}", fw.output());
                     }
                 }

@@ -20,6 +20,19 @@ pub fn ctfw(args: &[&str]) -> Output {
         .expect("spawn ctfw")
 }
 
+/// Whether ctfw's output shows DPDK 22.11's `net_af_packet` failing to join its
+/// PACKET_FANOUT group. The driver names the group `(pid ^ ifindex) & 0xffff` (its probe,
+/// `rte_pmd_init_internals`), and the kernel lets sockets of different interfaces join no
+/// common group: two processes whose names collide, each on its own veths (tests running at
+/// once), cannot both start, and the second fails at probe. Another process has another pid,
+/// so a test starts ctfw again, at most [`AF_PACKET_ATTEMPTS`] times.
+pub fn af_packet_fanout_collided(output: &str) -> bool {
+    output.contains("could not set PACKET_FANOUT")
+}
+
+/// Attempts at starting `ctfw run` on `net_af_packet` ports ([`af_packet_fanout_collided`]).
+pub const AF_PACKET_ATTEMPTS: usize = 3;
+
 /// Bytes as text, lossily.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
