@@ -10,12 +10,12 @@
 
 mod common;
 
-use common::{root, text, tmp};
+use common::{Running, root, text, tmp};
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ctfw_tracegen::read::CaptureReader;
@@ -45,31 +45,6 @@ fn traffic() -> Vec<Vec<u8>> {
         frames.push(ack.build());
     }
     frames
-}
-
-/// A running `ctfw run`; killed if the test ends without stopping it.
-struct Running(Option<Child>);
-
-impl Running {
-    /// SIGTERM, then its output.
-    fn stop(mut self) -> Output {
-        let child = self.0.take().expect("running");
-        let kill = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(kill.success());
-        child.wait_with_output().expect("wait")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// `ctfw ARGS --socket SOCKET` from the repository root.

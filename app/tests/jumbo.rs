@@ -26,11 +26,14 @@
 
 mod common;
 
-use common::{AF_PACKET_ATTEMPTS, af_packet_fanout_collided, ctfw, in_ns, sh, text, tmp};
+use common::{
+    AF_PACKET_ATTEMPTS, Running, af_packet_fanout_collided, ctfw, in_ns, require_root, sh, text,
+    tmp,
+};
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ctfw_tracegen::frame::Frame;
@@ -427,7 +430,15 @@ const SERVER: &str = "10.79.0.2";
 
 impl Lab {
     fn new() -> Lab {
-        require_root();
+        require_root(
+            "network namespaces and veth pairs",
+            &[
+                ("ip", "iproute2"),
+                ("sysctl", "procps"),
+                ("ethtool", "ethtool"),
+                ("python3", "python3"),
+            ],
+        );
         let pid = std::process::id() % 100_000;
         let lab = Lab {
             client_ns: format!("frames-{pid}-c"),
@@ -503,40 +514,6 @@ impl Drop for Lab {
     }
 }
 
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn require_root() {
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert_eq!(
-        text(&uid.stdout).trim(),
-        "0",
-        "this test makes network namespaces and veth pairs: run it as root (CI does)"
-    );
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("sysctl", "procps"),
-        ("ethtool", "ethtool"),
-        ("python3", "python3"),
-    ] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "{tool} not found: install the Debian package {package}"
-        );
-    }
-}
-
 /// The server: echoes UDP datagrams on port 9999, and answers a TCP connection on 7777 with
 /// the SHA-256 of everything it read. Bounded: it gives up after 30 s of silence.
 const SERVER_PY: &str = r#"
@@ -608,7 +585,7 @@ fn jumbo_frames_cross_af_packet_ports_on_veths_with_mtu_9000() {
     let report = dir.join("report.json");
     let log = |n: &str| std::fs::File::create(dir.join(n)).expect("log");
     let spawn = || {
-        Killed(
+        Running(Some(
             Command::new(bin)
                 .args([
                     "run",
@@ -624,7 +601,7 @@ fn jumbo_frames_cross_af_packet_ports_on_veths_with_mtu_9000() {
                 .stderr(log("run.err"))
                 .spawn()
                 .expect("spawn ctfw run"),
-        )
+        ))
     };
     let output = || {
         let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap_or_default();
@@ -638,7 +615,7 @@ fn jumbo_frames_cross_af_packet_ports_on_veths_with_mtu_9000() {
         .status
         .success()
     {
-        if let Ok(Some(status)) = run.0.try_wait() {
+        if let Ok(Some(status)) = run.child().try_wait() {
             // `net_af_packet` could not join its fanout group: another process, another pid.
             if af_packet_fanout_collided(&output()) && attempt < AF_PACKET_ATTEMPTS {
                 attempt += 1;
@@ -656,7 +633,7 @@ fn jumbo_frames_cross_af_packet_ports_on_veths_with_mtu_9000() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    let server = Killed(
+    let server = Running(Some(
         Command::new("ip")
             .args([
                 "netns",
@@ -671,7 +648,7 @@ fn jumbo_frames_cross_af_packet_ports_on_veths_with_mtu_9000() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("server"),
-    );
+    ));
     std::thread::sleep(Duration::from_millis(500));
     let client = Command::new("timeout")
         .args([
@@ -706,11 +683,11 @@ fn jumbo_frames_cross_af_packet_ports_on_veths_with_mtu_9000() {
     assert!(mss > 8000, "TCP did not use the 9000-byte MTU: MSS {mss}");
 
     let kill = Command::new("kill")
-        .args(["-TERM", &run.0.id().to_string()])
+        .args(["-TERM", &run.child().id().to_string()])
         .status()
         .expect("kill");
     assert!(kill.success());
-    let status = run.0.wait().expect("wait");
+    let status = run.child().wait().expect("wait");
     assert!(status.success(), "{}", output());
     let r = json(&report);
     let c = &r["counters"];

@@ -9,13 +9,13 @@
 
 mod common;
 
-use common::{root, text, tmp};
+use common::{Running, root, text, tmp};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ctfw_tracegen::read::CaptureReader;
@@ -168,31 +168,6 @@ fn packets_in(path: &str) -> f64 {
     CaptureReader::open(root().join(path))
         .expect("capture")
         .count() as f64
-}
-
-/// A running `ctfw run`; killed if the test ends without stopping it.
-struct Running(Option<Child>);
-
-impl Running {
-    /// SIGTERM, then its output.
-    fn stop(mut self) -> Output {
-        let child = self.0.take().expect("running");
-        let kill = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(kill.success());
-        child.wait_with_output().expect("wait")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// promtool's verdict on `exposition` (its exit status and what it printed).

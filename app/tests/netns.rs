@@ -20,7 +20,9 @@
 
 mod common;
 
-use common::{AF_PACKET_ATTEMPTS, af_packet_fanout_collided, in_ns, root, sh, text, tmp};
+use common::{
+    AF_PACKET_ATTEMPTS, af_packet_fanout_collided, in_ns, require_root, root, sh, text, tmp,
+};
 
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;
@@ -69,7 +71,18 @@ impl Lab {
     /// Make the namespaces and pairs; with `offload` false, TX checksum offload is turned off
     /// on all four ends (RX offload too, as on a deployment's peers).
     fn new(offload: bool) -> Lab {
-        require_root();
+        require_root(
+            "network namespaces and veth pairs",
+            &[
+                ("ip", "iproute2"),
+                ("ss", "iproute2"),
+                ("sysctl", "procps"),
+                ("ethtool", "ethtool"),
+                ("curl", "curl"),
+                ("iperf3", "iperf3"),
+                ("python3", "python3"),
+            ],
+        );
         static N: AtomicU32 = AtomicU32::new(0);
         let tag = format!(
             "{}{}",
@@ -147,34 +160,6 @@ impl Drop for Children {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-}
-
-fn require_root() {
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert_eq!(
-        text(&uid.stdout).trim(),
-        "0",
-        "these tests make network namespaces and veth pairs: run them as root (CI does)"
-    );
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("ss", "iproute2"),
-        ("sysctl", "procps"),
-        ("ethtool", "ethtool"),
-        ("curl", "curl"),
-        ("iperf3", "iperf3"),
-        ("python3", "python3"),
-    ] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "{tool} not found: install the Debian package {package} (ci/common.sh: \
-             ensure_deploy_test_deps)"
-        );
     }
 }
 

@@ -20,7 +20,9 @@
 
 mod common;
 
-use common::{AF_PACKET_ATTEMPTS, af_packet_fanout_collided, in_ns, root, sh, text, tmp};
+use common::{
+    AF_PACKET_ATTEMPTS, af_packet_fanout_collided, in_ns, require_root, root, sh, text, tmp,
+};
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -412,7 +414,15 @@ impl Lab {
 
     /// Namespaces only.
     fn new() -> Lab {
-        require_root();
+        require_root(
+            "network namespaces",
+            &[
+                ("ip", "iproute2"),
+                ("sysctl", "procps"),
+                ("ethtool", "ethtool"),
+                ("python3", "python3"),
+            ],
+        );
         let lab = Lab {
             tag: tag(),
             veths: Vec::new(),
@@ -543,30 +553,6 @@ impl Drop for Lab {
         for v in &self.veths {
             let _ = Command::new("ip").args(["link", "del", v]).output();
         }
-    }
-}
-
-fn require_root() {
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert_eq!(
-        text(&uid.stdout).trim(),
-        "0",
-        "these tests make network namespaces: run them as root (CI does)"
-    );
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("sysctl", "procps"),
-        ("ethtool", "ethtool"),
-        ("python3", "python3"),
-    ] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "{tool} not found: install the Debian package {package}"
-        );
     }
 }
 

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // Each test crate uses a different subset.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 
 /// The repository root (tests run `ctfw` from there, as the README does).
 pub fn root() -> PathBuf {
@@ -32,6 +32,58 @@ pub fn af_packet_fanout_collided(output: &str) -> bool {
 
 /// Attempts at starting `ctfw run` on `net_af_packet` ports ([`af_packet_fanout_collided`]).
 pub const AF_PACKET_ATTEMPTS: usize = 3;
+
+/// Panic unless this runs as root with every `(tool, Debian package)` on the PATH. `makes`
+/// says what the test needs root for ("network namespaces and veth pairs").
+pub fn require_root(makes: &str, tools: &[(&str, &str)]) {
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        text(&uid.stdout).trim(),
+        "0",
+        "this test makes {makes}: run it as root (CI does)"
+    );
+    for (tool, package) in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "{tool} not found: install the Debian package {package} (ci/common.sh installs the \
+             test dependencies)"
+        );
+    }
+}
+
+/// A running `ctfw run` (or helper process); killed if the test ends without stopping it.
+pub struct Running(pub Option<Child>);
+
+impl Running {
+    /// The process, while it runs.
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
+
+    /// SIGTERM, then its output.
+    pub fn stop(mut self) -> Output {
+        let child = self.0.take().expect("running");
+        let kill = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(kill.success());
+        child.wait_with_output().expect("wait")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
 
 /// Bytes as text, lossily.
 pub fn text(b: &[u8]) -> String {
