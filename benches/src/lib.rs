@@ -560,6 +560,12 @@ impl Rotation {
     }
 }
 
+/// Positional argument `i` of a `profile_*` program, parsed, or `default` when it is absent
+/// or does not parse.
+pub fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> T {
+    args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default)
+}
+
 /// Time `bursts` bursts of `frames` through `engine` (only `process_burst` inside the clock),
 /// advancing `now` by [`BURST_GAP_NS`] per burst. Shared by the criterion benchmarks and
 /// `profile_established`, so both measure the same loop.

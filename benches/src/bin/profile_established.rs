@@ -15,15 +15,13 @@
 
 use std::time::{Duration, Instant as WallClock};
 
-use ctfw_benches::{FlowFactory, Frames, Rotation, SEEDS, START, classic, establish, timed_bursts};
+use ctfw_benches::{
+    FlowFactory, Frames, Rotation, SEEDS, START, arg, classic, establish, timed_bursts,
+};
 use ctfw_engine::pipeline::{BURST, Engine, EngineConfig};
 use ctfw_engine::wire::ChecksumHint;
 
 const CHUNK_BURSTS: usize = 16;
-
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> T {
-    args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

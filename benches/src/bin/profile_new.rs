@@ -12,15 +12,11 @@
 
 use std::time::Duration;
 
-use ctfw_benches::{FlowFactory, Frames, START, Seg, engine, timed_bursts};
+use ctfw_benches::{FlowFactory, Frames, START, Seg, arg, engine, timed_bursts};
 use ctfw_engine::pipeline::BURST;
 use ctfw_engine::wire::ChecksumHint;
 
 const CHUNK_BURSTS: usize = 16;
-
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> T {
-    args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

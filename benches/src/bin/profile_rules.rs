@@ -14,7 +14,9 @@
 use std::time::{Duration, Instant as WallClock};
 
 use ctfw_benches::rules::{Position, rule_set};
-use ctfw_benches::{FlowFactory, Frames, Rotation, SEEDS, START, classic, establish, timed_bursts};
+use ctfw_benches::{
+    FlowFactory, Frames, Rotation, SEEDS, START, arg, classic, establish, timed_bursts,
+};
 use ctfw_engine::pipeline::{BURST, Engine, EngineConfig};
 use ctfw_engine::wire::ChecksumHint;
 
@@ -23,13 +25,13 @@ const CHUNK_BURSTS: usize = 16;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let count: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let count: usize = arg(&args, 1, 10_000);
     let pos_name = args.get(2).map_or("last", String::as_str);
     let Some(&(_, pos)) = Position::ALL.iter().find(|(n, _)| *n == pos_name) else {
         eprintln!("position must be first, last or none, not {pos_name}");
         std::process::exit(2);
     };
-    let packets: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(320_000);
+    let packets: u64 = arg(&args, 3, 320_000);
     let factory = FlowFactory::new(false);
     let cfg = classic();
     let engine_cfg = EngineConfig {

@@ -12,7 +12,7 @@
 
 use std::hint::black_box;
 
-use ctfw_benches::{FlowFactory, SEEDS, Seg};
+use ctfw_benches::{FlowFactory, SEEDS, Seg, arg};
 use ctfw_engine::flow::{self, FlowHasher, KeyedPacket};
 use ctfw_engine::wire::{self, ChecksumHint, Packet, ParseConfig};
 
@@ -45,7 +45,7 @@ fn timed_hash(h: &FlowHasher, k: &KeyedPacket, rounds: u64) -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let rounds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let rounds: u64 = arg(&args, 1, 100_000);
     let v6 = args.get(2).is_some_and(|a| a == "v6");
     let seg = match args.get(3).map(String::as_str) {
         Some("data") => Seg::ClientData,
