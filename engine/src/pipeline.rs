@@ -663,17 +663,20 @@ impl Engine {
             // under a reason of its own that would always read zero in production.
             return self.drop(verdict, Reason::DefaultPolicy);
         };
-        let decision = match (tracked.ct, self.rules.established()) {
+        let decision = match (
+            tracked.ct,
+            self.rules.established(),
+            tracked.entry,
+            tracked.dir,
+        ) {
             // Most packets: the rule set decides every ESTABLISHED packet alike.
-            (Some(CtState::Established), Established::Fixed(d)) => d,
-            (Some(CtState::Established), Established::PerFlow { flags_mask }) => {
-                match (tracked.entry, tracked.dir) {
-                    (Some(idx), Some(dir)) => {
-                        self.evaluate_memo(idx, dir, flags_mask, pkt, p, out_port)
-                    }
-                    _ => self.evaluate(pkt, p, tracked.ct, out_port),
-                }
-            }
+            (Some(CtState::Established), Established::Fixed(d), _, _) => d,
+            (
+                Some(CtState::Established),
+                Established::PerFlow { flags_mask },
+                Some(idx),
+                Some(dir),
+            ) => self.evaluate_memo(idx, dir, flags_mask, pkt, p, out_port),
             _ => self.evaluate(pkt, p, tracked.ct, out_port),
         };
         verdict.rule = decision.rule;
