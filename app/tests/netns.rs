@@ -20,12 +20,9 @@
 
 mod common;
 
-use common::{
-    AF_PACKET_ATTEMPTS, af_packet_fanout_collided, in_ns, require_root, root, sh, text, tmp,
-};
+use common::{in_ns, require_root, root, sh, spawn_until_ready, text, tmp};
 
 use std::io::Read;
-use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -204,64 +201,17 @@ impl Firewall {
             ),
         )
         .expect("config");
-        let notify_path = dir.join("notify.sock");
-        let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
-        notify
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("timeout");
         let report = dir.join("report.json");
-        for attempt in 1..=AF_PACKET_ATTEMPTS {
-            let child = Command::new(env!("CARGO_BIN_EXE_ctfw"))
-                .args(["run", "--config"])
+        let child = spawn_until_ready(&dir, || {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_ctfw"));
+            c.args(["run", "--config"])
                 .arg(&cfg)
                 .arg("--report-json")
                 .arg(&report)
-                .env("NOTIFY_SOCKET", &notify_path)
-                .current_dir(root())
-                .stdout(std::fs::File::create(dir.join("stdout")).expect("stdout"))
-                .stderr(std::fs::File::create(dir.join("stderr")).expect("stderr"))
-                .spawn()
-                .expect("spawn ctfw run");
-            let mut fw = Firewall {
-                child,
-                dir: dir.clone(),
-                socket: socket.clone(),
-            };
-            // READY=1, or the reason it will not come: an exit, or a minute of silence.
-            let end = Instant::now() + Duration::from_secs(60);
-            let mut buf = [0u8; 64];
-            loop {
-                match notify.recv(&mut buf) {
-                    Ok(n) if &buf[..n] == b"READY=1" => return fw,
-                    Ok(_) => {}
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < end =>
-                    {
-                        let Some(status) = fw.child.try_wait().expect("try_wait") else {
-                            continue;
-                        };
-                        let said = fw.stderr();
-                        if af_packet_fanout_collided(&said) && attempt < AF_PACKET_ATTEMPTS {
-                            break;
-                        }
-                        panic!(
-                            "ctfw run ended before READY=1 ({status}):\n{}\n{said}",
-                            fw.stdout()
-                        );
-                    }
-                    Err(e) => {
-                        let _ = fw.child.kill();
-                        let _ = fw.child.wait();
-                        panic!(
-                            "ctfw run did not say READY=1 ({e}):\n{}\n{}",
-                            fw.stdout(),
-                            fw.stderr()
-                        );
-                    }
-                }
-            }
-        }
-        unreachable!("the last attempt returns or panics")
+                .current_dir(root());
+            c
+        });
+        Firewall { child, dir, socket }
     }
 
     fn stdout(&self) -> String {

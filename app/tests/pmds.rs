@@ -20,11 +20,8 @@
 
 mod common;
 
-use common::{
-    AF_PACKET_ATTEMPTS, af_packet_fanout_collided, in_ns, require_root, root, sh, text, tmp,
-};
+use common::{in_ns, require_root, root, sh, spawn_until_ready, text, tmp};
 
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -95,65 +92,24 @@ struct Ctfw {
 }
 
 impl Ctfw {
-    /// Start ctfw on `cfg` (`--idle-exit` if given); returns once it said READY=1. Started
-    /// again when `net_af_packet` could not join its fanout group
-    /// ([`af_packet_fanout_collided`]).
+    /// Start ctfw on `cfg` (`--idle-exit` if given); returns once it said READY=1
+    /// ([`spawn_until_ready`]).
     fn start(dir: &Path, cfg: &Path, idle_exit: Option<&str>) -> Ctfw {
-        for attempt in 1..=AF_PACKET_ATTEMPTS {
-            if let Some(fw) = Ctfw::try_start(dir, cfg, idle_exit, attempt < AF_PACKET_ATTEMPTS) {
-                return fw;
+        let child = spawn_until_ready(dir, || {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctfw"));
+            cmd.args(["run", "--config"])
+                .arg(cfg)
+                .arg("--report-json")
+                .arg(dir.join("report.json"))
+                .current_dir(root());
+            if let Some(s) = idle_exit {
+                cmd.args(["--idle-exit", s]);
             }
-        }
-        unreachable!("the last attempt returns or panics")
-    }
-
-    /// One attempt of [`Ctfw::start`]: `None` if ctfw ended on a fanout collision and
-    /// `may_retry`.
-    fn try_start(dir: &Path, cfg: &Path, idle_exit: Option<&str>, may_retry: bool) -> Option<Ctfw> {
-        let notify_path = dir.join("notify.sock");
-        let _ = std::fs::remove_file(&notify_path);
-        let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
-        notify
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("timeout");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctfw"));
-        cmd.args(["run", "--config"])
-            .arg(cfg)
-            .arg("--report-json")
-            .arg(dir.join("report.json"))
-            .env("NOTIFY_SOCKET", &notify_path)
-            .current_dir(root())
-            .stdout(std::fs::File::create(dir.join("stdout")).expect("stdout"))
-            .stderr(std::fs::File::create(dir.join("stderr")).expect("stderr"));
-        if let Some(s) = idle_exit {
-            cmd.args(["--idle-exit", s]);
-        }
-        let child = cmd.spawn().expect("spawn ctfw run");
-        let mut fw = Ctfw {
+            cmd
+        });
+        Ctfw {
             child,
             dir: dir.to_owned(),
-        };
-        // READY=1, or the reason it will not come: an exit, or a minute of silence.
-        let end = Instant::now() + Duration::from_secs(60);
-        let mut buf = [0u8; 64];
-        loop {
-            match notify.recv(&mut buf) {
-                Ok(n) if &buf[..n] == b"READY=1" => return Some(fw),
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < end => {
-                    if let Some(status) = fw.child.try_wait().expect("try_wait") {
-                        if may_retry && af_packet_fanout_collided(&fw.output()) {
-                            return None;
-                        }
-                        panic!("ctfw run ended before READY=1 ({status}):\n{}", fw.output());
-                    }
-                }
-                Err(e) => {
-                    let _ = fw.child.kill();
-                    let _ = fw.child.wait();
-                    panic!("ctfw run did not say READY=1 ({e}):\n{}", fw.output());
-                }
-            }
         }
     }
 

@@ -3,8 +3,10 @@
 
 #![allow(dead_code)] // Each test crate uses a different subset.
 
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 /// The repository root (tests run `ctfw` from there, as the README does).
 pub fn root() -> PathBuf {
@@ -32,6 +34,58 @@ pub fn af_packet_fanout_collided(output: &str) -> bool {
 
 /// Attempts at starting `ctfw run` on `net_af_packet` ports ([`af_packet_fanout_collided`]).
 pub const AF_PACKET_ATTEMPTS: usize = 3;
+
+/// Start `ctfw run` as `command()` makes it, with its stdout and stderr in `dir` (files
+/// `stdout` and `stderr`) and `NOTIFY_SOCKET` on a socket in `dir`, and return it once it
+/// said READY=1. Panics, with its output, if it ends first or says nothing for a minute;
+/// starts it again when it ended on a fanout collision ([`af_packet_fanout_collided`]).
+pub fn spawn_until_ready(dir: &Path, mut command: impl FnMut() -> Command) -> Child {
+    let notify_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let output = || {
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}",
+            read("stdout"),
+            read("stderr")
+        )
+    };
+    for attempt in 1..=AF_PACKET_ATTEMPTS {
+        let mut child = command()
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdout(std::fs::File::create(dir.join("stdout")).expect("stdout"))
+            .stderr(std::fs::File::create(dir.join("stderr")).expect("stderr"))
+            .spawn()
+            .expect("spawn ctfw run");
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut buf = [0u8; 64];
+        loop {
+            match notify.recv(&mut buf) {
+                Ok(n) if &buf[..n] == b"READY=1" => return child,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < end => {
+                    let Some(status) = child.try_wait().expect("try_wait") else {
+                        continue;
+                    };
+                    if attempt < AF_PACKET_ATTEMPTS && af_packet_fanout_collided(&output()) {
+                        break;
+                    }
+                    panic!("ctfw run ended before READY=1 ({status}):\n{}", output());
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("ctfw run did not say READY=1 ({e}):\n{}", output());
+                }
+            }
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
 
 /// Panic unless this runs as root with every `(tool, Debian package)` on the PATH. `makes`
 /// says what the test needs root for ("network namespaces and veth pairs").
