@@ -19,14 +19,16 @@
 //! 4. in packet order, track (find or create the entry, run the protocol tracker) and decide
 //!    (the rules, then insertion of a new connection).
 //!
-//! The rules run on every packet but one kind. An ESTABLISHED packet's decision is often
-//! known without them: the rule set works out when it is built what such a decision can
-//! depend on ([`Established`]). When nothing (an `accept established` rule near the top,
-//! the classic policy), the packet takes the set's fixed decision; when only what one
-//! direction of a connection keeps for life, the ports and some TCP flags, the decision is
-//! remembered in the entry's memo and reused until the rule set changes
-//! (`Engine::evaluate_memo`). Both are exactly what evaluating the rules gives: property
-//! tests in `rules/classify/tests.rs`, scenarios in `tests/scenarios/rule_memo.rs`.
+//! The rules run on every packet but two kinds. The decision of an ESTABLISHED packet, and
+//! of a NEW one, is often known without them: the rule set works out when it is built what
+//! such a decision can depend on ([`Dependence`]). When nothing (for ESTABLISHED, an
+//! `accept established` rule near the top, the classic policy), the packet takes the set's
+//! fixed decision; when only what one direction of a connection keeps for life, the ports
+//! and some TCP flags, the decision is remembered in the entry's memo and reused until the
+//! rule set changes (`Engine::evaluate_memo`; a NEW packet has an entry once its
+//! connection's first packet was accepted: a one-way stream, or a handshake retransmitted).
+//! Both are exactly what evaluating the rules gives: property tests in
+//! `rules/classify/tests.rs`, scenarios in `tests/scenarios/rule_memo.rs`.
 //!
 //! Why stages 2 and 3 are loops of their own: a prefetch hint (`Table::prefetch_buckets`,
 //! `Table::prefetch_entry`) does not wait for its line, but the next stage reads the lines
@@ -70,7 +72,7 @@ use crate::flow::{self, Direction, FlowHasher, KeyedPacket};
 use crate::observe::{
     Acct, Bounded, DestroyCause, EntryRecord, Event, EventKind, LogRecord, TokenBucket,
 };
-use crate::rules::{Action, Decision, Established, PortId, RuleInput, RuleSet};
+use crate::rules::{Action, Decision, Dependence, PortId, RuleInput, RuleSet};
 use crate::table::{self, Entry, Hashed, OutOfMemory, Region, Removal, Table};
 use crate::time::{Instant, Tick};
 use crate::track::icmp::{self, IcmpClass};
@@ -81,6 +83,9 @@ use crate::wire::{self, ChecksumHint, L4, Packet, ParseConfig, Span, TcpFlags};
 
 /// The rule memo's code for "the default policy decided" (`Engine::evaluate_memo`).
 const MEMO_DEFAULT: u16 = u16::MAX;
+/// Ingress ports below this have their decisions remembered (`Engine::evaluate_memo`: seven
+/// bits of the memo word; a rule's port set names at most [`RuleSet::MAX_PORTS`]).
+const MEMO_PORTS: u8 = 128;
 /// Rule memos [`Engine::sweep`] clears per call after the generation came round again
 /// (64 KiB of stores: a few microseconds, like the sweep itself).
 const MEMO_CLEAR_STEP: u32 = 8192;
@@ -424,7 +429,7 @@ impl Engine {
 
     /// Tell the table whether the rules use its memos (`Engine::evaluate_memo`).
     pub(crate) fn use_memos(&mut self) {
-        let on = matches!(self.rules.established(), Established::PerFlow { .. });
+        let on = self.rules.uses_memos();
         self.table.set_memos_on(on);
     }
 
@@ -526,15 +531,18 @@ impl Engine {
             }
         }
         // Stage 3: with the buckets in cache, find each packet's candidate entry, then fetch
-        // the candidates (both cache lines of each, and its rule memo when the rules use
-        // memos: `Engine::evaluate_memo`) back to back.
+        // the candidates (both cache lines of each, and its rule memo when ESTABLISHED
+        // packets use memos: `Engine::evaluate_memo`) back to back. NEW packets of known
+        // entries read their memo unprefetched: most sets (the classic policy among them)
+        // decide every ESTABLISHED packet alike and NEW ones by the ports they cross, and
+        // most packets are ESTABLISHED, whose memo line a prefetch would fetch for nothing.
         let mut cands = [0u32; BURST];
         for (c, plan) in cands.iter_mut().zip(&plans[..pkts.len()]) {
             if let Plan::Track(_, h) | Plan::Related(_, h) = plan {
                 *c = self.table.candidate(h);
             }
         }
-        let memos = matches!(self.rules.established(), Established::PerFlow { .. });
+        let memos = matches!(self.rules.established(), Dependence::PerFlow { .. });
         for &c in &cands[..pkts.len()] {
             self.table.prefetch_entry(c);
             if memos {
@@ -663,20 +671,13 @@ impl Engine {
             // under a reason of its own that would always read zero in production.
             return self.drop(verdict, Reason::DefaultPolicy);
         };
-        let decision = match (
-            tracked.ct,
-            self.rules.established(),
-            tracked.entry,
-            tracked.dir,
-        ) {
-            // Most packets: the rule set decides every ESTABLISHED packet alike.
-            (Some(CtState::Established), Established::Fixed(d), _, _) => d,
-            (
-                Some(CtState::Established),
-                Established::PerFlow { flags_mask },
-                Some(idx),
-                Some(dir),
-            ) => self.evaluate_memo(idx, dir, flags_mask, pkt, p, out_port),
+        let dependence = tracked.ct.and_then(|ct| self.rules.dependence(ct));
+        let decision = match (tracked.ct, dependence, tracked.entry, tracked.dir) {
+            // Most packets: the rule set decides every ESTABLISHED (or NEW) packet alike.
+            (_, Some(Dependence::Fixed(d)), _, _) => d,
+            (Some(ct), Some(Dependence::PerFlow { flags_mask }), Some(idx), Some(dir)) => {
+                self.evaluate_memo(idx, dir, ct, flags_mask, pkt, p, out_port)
+            }
             _ => self.evaluate(pkt, p, tracked.ct, out_port),
         };
         verdict.rule = decision.rule;
@@ -748,25 +749,30 @@ impl Engine {
         })
     }
 
-    /// [`Engine::evaluate`] for an ESTABLISHED packet of entry `idx` travelling `dir`, when
-    /// the rules' decision depends only on what that direction of the connection keeps for
-    /// its life, the ports crossed and the TCP flags under `flags_mask`
-    /// ([`Established::PerFlow`]). The decision for packets entering by the same port with
-    /// a plain ACK's flags under the mask (every data segment and ACK when the rules test
-    /// only SYN, FIN, RST or ACK) is remembered in the entry's memo ([`Table::memo`]),
-    /// stamped with the rule set's generation, and reused until the rule set changes; other
-    /// packets are evaluated. The table clears the memo of a new entry.
+    /// [`Engine::evaluate`] for a packet of entry `idx` travelling `dir` in conntrack state
+    /// `ct` (ESTABLISHED or NEW), when the rules' decision for that state depends only on
+    /// what that direction of the connection keeps for its life, the ports crossed and the
+    /// TCP flags under `flags_mask` ([`Dependence::PerFlow`]). The decision for packets
+    /// entering by the same port in the same state with a plain ACK's flags under the mask
+    /// (every data segment and ACK when the rules test only SYN, FIN, RST or ACK) is
+    /// remembered in the entry's memo ([`Table::memo`]), stamped with the rule set's
+    /// generation, and reused until the rule set changes; other packets are evaluated. The
+    /// table clears the memo of a new entry.
     ///
     /// The memo holds one 32-bit word per direction (ORIGINAL low, REPLY high): the
-    /// generation in bits 24..32 (never 0, so a cleared memo never matches), the ingress
-    /// port in bits 16..24 (ports from 255 on are not remembered), the deciding rule's index
-    /// in bits 0..16, or [`MEMO_DEFAULT`] for the default policy (rule indices are below
-    /// [`RuleSet::MAX_RULES`]).
+    /// generation in bits 24..32 (never 0, so a cleared memo never matches), whether the
+    /// state is NEW in bit 23, the ingress port in bits 16..23 (ports from 128 on are not
+    /// remembered), the deciding rule's index in bits 0..16, or [`MEMO_DEFAULT`] for the
+    /// default policy (rule indices are below [`RuleSet::MAX_RULES`]). A direction's word
+    /// holds one state at a time: the ORIGINAL direction of a connection is NEW until the
+    /// first reply and ESTABLISHED after it, and is evaluated once more at the change.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn evaluate_memo(
         &mut self,
         idx: u32,
         dir: Direction,
+        ct: CtState,
         flags_mask: u8,
         pkt: &Pkt<'_>,
         p: &Packet<'_>,
@@ -777,10 +783,11 @@ impl Engine {
             _ => true,
         };
         let port = match u8::try_from(pkt.port.0) {
-            Ok(port) if plain && port != u8::MAX && self.memo_clear.is_none() => port,
-            _ => return self.evaluate(pkt, p, Some(CtState::Established), out_port),
+            Ok(port) if plain && port < MEMO_PORTS && self.memo_clear.is_none() => port,
+            _ => return self.evaluate(pkt, p, Some(ct), out_port),
         };
-        let stamp = u32::from(self.rules_gen) << 24 | u32::from(port) << 16;
+        let new = u32::from(ct == CtState::New);
+        let stamp = u32::from(self.rules_gen) << 24 | new << 23 | u32::from(port) << 16;
         let shift = if dir == Direction::Original { 0 } else { 32 };
         let memo = self.table.memo(idx);
         let word = (memo >> shift) as u32;
@@ -797,7 +804,7 @@ impl Engine {
                 },
             };
         }
-        let d = self.evaluate(pkt, p, Some(CtState::Established), out_port);
+        let d = self.evaluate(pkt, p, Some(ct), out_port);
         let word = stamp | u32::from(d.rule.unwrap_or(MEMO_DEFAULT));
         let memo = memo & !(0xffff_ffff << shift) | u64::from(word) << shift;
         self.table.set_memo(idx, memo);

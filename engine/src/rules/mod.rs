@@ -13,8 +13,8 @@
 //! - a [`RuleSet`] holds at most [`RuleSet::MAX_RULES`] rules, so a rule index fits the `u16`
 //!   of [`Decision::rule`], and exactly one name per rule.
 //!
-//! Why this shape: evaluation runs per packet (every packet but most ESTABLISHED ones, see
-//! below), so it walks no strings and allocates nothing.
+//! Why this shape: evaluation runs per packet (every packet but most ESTABLISHED ones and
+//! many NEW ones, see below), so it walks no strings and allocates nothing.
 //! Names live beside the rules, not in them, to keep the matchers that are read per packet
 //! dense; addresses are `(net, mask)` pairs of `u128`, port ranges `(lo, hi)`, state sets
 //! and port sets bitmasks. Matching follows nftables, whose behaviour the conformance traces
@@ -30,12 +30,13 @@
 //! control path, and handed to the engine whole, so a reload swaps a compiled set in between
 //! bursts.
 //!
-//! ESTABLISHED packets. When the set is built it also works out what an ESTABLISHED packet's
-//! decision can depend on ([`Established`]): nothing (`Fixed`: an `accept established` rule
-//! before any rule that could tell such packets apart), and the pipeline then takes that
-//! decision without evaluating; or what one direction of a connection keeps for life, the
-//! ports crossed and some TCP flags (`PerFlow`), and the pipeline remembers the decision per
-//! entry until the rule set changes. Property tests hold both to the evaluation.
+//! ESTABLISHED and NEW packets. When the set is built it also works out, for each of these
+//! two states, what the decision of a packet in that state can depend on ([`Dependence`]):
+//! nothing (`Fixed`: for ESTABLISHED, an `accept established` rule before any rule that
+//! could tell such packets apart), and the pipeline then takes that decision without
+//! evaluating; or what one direction of a connection keeps for life, the ports crossed and
+//! some TCP flags (`PerFlow`), and the pipeline remembers the decision per entry, direction
+//! and state until the rule set changes. Property tests hold both to the evaluation.
 //!
 //! Modules: `matchers.rs` (the matcher types), `classify.rs` (the classifier).
 
@@ -280,12 +281,13 @@ pub struct RuleSet {
     any_log: bool,
     /// Built from `rules` by `new`; `None` for sets that are scanned.
     classifier: Option<Box<Classifier>>,
-    /// Built from `rules` and `default` by `new`.
-    established: Established,
+    /// Built from `rules` and `default` by `new`: what the decision of a packet in state
+    /// NEW (index 0) and ESTABLISHED (index 1, their discriminants) depends on.
+    by_state: [Dependence; 2],
 }
 
 impl PartialEq for RuleSet {
-    /// Equal rules, names, policy and logging; the classifier and `established` are functions
+    /// Equal rules, names, policy and logging; the classifier and the dependences are functions
     /// of the rules.
     fn eq(&self, other: &RuleSet) -> bool {
         self.rules == other.rules
@@ -326,7 +328,8 @@ impl RuleSet {
         }
         let any_log = rules.iter().any(|r| r.log);
         let classifier = (rules.len() > Self::SCAN_MAX).then(|| Box::new(Classifier::new(&rules)));
-        let established = Established::of(&rules, default);
+        let by_state =
+            [CtState::New, CtState::Established].map(|ct| Dependence::of(&rules, default, ct));
         Ok(RuleSet {
             rules: rules.into_boxed_slice(),
             names: names.into_iter().map(String::into_boxed_str).collect(),
@@ -334,7 +337,7 @@ impl RuleSet {
             default_log: false,
             any_log,
             classifier,
-            established,
+            by_state,
         })
     }
 
@@ -423,8 +426,24 @@ impl RuleSet {
 
     /// What an ESTABLISHED packet's decision depends on, worked out when the set was built.
     #[inline]
-    pub fn established(&self) -> Established {
-        self.established
+    pub fn established(&self) -> Dependence {
+        self.by_state[CtState::Established as usize]
+    }
+
+    /// What the decision of a packet in conntrack state `ct` depends on, for the two states
+    /// the set works it out for (ESTABLISHED and NEW); `None` for the others.
+    #[inline]
+    pub fn dependence(&self, ct: CtState) -> Option<Dependence> {
+        self.by_state.get(ct as usize).copied()
+    }
+
+    /// Whether the decision of an ESTABLISHED or a NEW packet may depend on its connection
+    /// (a `PerFlow` [`Dependence`]), so that the pipeline keeps per-entry memos.
+    #[inline]
+    pub fn uses_memos(&self) -> bool {
+        self.by_state
+            .iter()
+            .any(|d| matches!(d, Dependence::PerFlow { .. }))
     }
 
     /// Bytes the classifier holds beside the rules (0 for a scanned set).
@@ -463,37 +482,39 @@ impl RuleSet {
     }
 }
 
-/// What the rules' decision for a packet of an ESTABLISHED connection depends on
-/// ([`RuleSet::established`]). Most packets a firewall sees are ESTABLISHED, and most rule
+/// What the rules' decision for a packet in one conntrack state, ESTABLISHED or NEW, depends
+/// on ([`RuleSet::dependence`]). Most packets a firewall sees are ESTABLISHED, and most rule
 /// sets decide them all alike (an `accept established` rule near the top), so the pipeline
-/// asks this before it evaluates anything.
+/// asks this before it evaluates anything. NEW packets of a known entry are those of a
+/// connection whose other side has not answered yet (a one-way UDP stream stays NEW for
+/// life), and their decision too can be remembered.
 ///
-/// It is read off the rules in order. A rule whose state test excludes ESTABLISHED never
+/// It is read off the rules in order. A rule whose state test excludes the state never
 /// matches such a packet and is skipped. The first rule that tests nothing but the state
-/// matches every ESTABLISHED packet, so nothing after it matters; if no such rule exists the
+/// matches every packet in that state, so nothing after it matters; if no such rule exists the
 /// default policy is the last resort. The fields tested by the rules met before that point
 /// are all the decision can depend on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Established {
-    /// Every ESTABLISHED packet gets this decision, whatever its other fields.
+pub enum Dependence {
+    /// Every packet in the state gets this decision, whatever its other fields.
     Fixed(Decision),
     /// The decision depends on fields that one direction of a connection keeps for its
     /// whole life (family, protocol, addresses, ports), on the firewall ports the packet
-    /// crosses, and on its TCP flags only through the bits of `flags_mask`: two
-    /// ESTABLISHED packets that agree on all of these get the same decision. The pipeline
-    /// remembers it per entry and direction until the rule set changes.
+    /// crosses, and on its TCP flags only through the bits of `flags_mask`: two packets in
+    /// the state that agree on all of these get the same decision. The pipeline remembers
+    /// it per entry, direction and state until the rule set changes.
     PerFlow {
         /// The union of the masks of the TCP flag tests that can decide such a packet.
         flags_mask: u8,
     },
 }
 
-impl Established {
-    fn of(rules: &[Rule], default: Action) -> Established {
+impl Dependence {
+    fn of(rules: &[Rule], default: Action, state: CtState) -> Dependence {
         let mut depends = false;
         let mut flags_mask = 0;
         for (i, r) in rules.iter().enumerate() {
-            if !r.ct_ok(Some(CtState::Established)) {
+            if !r.ct_ok(Some(state)) {
                 continue;
             }
             // Every matcher, by name: a matcher added to `Rule` must be placed here.
@@ -521,13 +542,13 @@ impl Established {
                 || !dport.is_empty()
                 || tcp_flags.is_some();
             if !tests_more {
-                // Matches every ESTABLISHED packet: later rules and the default are
+                // Matches every packet in the state: later rules and the default are
                 // unreachable.
                 return if depends {
-                    Established::PerFlow { flags_mask }
+                    Dependence::PerFlow { flags_mask }
                 } else {
                     // `new` bounds the length by `MAX_RULES`, so the index fits.
-                    Established::Fixed(Decision {
+                    Dependence::Fixed(Decision {
                         action: r.action,
                         rule: Some(i as u16),
                     })
@@ -537,9 +558,9 @@ impl Established {
             flags_mask |= tcp_flags.map_or(0, |t| t.mask());
         }
         if depends {
-            Established::PerFlow { flags_mask }
+            Dependence::PerFlow { flags_mask }
         } else {
-            Established::Fixed(Decision {
+            Dependence::Fixed(Decision {
                 action: default,
                 rule: None,
             })

@@ -1,18 +1,20 @@
-//! The per-entry rule memo: when the rules decide an ESTABLISHED packet by what one direction
-//! of its connection keeps for life (addresses, ports, protocol), the decision is remembered
-//! in the entry, stamped with the rule set's generation. A reload must make every memo stale,
-//! a new connection must never inherit the memo of the entry that held its pool index, and a
-//! packet entering by another port, or with other flags under the rules' flag tests, must be
-//! evaluated.
+//! The per-entry rule memo: when the rules decide an ESTABLISHED packet, or a NEW packet of a
+//! known connection, by what one direction of its connection keeps for life (addresses,
+//! ports, protocol), the decision is remembered in the entry, stamped with the rule set's
+//! generation and the state. A reload must make every memo stale, a new connection must never
+//! inherit the memo of the entry that held its pool index, a decision remembered for NEW must
+//! not answer for ESTABLISHED, and a packet entering by another port, or with other flags
+//! under the rules' flag tests, must be evaluated.
 
 use ctfw_engine::Reason;
 use ctfw_engine::rules::{
-    Action, CtStateSet, Established, PortId, PortSet, Prefix, Rule, RuleSet, TcpFlagsMatch,
+    Action, CtStateSet, Dependence, PortId, PortSet, Prefix, Rule, RuleSet, TcpFlagsMatch,
 };
 use ctfw_engine::track::CtState;
 use ctfw_engine::wire::Family;
 use ctfw_engine::wire::TcpFlags;
 use ctfw_tracegen::TcpSim;
+use ctfw_tracegen::frame::Frame;
 
 use crate::common::*;
 
@@ -64,7 +66,7 @@ fn a_reload_makes_every_remembered_decision_stale() {
     let mut fw = Fw::new(linux_defaults(1024), block_nobody());
     assert_eq!(
         fw.eng.rules().established(),
-        Established::PerFlow { flags_mask: 0 }
+        Dependence::PerFlow { flags_mask: 0 }
     );
     let mut sim = sim();
     sim.handshake().exchange(10, 10).exchange(10, 10);
@@ -101,10 +103,7 @@ fn a_reload_makes_every_remembered_decision_stale() {
 fn a_new_connection_does_not_inherit_the_memo_of_its_pool_slot() {
     // Established packets from CLIENT are dropped; its new connections are not.
     let blocked = block_ahead(v4(CLIENT), Some(&[CtState::Established]));
-    assert_eq!(
-        blocked.established(),
-        Established::PerFlow { flags_mask: 0 }
-    );
+    assert_eq!(blocked.established(), Dependence::PerFlow { flags_mask: 0 });
     let mut fw = Fw::new(linux_defaults(16), blocked);
     // Another client's connection: accepted both ways, remembered, then reset and reclaimed.
     let mut other = TcpSim::new(
@@ -196,7 +195,7 @@ fn another_port_or_other_tested_flags_are_evaluated_not_remembered() {
     let rules = rule_set(list);
     assert_eq!(
         rules.established(),
-        Established::PerFlow {
+        Dependence::PerFlow {
             flags_mask: TcpFlags::PSH
         }
     );
@@ -239,10 +238,7 @@ fn memos_survive_a_detour_through_a_set_that_does_not_use_them() {
         assert!(fw.pkt(&p).forward.is_some());
     }
     fw.eng.reload(classic_rules(), &cfg).expect("reload");
-    assert!(matches!(
-        fw.eng.rules().established(),
-        Established::Fixed(_)
-    ));
+    assert!(matches!(fw.eng.rules().established(), Dependence::Fixed(_)));
     sim.exchange(10, 10);
     for p in sim.take_packets() {
         assert!(fw.pkt(&p).forward.is_some());
@@ -260,7 +256,8 @@ fn memos_survive_a_detour_through_a_set_that_does_not_use_them() {
 #[test]
 fn a_port_past_the_memo_s_width_is_evaluated_every_time() {
     // 257 ports; established packets are accepted entering by ports 0 and 1 and dropped by
-    // any other. The memo holds ports below 255 only: port 256 must not pass for port 0.
+    // any other. The memo holds ports below 128 only: ports 128 and 256 must not pass for
+    // port 0 (256 is port 0 in the low eight bits).
     let by_port = Rule {
         ct: Some(CtStateSet::of(&[CtState::Established])),
         in_port: PortSet::default()
@@ -278,7 +275,7 @@ fn a_port_past_the_memo_s_width_is_evaluated_every_time() {
     ];
     list.extend(classic_rule_list());
     let rules = rule_set(list);
-    assert_eq!(rules.established(), Established::PerFlow { flags_mask: 0 });
+    assert_eq!(rules.established(), Dependence::PerFlow { flags_mask: 0 });
     let mut cfg = linux_defaults(1024);
     cfg.peers = (0..257u16)
         .map(|p| if p == 0 { OUTSIDE } else { INSIDE })
@@ -296,9 +293,11 @@ fn a_port_past_the_memo_s_width_is_evaluated_every_time() {
         let v = fw.send(&ack.data, INSIDE);
         assert_fwd(&v, CtState::Established, OUTSIDE);
         assert_eq!(v.rule, Some(0));
-        let v = fw.send(&ack.data, PortId(256));
-        assert_dropped(&v, Reason::RuleDrop);
-        assert_eq!(v.rule, Some(1), "by port 256");
+        for port in [128, 256] {
+            let v = fw.send(&ack.data, PortId(port));
+            assert_dropped(&v, Reason::RuleDrop);
+            assert_eq!(v.rule, Some(1), "by port {port}");
+        }
     }
 }
 
@@ -324,5 +323,105 @@ fn accounting_and_events_take_the_same_decisions() {
         } else {
             assert_fwd_pkt(&v, CtState::Established, p);
         }
+    }
+}
+
+/// A one-way UDP stream from the client to the server's port 53, and the server's answer.
+fn udp_stream() -> (Vec<u8>, Vec<u8>) {
+    let (client, server) = (v4(CLIENT).into(), v4(SERVER).into());
+    (
+        Frame::ipv4(client, server)
+            .udp(41000, 53)
+            .payload(b"q")
+            .build(),
+        Frame::ipv4(server, client)
+            .udp(53, 41000)
+            .payload(b"a")
+            .build(),
+    )
+}
+
+#[test]
+fn new_packets_of_a_known_connection_are_remembered_until_a_reload() {
+    // Classic rules after the block: NEW packets are decided by the ports they cross.
+    let mut fw = Fw::new(linux_defaults(1024), block_nobody());
+    assert_eq!(
+        fw.eng.rules().dependence(CtState::New),
+        Some(Dependence::PerFlow { flags_mask: 0 })
+    );
+    let (query, _) = udp_stream();
+    // The stream stays NEW: the first packet creates the entry, the second writes the memo,
+    // the rest read it.
+    for _ in 0..4 {
+        let v = fw.send(&query, INSIDE);
+        assert_fwd(&v, CtState::New, OUTSIDE);
+        assert_eq!(v.rule, Some(2), "new_c2s_accept, one place down");
+    }
+    let idx = pool_index(&fw, &query).expect("the stream's entry");
+    assert_ne!(fw.eng.table().memo(idx), 0, "the decision is remembered");
+    // From outside, NEW is dropped by the default policy, remembered or not.
+    for _ in 0..3 {
+        let v = fw.send(&query, OUTSIDE);
+        assert_dropped(&v, Reason::DefaultPolicy);
+        assert_eq!(v.rule, None);
+    }
+    // A reload that blocks the client's NEW packets: stale at once.
+    let cfg = linux_defaults(1024);
+    fw.eng
+        .reload(block_ahead(v4(CLIENT), Some(&[CtState::New])), &cfg)
+        .expect("reload");
+    for _ in 0..3 {
+        let v = fw.send(&query, INSIDE);
+        assert_dropped(&v, Reason::RuleDrop);
+        assert_eq!(v.rule, Some(0));
+    }
+    fw.eng.reload(block_nobody(), &cfg).expect("reload");
+    let v = fw.send(&query, INSIDE);
+    assert_fwd(&v, CtState::New, OUTSIDE);
+    assert_eq!(v.rule, Some(2));
+}
+
+#[test]
+fn a_decision_remembered_for_new_does_not_answer_for_established() {
+    // NEW from the client is accepted by `new_c2s_accept`; once the server answered, the
+    // client's packets are ESTABLISHED and decided by the block (dropped), then, after a
+    // reload, by `estrel_accept`: never by what was remembered while the stream was NEW.
+    let blocked = block_ahead(v4(CLIENT), Some(&[CtState::Established]));
+    assert_eq!(
+        blocked.dependence(CtState::New),
+        Some(Dependence::PerFlow { flags_mask: 0 })
+    );
+    // Port 128 (past the memo's seven bits of port) leads outside too.
+    let mut cfg = linux_defaults(1024);
+    cfg.peers = (0..=128u16)
+        .map(|p| if p == 0 { OUTSIDE } else { INSIDE })
+        .collect();
+    let mut fw = Fw::new(cfg, blocked);
+    let (query, answer) = udp_stream();
+    for _ in 0..3 {
+        let v = fw.send(&query, INSIDE);
+        assert_fwd(&v, CtState::New, OUTSIDE);
+        assert_eq!(v.rule, Some(2));
+    }
+    let v = fw.send(&answer, OUTSIDE);
+    assert_fwd(&v, CtState::Established, INSIDE);
+    assert_eq!(
+        v.rule,
+        Some(1),
+        "estrel_accept: the block tests the client's address"
+    );
+    // Not by way of a port whose number would reach the memo's NEW bit either (the memo
+    // still holds the NEW decision of port 0).
+    let v = fw.send(&query, PortId(128));
+    assert_dropped(&v, Reason::RuleDrop);
+    assert_eq!(v.rule, Some(0), "by port 128");
+    for _ in 0..3 {
+        let v = fw.send(&query, INSIDE);
+        assert_dropped(&v, Reason::RuleDrop);
+        assert_eq!(
+            v.rule,
+            Some(0),
+            "the block, not the remembered NEW decision"
+        );
     }
 }

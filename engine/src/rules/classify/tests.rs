@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::rules::{
-    Action, CtStateSet, Decision, Established, PortRange, PortSet, Prefix, RuleSet, TcpFlagsMatch,
+    Action, CtStateSet, Decision, Dependence, PortRange, PortSet, Prefix, RuleSet, TcpFlagsMatch,
 };
 use crate::wire::{TcpFlags, proto};
 
@@ -615,20 +615,21 @@ fn a_group_too_big_for_its_limit_is_split_and_decides_the_same() {
     }
 }
 
-// ---- What an ESTABLISHED packet's decision depends on -------------------------------------
+// ---- What an ESTABLISHED or a NEW packet's decision depends on ---------------------------
 
-/// Random rule sets, with an `accept established`-like rule (a state test and nothing else,
-/// which decides every ESTABLISHED packet) inserted at a random place half of the time.
-fn rules_for_established() -> impl Strategy<Value = Vec<Rule>> {
+/// Random rule sets, with a catch-all rule for `state` (a state test that admits it and
+/// nothing else, which decides every packet in that state) inserted at a random place half
+/// of the time.
+fn rules_with_catch_all(state: CtState) -> impl Strategy<Value = Vec<Rule>> {
     (
         rules(),
         proptest::option::of((any::<usize>(), any::<bool>(), any::<u8>())),
     )
-        .prop_map(|(mut rules, catch_all)| {
+        .prop_map(move |(mut rules, catch_all)| {
             if let Some((at, accept, states)) = catch_all {
                 let mut set = CtStateSet::of(&state_bits(states));
                 if states & 1 == 0 {
-                    set = set.with(CtState::Established);
+                    set = set.with(state);
                 }
                 let r = Rule {
                     ct: Some(set),
@@ -640,15 +641,21 @@ fn rules_for_established() -> impl Strategy<Value = Vec<Rule>> {
         })
 }
 
+/// A rule set for a random one of the two states the set works dependences out for.
+fn state_and_rules() -> impl Strategy<Value = (CtState, Vec<Rule>)> {
+    prop_oneof![Just(CtState::Established), Just(CtState::New)]
+        .prop_flat_map(|state| (Just(state), rules_with_catch_all(state)))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// `Established::Fixed` is the decision of every ESTABLISHED packet; under
-    /// `Established::PerFlow`, two ESTABLISHED packets that differ only in their TCP flags
+    /// `Dependence::Fixed` is the decision of every packet in the state; under
+    /// `Dependence::PerFlow`, two packets in the state that differ only in their TCP flags
     /// outside the mask get the same decision.
     #[test]
-    fn established_decisions_depend_on_what_the_set_says(
-        rules in rules_for_established(),
+    fn decisions_depend_on_what_the_set_says(
+        (state, rules) in state_and_rules(),
         aims in proptest::collection::vec(aim(), 32),
         others in proptest::collection::vec((0..FW_PORTS.len(), 0..FW_PORTS.len(), any::<u8>()), 32),
         default_accept in any::<bool>(),
@@ -656,12 +663,15 @@ proptest! {
         let names = (0..rules.len()).map(|i| format!("r{i}")).collect();
         let default = if default_accept { Action::Accept } else { Action::Drop };
         let set = RuleSet::new(rules.clone(), default, names).expect("a valid set");
-        let established = set.established();
+        let dependence = set.dependence(state).expect("worked out for ESTABLISHED and NEW");
+        if state == CtState::Established {
+            prop_assert_eq!(set.established(), dependence);
+        }
         for (a, &(i, o, flags)) in aims.iter().zip(&others) {
-            let p = RuleInput { ct: Some(CtState::Established), ..packet(&rules, a) };
+            let p = RuleInput { ct: Some(state), ..packet(&rules, a) };
             let d = set.evaluate(&p);
-            match established {
-                Established::Fixed(fixed) => {
+            match dependence {
+                Dependence::Fixed(fixed) => {
                     let q = RuleInput {
                         in_port: PortId(FW_PORTS[i]),
                         out_port: PortId(FW_PORTS[o]),
@@ -671,7 +681,7 @@ proptest! {
                     prop_assert_eq!(d, fixed, "packet {:?}", p);
                     prop_assert_eq!(set.evaluate(&q), fixed, "packet {:?}", q);
                 }
-                Established::PerFlow { flags_mask } => {
+                Dependence::PerFlow { flags_mask } => {
                     let q = RuleInput {
                         tcp_flags: p.tcp_flags.map(|f| f & flags_mask | flags & !flags_mask),
                         ..p
@@ -683,7 +693,16 @@ proptest! {
     }
 }
 
-fn established_of(rules: Vec<Rule>) -> Established {
+#[test]
+fn the_other_states_have_no_dependence() {
+    let set = RuleSet::new(Vec::new(), Action::Drop, Vec::new()).expect("a valid set");
+    for ct in CtState::ALL {
+        let worked_out = matches!(ct, CtState::Established | CtState::New);
+        assert_eq!(set.dependence(ct).is_some(), worked_out, "{ct:?}");
+    }
+}
+
+fn established_of(rules: Vec<Rule>) -> Dependence {
     let names = (0..rules.len()).map(|i| format!("r{i}")).collect();
     RuleSet::new(rules, Action::Drop, names)
         .expect("a valid set")
@@ -717,7 +736,7 @@ fn established_is_read_off_the_rules_in_order() {
     // The classic policy: the first rule decides every ESTABLISHED packet.
     assert_eq!(
         established_of(vec![accept_established.clone(), new_from_inside.clone()]),
-        Established::Fixed(Decision {
+        Dependence::Fixed(Decision {
             action: Action::Accept,
             rule: Some(0)
         })
@@ -725,14 +744,14 @@ fn established_is_read_off_the_rules_in_order() {
     // Rules that exclude ESTABLISHED are skipped; with nothing else, the default decides.
     assert_eq!(
         established_of(vec![new_from_inside.clone()]),
-        Established::Fixed(Decision {
+        Dependence::Fixed(Decision {
             action: Action::Drop,
             rule: None
         })
     );
     assert_eq!(
         established_of(vec![new_from_inside.clone(), accept_established.clone()]),
-        Established::Fixed(Decision {
+        Dependence::Fixed(Decision {
             action: Action::Accept,
             rule: Some(1)
         })
@@ -740,12 +759,12 @@ fn established_is_read_off_the_rules_in_order() {
     // A host blocked above it: the decision depends on the addresses.
     assert_eq!(
         established_of(vec![block_host.clone(), accept_established.clone()]),
-        Established::PerFlow { flags_mask: 0 }
+        Dependence::PerFlow { flags_mask: 0 }
     );
     // ... but not below it.
     assert_eq!(
         established_of(vec![accept_established.clone(), block_host.clone()]),
-        Established::Fixed(Decision {
+        Dependence::Fixed(Decision {
             action: Action::Accept,
             rule: Some(0)
         })
@@ -753,12 +772,59 @@ fn established_is_read_off_the_rules_in_order() {
     // Ports of the firewall, and the flags a test looks at.
     assert_eq!(
         established_of(vec![block_host, from_port_1, accept_established.clone()]),
-        Established::PerFlow { flags_mask: 0 }
+        Dependence::PerFlow { flags_mask: 0 }
     );
     assert_eq!(
         established_of(vec![syn_only, accept_established]),
-        Established::PerFlow {
+        Dependence::PerFlow {
             flags_mask: TcpFlags::SYN | TcpFlags::ACK | TcpFlags::FIN | TcpFlags::RST
         }
+    );
+}
+
+#[test]
+fn the_new_dependence_is_read_off_the_rules_in_order() {
+    let new_of = |rules: Vec<Rule>| {
+        let names = (0..rules.len()).map(|i| format!("r{i}")).collect();
+        let set = RuleSet::new(rules, Action::Drop, names).expect("a valid set");
+        set.dependence(CtState::New).expect("worked out for NEW")
+    };
+    let states = |states: &[CtState]| Some(CtStateSet::of(states));
+    let accept_established = Rule {
+        ct: states(&[CtState::Established, CtState::Related]),
+        ..accept()
+    };
+    let new_from_inside = Rule {
+        ct: states(&[CtState::New]),
+        in_port: PortSet::default().with(PortId(0)),
+        ..accept()
+    };
+    let accept_new = Rule {
+        ct: states(&[CtState::New]),
+        ..accept()
+    };
+    // The classic policy: NEW packets are told apart by the port they enter by.
+    assert_eq!(
+        new_of(vec![accept_established.clone(), new_from_inside.clone()]),
+        Dependence::PerFlow { flags_mask: 0 }
+    );
+    // Rules that exclude NEW are skipped; a rule that admits every NEW packet decides.
+    assert_eq!(
+        new_of(vec![
+            accept_established.clone(),
+            accept_new.clone(),
+            new_from_inside
+        ]),
+        Dependence::Fixed(Decision {
+            action: Action::Accept,
+            rule: Some(1)
+        })
+    );
+    assert_eq!(
+        new_of(vec![accept_established]),
+        Dependence::Fixed(Decision {
+            action: Action::Drop,
+            rule: None
+        })
     );
 }
