@@ -68,6 +68,17 @@ uint16_t ctfw_rte_mbuf_nb_segs(const struct rte_mbuf *m)
 	return m->nb_segs;
 }
 
+void ctfw_rte_mbuf_views(struct rte_mbuf *const *m, uint16_t n, struct ctfw_mbuf_view *out)
+{
+	for (uint16_t i = 0; i < n; i++) {
+		out[i].data = rte_pktmbuf_mtod(m[i], const uint8_t *);
+		out[i].ol_flags = m[i]->ol_flags;
+		out[i].data_len = m[i]->data_len;
+		out[i].nb_segs = m[i]->nb_segs;
+		out[i].port = m[i]->port;
+	}
+}
+
 int ctfw_rte_pktmbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail)
 {
 	return rte_pktmbuf_chain(head, tail);

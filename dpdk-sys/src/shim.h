@@ -4,7 +4,7 @@
  *
  * Every wrapper is named `ctfw_<dpdk name>` (`ctfw_<struct>_<field>` for a field read) and
  * does nothing but call the inline function or read one field, so its behaviour is exactly
- * DPDK's. Fields of `struct rte_mbuf` are
+ * DPDK's; the one exception, `ctfw_rte_mbuf_views`, reads the same fields for a whole burst. Fields of `struct rte_mbuf` are
  * read here rather than through bindgen's layout because rte_mbuf uses anonymous unions,
  * bitfields and cache-line markers that bindgen renders poorly; C reads them correctly.
  */
@@ -130,6 +130,28 @@ struct rte_mbuf *ctfw_rte_mbuf_next(const struct rte_mbuf *m);
  * `m` must be the first segment of a valid packet.
  */
 uint16_t ctfw_rte_mbuf_nb_segs(const struct rte_mbuf *m);
+
+/**
+ * What the data plane reads of a received packet (`ctfw_rte_mbuf_views`): the first
+ * segment's bytes (`rte_pktmbuf_mtod`, `data_len`), the segment count, the input port and the
+ * offload flags.
+ */
+struct ctfw_mbuf_view {
+	const uint8_t *data;
+	uint64_t ol_flags;
+	uint16_t data_len;
+	uint16_t nb_segs;
+	uint16_t port;
+};
+
+/**
+ * `out[i]` = the view of `m[i]`, for `i < n`: one call per burst instead of a call per field
+ * and packet (these fields cannot be read from Rust, see the top of this file).
+ *
+ * # Safety
+ * `m[..n]` must be valid first segments of packets, `out` valid for `n` writes.
+ */
+void ctfw_rte_mbuf_views(struct rte_mbuf *const *m, uint16_t n, struct ctfw_mbuf_view *out);
 
 /**
  * `rte_pktmbuf_chain`: append the segments of `tail` to the packet `head`, which then owns

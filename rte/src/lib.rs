@@ -56,7 +56,7 @@ mod ring;
 
 pub use eal::{Eal, LaunchHandle, leaked_pools, runtime_dir};
 pub use error::RteError;
-pub use mbuf::{CksumStatus, Drain, Mbuf, MbufBurst, Segments};
+pub use mbuf::{CksumStatus, Drain, Mbuf, MbufBurst, MbufView, MbufViews, Segments};
 pub use mempool::Mempool;
 pub use port::{DevInfo, Port, PortConf, PortStats, RssConf, RxQueue, TxQueue};
 pub use ring::Ring;

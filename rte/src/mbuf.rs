@@ -281,6 +281,112 @@ impl fmt::Debug for Segments<'_> {
     }
 }
 
+/// What the data plane reads of a received packet: its first segment's bytes, its segment
+/// count, its input port and the checksum statuses the device reported. Read for a whole
+/// burst in one call ([`MbufViews::read`]) rather than a call per field and packet; the
+/// borrow of the mbufs keeps them alive and unchanged while a view exists.
+#[repr(transparent)]
+pub struct MbufView<'a> {
+    raw: sys::ctfw_mbuf_view,
+    _packet: PhantomData<&'a Mbuf>,
+}
+
+impl<'a> MbufView<'a> {
+    /// The first segment's bytes, as [`Mbuf::data`].
+    #[inline]
+    pub fn data(&self) -> &'a [u8] {
+        // SAFETY: `raw` was read from a packet the view borrows for 'a (`MbufViews::read`),
+        // which keeps it alive and unchanged; DPDK keeps data_off + data_len within the
+        // buffer, so data..data+data_len is readable.
+        unsafe { slice::from_raw_parts(self.raw.data, usize::from(self.raw.data_len)) }
+    }
+
+    /// Whether the whole packet is in its first segment, as [`Mbuf::is_contiguous`].
+    #[inline]
+    pub fn is_contiguous(&self) -> bool {
+        self.raw.nb_segs == 1
+    }
+
+    /// The input port set by the driver on RX, as [`Mbuf::port`].
+    #[inline]
+    pub fn port(&self) -> u16 {
+        self.raw.port
+    }
+
+    /// IP header checksum status reported by the NIC, as [`Mbuf::ip_cksum`].
+    #[inline]
+    pub fn ip_cksum(&self) -> CksumStatus {
+        CksumStatus::ip_from_ol_flags(self.raw.ol_flags)
+    }
+
+    /// L4 checksum status reported by the NIC, as [`Mbuf::l4_cksum`].
+    #[inline]
+    pub fn l4_cksum(&self) -> CksumStatus {
+        CksumStatus::l4_from_ol_flags(self.raw.ol_flags)
+    }
+}
+
+impl fmt::Debug for MbufView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MbufView")
+            .field("len", &self.raw.data_len)
+            .field("nb_segs", &self.raw.nb_segs)
+            .field("port", &self.raw.port)
+            .field("ol_flags", &format_args!("{:#x}", self.raw.ol_flags))
+            .finish()
+    }
+}
+
+/// Room for the [`MbufView`]s of up to `N` packets. Making one writes nothing (its slots are
+/// uninitialised until [`read`](Self::read) fills them), so it can live on the stack of a
+/// per-burst function at no cost per slot.
+pub struct MbufViews<'a, const N: usize> {
+    views: [MaybeUninit<MbufView<'a>>; N],
+}
+
+impl<'a, const N: usize> MbufViews<'a, N> {
+    const CAPACITY_FITS_U16: () = assert!(N <= u16::MAX as usize, "view capacity > u16::MAX");
+
+    /// Empty room.
+    #[inline]
+    pub const fn new() -> Self {
+        let () = Self::CAPACITY_FITS_U16;
+        MbufViews {
+            views: [const { MaybeUninit::uninit() }; N],
+        }
+    }
+
+    /// The views of the first `min(N, mbufs.len())` packets of `mbufs`, in order.
+    #[inline]
+    pub fn read(&mut self, mbufs: &'a [Mbuf]) -> &[MbufView<'a>] {
+        let n = mbufs.len().min(N);
+        // SAFETY: `Mbuf` is a transparent `NonNull<rte_mbuf>`, so `mbufs[..n]` is an array of
+        // `n` valid first segments (type invariant), borrowed for 'a; `views` has room for
+        // `n <= N <= u16::MAX` entries and `MbufView` is a transparent `ctfw_mbuf_view`. The
+        // shim writes `views[..n]`, which the slice then covers and nothing more.
+        unsafe {
+            sys::ctfw_rte_mbuf_views(
+                mbufs.as_ptr().cast::<*mut sys::rte_mbuf>(),
+                n as u16,
+                self.views.as_mut_ptr().cast::<sys::ctfw_mbuf_view>(),
+            );
+            slice::from_raw_parts(self.views.as_ptr().cast::<MbufView<'a>>(), n)
+        }
+    }
+}
+
+impl<const N: usize> fmt::Debug for MbufViews<'_, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MbufViews").finish_non_exhaustive()
+    }
+}
+
+impl<const N: usize> Default for MbufViews<'_, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Drop for Mbuf {
     fn drop(&mut self) {
         // SAFETY: we own the mbuf (type invariant) and never use it again.

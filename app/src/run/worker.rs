@@ -30,7 +30,7 @@ use ctfw_engine::rules::PortId;
 use ctfw_engine::table::EntryClass;
 use ctfw_engine::time::Instant;
 use ctfw_engine::wire::ChecksumHint;
-use rte::{CksumStatus, Mbuf, MbufBurst, Ring, RxQueue, TxQueue};
+use rte::{CksumStatus, Mbuf, MbufBurst, MbufView, MbufViews, Ring, RxQueue, TxQueue};
 
 use super::frames::{Heads, Layout, TAIL_SLOTS};
 use super::mailbox::WorkerBox;
@@ -423,13 +423,17 @@ impl Worker {
         }
         let mbufs = burst.as_slice();
         let empty = Pkt::new(&[], PortId(0), ChecksumHint::Unknown);
-        if mbufs.iter().all(Mbuf::is_contiguous) {
+        // What the engine needs of each mbuf, read for the whole burst in one call.
+        let mut views = MbufViews::<MAX_BURST>::new();
+        let views = views.read(mbufs);
+        if views.iter().all(MbufView::is_contiguous) {
             // Every frame in one segment: the engine reads them where they lie, in groups of
-            // its own size (a stack array of that many views, filled per group).
-            for (group, verdicts) in mbufs.chunks(BURST).zip(verdicts[..n].chunks_mut(BURST)) {
+            // its own size (a stack array of that many packets, filled per group).
+            for (group, verdicts) in views.chunks(BURST).zip(verdicts[..n].chunks_mut(BURST)) {
                 let mut pkts = [empty; BURST];
-                for (slot, m) in pkts.iter_mut().zip(group) {
-                    *slot = Pkt::new(m.data(), self.ingress(port, m), hint(m));
+                for (slot, v) in pkts.iter_mut().zip(group) {
+                    let csum = hint_from(v.ip_cksum(), v.l4_cksum());
+                    *slot = Pkt::new(v.data(), self.ingress_of(port, v.port()), csum);
                 }
                 self.decide(now, &pkts[..group.len()], verdicts);
             }
@@ -475,11 +479,17 @@ impl Worker {
     /// The ingress port of `m`: the burst's, or (ring input) the one the mbuf names.
     #[inline]
     fn ingress(&self, port: Option<PortId>, m: &Mbuf) -> PortId {
+        self.ingress_of(port, m.port())
+    }
+
+    /// [`Worker::ingress`] of a packet whose mbuf says it came in by DPDK port `dpdk_port`.
+    #[inline]
+    fn ingress_of(&self, port: Option<PortId>, dpdk_port: u16) -> PortId {
         match port {
             Some(p) => p,
             None => self
                 .port_of
-                .get(usize::from(m.port()))
+                .get(usize::from(dpdk_port))
                 .copied()
                 .flatten()
                 .unwrap_or(PortId(u16::MAX)),

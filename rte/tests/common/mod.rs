@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use rte::sys;
 use rte::{
-    CksumStatus, Eal, Mbuf, MbufBurst, Mempool, Port, PortConf, Ring, RssConf, RteError, RxQueue,
-    TxQueue,
+    CksumStatus, Eal, Mbuf, MbufBurst, MbufViews, Mempool, Port, PortConf, Ring, RssConf, RteError,
+    RxQueue, TxQueue,
 };
 
 const POOL_SIZE: u32 = 4095;
@@ -604,6 +604,30 @@ fn multi_segment_packets(ctx: &mut Ctx) -> Result<(), String> {
     ensure!(rxq.rx_burst_max(&mut rx, 4) == 2, "received {}", rx.len());
     let got: Vec<u8> = rx.as_slice()[0].segments().flatten().copied().collect();
     ensure!(got == bytes[..300], "chain changed on the way");
+    // The burst's views say what each mbuf says, read in one call.
+    let mut views = MbufViews::<4>::new();
+    let views = views.read(rx.as_slice());
+    ensure!(views.len() == 2, "{} views of 2 packets", views.len());
+    for (v, m) in views.iter().zip(rx.as_slice()) {
+        ensure!(
+            v.data() == m.data()
+                && v.is_contiguous() == m.is_contiguous()
+                && v.port() == m.port()
+                && v.ip_cksum() == m.ip_cksum()
+                && v.l4_cksum() == m.l4_cksum(),
+            "view {v:?} of {m:?}"
+        );
+    }
+    ensure!(
+        !views[0].is_contiguous() && views[0].data() == &bytes[..100],
+        "the chain's view {:?}",
+        views[0]
+    );
+    ensure!(
+        views[1].is_contiguous() && views[1].data() == &bytes[..60],
+        "the single packet's view {:?}",
+        views[1]
+    );
     ensure!(
         in_use(&pool) == 4,
         "in_use {} for a 3-segment and a 1-segment packet",
