@@ -758,7 +758,11 @@ impl TcpConn {
     /// An in-window ACK or data segment of an ESTABLISHED connection takes the fast path
     /// (`fast.rs`); every other segment, and any the fast path is unsure of, the full port.
     /// Both decide alike (the property test in `equivalence.rs`).
-    #[inline]
+    ///
+    /// Not inlined: the fast path lives in this one call per packet and calls the full port.
+    /// Inlined into the pipeline's loop it costs more than the call (the loop's values and
+    /// the tracker's ~20 then compete for registers: 8 instructions per packet more).
+    #[inline(never)]
     pub fn packet(
         &mut self,
         meta: &mut EntryMeta,

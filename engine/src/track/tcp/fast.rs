@@ -35,12 +35,26 @@ use crate::time::Tick;
 use crate::track::{CtFlags, EntryMeta, TrackVerdict};
 use crate::wire::{TcpFlags, TcpSeg};
 
+/// What the window checks made of an ACK-class segment of an ESTABLISHED connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Checked {
+    /// In all four bounds: the sender, the receiver and the retransmission count are
+    /// updated, as `tcp_in_window` does before it returns `NFCT_TCP_ACCEPT`.
+    Updated,
+    /// Under bound I but outside II, III or IV: nothing written. `tcp_in_window` returns
+    /// `nf_tcp_log_invalid(..)` here; the full port decides.
+    Outside,
+    /// Anything else (the sender's first segment, a SACK block to read, over bound I): the
+    /// full port decides. Nothing written.
+    Declined,
+}
+
 impl TcpConn {
     /// The in-window ACK or data segment of an ESTABLISHED connection, or `None` (nothing
     /// written) when the segment is anything else.
     ///
-    /// The state and flag test is inlined into the caller: a segment that fails it (every
-    /// SYN, for one) goes on to the full port without paying for a call.
+    /// Inlined into [`TcpConn::packet`], as is all of this file: the test of state and flags
+    /// first, then one copy of the rest per direction.
     #[inline(always)]
     pub(super) fn established_in_window(
         &mut self,
@@ -55,23 +69,71 @@ impl TcpConn {
         if self.state != TcpState::Established || seg.flags.0 & CLASS_BITS != TcpFlags::ACK {
             return None;
         }
-        // One copy per direction, so that every index below is a constant.
+        // One copy per direction, so that every index in it is a constant.
         match dir {
-            Direction::Original => self.in_window_from::<0>(meta, now, seg, cfg),
-            Direction::Reply => self.in_window_from::<1>(meta, now, seg, cfg),
+            Direction::Original => self.established_from::<0>(meta, now, seg, cfg),
+            Direction::Reply => self.established_from::<1>(meta, now, seg, cfg),
         }
     }
 
     /// [`TcpConn::established_in_window`] for a segment sent by direction `S` (its
-    /// [`Direction::index`]), flags and state already checked.
-    #[inline(never)]
-    fn in_window_from<const S: usize>(
+    /// [`Direction::index`]), flags and state already checked: the window checks, then the
+    /// end of `nf_conntrack_tcp_packet`.
+    #[inline(always)]
+    fn established_from<const S: usize>(
         &mut self,
         meta: &mut EntryMeta,
         now: Tick,
         seg: &TcpSeg<'_>,
         cfg: &TcpConfig,
     ) -> Option<TrackVerdict> {
+        match self.in_window_from::<S>(seg) {
+            Checked::Updated => {}
+            Checked::Outside | Checked::Declined => return None,
+        }
+
+        // Linux label `in_window`, for index ACK and new_state == old_state == ESTABLISHED:
+        // no state change (`set_state` marks nothing), no RST, no SYN retransmission.
+        self.set_last_index(FlagClass::Ack);
+        self.set_last_dir(if S == 0 {
+            Direction::Original
+        } else {
+            Direction::Reply
+        });
+        let t = &cfg.timeouts;
+        let retransmitted = self.retrans >= cfg.max_retrans;
+        let unacked = (self.flags[0] | self.flags[1]) & F::DATA_UNACKNOWLEDGED != 0;
+        let zero_window = self.last_win == 0;
+        // The full port's chain, whose every arm but the last needs one of the three.
+        let mut timeout = t.established;
+        if retransmitted || unacked || zero_window {
+            timeout = if retransmitted && t.established > t.retrans {
+                t.retrans
+            } else if unacked && t.established > t.unack {
+                t.unack
+            } else if zero_window && t.established > t.retrans {
+                t.retrans
+            } else {
+                t.established
+            };
+        }
+        if !meta.flags.seen_reply() {
+            // Picked up without a reply: no five-day timeout for it.
+            if timeout > t.unack {
+                timeout = t.unack;
+            }
+        } else if !meta.flags.assured() {
+            // A valid answer for a picked-up connection (or the first after the handshake).
+            meta.flags.set(CtFlags::ASSURED);
+        }
+        meta.expires = now.after(timeout);
+        Some(TrackVerdict::Accept)
+    }
+
+    /// `tcp_in_window` for an ACK-class segment sent by direction `S` (its
+    /// [`Direction::index`]) of an ESTABLISHED connection, as far as [`Checked`] says.
+    #[inline(always)]
+    fn in_window_from<const S: usize>(&mut self, seg: &TcpSeg<'_>) -> Checked {
         let (s, r) = (S, 1 - S);
         let dir = if S == 0 {
             Direction::Original
@@ -81,45 +143,50 @@ impl TcpConn {
         let (mut sflags, mut rflags) = (self.flags[s], self.flags[r]);
         // `tcp_sack` leaves `sack == ack` unless it has options to read.
         if rflags & F::SACK_PERM != 0 && !sack_unread(seg.options) {
-            return None;
+            return Checked::Declined;
         }
-        let (sender, receiver) = (self.seen[s], self.seen[r]);
         let seq = SeqNumber(seg.seq);
         let ack = SeqNumber(seg.ack);
         let end = seq + seg.payload_len;
 
-        // Not the sender's first segment, and the four bounds of `tcp_in_window` (with
-        // `sack == ack`), as the full port writes them.
-        if sender.td_maxwin == 0
-            || !seq.before(sender.td_maxend + 1)
-            || !ack.before(receiver.td_end + 1)
-            || !(receiver.td_maxwin == 0 || end.after(sender.td_end - receiver.td_maxwin - 1))
-            || !ack.after(receiver.td_end - sender.td_maxwin.max(MAXACKWINCONST) - 1)
+        // Not the sender's first segment, and under bound I (whose failure may write).
+        if self.seen[s].td_maxwin == 0 || !seq.before(self.seen[s].td_maxend + 1) {
+            return Checked::Declined;
+        }
+        // Bounds III, II and IV of `tcp_in_window` (with `sack == ack`), as the full port
+        // writes them. Their failures return alike, without writing.
+        if !ack.before(self.seen[r].td_end + 1)
+            || !(self.seen[r].td_maxwin == 0
+                || end.after(self.seen[s].td_end - self.seen[r].td_maxwin - 1))
+            || !ack.after(self.seen[r].td_end - self.seen[s].td_maxwin.max(MAXACKWINCONST) - 1)
         {
-            return None;
+            return Checked::Outside;
         }
 
-        // In window: update the sender (the window is scaled, `sack - ack` is 0).
+        // In window: update the sender (the window is scaled, `sack - ack` is 0). Fields are
+        // read where used, as in the full port, not copied first: fewer live values.
         let win = u32::from(seg.window) << self.scale(s);
-        self.seen[s].td_maxwin = sender.td_maxwin.max(win);
-        if end.after(sender.td_end) {
+        self.seen[s].td_maxwin = self.seen[s].td_maxwin.max(win);
+        if end.after(self.seen[s].td_end) {
             self.seen[s].td_end = end;
             sflags |= F::DATA_UNACKNOWLEDGED;
         }
         // The first ACK sets `td_maxack`, a later one raises it.
-        if sflags & F::MAXACK_SET == 0 || ack.after(sender.td_maxack) {
+        if sflags & F::MAXACK_SET == 0 || ack.after(self.seen[s].td_maxack) {
             self.seen[s].td_maxack = ack;
         }
         sflags |= F::MAXACK_SET;
 
         // Update the receiver.
-        if receiver.td_maxwin != 0 && end.after(sender.td_maxend) {
-            self.seen[r].td_maxwin = receiver.td_maxwin.wrapping_add(end - sender.td_maxend);
+        if self.seen[r].td_maxwin != 0 && end.after(self.seen[s].td_maxend) {
+            self.seen[r].td_maxwin = self.seen[r]
+                .td_maxwin
+                .wrapping_add(end - self.seen[s].td_maxend);
         }
-        if (ack + win).after(receiver.td_maxend - 1) {
+        if (ack + win).after(self.seen[r].td_maxend - 1) {
             self.seen[r].td_maxend = ack + win + u32::from(win == 0);
         }
-        if ack == receiver.td_end {
+        if ack == self.seen[r].td_end {
             rflags &= !F::DATA_UNACKNOWLEDGED;
         }
         self.flags[s] = sflags;
@@ -139,32 +206,6 @@ impl TcpConn {
             self.last_win = seg.window;
             self.retrans = 0;
         }
-        self.set_last_index(FlagClass::Ack);
-        self.set_last_dir(dir);
-
-        // The timeout, for new_state == old_state == ESTABLISHED and no RST. `last_win` is
-        // this segment's window (set above, or equal to it on a retransmission).
-        let t = &cfg.timeouts;
-        let unacked = (sflags | rflags) & F::DATA_UNACKNOWLEDGED != 0;
-        let mut timeout = if self.retrans >= cfg.max_retrans && t.established > t.retrans {
-            t.retrans
-        } else if unacked && t.established > t.unack {
-            t.unack
-        } else if seg.window == 0 && t.established > t.retrans {
-            t.retrans
-        } else {
-            t.established
-        };
-        if !meta.flags.seen_reply() {
-            // Picked up without a reply: no five-day timeout for it.
-            if timeout > t.unack {
-                timeout = t.unack;
-            }
-        } else if !meta.flags.assured() {
-            // A valid answer for a picked-up connection (or the first after the handshake).
-            meta.flags.set(CtFlags::ASSURED);
-        }
-        meta.expires = now.after(timeout);
-        Some(TrackVerdict::Accept)
+        Checked::Updated
     }
 }
