@@ -1,10 +1,12 @@
 //! The fast path of [`TcpConn::packet`]: an ACK or data segment of an ESTABLISHED connection
-//! that lies in window, which is nearly every packet a firewall sees.
+//! that lies in window, which is nearly every packet a firewall sees, or that a liberal
+//! sender sent out of window, which is every packet of a connection picked up mid-stream
+//! whose other side has not been seen yet.
 //!
 //! For that case Linux's `nf_conntrack_tcp_packet` takes the `ES -> ES` cell of
-//! `tcp_conntracks` (ACK row, either direction), runs `tcp_in_window` to its end and
-//! refreshes the entry. This is that path with every test whose outcome the case fixes left
-//! out. It applies when:
+//! `tcp_conntracks` (ACK row, either direction), runs `tcp_in_window` and refreshes the
+//! entry. This is that path with every test whose outcome the case fixes left out. It
+//! applies when:
 //!
 //! - the segment carries ACK and none of SYN, FIN, RST (`FlagClass::Ack`): no re-open, no RST
 //!   checks, no challenge-ACK test, no `tcp_init_sender`, no "pretend the ACK was set", no
@@ -14,19 +16,25 @@
 //! - `tcp_sack` has nothing to read (the receiver did not permit SACK, or there are no
 //!   options, or only the aligned timestamp option it skips): the highest SACK edge is the
 //!   ACK. A segment with SACK blocks (loss recovery) takes the full port;
-//! - all four window bounds hold, so none of `tcp_in_window`'s failure returns (and no
-//!   `nf_tcp_log_invalid`, no `nf_tcp_handle_invalid`) can be reached.
+//! - the sequence number is under bound I (`td_maxend`), whose failure has a branch that
+//!   writes (the window-overrun workaround);
+//! - and either all four window bounds hold, or one of II, III, IV does not and the sender
+//!   is liberal (its BE_LIBERAL flag, which loose pickup sets on both directions, or
+//!   `tcp_be_liberal`).
 //!
-//! What is left is exactly what Linux then does: the sender's `td_maxwin`, `td_end` (with
-//! DATA_UNACKNOWLEDGED) and `td_maxack` (with MAXACK_SET); the receiver's `td_maxwin` and
-//! `td_maxend`, and its DATA_UNACKNOWLEDGED cleared by an ACK of all its data; the count of
-//! retransmitted ACK segments (`last_seq`, `last_ack`, `last_end`, `last_win`, `retrans`);
-//! `last_index` and `last_dir`; the timeout (the RETRANS cap after `tcp_max_retrans`
-//! retransmissions, the UNACK cap while data is unacknowledged, the RETRANS cap for a zero
-//! window, the UNACK cap of a connection picked up without a reply); ASSURED for an answered
-//! connection. The statements are the full port's, in its order, specialised. In every other
-//! case this returns `None` before writing anything, and [`TcpConn::packet`] runs the full
-//! port: the fast path cannot decide differently from it. The property test in
+//! In window, what is left is exactly what Linux then does: the sender's `td_maxwin`,
+//! `td_end` (with DATA_UNACKNOWLEDGED) and `td_maxack` (with MAXACK_SET); the receiver's
+//! `td_maxwin` and `td_maxend`, and its DATA_UNACKNOWLEDGED cleared by an ACK of all its
+//! data; the count of retransmitted ACK segments (`last_seq`, `last_ack`, `last_end`,
+//! `last_win`, `retrans`). Out of window, `tcp_in_window` returns at the failed bound through
+//! `nf_tcp_log_invalid`, which says `NFCT_TCP_ACCEPT` for a liberal sender, before it writes
+//! anything. Both then go on at `nf_conntrack_tcp_packet`'s label `in_window`: `last_index`
+//! and `last_dir`; the timeout (the RETRANS cap after `tcp_max_retrans` retransmissions, the
+//! UNACK cap while data is unacknowledged, the RETRANS cap when the last counted segment had
+//! a zero window, the UNACK cap of a connection picked up without a reply); ASSURED for an
+//! answered connection. The statements are the full port's, in its order, specialised. In
+//! every other case this returns `None` before writing anything, and [`TcpConn::packet`]
+//! runs the full port: the fast path cannot decide differently from it. The property test in
 //! `equivalence.rs` checks that on random segment sequences, field for field.
 
 use super::{F, FlagClass, MAXACKWINCONST, SeqNumber, TcpConfig, TcpConn, TcpState, sack_unread};
@@ -42,7 +50,7 @@ enum Checked {
     /// updated, as `tcp_in_window` does before it returns `NFCT_TCP_ACCEPT`.
     Updated,
     /// Under bound I but outside II, III or IV: nothing written. `tcp_in_window` returns
-    /// `nf_tcp_log_invalid(..)` here; the full port decides.
+    /// `nf_tcp_log_invalid(..)` here, which is `NFCT_TCP_ACCEPT` for a liberal sender.
     Outside,
     /// Anything else (the sender's first segment, a SACK block to read, over bound I): the
     /// full port decides. Nothing written.
@@ -50,8 +58,9 @@ enum Checked {
 }
 
 impl TcpConn {
-    /// The in-window ACK or data segment of an ESTABLISHED connection, or `None` (nothing
-    /// written) when the segment is anything else.
+    /// The ACK or data segment of an ESTABLISHED connection that is in window, or out of
+    /// window (bounds II to IV) from a liberal sender; `None` (nothing written) when the
+    /// segment is anything else.
     ///
     /// Inlined into [`TcpConn::packet`], as is all of this file: the test of state and flags
     /// first, then one copy of the rest per direction.
@@ -89,6 +98,9 @@ impl TcpConn {
     ) -> Option<TrackVerdict> {
         match self.in_window_from::<S>(seg) {
             Checked::Updated => {}
+            // `nf_tcp_log_invalid`: accepted when liberal; else the full port decides (the
+            // segment is ignored or invalid, and may shorten the deadline).
+            Checked::Outside if self.flags[S] & F::BE_LIBERAL != 0 || cfg.be_liberal => {}
             Checked::Outside | Checked::Declined => return None,
         }
 
