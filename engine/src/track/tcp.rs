@@ -757,13 +757,10 @@ impl TcpConn {
     ///
     /// An ACK or data segment of an ESTABLISHED connection, in window or out of window from a
     /// liberal sender, takes the fast path (`fast.rs`); every other segment, and any the fast
-    /// path is unsure of, the full port.
-    /// Both decide alike (the property test in `equivalence.rs`).
-    ///
-    /// Not inlined: the fast path lives in this one call per packet and calls the full port.
-    /// Inlined into the pipeline's loop it costs more than the call (the loop's values and
-    /// the tracker's ~20 then compete for registers: 8 instructions per packet more).
-    #[inline(never)]
+    /// path is unsure of, the full port. Both decide alike (the property test in
+    /// `equivalence.rs`). The state and flag test is inlined into the caller, then one call:
+    /// the fast path (which calls the full port when it declines), or the full port.
+    #[inline]
     pub fn packet(
         &mut self,
         meta: &mut EntryMeta,
@@ -772,9 +769,10 @@ impl TcpConn {
         seg: &TcpSeg<'_>,
         cfg: &TcpConfig,
     ) -> TrackVerdict {
-        match self.established_in_window(meta, now, dir, seg, cfg) {
-            Some(verdict) => verdict,
-            None => self.packet_full(meta, now, dir, seg, cfg),
+        if self.established_ack(seg) {
+            self.packet_established(meta, now, dir, seg, cfg)
+        } else {
+            self.packet_full(meta, now, dir, seg, cfg)
         }
     }
 
