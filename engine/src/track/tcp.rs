@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `tcp_valid_flags` (in `tcp_error`) | [`flags_valid`] |
 //! | `tcp_new` | [`TcpConn::new`] |
-//! | `nf_conntrack_tcp_packet` (minus `tcp_error`) | [`TcpConn::packet`]: `packet_full`, after a fast path for in-window ACK and data segments of ESTABLISHED connections (`tcp/fast.rs`) |
+//! | `nf_conntrack_tcp_packet` (minus `tcp_error`) | [`TcpConn::packet`]: `packet_full`, after a fast path for ACK and data segments of ESTABLISHED connections, in window or from a liberal sender (`tcp/fast.rs`) |
 //! | `tcp_conntracks` | `TRANSITIONS` |
 //! | `tcp_in_window`, `tcp_init_sender`, `tcp_options`, `tcp_sack` | `in_window`, `init_sender`, `tcp_options`, `tcp_sack` (private) |
 //! | `nf_tcp_log_invalid`, `nf_tcp_handle_invalid` | `log_invalid`, `handle_invalid` |
@@ -755,9 +755,11 @@ impl TcpConn {
     /// SEEN_REPLY afterwards); this sets ASSURED and writes `meta.expires` where Linux
     /// refreshes or lowers the timeout, and leaves `meta` alone otherwise.
     ///
-    /// An in-window ACK or data segment of an ESTABLISHED connection takes the fast path
-    /// (`fast.rs`); every other segment, and any the fast path is unsure of, the full port.
-    /// Both decide alike (the property test in `equivalence.rs`).
+    /// An ACK or data segment of an ESTABLISHED connection, in window or out of window from a
+    /// liberal sender, takes the fast path (`fast.rs`); every other segment, and any the fast
+    /// path is unsure of, the full port. Both decide alike (the property test in
+    /// `equivalence.rs`). The state and flag test is inlined into the caller, then one call:
+    /// the fast path (which calls the full port when it declines), or the full port.
     #[inline]
     pub fn packet(
         &mut self,
@@ -767,9 +769,10 @@ impl TcpConn {
         seg: &TcpSeg<'_>,
         cfg: &TcpConfig,
     ) -> TrackVerdict {
-        match self.established_in_window(meta, now, dir, seg, cfg) {
-            Some(verdict) => verdict,
-            None => self.packet_full(meta, now, dir, seg, cfg),
+        if self.established_ack(seg) {
+            self.packet_established(meta, now, dir, seg, cfg)
+        } else {
+            self.packet_full(meta, now, dir, seg, cfg)
         }
     }
 

@@ -1,10 +1,12 @@
 //! The fast path (`fast.rs`) against the full port: on random connections (handshakes with
-//! and without window scaling, SACK-permitted and timestamps, or picked up mid-stream) and
-//! random segment sequences both ways (in window, at the edges of each of the four bounds,
-//! just outside them, retransmissions, SACK blocks, zero, shrinking and growing windows,
-//! sequence numbers that wrap past 2^32, and now and then a FIN, RST, SYN or SYN/ACK), every
-//! segment runs through the full port on one copy of the connection and through the fast
-//! path on another. Where the fast path decides, its connection, entry status, deadline and
+//! and without window scaling, SACK-permitted and timestamps, or picked up mid-stream, some
+//! of those one-way: the other side never seen, as in `benches/dataplane.sh`) and random
+//! segment sequences both ways (in window, at the edges of each of the four bounds, just
+//! outside them, relative to the peer's real sequence numbers that a pickup never saw,
+//! retransmissions, SACK blocks, zero, shrinking and growing windows, sequence numbers that
+//! wrap past 2^32, liberal senders and `tcp_be_liberal` on and off, and now and then a FIN,
+//! RST, SYN or SYN/ACK), every segment runs through the full port on one copy of the
+//! connection and through the fast path on another. Where the fast path decides, its connection, entry status, deadline and
 //! verdict must equal the full port's; where it declines, it must have written nothing; and
 //! [`TcpConn::packet`] must always equal the full port.
 //!
@@ -77,8 +79,26 @@ enum Opening {
         client_win: u16,
         server_win: u16,
     },
-    /// Loose pickup: the first segment seen is an ACK (with data) from the client.
-    Pickup { win: u16, len: u32 },
+    /// Loose pickup: the first segment seen is an ACK (with data) from the client. One-way:
+    /// every later segment comes from the client too, so the server is never seen (the
+    /// looped capture of `benches/dataplane.sh`).
+    Pickup { win: u16, len: u32, one_way: bool },
+    /// A pickup whose endpoints then open the connection again on the same tuple: SYN
+    /// (ignored in ESTABLISHED and noted), SYN/ACK answering it (the tracker re-syncs from
+    /// the note), ACK. The re-sync gives ORIGINAL the SYN's option flags and leaves REPLY its
+    /// BE_LIBERAL, so the two directions disagree on being liberal.
+    PickupResync {
+        win: u16,
+        len: u32,
+        client: SynOpts,
+        server: SynOpts,
+    },
+}
+
+impl Opening {
+    fn one_way(&self) -> bool {
+        matches!(self, Opening::Pickup { one_way: true, .. })
+    }
 }
 
 fn opening() -> impl Strategy<Value = Opening> {
@@ -91,7 +111,16 @@ fn opening() -> impl Strategy<Value = Opening> {
                 server_win,
             }
         ),
-        1 => (any::<u16>(), 0u32..1500).prop_map(|(win, len)| Opening::Pickup { win, len }),
+        2 => (any::<u16>(), 0u32..1500, any::<bool>())
+            .prop_map(|(win, len, one_way)| Opening::Pickup { win, len, one_way }),
+        1 => (any::<u16>(), 0u32..1500, syn_opts(), syn_opts()).prop_map(
+            |(win, len, client, server)| Opening::PickupResync {
+                win,
+                len,
+                client,
+                server,
+            }
+        ),
     ]
 }
 
@@ -116,6 +145,10 @@ enum SeqAt {
     Low(i32),
     /// Repeat the last segment's sequence number (a retransmission if the rest matches).
     Last,
+    /// The number the opening gave this direction (its SYN's; for a pickup, the picked-up
+    /// segment's sequence number and, for the server, its ACK), plus a small offset: at 0
+    /// from the client of a pickup, the looped capture's segment again.
+    Opening(i32),
     /// Anywhere.
     Anywhere(u32),
 }
@@ -131,6 +164,10 @@ enum AckAt {
     Low(i32),
     /// The last segment's ACK.
     Last,
+    /// The number the opening gave the peer (see [`SeqAt::Opening`]), plus a small offset:
+    /// what the endpoint really acknowledges, whether or not the tracker has seen the peer (a
+    /// pickup's has not: its `td_end` is 0, and such an ACK is out of bound III or IV).
+    Opening(i32),
     /// Anywhere.
     Anywhere(u32),
 }
@@ -176,8 +213,9 @@ fn small() -> impl Strategy<Value = i32> {
 }
 
 /// A segment after the opening; `special` weighs each of six FIN, RST, SYN and SYN/ACK
-/// combinations against 5200 for the ACK class.
-fn step(special: u32) -> impl Strategy<Value = Step> {
+/// combinations against 5200 for the ACK class, `opening` weighs sequence numbers and ACKs
+/// relative to the opening's (see [`SeqAt::Opening`], [`AckAt::Opening`]).
+fn step(special: u32, opening: u32) -> impl Strategy<Value = Step> {
     let flags = prop_oneof![
         4000 => Just(ACK),
         1000 => Just(ACK | PSH),
@@ -196,6 +234,7 @@ fn step(special: u32) -> impl Strategy<Value = Step> {
         3 => small().prop_map(SeqAt::MaxEnd),
         3 => small().prop_map(SeqAt::Low),
         6 => Just(SeqAt::Last),
+        opening => prop_oneof![3 => Just(0), 1 => small()].prop_map(SeqAt::Opening),
         1 => any::<u32>().prop_map(SeqAt::Anywhere),
     ];
     let ack = prop_oneof![
@@ -204,6 +243,7 @@ fn step(special: u32) -> impl Strategy<Value = Step> {
         3 => small().prop_map(AckAt::Edge),
         3 => small().prop_map(AckAt::Low),
         6 => Just(AckAt::Last),
+        opening => prop_oneof![3 => Just(0), 1 => small()].prop_map(AckAt::Opening),
         1 => any::<u32>().prop_map(AckAt::Anywhere),
     ];
     let len = prop_oneof![
@@ -280,6 +320,18 @@ struct Tally {
     fast_assured_now: Cell<u64>,
     fast_unack_timeout: Cell<u64>,
     fast_retrans_timeout: Cell<u64>,
+    /// Out-of-window segments the fast path accepted (a liberal sender), by the bound they
+    /// failed (II, III, IV).
+    fast_liberal: [Cell<u64>; 3],
+    /// ... of which from a connection picked up and never answered (`benches/dataplane.sh`).
+    fast_liberal_unseen: Cell<u64>,
+    /// ... of which liberal by `tcp_be_liberal` alone (the sender's BE_LIBERAL clear).
+    fast_liberal_by_config: Cell<u64>,
+    /// ... of which from a liberal sender to a receiver that is not.
+    fast_liberal_sender_only: Cell<u64>,
+    /// Out-of-window ACK-class segments of ESTABLISHED connections from a sender that is
+    /// not liberal to one that is, `tcp_be_liberal` off (the fast path must decline).
+    outside_receiver_only_liberal: Cell<u64>,
 }
 
 impl Tally {
@@ -331,6 +383,14 @@ fn both_ways(
                 if want == TrackVerdict::Accept {
                     Tally::bump(&tally.declined_but_accepted);
                 }
+                let liberal = |d: Direction| conn0.flags[d.index()] & F::BE_LIBERAL != 0;
+                if !cfg.be_liberal
+                    && !liberal(dir)
+                    && liberal(dir.opposite())
+                    && strict_window(&conn0, dir, seg, cfg) != WindowVerdict::Accept
+                {
+                    Tally::bump(&tally.outside_receiver_only_liberal);
+                }
             }
         }
     }
@@ -356,6 +416,28 @@ fn note_fast(
     cfg: &TcpConfig,
 ) {
     Tally::bump(&tally.fast);
+    match strict_window(before, dir, seg, cfg) {
+        WindowVerdict::Accept => {}
+        outside => {
+            let bound = match outside {
+                WindowVerdict::Ignore(Ignored::TcpSeqUnderWindow) => 0,
+                WindowVerdict::Invalid(Reason::TcpAckOverWindow) => 1,
+                WindowVerdict::Ignore(Ignored::TcpAckUnderWindow) => 2,
+                // Over bound I the full port may write (the overrun workaround): declined.
+                other => unreachable!("the fast path took a segment outside {other:?}"),
+            };
+            Tally::bump(&tally.fast_liberal[bound]);
+            if before.seen[dir.opposite().index()].td_maxwin == 0 && !meta0.flags.seen_reply() {
+                Tally::bump(&tally.fast_liberal_unseen);
+            }
+            let liberal = |d: Direction| before.flags[d.index()] & F::BE_LIBERAL != 0;
+            if !liberal(dir) {
+                Tally::bump(&tally.fast_liberal_by_config);
+            } else if !liberal(dir.opposite()) {
+                Tally::bump(&tally.fast_liberal_sender_only);
+            }
+        }
+    }
     if after.retrans > 0 {
         Tally::bump(&tally.fast_retrans);
     }
@@ -383,6 +465,23 @@ fn note_fast(
     if t.retrans != t.established && t.retrans != t.unack && meta.expires == now.after(t.retrans) {
         Tally::bump(&tally.fast_retrans_timeout);
     }
+}
+
+/// What the full port's window checks make of `seg` for a sender that is not liberal (its
+/// BE_LIBERAL flag and `tcp_be_liberal` off): `Accept` in window, else the failed bound.
+fn strict_window(
+    conn: &TcpConn,
+    dir: Direction,
+    seg: &TcpSeg<'_>,
+    cfg: &TcpConfig,
+) -> WindowVerdict {
+    let mut strict = *conn;
+    strict.flags[dir.index()] &= !F::BE_LIBERAL;
+    let cfg = TcpConfig {
+        be_liberal: false,
+        ..*cfg
+    };
+    strict.in_window(dir, FlagClass::of(seg.flags), seg, &cfg)
 }
 
 /// The pipeline's part after the tracker: SEEN_REPLY after an accepted or ignored REPLY.
@@ -498,7 +597,7 @@ fn open(
             after_packet(&mut meta, Direction::Original, v);
             Ok(Some((conn, meta)))
         }
-        Opening::Pickup { win, len } => {
+        Opening::Pickup { win, len, .. } => {
             let first = seg_with(ACK | PSH, c, s, *win, *len, &[]);
             let Ok(mut conn) = TcpConn::new(&first, cfg) else {
                 return Ok(None);
@@ -515,11 +614,53 @@ fn open(
             after_packet(&mut meta, Direction::Original, v);
             Ok(Some((conn, meta)))
         }
+        Opening::PickupResync {
+            win,
+            len,
+            client,
+            server,
+        } => {
+            let first = seg_with(ACK | PSH, c, s, *win, *len, &[]);
+            let Ok(mut conn) = TcpConn::new(&first, cfg) else {
+                return Ok(None);
+            };
+            let (copts, sopts) = (client.bytes(), server.bytes());
+            let c = c.wrapping_add(*len);
+            let segs = [
+                (Direction::Original, first),
+                (Direction::Original, seg_with(SYN, c, 0, *win, 0, &copts)),
+                (
+                    Direction::Reply,
+                    seg_with(SYN | ACK, s, c.wrapping_add(1), *win, 0, &sopts),
+                ),
+                (
+                    Direction::Original,
+                    seg_with(ACK, c.wrapping_add(1), s.wrapping_add(1), *win, 0, &[]),
+                ),
+            ];
+            for (dir, seg) in &segs {
+                *now = now.after(Ticks(3));
+                let v = both_ways(tally, &mut conn, &mut meta, *now, *dir, seg, cfg)?;
+                after_packet(&mut meta, *dir, v);
+            }
+            Ok(Some((conn, meta)))
+        }
     }
 }
 
-/// The segment `st` describes, for the connection as it is now.
-fn make_segment(conn: &TcpConn, dir: Direction, st: &Step, last_win: [u16; 2]) -> (u32, u32, u16) {
+/// The segment `st` describes, for the connection as it is now; `isns` are the numbers the
+/// opening gave ORIGINAL and REPLY.
+fn make_segment(
+    conn: &TcpConn,
+    dir: Direction,
+    st: &Step,
+    last_win: [u16; 2],
+    isns: (u32, u32),
+) -> (u32, u32, u16) {
+    let (own_isn, peer_isn) = match dir {
+        Direction::Original => isns,
+        Direction::Reply => (isns.1, isns.0),
+    };
     let snd = conn.window(dir);
     let rcv = conn.window(dir.opposite());
     let flags = TcpFlags(st.flags);
@@ -534,6 +675,7 @@ fn make_segment(conn: &TcpConn, dir: Direction, st: &Step, last_win: [u16; 2]) -
             .wrapping_sub(st.len + extra)
             .wrapping_add(d as u32),
         SeqAt::Last => conn.last_seq.0,
+        SeqAt::Opening(d) => own_isn.wrapping_add(d as u32),
         SeqAt::Anywhere(x) => x,
     };
     let ack = match st.ack {
@@ -545,6 +687,7 @@ fn make_segment(conn: &TcpConn, dir: Direction, st: &Step, last_win: [u16; 2]) -
             .wrapping_sub(snd.td_maxwin.max(MAXACKWINCONST))
             .wrapping_add(d as u32),
         AckAt::Last => conn.last_ack.0,
+        AckAt::Opening(d) => peer_isn.wrapping_add(d as u32),
         AckAt::Anywhere(x) => x,
     };
     let window = match st.window {
@@ -570,12 +713,12 @@ fn run_connection(
     let mut last_win = [29_200u16; 2];
     for st in steps {
         now = now.after(Ticks(st.wait));
-        let dir = if st.reply {
+        let dir = if st.reply && !opening.one_way() {
             Direction::Reply
         } else {
             Direction::Original
         };
-        let (seq, ack, window) = make_segment(&conn, dir, st, last_win);
+        let (seq, ack, window) = make_segment(&conn, dir, st, last_win, isns);
         let options = seg_options(st.opts, ack);
         let seg = seg_with(st.flags, seq, ack, window, st.len, &options);
         last_win[dir.index()] = window;
@@ -619,14 +762,23 @@ fn fast_path_decides_as_the_full_port() {
         failure_persistence: None,
         ..Config::default()
     });
-    let strategy = (
-        config(),
-        opening(),
-        (isn(), isn()),
-        // A body of mostly ACK-class segments, then a tail where closing is likely.
-        prop::collection::vec(step(3), 1..150),
-        prop::collection::vec(step(1000), 0..8),
-    );
+    let strategy = (config(), opening(), (isn(), isn())).prop_flat_map(|(cfg, opening, isns)| {
+        // A pickup's segments often carry the endpoints' real numbers, which the tracker
+        // knows only from the picked-up segment (and not at all for the server).
+        let w = match opening {
+            Opening::Handshake { .. } => 3,
+            Opening::Pickup { .. } => 80,
+            Opening::PickupResync { .. } => 20,
+        };
+        (
+            Just(cfg),
+            Just(opening),
+            Just(isns),
+            // A body of mostly ACK-class segments, then a tail where closing is likely.
+            prop::collection::vec(step(3, w), 1..150),
+            prop::collection::vec(step(1000, w), 0..8),
+        )
+    });
     let result = runner.run(&strategy, |(cfg, opening, isns, body, tail)| {
         let steps: Vec<Step> = body.into_iter().chain(tail).collect();
         run_connection(&tally, &cfg, &opening, isns, &steps)
@@ -641,7 +793,8 @@ fn fast_path_decides_as_the_full_port() {
     let report = format!(
         "packets {packets}, fast {fast}, declined ESTABLISHED ACKs {} (full port accepted {}), \
          SACK blocks {}, fast: retransmissions {}, with options {}, zero window {}, wrapped {}, unreplied {}, \
-         assured now {}, UNACK timeout {}, RETRANS timeout {}",
+         assured now {}, UNACK timeout {}, RETRANS timeout {}, liberal outside II/III/IV {}/{}/{} \
+         (never answered {}, by tcp_be_liberal {}, sender only {}), outside to a liberal receiver {}",
         get(&tally.declined_established_acks),
         get(&tally.declined_but_accepted),
         get(&tally.sack_blocks),
@@ -653,6 +806,13 @@ fn fast_path_decides_as_the_full_port() {
         get(&tally.fast_assured_now),
         get(&tally.fast_unack_timeout),
         get(&tally.fast_retrans_timeout),
+        get(&tally.fast_liberal[0]),
+        get(&tally.fast_liberal[1]),
+        get(&tally.fast_liberal[2]),
+        get(&tally.fast_liberal_unseen),
+        get(&tally.fast_liberal_by_config),
+        get(&tally.fast_liberal_sender_only),
+        get(&tally.outside_receiver_only_liberal),
     );
     eprintln!("{report}");
     // Most segments take the fast path, and the run reaches every case around it.
@@ -669,6 +829,19 @@ fn fast_path_decides_as_the_full_port() {
         ("assured", get(&tally.fast_assured_now)),
         ("UNACK timeout", get(&tally.fast_unack_timeout)),
         ("RETRANS timeout", get(&tally.fast_retrans_timeout)),
+        ("liberal, outside II", get(&tally.fast_liberal[0])),
+        ("liberal, outside III", get(&tally.fast_liberal[1])),
+        ("liberal, outside IV", get(&tally.fast_liberal[2])),
+        ("liberal, never answered", get(&tally.fast_liberal_unseen)),
+        (
+            "liberal by tcp_be_liberal",
+            get(&tally.fast_liberal_by_config),
+        ),
+        ("liberal sender only", get(&tally.fast_liberal_sender_only)),
+        (
+            "outside to a liberal receiver",
+            get(&tally.outside_receiver_only_liberal),
+        ),
     ] {
         assert!(
             n >= 10,

@@ -1,10 +1,12 @@
 //! The fast path of [`TcpConn::packet`]: an ACK or data segment of an ESTABLISHED connection
-//! that lies in window, which is nearly every packet a firewall sees.
+//! that lies in window, which is nearly every packet a firewall sees, or that a liberal
+//! sender sent out of window, which is every packet of a connection picked up mid-stream
+//! whose other side has not been seen yet.
 //!
 //! For that case Linux's `nf_conntrack_tcp_packet` takes the `ES -> ES` cell of
-//! `tcp_conntracks` (ACK row, either direction), runs `tcp_in_window` to its end and
-//! refreshes the entry. This is that path with every test whose outcome the case fixes left
-//! out. It applies when:
+//! `tcp_conntracks` (ACK row, either direction), runs `tcp_in_window` and refreshes the
+//! entry. This is that path with every test whose outcome the case fixes left out. It
+//! applies when:
 //!
 //! - the segment carries ACK and none of SYN, FIN, RST (`FlagClass::Ack`): no re-open, no RST
 //!   checks, no challenge-ACK test, no `tcp_init_sender`, no "pretend the ACK was set", no
@@ -14,19 +16,25 @@
 //! - `tcp_sack` has nothing to read (the receiver did not permit SACK, or there are no
 //!   options, or only the aligned timestamp option it skips): the highest SACK edge is the
 //!   ACK. A segment with SACK blocks (loss recovery) takes the full port;
-//! - all four window bounds hold, so none of `tcp_in_window`'s failure returns (and no
-//!   `nf_tcp_log_invalid`, no `nf_tcp_handle_invalid`) can be reached.
+//! - the sequence number is under bound I (`td_maxend`), whose failure has a branch that
+//!   writes (the window-overrun workaround);
+//! - and either all four window bounds hold, or one of II, III, IV does not and the sender
+//!   is liberal (its BE_LIBERAL flag, which loose pickup sets on both directions, or
+//!   `tcp_be_liberal`).
 //!
-//! What is left is exactly what Linux then does: the sender's `td_maxwin`, `td_end` (with
-//! DATA_UNACKNOWLEDGED) and `td_maxack` (with MAXACK_SET); the receiver's `td_maxwin` and
-//! `td_maxend`, and its DATA_UNACKNOWLEDGED cleared by an ACK of all its data; the count of
-//! retransmitted ACK segments (`last_seq`, `last_ack`, `last_end`, `last_win`, `retrans`);
-//! `last_index` and `last_dir`; the timeout (the RETRANS cap after `tcp_max_retrans`
-//! retransmissions, the UNACK cap while data is unacknowledged, the RETRANS cap for a zero
-//! window, the UNACK cap of a connection picked up without a reply); ASSURED for an answered
-//! connection. The statements are the full port's, in its order, specialised. In every other
-//! case this returns `None` before writing anything, and [`TcpConn::packet`] runs the full
-//! port: the fast path cannot decide differently from it. The property test in
+//! In window, what is left is exactly what Linux then does: the sender's `td_maxwin`,
+//! `td_end` (with DATA_UNACKNOWLEDGED) and `td_maxack` (with MAXACK_SET); the receiver's
+//! `td_maxwin` and `td_maxend`, and its DATA_UNACKNOWLEDGED cleared by an ACK of all its
+//! data; the count of retransmitted ACK segments (`last_seq`, `last_ack`, `last_end`,
+//! `last_win`, `retrans`). Out of window, `tcp_in_window` returns at the failed bound through
+//! `nf_tcp_log_invalid`, which says `NFCT_TCP_ACCEPT` for a liberal sender, before it writes
+//! anything. Both then go on at `nf_conntrack_tcp_packet`'s label `in_window`: `last_index`
+//! and `last_dir`; the timeout (the RETRANS cap after `tcp_max_retrans` retransmissions, the
+//! UNACK cap while data is unacknowledged, the RETRANS cap when the last counted segment had
+//! a zero window, the UNACK cap of a connection picked up without a reply); ASSURED for an
+//! answered connection. The statements are the full port's, in its order, specialised. In
+//! every other case this returns `None` before writing anything, and [`TcpConn::packet`]
+//! runs the full port: the fast path cannot decide differently from it. The property test in
 //! `equivalence.rs` checks that on random segment sequences, field for field.
 
 use super::{F, FlagClass, MAXACKWINCONST, SeqNumber, TcpConfig, TcpConn, TcpState, sack_unread};
@@ -35,13 +43,36 @@ use crate::time::Tick;
 use crate::track::{CtFlags, EntryMeta, TrackVerdict};
 use crate::wire::{TcpFlags, TcpSeg};
 
+/// What the window checks made of an ACK-class segment of an ESTABLISHED connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Checked {
+    /// In all four bounds: the sender, the receiver and the retransmission count are
+    /// updated, as `tcp_in_window` does before it returns `NFCT_TCP_ACCEPT`.
+    Updated,
+    /// Under bound I but outside II, III or IV: nothing written. `tcp_in_window` returns
+    /// `nf_tcp_log_invalid(..)` here, which is `NFCT_TCP_ACCEPT` for a liberal sender.
+    Outside,
+    /// Anything else (the sender's first segment, a SACK block to read, over bound I): the
+    /// full port decides. Nothing written.
+    Declined,
+}
+
 impl TcpConn {
-    /// The in-window ACK or data segment of an ESTABLISHED connection, or `None` (nothing
-    /// written) when the segment is anything else.
-    ///
-    /// The state and flag test is inlined into the caller: a segment that fails it (every
-    /// SYN, for one) goes on to the full port without paying for a call.
+    /// Whether `seg` is an ACK or data segment (`FlagClass::Ack`) of an ESTABLISHED
+    /// connection, which the fast path may decide. Inlined into the pipeline: any other
+    /// segment (every SYN, for one) goes to the full port without a second call.
     #[inline(always)]
+    pub(super) fn established_ack(&self, seg: &TcpSeg<'_>) -> bool {
+        // FlagClass::Ack: ACK set, none of RST, SYN, FIN.
+        const CLASS_BITS: u8 = TcpFlags::RST | TcpFlags::SYN | TcpFlags::FIN | TcpFlags::ACK;
+        self.state == TcpState::Established && seg.flags.0 & CLASS_BITS == TcpFlags::ACK
+    }
+
+    /// The ACK or data segment of an ESTABLISHED connection that is in window, or out of
+    /// window (bounds II to IV) from a liberal sender; `None` (nothing written) when the
+    /// segment is anything else. What [`TcpConn::packet`] does before it would call the full
+    /// port, for the property test.
+    #[cfg(test)]
     pub(super) fn established_in_window(
         &mut self,
         meta: &mut EntryMeta,
@@ -50,28 +81,109 @@ impl TcpConn {
         seg: &TcpSeg<'_>,
         cfg: &TcpConfig,
     ) -> Option<TrackVerdict> {
-        // FlagClass::Ack: ACK set, none of RST, SYN, FIN.
-        const CLASS_BITS: u8 = TcpFlags::RST | TcpFlags::SYN | TcpFlags::FIN | TcpFlags::ACK;
-        if self.state != TcpState::Established || seg.flags.0 & CLASS_BITS != TcpFlags::ACK {
+        if !self.established_ack(seg) {
             return None;
         }
-        // One copy per direction, so that every index below is a constant.
+        self.established_from_dir(meta, now, dir, seg, cfg)
+    }
+
+    /// [`TcpConn::established_in_window`] after [`TcpConn::established_ack`], or the full
+    /// port when the fast path declines: one call per such segment, everything in this file
+    /// inlined into it. Inlined into the pipeline's loop in turn, its ~20 live values would
+    /// compete with the loop's for registers: that measured 8 instructions per packet more
+    /// than the call.
+    #[inline(never)]
+    pub(super) fn packet_established(
+        &mut self,
+        meta: &mut EntryMeta,
+        now: Tick,
+        dir: Direction,
+        seg: &TcpSeg<'_>,
+        cfg: &TcpConfig,
+    ) -> TrackVerdict {
+        match self.established_from_dir(meta, now, dir, seg, cfg) {
+            Some(verdict) => verdict,
+            None => self.packet_full(meta, now, dir, seg, cfg),
+        }
+    }
+
+    /// One copy of the fast path per direction, so that every index in it is a constant.
+    #[inline(always)]
+    fn established_from_dir(
+        &mut self,
+        meta: &mut EntryMeta,
+        now: Tick,
+        dir: Direction,
+        seg: &TcpSeg<'_>,
+        cfg: &TcpConfig,
+    ) -> Option<TrackVerdict> {
         match dir {
-            Direction::Original => self.in_window_from::<0>(meta, now, seg, cfg),
-            Direction::Reply => self.in_window_from::<1>(meta, now, seg, cfg),
+            Direction::Original => self.established_from::<0>(meta, now, seg, cfg),
+            Direction::Reply => self.established_from::<1>(meta, now, seg, cfg),
         }
     }
 
     /// [`TcpConn::established_in_window`] for a segment sent by direction `S` (its
-    /// [`Direction::index`]), flags and state already checked.
-    #[inline(never)]
-    fn in_window_from<const S: usize>(
+    /// [`Direction::index`]), flags and state already checked: the window checks, then the
+    /// end of `nf_conntrack_tcp_packet`.
+    #[inline(always)]
+    fn established_from<const S: usize>(
         &mut self,
         meta: &mut EntryMeta,
         now: Tick,
         seg: &TcpSeg<'_>,
         cfg: &TcpConfig,
     ) -> Option<TrackVerdict> {
+        match self.in_window_from::<S>(seg) {
+            Checked::Updated => {}
+            // `nf_tcp_log_invalid`: accepted when liberal; else the full port decides (the
+            // segment is ignored or invalid, and may shorten the deadline).
+            Checked::Outside if self.flags[S] & F::BE_LIBERAL != 0 || cfg.be_liberal => {}
+            Checked::Outside | Checked::Declined => return None,
+        }
+
+        // Linux label `in_window`, for index ACK and new_state == old_state == ESTABLISHED:
+        // no state change (`set_state` marks nothing), no RST, no SYN retransmission.
+        self.set_last_index(FlagClass::Ack);
+        self.set_last_dir(if S == 0 {
+            Direction::Original
+        } else {
+            Direction::Reply
+        });
+        let t = &cfg.timeouts;
+        let retransmitted = self.retrans >= cfg.max_retrans;
+        let unacked = (self.flags[0] | self.flags[1]) & F::DATA_UNACKNOWLEDGED != 0;
+        let zero_window = self.last_win == 0;
+        // The full port's chain, whose every arm but the last needs one of the three.
+        let mut timeout = t.established;
+        if retransmitted || unacked || zero_window {
+            timeout = if retransmitted && t.established > t.retrans {
+                t.retrans
+            } else if unacked && t.established > t.unack {
+                t.unack
+            } else if zero_window && t.established > t.retrans {
+                t.retrans
+            } else {
+                t.established
+            };
+        }
+        if !meta.flags.seen_reply() {
+            // Picked up without a reply: no five-day timeout for it.
+            if timeout > t.unack {
+                timeout = t.unack;
+            }
+        } else if !meta.flags.assured() {
+            // A valid answer for a picked-up connection (or the first after the handshake).
+            meta.flags.set(CtFlags::ASSURED);
+        }
+        meta.expires = now.after(timeout);
+        Some(TrackVerdict::Accept)
+    }
+
+    /// `tcp_in_window` for an ACK-class segment sent by direction `S` (its
+    /// [`Direction::index`]) of an ESTABLISHED connection, as far as [`Checked`] says.
+    #[inline(always)]
+    fn in_window_from<const S: usize>(&mut self, seg: &TcpSeg<'_>) -> Checked {
         let (s, r) = (S, 1 - S);
         let dir = if S == 0 {
             Direction::Original
@@ -81,45 +193,50 @@ impl TcpConn {
         let (mut sflags, mut rflags) = (self.flags[s], self.flags[r]);
         // `tcp_sack` leaves `sack == ack` unless it has options to read.
         if rflags & F::SACK_PERM != 0 && !sack_unread(seg.options) {
-            return None;
+            return Checked::Declined;
         }
-        let (sender, receiver) = (self.seen[s], self.seen[r]);
         let seq = SeqNumber(seg.seq);
         let ack = SeqNumber(seg.ack);
         let end = seq + seg.payload_len;
 
-        // Not the sender's first segment, and the four bounds of `tcp_in_window` (with
-        // `sack == ack`), as the full port writes them.
-        if sender.td_maxwin == 0
-            || !seq.before(sender.td_maxend + 1)
-            || !ack.before(receiver.td_end + 1)
-            || !(receiver.td_maxwin == 0 || end.after(sender.td_end - receiver.td_maxwin - 1))
-            || !ack.after(receiver.td_end - sender.td_maxwin.max(MAXACKWINCONST) - 1)
+        // Not the sender's first segment, and under bound I (whose failure may write).
+        if self.seen[s].td_maxwin == 0 || !seq.before(self.seen[s].td_maxend + 1) {
+            return Checked::Declined;
+        }
+        // Bounds III, II and IV of `tcp_in_window` (with `sack == ack`), as the full port
+        // writes them. Their failures return alike, without writing.
+        if !ack.before(self.seen[r].td_end + 1)
+            || !(self.seen[r].td_maxwin == 0
+                || end.after(self.seen[s].td_end - self.seen[r].td_maxwin - 1))
+            || !ack.after(self.seen[r].td_end - self.seen[s].td_maxwin.max(MAXACKWINCONST) - 1)
         {
-            return None;
+            return Checked::Outside;
         }
 
-        // In window: update the sender (the window is scaled, `sack - ack` is 0).
+        // In window: update the sender (the window is scaled, `sack - ack` is 0). Fields are
+        // read where used, as in the full port, not copied first: fewer live values.
         let win = u32::from(seg.window) << self.scale(s);
-        self.seen[s].td_maxwin = sender.td_maxwin.max(win);
-        if end.after(sender.td_end) {
+        self.seen[s].td_maxwin = self.seen[s].td_maxwin.max(win);
+        if end.after(self.seen[s].td_end) {
             self.seen[s].td_end = end;
             sflags |= F::DATA_UNACKNOWLEDGED;
         }
         // The first ACK sets `td_maxack`, a later one raises it.
-        if sflags & F::MAXACK_SET == 0 || ack.after(sender.td_maxack) {
+        if sflags & F::MAXACK_SET == 0 || ack.after(self.seen[s].td_maxack) {
             self.seen[s].td_maxack = ack;
         }
         sflags |= F::MAXACK_SET;
 
         // Update the receiver.
-        if receiver.td_maxwin != 0 && end.after(sender.td_maxend) {
-            self.seen[r].td_maxwin = receiver.td_maxwin.wrapping_add(end - sender.td_maxend);
+        if self.seen[r].td_maxwin != 0 && end.after(self.seen[s].td_maxend) {
+            self.seen[r].td_maxwin = self.seen[r]
+                .td_maxwin
+                .wrapping_add(end - self.seen[s].td_maxend);
         }
-        if (ack + win).after(receiver.td_maxend - 1) {
+        if (ack + win).after(self.seen[r].td_maxend - 1) {
             self.seen[r].td_maxend = ack + win + u32::from(win == 0);
         }
-        if ack == receiver.td_end {
+        if ack == self.seen[r].td_end {
             rflags &= !F::DATA_UNACKNOWLEDGED;
         }
         self.flags[s] = sflags;
@@ -139,32 +256,6 @@ impl TcpConn {
             self.last_win = seg.window;
             self.retrans = 0;
         }
-        self.set_last_index(FlagClass::Ack);
-        self.set_last_dir(dir);
-
-        // The timeout, for new_state == old_state == ESTABLISHED and no RST. `last_win` is
-        // this segment's window (set above, or equal to it on a retransmission).
-        let t = &cfg.timeouts;
-        let unacked = (sflags | rflags) & F::DATA_UNACKNOWLEDGED != 0;
-        let mut timeout = if self.retrans >= cfg.max_retrans && t.established > t.retrans {
-            t.retrans
-        } else if unacked && t.established > t.unack {
-            t.unack
-        } else if seg.window == 0 && t.established > t.retrans {
-            t.retrans
-        } else {
-            t.established
-        };
-        if !meta.flags.seen_reply() {
-            // Picked up without a reply: no five-day timeout for it.
-            if timeout > t.unack {
-                timeout = t.unack;
-            }
-        } else if !meta.flags.assured() {
-            // A valid answer for a picked-up connection (or the first after the handshake).
-            meta.flags.set(CtFlags::ASSURED);
-        }
-        meta.expires = now.after(timeout);
-        Some(TrackVerdict::Accept)
+        Checked::Updated
     }
 }
