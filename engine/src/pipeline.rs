@@ -1014,12 +1014,12 @@ impl Engine {
         let mut ignored = None;
         let state = match p.l4 {
             L4::Tcp(seg) => {
-                let tcp_cfg = self.cfg.track.tcp;
-                let mut conn = match TcpConn::new(&seg, &tcp_cfg) {
-                    Ok(c) => c,
+                let (conn, verdict) = match TcpConn::open(&mut meta, now, &seg, &self.cfg.track.tcp)
+                {
+                    Ok(opened) => opened,
                     Err(r) => return Tracked::invalid(r),
                 };
-                match conn.packet(&mut meta, now, Direction::Original, &seg, &tcp_cfg) {
+                match verdict {
                     TrackVerdict::Accept => ProtoState::Tcp(conn),
                     TrackVerdict::Ignore(why) => {
                         self.counters.count_ignored(why);
@@ -1030,7 +1030,7 @@ impl Engine {
                     TrackVerdict::Kill | TrackVerdict::Reopen => {
                         // Cannot happen to a connection's first segment: `Reopen` needs an
                         // old state of TIME_WAIT or later and `Kill` an RST, which
-                        // `TcpConn::new` refuses. Were it to, the packet would leave no entry
+                        // `TcpConn::open` refuses. Were it to, the packet would leave no entry
                         // behind, as Linux's unconfirmed conntrack would not.
                         debug_assert!(false, "cannot happen: Kill or Reopen on a first segment");
                         return Tracked {

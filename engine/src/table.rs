@@ -682,9 +682,29 @@ impl Table {
     }
 
     /// [`Table::find`] out of line, so that [`Table::find_hinted`]'s usual case (the hint
-    /// holds the key) stays small enough to inline into the pipeline.
+    /// holds the key) stays small enough to inline into the pipeline. It first asks the tags:
+    /// without a candidate the key is most often a new connection's, in neither bucket, and
+    /// a miss then costs a call and two compares (an earlier packet of the burst may have
+    /// inserted the key since the candidate was read: then a tag is there, and the search
+    /// finds it).
     #[inline(never)]
     fn find_unhinted(
+        &mut self,
+        key: &FlowKey,
+        h: &Hashed,
+        now: Tick,
+        expired: &mut u64,
+    ) -> Option<u32> {
+        let hits = |b: u32| self.buckets[b as usize].tag_hits(h.tag);
+        if hits(h.b1) | hits(h.b2) == 0 {
+            return None;
+        }
+        self.find_searched(key, h, now, expired)
+    }
+
+    /// [`Table::find`], out of line so that [`Table::find_unhinted`]'s miss needs no frame.
+    #[inline(never)]
+    fn find_searched(
         &mut self,
         key: &FlowKey,
         h: &Hashed,

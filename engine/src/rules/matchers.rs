@@ -1,11 +1,12 @@
-//! The matcher types a [`Rule`](super::Rule) is built from: conntrack state sets, port sets,
-//! address prefixes, port ranges and TCP flag tests. Each constructor establishes the invariant
-//! listed in the parent module's documentation, so matching never has to check it.
+//! The matcher types a [`Rule`] is built from: conntrack state sets, port sets, address
+//! prefixes, port ranges and TCP flag tests. Each constructor establishes the invariant listed
+//! in the parent module's documentation, so matching never has to check it. Last, the form the
+//! scan of small sets tests a rule's scalar matchers in ([`Scalars`]).
 
 use core::fmt;
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use super::{PortId, RuleSet};
+use super::{PortId, Rule, RuleInput, RuleSet};
 use crate::track::CtState;
 use crate::wire::{Family, TcpFlags};
 
@@ -379,5 +380,168 @@ impl fmt::Display for TcpFlagsMatch {
         write_flags(f, self.mask)?;
         f.write_str(" ")?;
         write_flags(f, self.comp)
+    }
+}
+
+/// A rule's scalar matchers (conntrack state, ingress and egress port, family, protocol, TCP
+/// flags) compiled into masks when the set is built, for the scan of
+/// [`RuleSet::evaluate`]: with the packet's values as one-hot bits ([`ScalarKey`]), a rule
+/// accepts them when no bit falls in what it refuses, so the five matchers cost a few ANDs
+/// and no test of whether each is present.
+///
+/// The refused bits are asked of the rule's own tests, value by value (`Rule::ct_ok` and the
+/// others, which `Rule::matches` applies), so the two agree by construction; the property
+/// tests of the classifier (`classify/tests.rs`) also hold [`RuleSet::evaluate`] to
+/// [`RuleSet::evaluate_scan`], which applies `Rule::matches`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Scalars {
+    /// [`ScalarKey::small`] bits the rule refuses.
+    refuse: u16,
+    /// Ingress ports below [`RuleSet::MAX_PORTS`] the rule refuses, one bit per port.
+    in_refuse: u64,
+    /// Egress ports likewise.
+    out_refuse: u64,
+    /// The protocol the rule wants under `proto_mask` (`0xff`, or 0 without a protocol test).
+    proto: u8,
+    proto_mask: u8,
+    /// The TCP flags test (all 0 without one, which every flag byte passes; a packet without
+    /// a TCP header is refused through `refuse`).
+    flags_mask: u8,
+    flags_comp: u8,
+    flags_negate: bool,
+    /// The rule has address or port lists, which `Rule::lists_match` checks after these.
+    pub(super) lists: bool,
+}
+
+/// A packet's scalar fields as [`Scalars`] reads them, built once per evaluation.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ScalarKey {
+    /// One bit per field: the conntrack state (bits 0..6: no conntrack, then each
+    /// [`CtState`]), the family (bit 6 IPv4, 7 IPv6), an ingress (bit 8) or egress (bit 9)
+    /// port past the last a [`PortSet`] names, no TCP header (bit 10).
+    small: u16,
+    /// The ingress port's bit, 0 for a port past the last a [`PortSet`] names.
+    in_port: u64,
+    /// The egress port's bit likewise.
+    out_port: u64,
+    proto: u8,
+    /// The TCP flag byte, 0 without a TCP header.
+    flags: u8,
+}
+
+const CT_BITS: u32 = 1 + CtState::ALL.len() as u32;
+const FAMILY_SHIFT: u32 = CT_BITS;
+const IN_PAST: u16 = 1 << (FAMILY_SHIFT + 2);
+const OUT_PAST: u16 = IN_PAST << 1;
+const NO_TCP: u16 = OUT_PAST << 1;
+
+/// The conntrack bit: bit 0 for a packet that never reached conntrack, else bit 1 + the state.
+#[inline]
+const fn ct_bit(ct: Option<CtState>) -> u16 {
+    match ct {
+        Some(s) => 1 << (1 + s as u32),
+        None => 1,
+    }
+}
+
+#[inline]
+const fn family_bit(family: Family) -> u16 {
+    match family {
+        Family::V4 => 1 << FAMILY_SHIFT,
+        Family::V6 => 1 << (FAMILY_SHIFT + 1),
+    }
+}
+
+/// A firewall port's bit, 0 past the last a [`PortSet`] names.
+#[inline]
+const fn port_bit(port: PortId) -> u64 {
+    match 1u64.checked_shl(port.0 as u32) {
+        Some(bit) => bit,
+        None => 0,
+    }
+}
+
+impl ScalarKey {
+    #[inline]
+    pub(super) fn of(p: &RuleInput) -> ScalarKey {
+        let past = |port: PortId, bit: u16| if port_bit(port) == 0 { bit } else { 0 };
+        ScalarKey {
+            small: ct_bit(p.ct)
+                | family_bit(p.family)
+                | past(p.in_port, IN_PAST)
+                | past(p.out_port, OUT_PAST)
+                | if p.tcp_flags.is_none() { NO_TCP } else { 0 },
+            in_port: port_bit(p.in_port),
+            out_port: port_bit(p.out_port),
+            proto: p.proto,
+            flags: p.tcp_flags.unwrap_or(0),
+        }
+    }
+}
+
+impl Scalars {
+    /// `rule`'s scalar matchers.
+    pub(super) fn of(rule: &Rule) -> Scalars {
+        let mut refuse = 0;
+        let none_or_states = core::iter::once(None).chain(CtState::ALL.map(Some));
+        for ct in none_or_states {
+            if !rule.ct_ok(ct) {
+                refuse |= ct_bit(ct);
+            }
+        }
+        for family in [Family::V4, Family::V6] {
+            if !rule.family_ok(family) {
+                refuse |= family_bit(family);
+            }
+        }
+        // Every port past the last a set names is alike: `RuleSet::MAX_PORTS` stands for them.
+        let past = PortId(RuleSet::MAX_PORTS as u16);
+        if !rule.in_port_ok(past) {
+            refuse |= IN_PAST;
+        }
+        if !rule.out_port_ok(past) {
+            refuse |= OUT_PAST;
+        }
+        if !rule.tcp_flags_ok(None) {
+            refuse |= NO_TCP;
+        }
+        let (mut in_refuse, mut out_refuse) = (0, 0);
+        for port in (0..RuleSet::MAX_PORTS as u16).map(PortId) {
+            if !rule.in_port_ok(port) {
+                in_refuse |= port_bit(port);
+            }
+            if !rule.out_port_ok(port) {
+                out_refuse |= port_bit(port);
+            }
+        }
+        let flags = rule.tcp_flags.unwrap_or(TcpFlagsMatch {
+            mask: 0,
+            comp: 0,
+            negate: false,
+        });
+        Scalars {
+            refuse,
+            in_refuse,
+            out_refuse,
+            proto: rule.proto.unwrap_or(0),
+            proto_mask: if rule.proto.is_some() { 0xff } else { 0 },
+            flags_mask: flags.mask,
+            flags_comp: flags.comp,
+            flags_negate: flags.negate,
+            lists: !(rule.src.is_empty()
+                && rule.dst.is_empty()
+                && rule.sport.is_empty()
+                && rule.dport.is_empty()),
+        }
+    }
+
+    /// Whether the packet `k` passes every scalar matcher.
+    #[inline]
+    pub(super) fn matches(&self, k: &ScalarKey) -> bool {
+        let refused = u64::from(k.small & self.refuse)
+            | k.in_port & self.in_refuse
+            | k.out_port & self.out_refuse
+            | u64::from((k.proto ^ self.proto) & self.proto_mask);
+        refused == 0 && (k.flags & self.flags_mask == self.flags_comp) != self.flags_negate
     }
 }

@@ -25,7 +25,9 @@
 //! Evaluation. A set of more than [`RuleSet::SCAN_MAX`] rules is compiled, when it is built,
 //! into a classifier (`classify.rs`) whose cost per packet does not grow with the number of
 //! rules; smaller sets are scanned in order ([`RuleSet::evaluate_scan`]), which is cheaper at
-//! that size. Both decide the same: the classifier is checked against the scan by property
+//! that size, with each rule's scalar matchers compiled into masks when the set is built
+//! (`matchers::Scalars`), so that a rule the packet's state or ports rule out costs a few
+//! instructions. Both decide the same: the classifier is checked against the scan by property
 //! tests (`classify/tests.rs`). The set is built where the configuration is loaded, on the
 //! control path, and handed to the engine whole, so a reload swaps a compiled set in between
 //! bursts.
@@ -50,6 +52,7 @@ mod matchers;
 
 use classify::Classifier;
 pub use matchers::{CtStateSet, PortRange, PortSet, Prefix, PrefixError, TcpFlagsMatch};
+use matchers::{ScalarKey, Scalars};
 
 /// A port of the firewall (index into the configured port list).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -180,15 +183,20 @@ impl Rule {
             & self
                 .tcp_flags
                 .is_none_or(|t| p.tcp_flags.is_some_and(|b| t.matches(b)));
-        scalars
-            && any_prefix(&self.src, p.family, p.src)
+        scalars && self.lists_match(p)
+    }
+
+    /// Whether `p` satisfies the address and port lists (the matchers that are not scalar).
+    #[inline]
+    fn lists_match(&self, p: &RuleInput) -> bool {
+        any_prefix(&self.src, p.family, p.src)
             && any_prefix(&self.dst, p.family, p.dst)
             && any_port(&self.sport, p.ports.map(|(s, _)| s))
             && any_port(&self.dport, p.ports.map(|(_, d)| d))
     }
 
     // One test per scalar matcher, as `matches` applies it: the classifier (`classify.rs`)
-    // asks them which rules each value of a small field satisfies.
+    // and the scan's compiled form (`Scalars`) ask them which values each rule accepts.
 
     fn ct_ok(&self, ct: Option<CtState>) -> bool {
         self.ct
@@ -281,14 +289,17 @@ pub struct RuleSet {
     any_log: bool,
     /// Built from `rules` by `new`; `None` for sets that are scanned.
     classifier: Option<Box<Classifier>>,
+    /// The scalar matchers of each rule, compiled by `new` for the scan (empty for sets that
+    /// are classified).
+    scalars: Box<[Scalars]>,
     /// Built from `rules` and `default` by `new`: what the decision of a packet in state
     /// NEW (index 0) and ESTABLISHED (index 1, their discriminants) depends on.
     by_state: [Dependence; 2],
 }
 
 impl PartialEq for RuleSet {
-    /// Equal rules, names, policy and logging; the classifier and the dependences are functions
-    /// of the rules.
+    /// Equal rules, names, policy and logging; the classifier, the compiled scalars and the
+    /// dependences are functions of the rules.
     fn eq(&self, other: &RuleSet) -> bool {
         self.rules == other.rules
             && self.names == other.names
@@ -328,6 +339,10 @@ impl RuleSet {
         }
         let any_log = rules.iter().any(|r| r.log);
         let classifier = (rules.len() > Self::SCAN_MAX).then(|| Box::new(Classifier::new(&rules)));
+        let scalars = match classifier {
+            Some(_) => Box::new([]) as Box<[Scalars]>,
+            None => rules.iter().map(Scalars::of).collect(),
+        };
         let by_state =
             [CtState::New, CtState::Established].map(|ct| Dependence::of(&rules, default, ct));
         Ok(RuleSet {
@@ -337,6 +352,7 @@ impl RuleSet {
             default_log: false,
             any_log,
             classifier,
+            scalars,
             by_state,
         })
     }
@@ -372,7 +388,8 @@ impl RuleSet {
     }
 
     /// The first rule that matches decides, else the default policy: through the classifier
-    /// for large sets, by a scan (as [`RuleSet::evaluate_scan`]) for small ones.
+    /// for large sets, by a scan (as [`RuleSet::evaluate_scan`], with the rules' scalar
+    /// matchers compiled into masks) for small ones.
     #[inline]
     pub fn evaluate(&self, input: &RuleInput) -> Decision {
         // The classifier is inlined like the scan: out of line, it would need `input` in
@@ -385,8 +402,16 @@ impl RuleSet {
                 .map_or(self.default, |r| r.action);
             return Decision { action, rule };
         }
-        for (i, rule) in self.rules.iter().enumerate() {
-            if rule.matches(input) {
+        // The scan, with each rule's scalar matchers in their compiled form (one per rule).
+        let key = ScalarKey::of(input);
+        for (i, s) in self.scalars.iter().enumerate() {
+            if !s.matches(&key) {
+                continue;
+            }
+            let Some(rule) = self.rules.get(i) else {
+                break;
+            };
+            if !s.lists || rule.lists_match(input) {
                 // `new` bounds the length by `MAX_RULES`, so the index fits.
                 return Decision {
                     action: rule.action,

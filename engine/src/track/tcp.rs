@@ -4,7 +4,7 @@
 //! | Linux | here |
 //! |---|---|
 //! | `tcp_valid_flags` (in `tcp_error`) | [`flags_valid`] |
-//! | `tcp_new` | [`TcpConn::new`] |
+//! | `tcp_new` | [`TcpConn::new`]; with `nf_conntrack_tcp_packet` for the same segment, [`TcpConn::open`] (one step for a SYN, `tcp/open.rs`) |
 //! | `nf_conntrack_tcp_packet` (minus `tcp_error`) | [`TcpConn::packet`]: `packet_full`, after a fast path for ACK and data segments of ESTABLISHED connections, in window or from a liberal sender (`tcp/fast.rs`) |
 //! | `tcp_conntracks` | `TRANSITIONS` |
 //! | `tcp_in_window`, `tcp_init_sender`, `tcp_options`, `tcp_sack` | `in_window`, `init_sender`, `tcp_options`, `tcp_sack` (private) |
@@ -25,9 +25,11 @@
 //! # How the pipeline drives it
 //! - Every TCP segment first passes [`flags_valid`] (in `Engine::plan`, before any lookup, as
 //!   Linux's `tcp_error` runs before the conntrack lookup), else it is INVALID.
-//! - A segment that then finds no entry goes through [`TcpConn::new`] (Linux `tcp_new`), then
-//!   [`TcpConn::packet`] for the same segment with `meta.flags` empty and
-//!   [`Direction::Original`], as Linux runs `nf_conntrack_tcp_packet` after `tcp_new`.
+//! - A segment that then finds no entry goes through [`TcpConn::open`]: [`TcpConn::new`]
+//!   (Linux `tcp_new`), then the full port for the same segment with `meta.flags` empty and
+//!   [`Direction::Original`], as Linux runs `nf_conntrack_tcp_packet` after `tcp_new`; for a
+//!   SYN, both in one step specialised to it (`tcp/open.rs`, held to the two steps by a
+//!   property test).
 //! - `meta.flags.seen_reply()` is what it was *before* this packet: the pipeline sets
 //!   `SEEN_REPLY` after a REPLY-direction packet returns [`TrackVerdict::Accept`] or
 //!   [`TrackVerdict::Ignore`] (Linux does it in `nf_conntrack_in`, after the L4 handler).
@@ -711,7 +713,7 @@ impl TcpConn {
 
     /// Linux `tcp_new`: the state for a segment that finds no entry, or why it cannot open one
     /// (`Err(TcpInvalidNew)`: a flag class that cannot start a connection, or loose pickup off
-    /// and not a SYN). The pipeline then runs [`TcpConn::packet`] for the same segment.
+    /// and not a SYN). [`TcpConn::open`] then runs the full port for the same segment.
     pub fn new(seg: &TcpSeg<'_>, cfg: &TcpConfig) -> Result<TcpConn, Reason> {
         let index = FlagClass::of(seg.flags);
         let new_state = match TRANSITIONS[Direction::Original.index()][index as usize][0] {
@@ -1379,6 +1381,7 @@ impl TcpConn {
 }
 
 mod fast;
+mod open;
 
 #[cfg(test)]
 mod equivalence;
