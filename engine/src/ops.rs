@@ -341,7 +341,6 @@ impl Engine {
             self.rules_gen = 1;
             self.memo_clear = Some(0);
         }
-        self.use_memos();
         Ok(())
     }
 

@@ -393,7 +393,6 @@ impl Engine {
             rules_gen: 1,
             memo_clear: None,
         };
-        engine.use_memos();
         engine.update_observe();
         Ok(engine)
     }
@@ -425,12 +424,6 @@ impl Engine {
             + self.acct.capacity() * core::mem::size_of::<Acct>()
             + self.events.memory_bytes()
             + self.logs.memory_bytes()
-    }
-
-    /// Tell the table whether the rules use its memos (`Engine::evaluate_memo`).
-    pub(crate) fn use_memos(&mut self) {
-        let on = self.rules.uses_memos();
-        self.table.set_memos_on(on);
     }
 
     /// Recompute whether tracking records accounting or events.

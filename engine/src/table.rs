@@ -5,8 +5,10 @@
 //!   holding the canonical key, the deadline, the status bits and the protocol state.
 //!   A free list of pool indices makes insertion O(1).
 //! - `memos`: one opaque `u64` per pool index beside the entry (not in it: an entry is full),
-//!   for the caller's per-connection cache ([`Table::memo`]); while the caller uses them
-//!   ([`Table::set_memos_on`]) the table sets it to 0 whenever the index gets a new entry.
+//!   for the caller's per-connection cache ([`Table::memo`]). A memo belongs to the entry it
+//!   was stored for: a status bit in the entry says so, and an insert clears the bit in the
+//!   entry it writes anyway, so a new entry reads 0 without the table writing the memo's
+//!   line (one more line per insert from memory in a large table).
 //! - `buckets`: the index, a bucketised cuckoo hash. A bucket is one 64-byte cache line of 16
 //!   slots: an 8-bit tag from the hash per slot (`0` = empty), the 16 tags side by side so
 //!   that one 16-byte compare finds the matching slots, then each slot's 24-bit pool index
@@ -76,6 +78,9 @@ const MAX_KICKS: usize = 64;
 const EVICT_CANDIDATES: u32 = 8;
 /// Table-private status bit: the entry is in use.
 const LIVE: u8 = 0x80;
+/// Table-private status bit: the memo at the entry's pool index was stored for this entry
+/// ([`Table::set_memo`]); without it the entry's memo reads 0.
+const MEMO: u8 = 0x40;
 /// Removals a lookup or an insert reports at most before the engine drains them: a lookup
 /// reclaims at most one expired entry and an insert removes at most one neighbour; the rest
 /// is slack.
@@ -99,7 +104,7 @@ pub struct Entry {
     pub proto: u8,
     /// Canonical key: address family.
     pub family: Family,
-    /// Status bits: [`CtFlags`] plus the table's LIVE bit.
+    /// Status bits: [`CtFlags`] plus the table's LIVE and MEMO bits.
     pub flags: CtFlags,
     /// Protocol-specific tracking state.
     pub state: ProtoState,
@@ -359,7 +364,6 @@ pub struct Table {
     memos: Vec<u64>,
     /// Whether the caller uses the memos: only then does an insert reset its index's memo
     /// (a store to one more line per insert in a large table).
-    memos_on: bool,
     buckets: Vec<Bucket>,
     free: Vec<u32>,
     hasher: FlowHasher,
@@ -445,7 +449,6 @@ impl Table {
         Ok(Table {
             entries,
             memos,
-            memos_on: false,
             buckets,
             free,
             hasher,
@@ -608,18 +611,23 @@ impl Table {
         }
     }
 
-    /// The memo of pool index `idx`. While memos are on ([`Table::set_memos_on`]): what
-    /// [`Table::set_memo`] last stored there since the index got its current entry, else 0.
-    /// While they are off: whatever was stored last. The table gives it no meaning.
+    /// The memo of pool index `idx`: what [`Table::set_memo`] last stored there since the
+    /// index got its current entry (and since [`Table::clear_memos`]), else 0. The table
+    /// gives it no meaning.
     #[inline]
     pub fn memo(&self, idx: u32) -> u64 {
-        self.memos[idx as usize]
+        if self.entries[idx as usize].flags.0 & MEMO != 0 {
+            self.memos[idx as usize]
+        } else {
+            0
+        }
     }
 
     /// Store `v` as the memo of pool index `idx` (until the index gets a new entry, or
     /// [`Table::clear_memos`]).
     #[inline]
     pub fn set_memo(&mut self, idx: u32, v: u64) {
+        self.entries[idx as usize].flags.set(MEMO);
         self.memos[idx as usize] = v;
     }
 
@@ -637,13 +645,6 @@ impl Table {
             m.fill(0);
         }
         end
-    }
-
-    /// Whether the caller uses the memos. Off (the default), inserts leave them alone, so
-    /// what they hold says nothing; on, every insert resets its index's memo. Turning them on
-    /// clears nothing: a caller whose old memos may still look valid clears them itself.
-    pub fn set_memos_on(&mut self, on: bool) {
-        self.memos_on = on;
     }
 
     /// The live, unexpired entry for `key`, if any. An expired entry found on the way is
@@ -760,6 +761,9 @@ impl Table {
         now: Tick,
     ) -> Result<(u32, InsertOutcome), TableFull> {
         entry.flags.set(LIVE);
+        // Whatever memo the index holds was stored for an earlier entry (one handed in with
+        // the bit, a copy of a live entry, must not claim it).
+        entry.flags.clear(MEMO);
         let mut outcome = InsertOutcome::default();
         for attempt in 0..2 {
             if !self.free.is_empty() {
@@ -767,9 +771,6 @@ impl Table {
                     let idx = self.free.pop().unwrap_or_default();
                     self.by_class[EntryClass::of(entry.family, &entry.state).index()] += 1;
                     self.entries[idx as usize] = entry;
-                    if self.memos_on {
-                        self.memos[idx as usize] = 0;
-                    }
                     self.buckets[b as usize].set(slot, h.tag, idx);
                     return Ok((idx, outcome));
                 }
@@ -1168,7 +1169,6 @@ mod tests {
     #[test]
     fn memos_start_at_zero_and_are_reset_when_an_index_is_reused() {
         let mut t = table(64);
-        t.set_memos_on(true);
         let a = put(&mut t, &key(1), Tick(100), false).unwrap();
         let b = put(&mut t, &key(2), Tick(100), false).unwrap();
         assert_eq!((t.memo(a), t.memo(b)), (0, 0));
@@ -1191,7 +1191,6 @@ mod tests {
         // Fill a small table, memo everything, then make every entry expire: each insert
         // reclaims a neighbour's index and must hand it out with a zero memo.
         let mut t = table(MIN_CAPACITY);
-        t.set_memos_on(true);
         let cap = t.capacity() as u32;
         for n in 0..cap {
             put(&mut t, &key(n), Tick(10), false).unwrap();
@@ -1215,19 +1214,19 @@ mod tests {
     }
 
     #[test]
-    fn memos_off_are_left_alone_by_inserts() {
+    fn an_insert_does_not_write_the_memo_line() {
+        // The new entry's memo reads 0 while the old value stays in the array: the insert
+        // wrote only the entry.
         let mut t = table(64);
         let a = put(&mut t, &key(1), Tick(100), false).unwrap();
         t.set_memo(a, 7);
         t.remove(a);
         let b = put(&mut t, &key(2), Tick(100), false).unwrap();
         assert_eq!(b, a, "the free list hands the index out again");
-        assert_eq!(t.memo(b), 7, "off: an insert does not touch the memo");
-        t.set_memos_on(true);
-        assert_eq!(t.memo(b), 7, "turning them on clears nothing");
-        t.remove(b);
-        let c = put(&mut t, &key(3), Tick(100), false).unwrap();
-        assert_eq!((c, t.memo(c)), (b, 0), "on: the insert resets it");
+        assert_eq!(t.memo(b), 0);
+        assert_eq!(t.memos[b as usize], 7, "the memo line was not written");
+        t.set_memo(b, 9);
+        assert_eq!(t.memo(b), 9);
     }
 
     #[test]

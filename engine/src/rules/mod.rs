@@ -462,15 +462,6 @@ impl RuleSet {
         self.by_state.get(ct as usize).copied()
     }
 
-    /// Whether the decision of an ESTABLISHED or a NEW packet may depend on its connection
-    /// (a `PerFlow` [`Dependence`]), so that the pipeline keeps per-entry memos.
-    #[inline]
-    pub fn uses_memos(&self) -> bool {
-        self.by_state
-            .iter()
-            .any(|d| matches!(d, Dependence::PerFlow { .. }))
-    }
-
     /// Bytes the classifier holds beside the rules (0 for a scanned set).
     pub fn classifier_bytes(&self) -> usize {
         self.classifier.as_ref().map_or(0, |c| c.memory_bytes())
