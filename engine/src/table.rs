@@ -362,8 +362,6 @@ pub struct Table {
     entries: Vec<Entry>,
     /// The caller's memo for each pool index ([`Table::memo`]), parallel to `entries`.
     memos: Vec<u64>,
-    /// Whether the caller uses the memos: only then does an insert reset its index's memo
-    /// (a store to one more line per insert in a large table).
     buckets: Vec<Bucket>,
     free: Vec<u32>,
     hasher: FlowHasher,
