@@ -404,14 +404,8 @@ impl RuleSet {
         }
         // The scan, with each rule's scalar matchers in their compiled form (one per rule).
         let key = ScalarKey::of(input);
-        for (i, s) in self.scalars.iter().enumerate() {
-            if !s.matches(&key) {
-                continue;
-            }
-            let Some(rule) = self.rules.get(i) else {
-                break;
-            };
-            if !s.lists || rule.lists_match(input) {
+        for (i, (s, rule)) in self.scalars.iter().zip(&self.rules).enumerate() {
+            if s.matches(&key) && (!s.lists || rule.lists_match(input)) {
                 // `new` bounds the length by `MAX_RULES`, so the index fits.
                 return Decision {
                     action: rule.action,
