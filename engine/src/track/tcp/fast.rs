@@ -43,6 +43,17 @@ use crate::time::Tick;
 use crate::track::{CtFlags, EntryMeta, TrackVerdict};
 use crate::wire::{TcpFlags, TcpSeg};
 
+/// The direction whose [`Direction::index`] is `S`: the sender of a segment the fast path's
+/// copy for `S` handles.
+#[inline(always)]
+const fn sender<const S: usize>() -> Direction {
+    if S == 0 {
+        Direction::Original
+    } else {
+        Direction::Reply
+    }
+}
+
 /// What the window checks made of an ACK-class segment of an ESTABLISHED connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Checked {
@@ -145,11 +156,7 @@ impl TcpConn {
         // Linux label `in_window`, for index ACK and new_state == old_state == ESTABLISHED:
         // no state change (`set_state` marks nothing), no RST, no SYN retransmission.
         self.set_last_index(FlagClass::Ack);
-        self.set_last_dir(if S == 0 {
-            Direction::Original
-        } else {
-            Direction::Reply
-        });
+        self.set_last_dir(sender::<S>());
         let t = &cfg.timeouts;
         let retransmitted = self.retrans >= cfg.max_retrans;
         let unacked = (self.flags[0] | self.flags[1]) & F::DATA_UNACKNOWLEDGED != 0;
@@ -185,11 +192,7 @@ impl TcpConn {
     #[inline(always)]
     fn in_window_from<const S: usize>(&mut self, seg: &TcpSeg<'_>) -> Checked {
         let (s, r) = (S, 1 - S);
-        let dir = if S == 0 {
-            Direction::Original
-        } else {
-            Direction::Reply
-        };
+        let dir = sender::<S>();
         let (mut sflags, mut rflags) = (self.flags[s], self.flags[r]);
         // `tcp_sack` leaves `sack == ack` unless it has options to read.
         if rflags & F::SACK_PERM != 0 && !sack_unread(seg.options) {

@@ -209,16 +209,21 @@ mod tests {
         ]
     }
 
+    /// A new entry's status and deadline before its first segment.
+    fn fresh(now: Tick) -> EntryMeta {
+        EntryMeta {
+            flags: CtFlags::default(),
+            expires: now,
+        }
+    }
+
     /// The full port: `tcp_new`, then the whole of `nf_conntrack_tcp_packet`.
     fn general(
         seg: &TcpSeg<'_>,
         cfg: &TcpConfig,
         now: Tick,
     ) -> Result<(TcpConn, EntryMeta, TrackVerdict), Reason> {
-        let mut meta = EntryMeta {
-            flags: CtFlags::default(),
-            expires: now,
-        };
+        let mut meta = fresh(now);
         let mut conn = TcpConn::new(seg, cfg)?;
         let verdict = conn.packet(&mut meta, now, Direction::Original, seg, cfg);
         Ok((conn, meta, verdict))
@@ -229,10 +234,7 @@ mod tests {
         cfg: &TcpConfig,
         now: Tick,
     ) -> Result<(TcpConn, EntryMeta, TrackVerdict), Reason> {
-        let mut meta = EntryMeta {
-            flags: CtFlags::default(),
-            expires: now,
-        };
+        let mut meta = fresh(now);
         let (conn, verdict) = TcpConn::open(&mut meta, now, seg, cfg)?;
         Ok((conn, meta, verdict))
     }
