@@ -11,7 +11,6 @@ mod common;
 use common::{ctfw, root, text, tmp};
 
 use std::io::Write;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
@@ -60,22 +59,28 @@ fn config(dir: &Path, inside: &str, outside: &str, body: &str) -> PathBuf {
     cfg
 }
 
-/// `ctfw run --config CFG ARGS`, output to files in `dir`.
+/// `ctfw run --config CFG ARGS` ([`command`]), output to files in `dir`.
 fn spawn(dir: &Path, cfg: &Path, args: &[&str], wrap: &[&str]) -> Child {
+    command(cfg, args, wrap)
+        .env("NOTIFY_SOCKET", dir.join("notify.sock"))
+        .stdout(std::fs::File::create(dir.join("stdout")).expect("stdout"))
+        .stderr(std::fs::File::create(dir.join("stderr")).expect("stderr"))
+        .spawn()
+        .expect("spawn ctfw run")
+}
+
+/// The command `ctfw run --config CFG ARGS`, under `wrap` if not empty, run from the
+/// repository's root.
+fn command(cfg: &Path, args: &[&str], wrap: &[&str]) -> Command {
     let (prog, mut all): (&str, Vec<&str>) = match wrap.split_first() {
         Some((p, rest)) => (p, rest.iter().copied().chain([bin()]).collect()),
         None => (bin(), Vec::new()),
     };
     all.extend(["run", "--config", cfg.to_str().expect("utf8")]);
     all.extend_from_slice(args);
-    Command::new(prog)
-        .args(&all)
-        .env("NOTIFY_SOCKET", dir.join("notify.sock"))
-        .current_dir(root())
-        .stdout(std::fs::File::create(dir.join("stdout")).expect("stdout"))
-        .stderr(std::fs::File::create(dir.join("stderr")).expect("stderr"))
-        .spawn()
-        .expect("spawn ctfw run")
+    let mut c = Command::new(prog);
+    c.args(&all).current_dir(root());
+    c
 }
 
 /// What an instance in `dir` printed so far.
@@ -117,30 +122,9 @@ impl Instance {
     /// Start `ctfw run` on `cfg` (in `dir`) with `args`, maybe under a wrapper command
     /// (`ip netns exec NS`), and wait until it is ready.
     fn start(dir: &Path, cfg: &Path, args: &[&str], wrap: &[&str]) -> Instance {
-        let notify_path = dir.join("notify.sock");
-        let _ = std::fs::remove_file(&notify_path);
-        let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
-        notify
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("timeout");
-        let mut i = Instance {
+        Instance {
             dir: dir.to_owned(),
-            child: spawn(dir, cfg, args, wrap),
-        };
-        let mut buf = [0u8; 64];
-        let got = loop {
-            match notify.recv(&mut buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                got => break got,
-            }
-        };
-        match got {
-            Ok(n) if &buf[..n] == b"READY=1" => i,
-            got => {
-                let _ = i.child.kill();
-                let _ = i.child.wait();
-                panic!("ctfw run did not say READY=1 ({got:?}):\n{}", i.output());
-            }
+            child: common::spawn_until_ready(dir, || command(cfg, args, wrap)),
         }
     }
 
