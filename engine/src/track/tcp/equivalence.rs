@@ -6,9 +6,10 @@
 //! retransmissions, SACK blocks, zero, shrinking and growing windows, sequence numbers that
 //! wrap past 2^32, liberal senders and `tcp_be_liberal` on and off, and now and then a FIN,
 //! RST, SYN or SYN/ACK), every segment runs through the full port on one copy of the
-//! connection and through the fast path on another. Where the fast path decides, its connection, entry status, deadline and
-//! verdict must equal the full port's; where it declines, it must have written nothing; and
-//! [`TcpConn::packet`] must always equal the full port.
+//! connection and through the fast path on another. Where the fast path decides, its
+//! connection, entry status, deadline and verdict must equal the full port's; where it
+//! declines, it must have written nothing; and [`TcpConn::packet`] must always equal the
+//! full port.
 //!
 //! The test counts what it exercised and fails when the sequences stop reaching the fast path
 //! (most segments must take it) or stop reaching the cases around it, so it cannot pass by
@@ -383,10 +384,9 @@ fn both_ways(
                 if want == TrackVerdict::Accept {
                     Tally::bump(&tally.declined_but_accepted);
                 }
-                let liberal = |d: Direction| conn0.flags[d.index()] & F::BE_LIBERAL != 0;
                 if !cfg.be_liberal
-                    && !liberal(dir)
-                    && liberal(dir.opposite())
+                    && !liberal(&conn0, dir)
+                    && liberal(&conn0, dir.opposite())
                     && strict_window(&conn0, dir, seg, cfg) != WindowVerdict::Accept
                 {
                     Tally::bump(&tally.outside_receiver_only_liberal);
@@ -430,10 +430,9 @@ fn note_fast(
             if before.seen[dir.opposite().index()].td_maxwin == 0 && !meta0.flags.seen_reply() {
                 Tally::bump(&tally.fast_liberal_unseen);
             }
-            let liberal = |d: Direction| before.flags[d.index()] & F::BE_LIBERAL != 0;
-            if !liberal(dir) {
+            if !liberal(before, dir) {
                 Tally::bump(&tally.fast_liberal_by_config);
-            } else if !liberal(dir.opposite()) {
+            } else if !liberal(before, dir.opposite()) {
                 Tally::bump(&tally.fast_liberal_sender_only);
             }
         }
@@ -465,6 +464,11 @@ fn note_fast(
     if t.retrans != t.established && t.retrans != t.unack && meta.expires == now.after(t.retrans) {
         Tally::bump(&tally.fast_retrans_timeout);
     }
+}
+
+/// Whether direction `d` of `conn` has its BE_LIBERAL flag.
+fn liberal(conn: &TcpConn, d: Direction) -> bool {
+    conn.flags[d.index()] & F::BE_LIBERAL != 0
 }
 
 /// What the full port's window checks make of `seg` for a sender that is not liberal (its
