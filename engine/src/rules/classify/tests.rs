@@ -702,25 +702,40 @@ fn the_other_states_have_no_dependence() {
     }
 }
 
-fn established_of(rules: Vec<Rule>) -> Dependence {
+/// What the decision of a packet in `state` depends on under `rules` (default drop).
+fn dependence_of(state: CtState, rules: Vec<Rule>) -> Dependence {
     let names = (0..rules.len()).map(|i| format!("r{i}")).collect();
     RuleSet::new(rules, Action::Drop, names)
         .expect("a valid set")
-        .established()
+        .dependence(state)
+        .expect("worked out for ESTABLISHED and NEW")
+}
+
+fn established_of(rules: Vec<Rule>) -> Dependence {
+    dependence_of(CtState::Established, rules)
+}
+
+/// The classic policy's first rule: accept ESTABLISHED and RELATED.
+fn accept_established_rule() -> Rule {
+    Rule {
+        ct: Some(CtStateSet::of(&[CtState::Established, CtState::Related])),
+        ..accept()
+    }
+}
+
+/// The classic policy's second rule: accept NEW entering by port 0.
+fn new_from_inside_rule() -> Rule {
+    Rule {
+        ct: Some(CtStateSet::of(&[CtState::New])),
+        in_port: PortSet::default().with(PortId(0)),
+        ..accept()
+    }
 }
 
 #[test]
 fn established_is_read_off_the_rules_in_order() {
-    let est = |states: &[CtState]| Some(CtStateSet::of(states));
-    let accept_established = Rule {
-        ct: est(&[CtState::Established, CtState::Related]),
-        ..accept()
-    };
-    let new_from_inside = Rule {
-        ct: est(&[CtState::New]),
-        in_port: PortSet::default().with(PortId(0)),
-        ..accept()
-    };
+    let accept_established = accept_established_rule();
+    let new_from_inside = new_from_inside_rule();
     let block_host = Rule {
         src: Box::new([Prefix::host(Family::V4, 0x0a00_0001).expect("host")]),
         ..Rule::new(Action::Drop)
@@ -784,23 +799,11 @@ fn established_is_read_off_the_rules_in_order() {
 
 #[test]
 fn the_new_dependence_is_read_off_the_rules_in_order() {
-    let new_of = |rules: Vec<Rule>| {
-        let names = (0..rules.len()).map(|i| format!("r{i}")).collect();
-        let set = RuleSet::new(rules, Action::Drop, names).expect("a valid set");
-        set.dependence(CtState::New).expect("worked out for NEW")
-    };
-    let states = |states: &[CtState]| Some(CtStateSet::of(states));
-    let accept_established = Rule {
-        ct: states(&[CtState::Established, CtState::Related]),
-        ..accept()
-    };
-    let new_from_inside = Rule {
-        ct: states(&[CtState::New]),
-        in_port: PortSet::default().with(PortId(0)),
-        ..accept()
-    };
+    let new_of = |rules| dependence_of(CtState::New, rules);
+    let accept_established = accept_established_rule();
+    let new_from_inside = new_from_inside_rule();
     let accept_new = Rule {
-        ct: states(&[CtState::New]),
+        ct: Some(CtStateSet::of(&[CtState::New])),
         ..accept()
     };
     // The classic policy: NEW packets are told apart by the port they enter by.
