@@ -19,6 +19,15 @@
 //! 4. in packet order, track (find or create the entry, run the protocol tracker) and decide
 //!    (the rules, then insertion of a new connection).
 //!
+//! Most packets are ACK or data segments of ESTABLISHED TCP connections, in window. Stage 4
+//! takes those through a lane of their own once their entry is found (`Engine::established`):
+//! the TCP fast path, the write-back, the rules' fixed or remembered decision and the verdict,
+//! in one piece, without the general tracking result. Any other packet (or one the TCP fast
+//! path declines, which then has written nothing) goes the general way. The lane runs only
+//! while accounting and events are off, so an engine recording events decides every packet
+//! the general way; the property test `the_established_lane_decides_as_the_full_path`
+//! (`tests/scenarios/fuzz.rs`) holds the two to the same verdicts, counters and table.
+//!
 //! The rules run on every packet but two kinds. The decision of an ESTABLISHED packet, and
 //! of a NEW one, is often known without them: the rule set works out when it is built what
 //! such a decision can depend on ([`Dependence`]). When nothing (for ESTABLISHED, an
@@ -642,7 +651,18 @@ impl Engine {
                 entry: None,
                 pending: None,
             },
-            Plan::Track(k, h) => self.track(now, pkt.data, p, k, h, cand),
+            Plan::Track(k, h) => {
+                let found =
+                    self.table
+                        .find_hinted(&k.key, h, cand, now, &mut self.counters.expired);
+                if let (Some(idx), Some(out_port)) = (found, out_port)
+                    && !self.observe
+                    && let Some(v) = self.established(now, pkt, p, k, idx, out_port)
+                {
+                    return v;
+                }
+                self.track(now, pkt.data, p, k, h, found)
+            }
             Plan::Related(k, h) => self.related(now, k, h, cand),
         };
         if let Some(r) = tracked.invalid {
@@ -812,8 +832,93 @@ impl Engine {
         v
     }
 
-    /// Connection tracking proper: find or create the entry, run the protocol tracker.
-    /// `frame` is the packet's frame, for accounting.
+    /// The common case of [`Engine::decide`] in one piece, for a packet whose entry was
+    /// found at `idx`, with accounting and events off, leaving by `out_port`: an ACK or data
+    /// segment of an ESTABLISHED TCP connection that the TCP fast path accepts
+    /// ([`TcpConn::accept_established`]), whose rule decision is fixed or remembered
+    /// ([`Dependence`]). Its verdict, counted; or `None`, having changed nothing, for any
+    /// other packet, which `decide` then tracks and decides in full. What it does is what
+    /// `track_found` and `decide` do for that case, with every test whose outcome the case
+    /// fixes left out: no state change, an accepted packet, no pending entry.
+    #[inline(always)]
+    fn established(
+        &mut self,
+        now: Tick,
+        pkt: &Pkt<'_>,
+        p: &Packet<'_>,
+        k: &KeyedPacket,
+        idx: u32,
+        out_port: PortId,
+    ) -> Option<Verdict> {
+        let L4::Tcp(seg) = &p.l4 else {
+            return None;
+        };
+        let tcp_cfg = &self.cfg.track.tcp;
+        let entry = self.table.get_mut(idx);
+        let ProtoState::Tcp(conn) = &mut entry.state else {
+            return None;
+        };
+        if !conn.established_ack(seg) {
+            return None;
+        }
+        // As in `track_found`.
+        let dir = if k.key.is_self_inverse() {
+            Direction::Reply
+        } else if k.swapped == (entry.flags.0 & CtFlags::ORIG_SWAPPED != 0) {
+            Direction::Original
+        } else {
+            Direction::Reply
+        };
+        let mut meta = EntryMeta {
+            flags: entry.flags,
+            expires: entry.expires,
+        };
+        if !conn.accept_established(&mut meta, now, dir, seg, tcp_cfg) {
+            return None;
+        }
+        let ct = if dir == Direction::Reply || entry.flags.seen_reply() {
+            CtState::Established
+        } else {
+            CtState::New
+        };
+        if dir == Direction::Reply {
+            meta.flags.set(CtFlags::SEEN_REPLY);
+        }
+        entry.flags = meta.flags;
+        entry.expires = meta.expires;
+        let decision = match self.rules.dependence(ct) {
+            Some(Dependence::Fixed(d)) => d,
+            Some(Dependence::PerFlow { flags_mask }) => {
+                self.evaluate_memo(idx, dir, ct, flags_mask, pkt, p, out_port)
+            }
+            None => self.evaluate(pkt, p, Some(ct), out_port),
+        };
+        let hit = decision
+            .rule
+            .map_or(self.rule_hits.len() - 1, |r| r as usize);
+        self.rule_hits[hit] += 1;
+        let verdict = Verdict {
+            forward: Some(out_port),
+            ct: Some(ct),
+            invalid: None,
+            ignored: None,
+            dropped: None,
+            rule: decision.rule,
+            dir: Some(dir),
+        };
+        Some(match decision.action {
+            Action::Accept => {
+                self.counters.accepted += 1;
+                verdict
+            }
+            Action::Drop if decision.rule.is_some() => self.drop(verdict, Reason::RuleDrop),
+            Action::Drop => self.drop(verdict, Reason::DefaultPolicy),
+        })
+    }
+
+    /// Connection tracking proper, after the lookup (`found`: the entry holding the packet's
+    /// key, if any): run the protocol tracker on the entry, or see whether the packet may
+    /// start a connection. `frame` is the packet's frame, for accounting.
     fn track(
         &mut self,
         now: Tick,
@@ -821,11 +926,8 @@ impl Engine {
         p: &Packet<'_>,
         k: &KeyedPacket,
         h: &Hashed,
-        cand: u32,
+        found: Option<u32>,
     ) -> Tracked {
-        let found = self
-            .table
-            .find_hinted(&k.key, h, cand, now, &mut self.counters.expired);
         let Some(idx) = found else {
             if self.observe {
                 // The lookup may have reclaimed the key's expired entry.

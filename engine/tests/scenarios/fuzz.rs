@@ -14,9 +14,11 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::OnceLock;
 
 use ctfw_engine::pipeline::{EngineConfig, FragmentPolicy, NonIpPolicy, Pkt, Verdict};
-use ctfw_engine::rules::PortId;
+use ctfw_engine::rules::{
+    Action, CtStateSet, PortId, PortSet, Prefix, Rule, RuleSet, TcpFlagsMatch,
+};
 use ctfw_engine::track::CtState;
-use ctfw_engine::wire::ChecksumHint;
+use ctfw_engine::wire::{ChecksumHint, Family, TcpFlags};
 use ctfw_tracegen::frame::{Frame, VlanTag};
 use ctfw_tracegen::{Dir, TcpSim};
 use proptest::prelude::*;
@@ -273,5 +275,72 @@ proptest! {
         }
         prop_assert_eq!(whole.counters(), single.counters());
         prop_assert_eq!(all_views(&whole), all_views(&single));
+    }
+}
+
+/// The rule sets the lane test runs under, by number: the classic policy (every ESTABLISHED
+/// decision fixed), one that drops a pool client's packets in every state ahead of it
+/// (ESTABLISHED decisions remembered per entry), and one that drops ESTABLISHED segments
+/// with PSH coming in from inside (the flag makes data segments evaluated every time).
+fn lane_rules(which: u8) -> RuleSet {
+    let rule = match which {
+        0 => return classic_rules(),
+        1 => Rule {
+            src: Box::new([Prefix::host(Family::V4, u128::from(0x0a00_0103u32)).expect("host")]),
+            ..Rule::new(Action::Drop)
+        },
+        _ => Rule {
+            ct: Some(CtStateSet::of(&[CtState::Established])),
+            in_port: PortSet::default().with(INSIDE),
+            tcp_flags: TcpFlagsMatch::new(TcpFlags::PSH, TcpFlags::PSH, false),
+            ..Rule::new(Action::Drop)
+        },
+    };
+    let mut list = vec![("ahead".to_owned(), rule)];
+    list.extend(classic_rule_list());
+    rule_set(list)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The pipeline's lane for established TCP packets (`Engine::established`) decides as
+    /// the full path does. It runs only while accounting and events are off: an engine
+    /// recording events takes the full path for every packet, and must give the same
+    /// verdicts, counters and table.
+    #[test]
+    fn the_established_lane_decides_as_the_full_path(
+        cfg in config(),
+        which in 0..3u8,
+        bursts in bursts(),
+    ) {
+        let mut lane = Fw::new(cfg.clone(), lane_rules(which));
+        let mut full = Fw::new(cfg, lane_rules(which));
+        full.eng.set_events(true);
+        for (jump, ops, nic_checked) in &bursts {
+            lane.advance(*jump);
+            full.advance(*jump);
+            let frames: Vec<(Vec<u8>, PortId)> = ops.iter().map(materialise).collect();
+            let csum = if *nic_checked { ChecksumHint::Good } else { ChecksumHint::Unknown };
+            let pkts: Vec<Pkt<'_>> = frames
+                .iter()
+                .map(|(d, port)| Pkt { data: d, tail: &[], port: *port, csum })
+                .collect();
+            let mut a = vec![Verdict::default(); pkts.len()];
+            let mut b = vec![Verdict::default(); pkts.len()];
+            lane.eng.process_burst(lane.now(), &pkts, &mut a);
+            full.eng.process_burst(full.now(), &pkts, &mut b);
+            prop_assert_eq!(a, b);
+            full.eng.drain_events(|_| {});
+            if lane.tick % 3 == 0 {
+                lane.eng.sweep(lane.now(), 7);
+                full.eng.sweep(full.now(), 7);
+            }
+        }
+        let (a, mut b) = (lane.counters().clone(), full.counters().clone());
+        b.events_lost = a.events_lost;
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(all_views(&lane), all_views(&full));
+        prop_assert_eq!(lane.eng.rule_hits(), full.eng.rule_hits());
     }
 }

@@ -73,7 +73,7 @@ impl TcpConn {
     /// connection, which the fast path may decide. Inlined into the pipeline: any other
     /// segment (every SYN, for one) goes to the full port without a second call.
     #[inline(always)]
-    pub(super) fn established_ack(&self, seg: &TcpSeg<'_>) -> bool {
+    pub(crate) fn established_ack(&self, seg: &TcpSeg<'_>) -> bool {
         // FlagClass::Ack: ACK set, none of RST, SYN, FIN.
         const CLASS_BITS: u8 = TcpFlags::RST | TcpFlags::SYN | TcpFlags::FIN | TcpFlags::ACK;
         self.state == TcpState::Established && seg.flags.0 & CLASS_BITS == TcpFlags::ACK
@@ -116,6 +116,24 @@ impl TcpConn {
             Some(verdict) => verdict,
             None => self.packet_full(meta, now, dir, seg, cfg),
         }
+    }
+
+    /// The fast path alone, for the pipeline's lane for established packets
+    /// (`Engine::established`), after [`TcpConn::established_ack`]: `true` when it accepted
+    /// the segment (the connection and `meta` updated as [`TcpConn::packet`] would), `false`
+    /// having written nothing, when [`TcpConn::packet`] must decide. Out of line for the
+    /// reason [`TcpConn::packet_established`] is.
+    #[inline(never)]
+    pub(crate) fn accept_established(
+        &mut self,
+        meta: &mut EntryMeta,
+        now: Tick,
+        dir: Direction,
+        seg: &TcpSeg<'_>,
+        cfg: &TcpConfig,
+    ) -> bool {
+        self.established_from_dir(meta, now, dir, seg, cfg)
+            .is_some()
     }
 
     /// One copy of the fast path per direction, so that every index in it is a constant.
