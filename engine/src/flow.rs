@@ -91,6 +91,23 @@ pub struct KeyedPacket {
     pub swapped: bool,
 }
 
+impl KeyedPacket {
+    /// The packet's addresses, as it carries them: the key's, in the packet's order.
+    #[inline]
+    pub fn addrs(&self) -> IpAddrs {
+        let (src, dst) = if self.swapped {
+            (self.key.hi_addr, self.key.lo_addr)
+        } else {
+            (self.key.lo_addr, self.key.hi_addr)
+        };
+        IpAddrs {
+            family: self.key.family,
+            src,
+            dst,
+        }
+    }
+}
+
 impl FlowKey {
     /// Canonical key for a port-based (or portless) protocol: orders the endpoints.
     #[inline]
@@ -163,6 +180,7 @@ impl FlowKey {
 /// The key of the connection a packet belongs to, or `None` when the packet does not belong
 /// to a connection of its own (ICMP errors, untracked or invalid ICMP types, fragments,
 /// malformed transport headers).
+#[inline]
 pub fn key_of(p: &Packet<'_>) -> Option<KeyedPacket> {
     let ports = |sport, dport| {
         FlowKey::from_ports(Endpoints {

@@ -19,14 +19,21 @@
 //! 4. in packet order, track (find or create the entry, run the protocol tracker) and decide
 //!    (the rules, then insertion of a new connection).
 //!
-//! Most packets are ACK or data segments of ESTABLISHED TCP connections, in window. Stage 4
-//! takes those through a lane of their own once their entry is found (`Engine::established`):
-//! the TCP fast path, the write-back, the rules' fixed or remembered decision and the verdict,
-//! in one piece, without the general tracking result. Any other packet (or one the TCP fast
-//! path declines, which then has written nothing) goes the general way. The lane runs only
-//! while accounting and events are off, so an engine recording events decides every packet
-//! the general way; the property test `the_established_lane_decides_as_the_full_path`
-//! (`tests/scenarios/fuzz.rs`) holds the two to the same verdicts, counters and table.
+//! Most packets are TCP segments in common frames, and most of those either belong to an
+//! ESTABLISHED connection and lie in window, or are SYNs opening one. For them the pipeline
+//! keeps lanes, while accounting and events are off. Stage 1 reads such a frame as its
+//! addresses and segment alone ([`wire::parse_tcp`], the same checks and values as
+//! [`wire::parse`]) and plans it as a `Plan::Segment`: its key and hash, no [`Packet`]. In
+//! stage 4, a segment whose entry is found goes through the lane for established packets
+//! (`Engine::established`: the TCP fast path, the write-back, the rules' fixed or remembered
+//! decision, the verdict); a SYN whose key is in no entry through the lane for new
+//! connections (`Engine::opened`: the connection opened, the rules, the insert). Each does
+//! what the general way does for its case, in one piece and without the general tracking
+//! result, or declines having changed nothing; a declined segment gets its [`Packet`] (built
+//! from the key and the segment, as [`wire::parse`] builds it) and goes the general way. An
+//! engine recording events decides every packet the general way; the property test
+//! `the_lanes_decide_as_the_general_way` (`tests/scenarios/fuzz.rs`) holds the two to the
+//! same verdicts, counters, rule hits and table.
 //!
 //! The rules run on every packet but two kinds. The decision of an ESTABLISHED packet, and
 //! of a NEW one, is often known without them: the rule set works out when it is built what
@@ -77,7 +84,7 @@
 //! deletion, reload) is in [`crate::ops`].
 
 use crate::counters::{Counters, Ignored, Reason};
-use crate::flow::{self, Direction, FlowHasher, KeyedPacket};
+use crate::flow::{self, Direction, Endpoints, FlowHasher, FlowKey, KeyedPacket};
 use crate::observe::{
     Acct, Bounded, DestroyCause, EntryRecord, Event, EventKind, LogRecord, TokenBucket,
 };
@@ -88,7 +95,7 @@ use crate::track::icmp::{self, IcmpClass};
 use crate::track::tcp::{self, TcpConn, TcpState};
 use crate::track::udp::UdpConn;
 use crate::track::{CtFlags, CtState, EntryMeta, ProtoState, TrackConfig, TrackVerdict, gre};
-use crate::wire::{self, ChecksumHint, L4, Packet, ParseConfig, Span, TcpFlags};
+use crate::wire::{self, ChecksumHint, L4, Packet, ParseConfig, Span, TcpFlags, TcpSeg};
 
 /// The rule memo's code for "the default policy decided" (`Engine::evaluate_memo`).
 const MEMO_DEFAULT: u16 = u16::MAX;
@@ -310,7 +317,7 @@ impl Tracked {
 
 /// How a parsed packet meets the table.
 #[derive(Clone, Copy, Debug)]
-enum Plan {
+enum Plan<'a> {
     /// Dropped before tracking (an unparsable frame, or a fragment under the drop policy).
     Drop(Reason),
     /// No lookup: the conntrack state (and INVALID reason) is already known.
@@ -319,6 +326,22 @@ enum Plan {
     Track(KeyedPacket, Hashed),
     /// An ICMP error: RELATED if its inner flow is tracked.
     Related(KeyedPacket, Hashed),
+    /// A TCP segment of a common-case frame with valid flags, read by [`wire::parse_tcp`]
+    /// without building its [`Packet`] (which is `segment_packet` of the two): tracked as
+    /// part of a connection like `Track`, through a lane when it can be.
+    Segment(KeyedPacket, Hashed, TcpSeg<'a>),
+}
+
+/// The flag bits that tell a segment's class: ACK or data (ACK set, none of SYN, FIN,
+/// RST), or SYN (SYN alone).
+const CLASS_BITS: u8 = TcpFlags::ACK | TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST;
+
+/// How stage 4 finds a tracked packet's entry: from the candidate of stage 3, or as already
+/// looked up (the entry holding its key, if any).
+#[derive(Clone, Copy, Debug)]
+enum Lookup {
+    Candidate(u32),
+    Done(Option<u32>),
 }
 
 /// One worker's engine: table, configuration, rules and counters, and what it records for
@@ -514,12 +537,36 @@ impl Engine {
         let parse_cfg = self.cfg.parse;
         let mut parsed = [Err(Reason::EthTruncated); BURST];
         let mut plans = [Plan::Drop(Reason::EthTruncated); BURST];
-        // Stage 1: parse, key, hash.
+        // The lanes are for the plain pipeline (`Engine::decide_segment`).
+        let lanes = !self.observe;
+        // Stage 1: parse, key, hash. A TCP segment of a common frame is read as a segment
+        // alone: the lanes need no more of the packet.
         for (i, pkt) in pkts.iter().enumerate() {
-            parsed[i] = if pkt.tail.is_empty() {
-                wire::parse(pkt.data, &parse_cfg, pkt.csum)
+            let tcp = if lanes && pkt.tail.is_empty() {
+                wire::parse_tcp(pkt.data, &parse_cfg, pkt.csum)
             } else {
-                wire::parse_span(pkt.frame(), &parse_cfg, pkt.csum)
+                None
+            };
+            parsed[i] = match tcp {
+                Some((addrs, seg)) if tcp::flags_valid(seg.flags) => {
+                    // As `Engine::plan` plans its packet.
+                    let k = FlowKey::from_ports(Endpoints {
+                        addrs,
+                        sport: seg.sport,
+                        dport: seg.dport,
+                        proto: wire::proto::TCP,
+                    });
+                    plans[i] = Plan::Segment(k, self.table.hash(&k.key), seg);
+                    continue;
+                }
+                // What `wire::parse` returns for the frame.
+                Some((addrs, seg)) => Ok(Packet {
+                    addrs,
+                    proto: wire::proto::TCP,
+                    l4: L4::Tcp(seg),
+                }),
+                None if pkt.tail.is_empty() => wire::parse(pkt.data, &parse_cfg, pkt.csum),
+                None => wire::parse_span(pkt.frame(), &parse_cfg, pkt.csum),
             };
             plans[i] = match &parsed[i] {
                 Ok(p) => self.plan(p),
@@ -528,7 +575,7 @@ impl Engine {
         }
         // Stage 2: prefetch every packet's buckets, back to back.
         for plan in &plans[..pkts.len()] {
-            if let Plan::Track(_, h) | Plan::Related(_, h) = plan {
+            if let Plan::Track(_, h) | Plan::Related(_, h) | Plan::Segment(_, h, _) = plan {
                 self.table.prefetch_buckets(h);
             }
         }
@@ -540,7 +587,7 @@ impl Engine {
         // most packets are ESTABLISHED, whose memo line a prefetch would fetch for nothing.
         let mut cands = [0u32; BURST];
         for (c, plan) in cands.iter_mut().zip(&plans[..pkts.len()]) {
-            if let Plan::Track(_, h) | Plan::Related(_, h) = plan {
+            if let Plan::Track(_, h) | Plan::Related(_, h) | Plan::Segment(_, h, _) = plan {
                 *c = self.table.candidate(h);
             }
         }
@@ -553,20 +600,28 @@ impl Engine {
         }
         // Stage 4: track and decide, in order (a packet may create the entry the next uses).
         for i in 0..pkts.len() {
-            out[i] = self.decide(now, &pkts[i], &parsed[i], &plans[i], cands[i]);
+            out[i] = match &plans[i] {
+                Plan::Segment(k, h, seg) => self.decide_segment(now, &pkts[i], k, h, seg, cands[i]),
+                plan => self.decide(now, &pkts[i], &parsed[i], plan, Lookup::Candidate(cands[i])),
+            };
         }
         // The drop log, from the verdicts: one test per group when no rule logs.
         if self.rules.any_log() {
             for i in 0..pkts.len() {
-                if let Ok(p) = &parsed[i] {
-                    self.log_decided(&pkts[i], p, &plans[i], &out[i]);
-                }
+                let p = match &plans[i] {
+                    Plan::Segment(k, _, seg) => &segment_packet(k, seg),
+                    _ => match &parsed[i] {
+                        Ok(p) => p,
+                        Err(_) => continue,
+                    },
+                };
+                self.log_decided(&pkts[i], p, &plans[i], &out[i]);
             }
         }
     }
 
     /// Work out how a parsed packet meets the table (key and hash), or its fixed outcome.
-    fn plan(&self, p: &Packet<'_>) -> Plan {
+    fn plan<'a>(&self, p: &Packet<'_>) -> Plan<'a> {
         let invalid = |r| Plan::Fixed(Some(CtState::Invalid), Some(r));
         match p.l4 {
             L4::Tcp(seg) if !tcp::flags_valid(seg.flags) => return invalid(Reason::TcpBadFlags),
@@ -619,13 +674,45 @@ impl Engine {
         }
     }
 
+    /// Stage 4 for a [`Plan::Segment`]: a lane when one takes the packet (the lane for
+    /// established packets, [`Engine::established`], when it finds its entry, the lane for
+    /// new connections, [`Engine::opened`], when not); else the general way.
+    #[inline(always)]
+    fn decide_segment(
+        &mut self,
+        now: Tick,
+        pkt: &Pkt<'_>,
+        k: &KeyedPacket,
+        h: &Hashed,
+        seg: &TcpSeg<'_>,
+        cand: u32,
+    ) -> Verdict {
+        let found = self
+            .table
+            .find_hinted(&k.key, h, cand, now, &mut self.counters.expired);
+        if let Some(&out_port) = self.cfg.peers.get(pkt.port.0 as usize) {
+            let laned = match found {
+                Some(idx) => self.established(now, pkt, k, seg, idx, out_port),
+                None => self.opened(now, pkt, k, h, seg, out_port),
+            };
+            if let Some(v) = laned {
+                self.counters.packets += 1;
+                self.counters.bytes += pkt.len() as u64;
+                return v;
+            }
+        }
+        let p = Ok(segment_packet(k, seg));
+        self.decide(now, pkt, &p, &Plan::Track(*k, *h), Lookup::Done(found))
+    }
+
+    /// Stage 4 for a parsed packet and its plan.
     fn decide(
         &mut self,
         now: Tick,
         pkt: &Pkt<'_>,
         parsed: &Result<Packet<'_>, Reason>,
-        plan: &Plan,
-        cand: u32,
+        plan: &Plan<'_>,
+        lookup: Lookup,
     ) -> Verdict {
         self.counters.packets += 1;
         self.counters.bytes += pkt.len() as u64;
@@ -651,19 +738,26 @@ impl Engine {
                 entry: None,
                 pending: None,
             },
-            Plan::Track(k, h) => {
-                let found =
-                    self.table
-                        .find_hinted(&k.key, h, cand, now, &mut self.counters.expired);
-                if let (Some(idx), Some(out_port)) = (found, out_port)
-                    && !self.observe
-                    && let Some(v) = self.established(now, pkt, p, k, idx, out_port)
-                {
-                    return v;
-                }
+            // (A segment's plan is decided by `decide_segment`, which hands its packet on as
+            // `Track`: alike, were one to get here.)
+            Plan::Track(k, h) | Plan::Segment(k, h, _) => {
+                let found = match lookup {
+                    Lookup::Candidate(cand) => {
+                        self.table
+                            .find_hinted(&k.key, h, cand, now, &mut self.counters.expired)
+                    }
+                    Lookup::Done(found) => found,
+                };
                 self.track(now, pkt.data, p, k, h, found)
             }
-            Plan::Related(k, h) => self.related(now, k, h, cand),
+            Plan::Related(k, h) => {
+                // (A related packet is only ever looked up here.)
+                let cand = match lookup {
+                    Lookup::Candidate(cand) => cand,
+                    Lookup::Done(_) => 0,
+                };
+                self.related(now, k, h, cand)
+            }
         };
         if let Some(r) = tracked.invalid {
             self.counters.count(r);
@@ -689,7 +783,13 @@ impl Engine {
             // Most packets: the rule set decides every ESTABLISHED (or NEW) packet alike.
             (_, Some(Dependence::Fixed(d)), _, _) => d,
             (Some(ct), Some(Dependence::PerFlow { flags_mask }), Some(idx), Some(dir)) => {
-                self.evaluate_memo(idx, dir, ct, flags_mask, pkt, p, out_port)
+                let tcp_flags = match &p.l4 {
+                    L4::Tcp(s) => Some(s.flags.0),
+                    _ => None,
+                };
+                self.evaluate_memo(idx, dir, ct, flags_mask, pkt.port, tcp_flags, || {
+                    packet_input(pkt, p, Some(ct), out_port)
+                })
             }
             _ => self.evaluate(pkt, p, tracked.ct, out_port),
         };
@@ -744,22 +844,7 @@ impl Engine {
         ct: Option<CtState>,
         out_port: PortId,
     ) -> Decision {
-        let (ports, tcp_flags) = match &p.l4 {
-            L4::Tcp(s) => (Some((s.sport, s.dport)), Some(s.flags.0)),
-            L4::Udp(d) => (Some((d.sport, d.dport)), None),
-            _ => (None, None),
-        };
-        self.rules.evaluate(&RuleInput {
-            ct,
-            in_port: pkt.port,
-            out_port,
-            family: p.addrs.family,
-            proto: p.proto,
-            src: p.addrs.src,
-            dst: p.addrs.dst,
-            ports,
-            tcp_flags,
-        })
+        self.rules.evaluate(&packet_input(pkt, p, ct, out_port))
     }
 
     /// [`Engine::evaluate`] for a packet of entry `idx` travelling `dir` in conntrack state
@@ -779,6 +864,9 @@ impl Engine {
     /// default policy (rule indices are below [`RuleSet::MAX_RULES`]). A direction's word
     /// holds one state at a time: the ORIGINAL direction of a connection is NEW until the
     /// first reply and ESTABLISHED after it, and is evaluated once more at the change.
+    ///
+    /// The packet entered by `in_port`, with `tcp_flags` if it is TCP; `input` builds its
+    /// input to the rules, in state `ct`, when they are evaluated.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     fn evaluate_memo(
@@ -787,17 +875,17 @@ impl Engine {
         dir: Direction,
         ct: CtState,
         flags_mask: u8,
-        pkt: &Pkt<'_>,
-        p: &Packet<'_>,
-        out_port: PortId,
+        in_port: PortId,
+        tcp_flags: Option<u8>,
+        input: impl FnOnce() -> RuleInput,
     ) -> Decision {
-        let plain = match &p.l4 {
-            L4::Tcp(s) => s.flags.0 & flags_mask == TcpFlags::ACK & flags_mask,
-            _ => true,
+        let plain = match tcp_flags {
+            Some(flags) => flags & flags_mask == TcpFlags::ACK & flags_mask,
+            None => true,
         };
-        let port = match u8::try_from(pkt.port.0) {
+        let port = match u8::try_from(in_port.0) {
             Ok(port) if plain && port < MEMO_PORTS && self.memo_clear.is_none() => port,
-            _ => return self.evaluate(pkt, p, Some(ct), out_port),
+            _ => return self.rules.evaluate(&input()),
         };
         let new = u32::from(ct == CtState::New);
         let stamp = u32::from(self.rules_gen) << 24 | new << 23 | u32::from(port) << 16;
@@ -817,7 +905,7 @@ impl Engine {
                 },
             };
         }
-        let d = self.evaluate(pkt, p, Some(ct), out_port);
+        let d = self.rules.evaluate(&input());
         let word = stamp | u32::from(d.rule.unwrap_or(MEMO_DEFAULT));
         let memo = memo & !(0xffff_ffff << shift) | u64::from(word) << shift;
         self.table.set_memo(idx, memo);
@@ -845,14 +933,11 @@ impl Engine {
         &mut self,
         now: Tick,
         pkt: &Pkt<'_>,
-        p: &Packet<'_>,
         k: &KeyedPacket,
+        seg: &TcpSeg<'_>,
         idx: u32,
         out_port: PortId,
     ) -> Option<Verdict> {
-        let L4::Tcp(seg) = &p.l4 else {
-            return None;
-        };
         let tcp_cfg = &self.cfg.track.tcp;
         let entry = self.table.get_mut(idx);
         let ProtoState::Tcp(conn) = &mut entry.state else {
@@ -861,7 +946,7 @@ impl Engine {
         if !conn.established_ack(seg) {
             return None;
         }
-        // As in `track_found`.
+        // As `track_found` does.
         let dir = if k.key.is_self_inverse() {
             Direction::Reply
         } else if k.swapped == (entry.flags.0 & CtFlags::ORIG_SWAPPED != 0) {
@@ -889,9 +974,14 @@ impl Engine {
         let decision = match self.rules.dependence(ct) {
             Some(Dependence::Fixed(d)) => d,
             Some(Dependence::PerFlow { flags_mask }) => {
-                self.evaluate_memo(idx, dir, ct, flags_mask, pkt, p, out_port)
+                let tcp_flags = Some(seg.flags.0);
+                self.evaluate_memo(idx, dir, ct, flags_mask, pkt.port, tcp_flags, || {
+                    segment_input(pkt, k, seg, ct, out_port)
+                })
             }
-            None => self.evaluate(pkt, p, Some(ct), out_port),
+            None => self
+                .rules
+                .evaluate(&segment_input(pkt, k, seg, ct, out_port)),
         };
         let hit = decision
             .rule
@@ -910,6 +1000,76 @@ impl Engine {
             Action::Accept => {
                 self.counters.accepted += 1;
                 verdict
+            }
+            Action::Drop if decision.rule.is_some() => self.drop(verdict, Reason::RuleDrop),
+            Action::Drop => self.drop(verdict, Reason::DefaultPolicy),
+        })
+    }
+
+    /// The other common case of [`Engine::decide`] in one piece, for a packet whose key is
+    /// in no entry, with accounting and events off, leaving by `out_port`: a SYN (alone)
+    /// that opens a connection ([`TcpConn::open`] accepts it), which the rules then accept
+    /// or drop. Its verdict, counted, the new connection inserted if accepted; or `None`,
+    /// having changed nothing, for any other packet. What it does is what `track_new` and
+    /// `decide` do for that case, with every test whose outcome the case fixes left out: an
+    /// ORIGINAL packet in state NEW, with no entry whose memo could hold its decision.
+    #[inline(always)]
+    fn opened(
+        &mut self,
+        now: Tick,
+        pkt: &Pkt<'_>,
+        k: &KeyedPacket,
+        h: &Hashed,
+        seg: &TcpSeg<'_>,
+        out_port: PortId,
+    ) -> Option<Verdict> {
+        if seg.flags.0 & CLASS_BITS != TcpFlags::SYN {
+            return None;
+        }
+        let mut meta = EntryMeta {
+            flags: CtFlags::default(),
+            expires: now,
+        };
+        let Ok((conn, TrackVerdict::Accept)) =
+            TcpConn::open(&mut meta, now, seg, &self.cfg.track.tcp)
+        else {
+            return None;
+        };
+        let ct = CtState::New;
+        let decision = match self.rules.dependence(ct) {
+            Some(Dependence::Fixed(d)) => d,
+            _ => self
+                .rules
+                .evaluate(&segment_input(pkt, k, seg, ct, out_port)),
+        };
+        let hit = decision
+            .rule
+            .map_or(self.rule_hits.len() - 1, |r| r as usize);
+        self.rule_hits[hit] += 1;
+        let verdict = Verdict {
+            forward: Some(out_port),
+            ct: Some(ct),
+            invalid: None,
+            ignored: None,
+            dropped: None,
+            rule: decision.rule,
+            dir: Some(Direction::Original),
+        };
+        Some(match decision.action {
+            Action::Accept => {
+                let mut entry = Entry::new(&k.key, k.swapped, meta.expires, ProtoState::Tcp(conn));
+                entry.flags.set(meta.flags.0);
+                match self.table.insert(h, entry, now) {
+                    Ok((_, o)) => {
+                        self.counters.created += 1;
+                        self.counters.expired += o.reclaimed_expired as u64;
+                        self.counters.evicted += o.evicted as u64;
+                        self.counters.evicted_closing += o.evicted_closing as u64;
+                        self.counters.accepted += 1;
+                        verdict
+                    }
+                    Err(_) => self.drop(verdict, Reason::TableFull),
+                }
             }
             Action::Drop if decision.rule.is_some() => self.drop(verdict, Reason::RuleDrop),
             Action::Drop => self.drop(verdict, Reason::DefaultPolicy),
@@ -1314,7 +1474,7 @@ impl Engine {
     /// the default policy) logs, record it, if the buffer has room and the rate limit allows
     /// (else count it as suppressed).
     #[cold]
-    fn log_decided(&mut self, pkt: &Pkt<'_>, p: &Packet<'_>, plan: &Plan, v: &Verdict) {
+    fn log_decided(&mut self, pkt: &Pkt<'_>, p: &Packet<'_>, plan: &Plan<'_>, v: &Verdict) {
         // The rules ran unless the packet was dropped before tracking or its port has no
         // peer (the two ways `decide` returns early for a parsed packet).
         let Some(out_port) = self.cfg.peers.get(pkt.port.0 as usize).copied() else {
@@ -1357,6 +1517,61 @@ impl Engine {
         };
         self.logs.push(record);
         self.counters.logged += 1;
+    }
+}
+
+/// The packet of a [`Plan::Segment`]: what [`wire::parse`] returns for its frame.
+#[inline]
+fn segment_packet<'a>(k: &KeyedPacket, seg: &TcpSeg<'a>) -> Packet<'a> {
+    Packet {
+        addrs: k.addrs(),
+        proto: wire::proto::TCP,
+        l4: L4::Tcp(*seg),
+    }
+}
+
+/// A parsed packet's input to the rules, in conntrack state `ct`, leaving by `out_port`.
+#[inline]
+fn packet_input(pkt: &Pkt<'_>, p: &Packet<'_>, ct: Option<CtState>, out_port: PortId) -> RuleInput {
+    let (ports, tcp_flags) = match &p.l4 {
+        L4::Tcp(s) => (Some((s.sport, s.dport)), Some(s.flags.0)),
+        L4::Udp(d) => (Some((d.sport, d.dport)), None),
+        _ => (None, None),
+    };
+    RuleInput {
+        ct,
+        in_port: pkt.port,
+        out_port,
+        family: p.addrs.family,
+        proto: p.proto,
+        src: p.addrs.src,
+        dst: p.addrs.dst,
+        ports,
+        tcp_flags,
+    }
+}
+
+/// [`packet_input`] for a TCP segment keyed `k`, without its packet (the key holds its
+/// addresses).
+#[inline]
+fn segment_input(
+    pkt: &Pkt<'_>,
+    k: &KeyedPacket,
+    seg: &TcpSeg<'_>,
+    ct: CtState,
+    out_port: PortId,
+) -> RuleInput {
+    let addrs = k.addrs();
+    RuleInput {
+        ct: Some(ct),
+        in_port: pkt.port,
+        out_port,
+        family: addrs.family,
+        proto: k.key.proto,
+        src: addrs.src,
+        dst: addrs.dst,
+        ports: Some((seg.sport, seg.dport)),
+        tcp_flags: Some(seg.flags.0),
     }
 }
 

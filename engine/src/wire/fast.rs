@@ -40,10 +40,36 @@ pub(super) fn parse<'a>(
     hint: ChecksumHint,
     general: impl FnOnce() -> Result<Packet<'a>, Reason>,
 ) -> Result<Packet<'a>, Reason> {
-    let Some((ethertype, l3)) = link(frame) else {
-        return general();
-    };
-    let verify = verify_l4(cfg, hint);
+    match network(frame, hint) {
+        Some((addrs, proto, l4)) => transport(addrs, proto, l4, verify_l4(cfg, hint), general),
+        None => general(),
+    }
+}
+
+/// [`super::parse_tcp`]: the addresses and segment of a common-case TCP frame, which
+/// [`parse`] builds into its packet; `None` for any other frame.
+#[inline(always)]
+pub(super) fn tcp<'a>(
+    frame: &'a [u8],
+    cfg: &ParseConfig,
+    hint: ChecksumHint,
+) -> Option<(IpAddrs, TcpSeg<'a>)> {
+    let (addrs, proto, l4) = network(frame, hint)?;
+    if proto != proto::TCP {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(l4).ok()?;
+    if verify_l4(cfg, hint) && !tcp.verify_checksum(&addrs) {
+        return None;
+    }
+    Some((addrs, TcpSeg::of(&tcp, l4.len())))
+}
+
+/// The addresses, transport protocol and IP payload of a common-case frame whose network
+/// layer is well formed (for IPv6, carrying TCP or UDP); `None` for any other frame.
+#[inline(always)]
+fn network(frame: &[u8], hint: ChecksumHint) -> Option<(IpAddrs, u8, &[u8])> {
+    let (ethertype, l3) = link(frame)?;
     match ethertype {
         ethertype::IPV4 => {
             let ip = Ipv4Packet::new_unchecked(l3);
@@ -54,14 +80,14 @@ pub(super) fn parse<'a>(
                 || ip.check_total_len_within(l3.len()).is_err()
                 || ip.is_fragment()
             {
-                return general();
+                return None;
             }
             let addrs = IpAddrs {
                 family: Family::V4,
                 src: u128::from(ip.src_addr()),
                 dst: u128::from(ip.dst_addr()),
             };
-            transport(addrs, ip.protocol(), ip.payload(), verify, general)
+            Some((addrs, ip.protocol(), ip.payload()))
         }
         ethertype::IPV6 => {
             let ip = Ipv6Packet::new_unchecked(l3);
@@ -71,16 +97,16 @@ pub(super) fn parse<'a>(
                 || ip.check_addrs().is_err()
                 || ip.check_payload_len_within(l3.len()).is_err()
             {
-                return general();
+                return None;
             }
             let addrs = IpAddrs {
                 family: Family::V6,
                 src: ip.src_addr(),
                 dst: ip.dst_addr(),
             };
-            transport(addrs, ip.next_header(), ip.payload(), verify, general)
+            Some((addrs, ip.next_header(), ip.payload()))
         }
-        _ => general(),
+        _ => None,
     }
 }
 

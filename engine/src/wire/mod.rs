@@ -226,6 +226,20 @@ pub fn parse<'a>(
     fast::parse(frame, cfg, hint, || parse_general(frame, cfg, hint))
 }
 
+/// The addresses and segment of a frame in one buffer that [`parse`] parses on its fast path
+/// to a TCP packet (untagged or single-tagged Ethernet, IPv4 without options or IPv6 without
+/// extension headers, unfragmented, well formed): exactly those of the packet [`parse`]
+/// returns for it, whose protocol is TCP. `None` for any other frame, which [`parse`] decides.
+/// For the pipeline's lane for established packets, which needs no more of the packet.
+#[inline]
+pub fn parse_tcp<'a>(
+    frame: &'a [u8],
+    cfg: &ParseConfig,
+    hint: ChecksumHint,
+) -> Option<(IpAddrs, TcpSeg<'a>)> {
+    fast::tcp(frame, cfg, hint)
+}
+
 /// The general parser [`parse`] falls back to: [`parse_span`] of [`Short::frame`], or of
 /// [`Contiguous::frame`] for a frame longer than the head. Public so that the fuzz target
 /// and benchmarks can hold [`parse`] to it.
@@ -1498,14 +1512,25 @@ mod tests {
     fn assert_parsers_agree(f: &[u8]) -> Result<(), TestCaseError> {
         for cfg in &CFGS {
             for hint in HINTS {
+                let general = parse_general(f, cfg, hint);
                 prop_assert_eq!(
                     parse(f, cfg, hint),
-                    parse_general(f, cfg, hint),
+                    general,
                     "{:?} {:?} {:02x?}",
                     cfg,
                     hint,
                     f
                 );
+                // `parse_tcp` answers for a TCP packet of the fast path, as the general
+                // parser builds it, and only for one.
+                if let Some((addrs, seg)) = parse_tcp(f, cfg, hint) {
+                    let packet = Packet {
+                        addrs,
+                        proto: proto::TCP,
+                        l4: L4::Tcp(seg),
+                    };
+                    prop_assert_eq!(Ok(packet), general, "{:?} {:?} {:02x?}", cfg, hint, f);
+                }
             }
         }
         Ok(())
@@ -1558,6 +1583,12 @@ mod tests {
                             ..
                         })
                     ));
+                    // And `parse_tcp` answers for exactly the TCP ones.
+                    assert_eq!(
+                        parse_tcp(&f, cfg, hint).is_some(),
+                        matches!(fast, Ok(Packet { l4: L4::Tcp(_), .. })),
+                        "{f:02x?}"
+                    );
                 }
             }
         }

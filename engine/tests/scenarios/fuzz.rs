@@ -6,9 +6,9 @@
 //! advanced, closed, evicted and expired), mutations of them (a flipped byte; with the NIC
 //! checksum hint set, so that broken headers reach the trackers instead of failing the
 //! checksum), truncations, random bytes behind a valid Ethernet/IP prefix, pure noise,
-//! frames on the wrong port or on ports without a peer, and time jumps between bursts of
-//! random sizes (also above the pipeline's group of 32). The table is tiny, so it is full
-//! most of the time.
+//! frames on the wrong port or on ports without a peer, SYNs and whole connections from many
+//! other clients, and time jumps between bursts of random sizes (also above the pipeline's
+//! group of 32). The table is tiny, so it is full most of the time.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::OnceLock;
@@ -125,6 +125,12 @@ enum Op {
     Noise(Vec<u8>),
     /// A valid frame on port `p` (2 and 3 have no peer).
     Port(usize, usize, u16),
+    /// A SYN from one of 64 clients outside the pool: enough new connections to fill the
+    /// table, so that inserts evict.
+    Syn(u8),
+    /// The handshake and a data segment each way of a connection from one of 64 other
+    /// clients: enough ASSURED connections to fill the table, so that inserts fail.
+    Conn(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -139,16 +145,18 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(f, k, keep, t)| Op::Tail(f, k, keep, t)),
         1 => prop::collection::vec(any::<u8>(), 0..100).prop_map(Op::Noise),
         1 => (f, k, 0..4u16).prop_map(|(f, k, p)| Op::Port(f, k, p)),
+        2 => (0..64u8).prop_map(Op::Syn),
+        1 => (0..64u8).prop_map(Op::Conn),
     ]
 }
 
-/// The frame and port an op sends.
-fn materialise(op: &Op) -> (Vec<u8>, PortId) {
+/// The frames and ports an op sends.
+fn materialise(op: &Op) -> Flow {
     let pick = |f: usize, k: usize| {
         let flow = &pool()[f];
         flow[k % flow.len()].clone()
     };
-    match op {
+    let one = match op {
         Op::Valid(f, k) => pick(*f, *k),
         Op::Mutate(f, k, at, x) => {
             let (mut d, p) = pick(*f, *k);
@@ -169,7 +177,21 @@ fn materialise(op: &Op) -> (Vec<u8>, PortId) {
         }
         Op::Noise(d) => (d.clone(), INSIDE),
         Op::Port(f, k, port) => (pick(*f, *k).0, PortId(*port)),
-    }
+        Op::Syn(c) => {
+            let client = Ipv4Addr::new(10, 0, 9, *c);
+            let syn = Frame::ipv4(client, S4)
+                .tcp(50_000, 80)
+                .flags(ctfw_tracegen::frame::TcpFlags::SYN);
+            (syn.build(), INSIDE)
+        }
+        Op::Conn(c) => {
+            let client = SocketAddr::new(Ipv4Addr::new(10, 0, 8, *c).into(), 40_000);
+            return sim_frames(TcpSim::new(client, SocketAddr::new(S4.into(), 80)), |s| {
+                s.handshake().exchange(10, 10);
+            });
+        }
+    };
+    vec![one]
 }
 
 /// A burst: a time jump (ticks) before it, its ops, and the checksum hint it is sent with.
@@ -220,7 +242,7 @@ proptest! {
         let mut sent = 0u64;
         for (jump, ops, nic_checked) in &bursts {
             fw.advance(*jump);
-            let frames: Vec<(Vec<u8>, PortId)> = ops.iter().map(materialise).collect();
+            let frames: Flow = ops.iter().flat_map(materialise).collect();
             let csum = if *nic_checked { ChecksumHint::Good } else { ChecksumHint::Unknown };
             let pkts: Vec<Pkt<'_>> = frames
                 .iter()
@@ -262,7 +284,7 @@ proptest! {
         for (jump, ops, nic_checked) in &bursts {
             whole.advance(*jump);
             single.advance(*jump);
-            let frames: Vec<(Vec<u8>, PortId)> = ops.iter().map(materialise).collect();
+            let frames: Flow = ops.iter().flat_map(materialise).collect();
             let csum = if *nic_checked { ChecksumHint::Good } else { ChecksumHint::Unknown };
             let pkts: Vec<Pkt<'_>> = frames
                 .iter()
@@ -278,7 +300,7 @@ proptest! {
     }
 }
 
-/// The rule sets the lane test runs under, by number: the classic policy (every ESTABLISHED
+/// The rule sets the lanes' test runs under, by number: the classic policy (every ESTABLISHED
 /// decision fixed), one that drops a pool client's packets in every state ahead of it
 /// (ESTABLISHED decisions remembered per entry), and one that drops ESTABLISHED segments
 /// with PSH coming in from inside (the flag makes data segments evaluated every time).
@@ -304,12 +326,12 @@ fn lane_rules(which: u8) -> RuleSet {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// The pipeline's lane for established TCP packets (`Engine::established`) decides as
-    /// the full path does. It runs only while accounting and events are off: an engine
-    /// recording events takes the full path for every packet, and must give the same
-    /// verdicts, counters and table.
+    /// The pipeline's lanes for TCP segments (`Engine::established`, `Engine::opened`)
+    /// decide as the general way does. They run only while accounting and events are off:
+    /// an engine recording events takes the general way for every packet, and must give the
+    /// same verdicts, counters, rule hits and table.
     #[test]
-    fn the_established_lane_decides_as_the_full_path(
+    fn the_lanes_decide_as_the_general_way(
         cfg in config(),
         which in 0..3u8,
         bursts in bursts(),
@@ -320,7 +342,7 @@ proptest! {
         for (jump, ops, nic_checked) in &bursts {
             lane.advance(*jump);
             full.advance(*jump);
-            let frames: Vec<(Vec<u8>, PortId)> = ops.iter().map(materialise).collect();
+            let frames: Flow = ops.iter().flat_map(materialise).collect();
             let csum = if *nic_checked { ChecksumHint::Good } else { ChecksumHint::Unknown };
             let pkts: Vec<Pkt<'_>> = frames
                 .iter()
