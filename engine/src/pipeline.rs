@@ -983,27 +983,7 @@ impl Engine {
                 .rules
                 .evaluate(&segment_input(pkt, k, seg, ct, out_port)),
         };
-        let hit = decision
-            .rule
-            .map_or(self.rule_hits.len() - 1, |r| r as usize);
-        self.rule_hits[hit] += 1;
-        let verdict = Verdict {
-            forward: Some(out_port),
-            ct: Some(ct),
-            invalid: None,
-            ignored: None,
-            dropped: None,
-            rule: decision.rule,
-            dir: Some(dir),
-        };
-        Some(match decision.action {
-            Action::Accept => {
-                self.counters.accepted += 1;
-                verdict
-            }
-            Action::Drop if decision.rule.is_some() => self.drop(verdict, Reason::RuleDrop),
-            Action::Drop => self.drop(verdict, Reason::DefaultPolicy),
-        })
+        Some(self.conclude(decision, ct, dir, out_port, |_| Ok(())))
     }
 
     /// The other common case of [`Engine::decide`] in one piece, for a packet whose key is
@@ -1042,6 +1022,36 @@ impl Engine {
                 .rules
                 .evaluate(&segment_input(pkt, k, seg, ct, out_port)),
         };
+        // Inserted only if the rules accept it, as `decide` does.
+        let insert = |e: &mut Engine| {
+            let mut entry = Entry::new(&k.key, k.swapped, meta.expires, ProtoState::Tcp(conn));
+            entry.flags.set(meta.flags.0);
+            let (_, o) = e
+                .table
+                .insert(h, entry, now)
+                .map_err(|_| Reason::TableFull)?;
+            e.counters.created += 1;
+            e.counters.expired += o.reclaimed_expired as u64;
+            e.counters.evicted += o.evicted as u64;
+            e.counters.evicted_closing += o.evicted_closing as u64;
+            Ok(())
+        };
+        Some(self.conclude(decision, ct, Direction::Original, out_port, insert))
+    }
+
+    /// A lane's verdict on a packet tracking accepted in state `ct`, travelling `dir`: the
+    /// rules' `decision` counted, then the packet forwarded by `out_port` if the rules and
+    /// `admit` (a new connection's insert, which may find the table full) accept it, else
+    /// dropped and counted under its reason. As `decide` concludes.
+    #[inline(always)]
+    fn conclude(
+        &mut self,
+        decision: Decision,
+        ct: CtState,
+        dir: Direction,
+        out_port: PortId,
+        admit: impl FnOnce(&mut Engine) -> Result<(), Reason>,
+    ) -> Verdict {
         let hit = decision
             .rule
             .map_or(self.rule_hits.len() - 1, |r| r as usize);
@@ -1053,27 +1063,19 @@ impl Engine {
             ignored: None,
             dropped: None,
             rule: decision.rule,
-            dir: Some(Direction::Original),
+            dir: Some(dir),
         };
-        Some(match decision.action {
-            Action::Accept => {
-                let mut entry = Entry::new(&k.key, k.swapped, meta.expires, ProtoState::Tcp(conn));
-                entry.flags.set(meta.flags.0);
-                match self.table.insert(h, entry, now) {
-                    Ok((_, o)) => {
-                        self.counters.created += 1;
-                        self.counters.expired += o.reclaimed_expired as u64;
-                        self.counters.evicted += o.evicted as u64;
-                        self.counters.evicted_closing += o.evicted_closing as u64;
-                        self.counters.accepted += 1;
-                        verdict
-                    }
-                    Err(_) => self.drop(verdict, Reason::TableFull),
+        match decision.action {
+            Action::Accept => match admit(self) {
+                Ok(()) => {
+                    self.counters.accepted += 1;
+                    verdict
                 }
-            }
+                Err(why) => self.drop(verdict, why),
+            },
             Action::Drop if decision.rule.is_some() => self.drop(verdict, Reason::RuleDrop),
             Action::Drop => self.drop(verdict, Reason::DefaultPolicy),
-        })
+        }
     }
 
     /// Connection tracking proper, after the lookup (`found`: the entry holding the packet's
