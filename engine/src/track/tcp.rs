@@ -67,7 +67,7 @@ use crate::counters::{Ignored, Reason};
 use crate::flow::Direction;
 use crate::time::{Tick, Ticks};
 use crate::track::{CtFlags, EntryMeta, TrackVerdict};
-use crate::wire::tcp::{TcpOption, TcpOptions};
+use crate::wire::tcp::{TcpOption, TcpOptions, option};
 use crate::wire::{TcpFlags, TcpSeg};
 
 /// A TCP sequence number, compared modulo 2^32 exactly like Linux's `before()` / `after()`.
@@ -578,23 +578,74 @@ fn segment_end(seg: &TcpSeg<'_>) -> SeqNumber {
 /// Like the kernel it resets `scale` and every flag but BE_LIBERAL only when there are
 /// options at all, stops at EOL, at a "silly" option (length < 2) or a partial one, caps the
 /// scale at 14, and lets a later option of a kind override an earlier one.
+///
+/// The walk is the wire module's ([`TcpOptions`], which stops exactly where the kernel's
+/// does), written for the two kinds read here: every SYN and SYN/ACK runs it, and it reads
+/// no other option's value. `options_walk_as_the_wire_module_does` (in `tests.rs`) holds it
+/// to [`TcpOptions`] on random option bytes.
+#[inline]
 fn tcp_options(opts: &[u8], scale: &mut u8, flags: &mut u8) {
     if opts.is_empty() {
         return;
     }
     *scale = 0;
     *flags &= F::BE_LIBERAL;
-    // The wire module's walk stops exactly where the kernel's does (EOL, silly or partial
-    // options); a known kind with the wrong length comes back as `Unknown` and is skipped.
-    for o in TcpOptions::new(opts) {
-        match o {
-            TcpOption::SackPermitted => *flags |= F::SACK_PERM,
-            TcpOption::WindowScale(ws) => {
+    // The options of a SYN or SYN/ACK from Linux, in the order its `tcp_options_write` puts
+    // them (MSS, SACK-permitted, timestamps, NOP, window scale): what the walk below reads
+    // of them, without walking.
+    if let &[
+        option::MSS,
+        4,
+        _,
+        _,
+        option::SACK_PERMITTED,
+        2,
+        option::TIMESTAMPS,
+        10,
+        _,
+        _,
+        _,
+        _,
+        _,
+        _,
+        _,
+        _,
+        option::NOP,
+        option::WINDOW_SCALE,
+        3,
+        ws,
+    ] = opts
+    {
+        *scale = ws.min(TCP_MAX_WSCALE);
+        *flags |= F::SACK_PERM | F::WINDOW_SCALE;
+        return;
+    }
+    let mut rest = opts;
+    while let [kind, tail @ ..] = rest {
+        match *kind {
+            option::END => return,
+            option::NOP => {
+                rest = tail;
+                continue;
+            }
+            _ => {}
+        }
+        // A length below 2 ("silly") or past the end (partial) ends the walk.
+        let len = tail.first().map_or(0, |&l| usize::from(l));
+        let Some(opt) = rest.get(..len).filter(|_| len >= 2) else {
+            return;
+        };
+        // A known kind with another length is skipped, as the kernel skips it (`opt` is the
+        // whole option: as long as its length byte says).
+        match (*kind, opt) {
+            (option::SACK_PERMITTED, [_, _]) => *flags |= F::SACK_PERM,
+            (option::WINDOW_SCALE, &[_, _, ws]) => {
                 *scale = ws.min(TCP_MAX_WSCALE);
                 *flags |= F::WINDOW_SCALE;
             }
             _ => {}
         }
+        rest = &rest[len..];
     }
 }
 

@@ -1689,3 +1689,92 @@ proptest! {
         }
     }
 }
+
+/// What `tcp_options` reads, through the wire module's option walk: the definition the
+/// tracker's own walk is held to.
+fn tcp_options_by_the_wire_walk(opts: &[u8], scale: &mut u8, flags: &mut u8) {
+    if opts.is_empty() {
+        return;
+    }
+    *scale = 0;
+    *flags &= F::BE_LIBERAL;
+    for o in TcpOptions::new(opts) {
+        match o {
+            TcpOption::SackPermitted => *flags |= F::SACK_PERM,
+            TcpOption::WindowScale(ws) => {
+                *scale = ws.min(TCP_MAX_WSCALE);
+                *flags |= F::WINDOW_SCALE;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Option bytes: mostly well-formed options of every kind the walk tells apart (with right
+/// and wrong lengths), NOPs and EOLs, and random bytes; also a Linux SYN's, as they are and
+/// with a byte changed.
+fn option_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let one = prop_oneof![
+        2 => Just(vec![option::NOP]),
+        1 => Just(vec![option::END]),
+        3 => any::<u8>().prop_map(|ws| vec![option::WINDOW_SCALE, 3, ws]),
+        1 => (0u8..6, any::<u8>()).prop_map(|(len, ws)| vec![option::WINDOW_SCALE, len, ws]),
+        3 => Just(vec![option::SACK_PERMITTED, 2]),
+        1 => (0u8..5).prop_map(|len| vec![option::SACK_PERMITTED, len]),
+        2 => any::<[u8; 2]>().prop_map(|m| vec![option::MSS, 4, m[0], m[1]]),
+        2 => any::<[u8; 8]>().prop_map(|t| {
+            let mut v = vec![option::TIMESTAMPS, 10];
+            v.extend(t);
+            v
+        }),
+        2 => prop::collection::vec(any::<u8>(), 1..6),
+    ];
+    // A Linux SYN's options (MSS, SACK-permitted, timestamps, NOP, window scale), which the
+    // walk reads without walking, and the same with one byte changed.
+    let linux = (any::<[u8; 20]>(), any::<u8>()).prop_map(|(random, ws)| {
+        let mut o = vec![
+            option::MSS,
+            4,
+            random[0],
+            random[1],
+            option::SACK_PERMITTED,
+            2,
+        ];
+        o.extend([option::TIMESTAMPS, 10]);
+        o.extend(&random[2..10]);
+        o.extend([option::NOP, option::WINDOW_SCALE, 3, ws]);
+        o
+    });
+    let changed = (linux.clone(), 0usize..20, any::<u8>()).prop_map(|(mut o, at, b)| {
+        o[at] = b;
+        o
+    });
+    prop_oneof![
+        4 => prop::collection::vec(one, 0..8).prop_map(|v| {
+            let mut bytes: Vec<u8> = v.concat();
+            bytes.truncate(40);
+            bytes
+        }),
+        1 => linux,
+        1 => changed,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    /// `tcp_options` reads what the wire module's option walk reads, from any starting
+    /// scale and flags.
+    #[test]
+    fn options_walk_as_the_wire_module_does(
+        opts in option_bytes(),
+        scale in any::<u8>(),
+        flags in any::<u8>(),
+    ) {
+        let (mut s1, mut f1) = (scale, flags);
+        let (mut s2, mut f2) = (scale, flags);
+        tcp_options(&opts, &mut s1, &mut f1);
+        tcp_options_by_the_wire_walk(&opts, &mut s2, &mut f2);
+        prop_assert_eq!((s1, f1), (s2, f2), "{:02x?}", opts);
+    }
+}
