@@ -25,15 +25,15 @@
 //! addresses and segment alone ([`wire::parse_tcp`], the same checks and values as
 //! [`wire::parse`]) and plans it as a `Plan::Segment`: its key and hash, no [`Packet`]. In
 //! stage 4, a segment whose entry is found goes through the lane for established packets
-//! (`Engine::established`: the TCP fast path, the write-back, the rules' fixed or remembered
-//! decision, the verdict); a SYN whose key is in no entry through the lane for new
-//! connections (`Engine::opened`: the connection opened, the rules, the insert). Each does
-//! what the general way does for its case, in one piece and without the general tracking
-//! result, or declines having changed nothing; a declined segment gets its [`Packet`] (built
-//! from the key and the segment, as [`wire::parse`] builds it) and goes the general way. An
-//! engine recording events decides every packet the general way; the property test
-//! `the_lanes_decide_as_the_general_way` (`tests/scenarios/fuzz.rs`) holds the two to the
-//! same verdicts, counters, rule hits and table.
+//! (`Engine::established`: the TCP fast path, the write-back, the rules' decision, fixed,
+//! remembered or evaluated, the verdict); a SYN whose key is in no entry through the lane for
+//! new connections (`Engine::opened`: the connection opened, the rules, the insert). Each
+//! does what the general way does for its case, in one piece and without the general
+//! tracking result, or declines having changed nothing; a declined segment gets its
+//! [`Packet`] (built from the key and the segment, as [`wire::parse`] builds it) and goes the
+//! general way. An engine recording accounting or events decides every packet the general
+//! way; the property test `the_lanes_decide_as_the_general_way` (`tests/scenarios/fuzz.rs`)
+//! holds the two to the same verdicts, counters, rule hits and table.
 //!
 //! The rules run on every packet but two kinds. The decision of an ESTABLISHED packet, and
 //! of a NEW one, is often known without them: the rule set works out when it is built what
@@ -923,9 +923,10 @@ impl Engine {
     /// The common case of [`Engine::decide`] in one piece, for a packet whose entry was
     /// found at `idx`, with accounting and events off, leaving by `out_port`: an ACK or data
     /// segment of an ESTABLISHED TCP connection that the TCP fast path accepts
-    /// ([`TcpConn::accept_established`]), whose rule decision is fixed or remembered
-    /// ([`Dependence`]). Its verdict, counted; or `None`, having changed nothing, for any
-    /// other packet, which `decide` then tracks and decides in full. What it does is what
+    /// ([`TcpConn::accept_established`]), then decided by the rules (the set's fixed
+    /// decision, the entry's memo, or an evaluation: [`Dependence`]). Its verdict, counted;
+    /// or `None`, having changed nothing, for any other packet, which `decide` then tracks
+    /// and decides in full. What it does is what
     /// `track_found` and `decide` do for that case, with every test whose outcome the case
     /// fixes left out: no state change, an accepted packet, no pending entry.
     #[inline(always)]
@@ -987,8 +988,8 @@ impl Engine {
     }
 
     /// The other common case of [`Engine::decide`] in one piece, for a packet whose key is
-    /// in no entry, with accounting and events off, leaving by `out_port`: a SYN (alone)
-    /// that opens a connection ([`TcpConn::open`] accepts it), which the rules then accept
+    /// in no entry, with accounting and events off, leaving by `out_port`: a SYN without
+    /// ACK, FIN or RST (PSH, URG, ECE and CWR may be set) that opens a connection ([`TcpConn::open`] accepts it), which the rules then accept
     /// or drop. Its verdict, counted, the new connection inserted if accepted; or `None`,
     /// having changed nothing, for any other packet. What it does is what `track_new` and
     /// `decide` do for that case, with every test whose outcome the case fixes left out: an

@@ -230,7 +230,7 @@ pub fn parse<'a>(
 /// to a TCP packet (untagged or single-tagged Ethernet, IPv4 without options or IPv6 without
 /// extension headers, unfragmented, well formed): exactly those of the packet [`parse`]
 /// returns for it, whose protocol is TCP. `None` for any other frame, which [`parse`] decides.
-/// For the pipeline's lane for established packets, which needs no more of the packet.
+/// For the pipeline's lanes for TCP segments, which need no more of the packet.
 #[inline]
 pub fn parse_tcp<'a>(
     frame: &'a [u8],

@@ -73,6 +73,17 @@ fn pool() -> &'static [Flow] {
             sim_frames(v4(5, 40_003).established(), |s| {
                 s.data_c2s(10).ack_s2c().data_s2c(20).ack_c2s();
             }),
+            // A flow whose tuple is its own inverse (a "LAND" packet's): every packet after
+            // the first is a reply.
+            sim_frames(
+                TcpSim::new(
+                    SocketAddr::new(S4.into(), 80),
+                    SocketAddr::new(S4.into(), 80),
+                ),
+                |s| {
+                    s.handshake().exchange(10, 10);
+                },
+            ),
         ];
         let udp_req = Frame::ipv4(C4, S4).udp(5000, 53).payload(b"q");
         let udp_rep = Frame::ipv4(S4, C4).udp(53, 5000).payload(b"a");
@@ -303,18 +314,21 @@ proptest! {
 /// The rule sets the lanes' test runs under, by number: the classic policy (every ESTABLISHED
 /// decision fixed), one that drops a pool client's packets in every state ahead of it
 /// (ESTABLISHED decisions remembered per entry), and one that drops ESTABLISHED segments
-/// with PSH coming in from inside (the flag makes data segments evaluated every time).
+/// with PSH coming in from inside (the flag makes data segments evaluated every time). The
+/// rule ahead logs what it drops.
 fn lane_rules(which: u8) -> RuleSet {
     let rule = match which {
         0 => return classic_rules(),
         1 => Rule {
             src: Box::new([Prefix::host(Family::V4, u128::from(0x0a00_0103u32)).expect("host")]),
+            log: true,
             ..Rule::new(Action::Drop)
         },
         _ => Rule {
             ct: Some(CtStateSet::of(&[CtState::Established])),
             in_port: PortSet::default().with(INSIDE),
             tcp_flags: TcpFlagsMatch::new(TcpFlags::PSH, TcpFlags::PSH, false),
+            log: true,
             ..Rule::new(Action::Drop)
         },
     };
@@ -329,7 +343,7 @@ proptest! {
     /// The pipeline's lanes for TCP segments (`Engine::established`, `Engine::opened`)
     /// decide as the general way does. They run only while accounting and events are off:
     /// an engine recording events takes the general way for every packet, and must give the
-    /// same verdicts, counters, rule hits and table.
+    /// same verdicts, counters (drop-log counts included), rule hits and table.
     #[test]
     fn the_lanes_decide_as_the_general_way(
         cfg in config(),
@@ -354,6 +368,10 @@ proptest! {
             full.eng.process_burst(full.now(), &pkts, &mut b);
             prop_assert_eq!(a, b);
             full.eng.drain_events(|_| {});
+            let (mut logs_a, mut logs_b) = (Vec::new(), Vec::new());
+            lane.eng.drain_logs(|r| logs_a.push(*r));
+            full.eng.drain_logs(|r| logs_b.push(*r));
+            prop_assert_eq!(logs_a, logs_b);
             if lane.tick % 3 == 0 {
                 lane.eng.sweep(lane.now(), 7);
                 full.eng.sweep(full.now(), 7);
