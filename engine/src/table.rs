@@ -161,7 +161,7 @@ impl Entry {
     /// Whether the ORIGINAL tuple runs `hi -> lo`.
     #[inline]
     pub fn orig_swapped(&self) -> bool {
-        self.flags.0 & CtFlags::ORIG_SWAPPED != 0
+        self.flags.orig_swapped()
     }
 
     /// Whether the entry's deadline has passed at `now`.

@@ -104,6 +104,11 @@ impl CtFlags {
     pub const fn assured(self) -> bool {
         self.0 & Self::ASSURED != 0
     }
+    /// Whether the ORIGINAL tuple runs `hi -> lo` of the canonical key.
+    #[inline]
+    pub const fn orig_swapped(self) -> bool {
+        self.0 & Self::ORIG_SWAPPED != 0
+    }
     /// Set `bits`.
     #[inline]
     pub fn set(&mut self, bits: u8) {

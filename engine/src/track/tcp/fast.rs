@@ -92,10 +92,8 @@ impl TcpConn {
         seg: &TcpSeg<'_>,
         cfg: &TcpConfig,
     ) -> Option<TrackVerdict> {
-        if !self.established_ack(seg) {
-            return None;
-        }
-        self.established_from_dir(meta, now, dir, seg, cfg)
+        (self.established_ack(seg) && self.established_from_dir(meta, now, dir, seg, cfg))
+            .then_some(TrackVerdict::Accept)
     }
 
     /// [`TcpConn::established_in_window`] after [`TcpConn::established_ack`], or the full
@@ -112,9 +110,10 @@ impl TcpConn {
         seg: &TcpSeg<'_>,
         cfg: &TcpConfig,
     ) -> TrackVerdict {
-        match self.established_from_dir(meta, now, dir, seg, cfg) {
-            Some(verdict) => verdict,
-            None => self.packet_full(meta, now, dir, seg, cfg),
+        if self.established_from_dir(meta, now, dir, seg, cfg) {
+            TrackVerdict::Accept
+        } else {
+            self.packet_full(meta, now, dir, seg, cfg)
         }
     }
 
@@ -133,10 +132,11 @@ impl TcpConn {
         cfg: &TcpConfig,
     ) -> bool {
         self.established_from_dir(meta, now, dir, seg, cfg)
-            .is_some()
     }
 
-    /// One copy of the fast path per direction, so that every index in it is a constant.
+    /// One copy of the fast path per direction, so that every index in it is a constant:
+    /// whether it accepted the segment (the verdict is then Accept), `false` having written
+    /// nothing.
     #[inline(always)]
     fn established_from_dir(
         &mut self,
@@ -145,7 +145,7 @@ impl TcpConn {
         dir: Direction,
         seg: &TcpSeg<'_>,
         cfg: &TcpConfig,
-    ) -> Option<TrackVerdict> {
+    ) -> bool {
         match dir {
             Direction::Original => self.established_from::<0>(meta, now, seg, cfg),
             Direction::Reply => self.established_from::<1>(meta, now, seg, cfg),
@@ -162,13 +162,13 @@ impl TcpConn {
         now: Tick,
         seg: &TcpSeg<'_>,
         cfg: &TcpConfig,
-    ) -> Option<TrackVerdict> {
+    ) -> bool {
         match self.in_window_from::<S>(seg) {
             Checked::Updated => {}
             // `nf_tcp_log_invalid`: accepted when liberal; else the full port decides (the
             // segment is ignored or invalid, and may shorten the deadline).
             Checked::Outside if self.flags[S] & F::BE_LIBERAL != 0 || cfg.be_liberal => {}
-            Checked::Outside | Checked::Declined => return None,
+            Checked::Outside | Checked::Declined => return false,
         }
 
         // Linux label `in_window`, for index ACK and new_state == old_state == ESTABLISHED:
@@ -202,7 +202,7 @@ impl TcpConn {
             meta.flags.set(CtFlags::ASSURED);
         }
         meta.expires = now.after(timeout);
-        Some(TrackVerdict::Accept)
+        true
     }
 
     /// `tcp_in_window` for an ACK-class segment sent by direction `S` (its
