@@ -947,14 +947,7 @@ impl Engine {
         if !conn.established_ack(seg) {
             return None;
         }
-        // As `track_found` does.
-        let dir = if k.key.is_self_inverse() {
-            Direction::Reply
-        } else if k.swapped == (entry.flags.0 & CtFlags::ORIG_SWAPPED != 0) {
-            Direction::Original
-        } else {
-            Direction::Reply
-        };
+        let dir = direction(k, entry.flags);
         let mut meta = EntryMeta {
             flags: entry.flags,
             expires: entry.expires,
@@ -962,11 +955,7 @@ impl Engine {
         if !conn.accept_established(&mut meta, now, dir, seg, tcp_cfg) {
             return None;
         }
-        let ct = if dir == Direction::Reply || entry.flags.seen_reply() {
-            CtState::Established
-        } else {
-            CtState::New
-        };
+        let ct = state(dir, entry.flags);
         if dir == Direction::Reply {
             meta.flags.set(CtFlags::SEEN_REPLY);
         }
@@ -1134,20 +1123,8 @@ impl Engine {
         let tcp_cfg = self.cfg.track.tcp;
         let other = self.cfg.track.other;
         let entry = self.table.get_mut(idx);
-        let dir = if k.key.is_self_inverse() {
-            // Linux hashes both tuples of such a flow into one chain, REPLY last inserted and
-            // so found first: every packet after the one that created the entry is a reply.
-            Direction::Reply
-        } else if k.swapped == entry.orig_swapped() {
-            Direction::Original
-        } else {
-            Direction::Reply
-        };
-        let ct = if dir == Direction::Reply || entry.flags.seen_reply() {
-            CtState::Established
-        } else {
-            CtState::New
-        };
+        let dir = direction(k, entry.flags);
+        let ct = state(dir, entry.flags);
         let mut meta = EntryMeta {
             flags: entry.flags,
             expires: entry.expires,
@@ -1520,6 +1497,32 @@ impl Engine {
         };
         self.logs.push(record);
         self.counters.logged += 1;
+    }
+}
+
+/// The direction of a packet keyed `k` in the connection of an entry with status `flags`.
+#[inline(always)]
+fn direction(k: &KeyedPacket, flags: CtFlags) -> Direction {
+    if k.key.is_self_inverse() {
+        // Linux hashes both tuples of such a flow into one chain, REPLY last inserted and so
+        // found first: every packet after the one that created the entry is a reply.
+        Direction::Reply
+    } else if k.swapped == flags.orig_swapped() {
+        Direction::Original
+    } else {
+        Direction::Reply
+    }
+}
+
+/// The conntrack state of a packet travelling `dir` in the connection of an entry with
+/// status `flags` (before the packet): ESTABLISHED once the connection has seen a reply, or
+/// for the reply itself; else NEW.
+#[inline(always)]
+fn state(dir: Direction, flags: CtFlags) -> CtState {
+    if dir == Direction::Reply || flags.seen_reply() {
+        CtState::Established
+    } else {
+        CtState::New
     }
 }
 
