@@ -926,9 +926,9 @@ impl Engine {
     /// ([`TcpConn::accept_established`]), then decided by the rules (the set's fixed
     /// decision, the entry's memo, or an evaluation: [`Dependence`]). Its verdict, counted;
     /// or `None`, having changed nothing, for any other packet, which `decide` then tracks
-    /// and decides in full. What it does is what
-    /// `track_found` and `decide` do for that case, with every test whose outcome the case
-    /// fixes left out: no state change, an accepted packet, no pending entry.
+    /// and decides in full. What it does is what `track_found` and `decide` do for that case,
+    /// with every test whose outcome the case fixes left out: no state change, an accepted
+    /// packet, no pending entry.
     #[inline(always)]
     fn established(
         &mut self,
@@ -978,9 +978,10 @@ impl Engine {
 
     /// The other common case of [`Engine::decide`] in one piece, for a packet whose key is
     /// in no entry, with accounting and events off, leaving by `out_port`: a SYN without
-    /// ACK, FIN or RST (PSH, URG, ECE and CWR may be set) that opens a connection ([`TcpConn::open`] accepts it), which the rules then accept
-    /// or drop. Its verdict, counted, the new connection inserted if accepted; or `None`,
-    /// having changed nothing, for any other packet. What it does is what `track_new` and
+    /// ACK, FIN or RST (PSH, URG, ECE and CWR may be set) that opens a connection
+    /// ([`TcpConn::open`] accepts it), which the rules then accept or drop. Its verdict,
+    /// counted, the new connection inserted if accepted; or `None`, having changed nothing,
+    /// for any other packet. What it does is what `track_new` and
     /// `decide` do for that case, with every test whose outcome the case fixes left out: an
     /// ORIGINAL packet in state NEW, with no entry whose memo could hold its decision.
     #[inline(always)]
