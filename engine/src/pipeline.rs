@@ -808,25 +808,10 @@ impl Engine {
                 self.drop(verdict, why)
             }
             Action::Accept => {
-                if let Some(new) = tracked.pending {
-                    match self.table.insert(&new.h, new.entry, now) {
-                        Ok((idx, o)) => {
-                            self.counters.created += 1;
-                            self.counters.expired += o.reclaimed_expired as u64;
-                            self.counters.evicted += o.evicted as u64;
-                            self.counters.evicted_closing += o.evicted_closing as u64;
-                            if self.observe {
-                                self.observe_insert(now, idx, pkt.data, new.counted);
-                            }
-                        }
-                        Err(_) => {
-                            if self.observe {
-                                // A failed insert removes nothing; drained all the same.
-                                self.drain_table_removed(now);
-                            }
-                            return self.drop(verdict, Reason::TableFull);
-                        }
-                    }
+                if let Some(new) = tracked.pending
+                    && let Err(why) = self.insert_new(now, &new.h, new.entry, new.counted, pkt.data)
+                {
+                    return self.drop(verdict, why);
                 }
                 self.counters.accepted += 1;
                 verdict.forward = Some(out_port);
@@ -1013,19 +998,12 @@ impl Engine {
                 .rules
                 .evaluate(&segment_input(pkt, k, seg, ct, out_port)),
         };
-        // Inserted only if the rules accept it, as `decide` does.
+        // Inserted only if the rules accept it, as `decide` does; the tracker accepted the
+        // SYN, so accounting would count it.
         let insert = |e: &mut Engine| {
             let mut entry = Entry::new(&k.key, k.swapped, meta.expires, ProtoState::Tcp(conn));
             entry.flags.set(meta.flags.0);
-            let (_, o) = e
-                .table
-                .insert(h, entry, now)
-                .map_err(|_| Reason::TableFull)?;
-            e.counters.created += 1;
-            e.counters.expired += o.reclaimed_expired as u64;
-            e.counters.evicted += o.evicted as u64;
-            e.counters.evicted_closing += o.evicted_closing as u64;
-            Ok(())
+            e.insert_new(now, h, entry, true, pkt.data)
         };
         Some(self.conclude(decision, ct, Direction::Original, out_port, insert))
     }
@@ -1066,6 +1044,39 @@ impl Engine {
             },
             Action::Drop if decision.rule.is_some() => self.drop(verdict, Reason::RuleDrop),
             Action::Drop => self.drop(verdict, Reason::DefaultPolicy),
+        }
+    }
+
+    /// Insert a new connection's `entry` (hashed `h`), whose first packet is `frame`, and
+    /// count it (and what the insert removed to make room); `counted`: accounting counts
+    /// the packet. `TableFull` when its neighbourhood has no room.
+    #[inline(always)]
+    fn insert_new(
+        &mut self,
+        now: Tick,
+        h: &Hashed,
+        entry: Entry,
+        counted: bool,
+        frame: &[u8],
+    ) -> Result<(), Reason> {
+        match self.table.insert(h, entry, now) {
+            Ok((idx, o)) => {
+                self.counters.created += 1;
+                self.counters.expired += o.reclaimed_expired as u64;
+                self.counters.evicted += o.evicted as u64;
+                self.counters.evicted_closing += o.evicted_closing as u64;
+                if self.observe {
+                    self.observe_insert(now, idx, frame, counted);
+                }
+                Ok(())
+            }
+            Err(_) => {
+                if self.observe {
+                    // A failed insert removes nothing; drained all the same.
+                    self.drain_table_removed(now);
+                }
+                Err(Reason::TableFull)
+            }
         }
     }
 
