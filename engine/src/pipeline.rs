@@ -762,7 +762,7 @@ impl Engine {
         if let Some(r) = tracked.invalid {
             self.counters.count(r);
         }
-        let mut verdict = Verdict {
+        let verdict = Verdict {
             forward: None,
             ct: tracked.ct,
             invalid: tracked.invalid,
@@ -793,31 +793,12 @@ impl Engine {
             }
             _ => self.evaluate(pkt, p, tracked.ct, out_port),
         };
-        verdict.rule = decision.rule;
-        let hit = decision
-            .rule
-            .map_or(self.rule_hits.len() - 1, |r| r as usize);
-        self.rule_hits[hit] += 1;
-        match decision.action {
-            Action::Drop => {
-                let why = if decision.rule.is_some() {
-                    Reason::RuleDrop
-                } else {
-                    Reason::DefaultPolicy
-                };
-                self.drop(verdict, why)
-            }
-            Action::Accept => {
-                if let Some(new) = tracked.pending
-                    && let Err(why) = self.insert_new(now, &new.h, new.entry, new.counted, pkt.data)
-                {
-                    return self.drop(verdict, why);
-                }
-                self.counters.accepted += 1;
-                verdict.forward = Some(out_port);
-                verdict
-            }
-        }
+        // A new connection is inserted only if the rules accept its first packet.
+        let admit = |e: &mut Engine| match tracked.pending {
+            Some(new) => e.insert_new(now, &new.h, new.entry, new.counted, pkt.data),
+            None => Ok(()),
+        };
+        self.conclude(decision, verdict, out_port, admit)
     }
 
     /// The rules' decision for a packet in conntrack state `ct`, leaving by `out_port`.
@@ -958,7 +939,12 @@ impl Engine {
                 .rules
                 .evaluate(&segment_input(pkt, k, seg, ct, out_port)),
         };
-        Some(self.conclude(decision, ct, dir, out_port, |_| Ok(())))
+        let verdict = Verdict {
+            ct: Some(ct),
+            dir: Some(dir),
+            ..Verdict::default()
+        };
+        Some(self.conclude(decision, verdict, out_port, |_| Ok(())))
     }
 
     /// The other common case of [`Engine::decide`] in one piece, for a packet whose key is
@@ -1005,39 +991,37 @@ impl Engine {
             entry.flags.set(meta.flags.0);
             e.insert_new(now, h, entry, true, pkt.data)
         };
-        Some(self.conclude(decision, ct, Direction::Original, out_port, insert))
+        let verdict = Verdict {
+            ct: Some(ct),
+            dir: Some(Direction::Original),
+            ..Verdict::default()
+        };
+        Some(self.conclude(decision, verdict, out_port, insert))
     }
 
-    /// A lane's verdict on a packet tracking accepted in state `ct`, travelling `dir`: the
-    /// rules' `decision` counted, then the packet forwarded by `out_port` if the rules and
-    /// `admit` (a new connection's insert, which may find the table full) accept it, else
-    /// dropped and counted under its reason. As `decide` concludes.
+    /// The verdict on a packet the rules decided (`decision`) after tracking gave it
+    /// `verdict` (state, direction, INVALID or ignored reason; not forwarded): the rule
+    /// counted, then the packet forwarded by `out_port` if the rules and `admit` (a new
+    /// connection's insert, which may find the table full) accept it, else dropped and
+    /// counted under its reason.
     #[inline(always)]
     fn conclude(
         &mut self,
         decision: Decision,
-        ct: CtState,
-        dir: Direction,
+        mut verdict: Verdict,
         out_port: PortId,
         admit: impl FnOnce(&mut Engine) -> Result<(), Reason>,
     ) -> Verdict {
+        verdict.rule = decision.rule;
         let hit = decision
             .rule
             .map_or(self.rule_hits.len() - 1, |r| r as usize);
         self.rule_hits[hit] += 1;
-        let verdict = Verdict {
-            forward: Some(out_port),
-            ct: Some(ct),
-            invalid: None,
-            ignored: None,
-            dropped: None,
-            rule: decision.rule,
-            dir: Some(dir),
-        };
         match decision.action {
             Action::Accept => match admit(self) {
                 Ok(()) => {
                     self.counters.accepted += 1;
+                    verdict.forward = Some(out_port);
                     verdict
                 }
                 Err(why) => self.drop(verdict, why),
