@@ -13,7 +13,7 @@
 //! frame; such keys are only as canonical as those constructors make them.
 
 use crate::track::icmp::{self, IcmpClass};
-use crate::wire::{Family, InnerL4, InnerTuple, IpAddrs, L4, Packet};
+use crate::wire::{Family, InnerL4, InnerTuple, IpAddrs, L4, Packet, TcpSeg};
 
 /// Direction of a packet relative to its connection's ORIGINAL tuple.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -191,7 +191,7 @@ pub fn key_of(p: &Packet<'_>) -> Option<KeyedPacket> {
         })
     };
     Some(match p.l4 {
-        L4::Tcp(s) => ports(s.sport, s.dport),
+        L4::Tcp(s) => key_of_segment(p.addrs, &s),
         L4::Udp(d) => ports(d.sport, d.dport),
         L4::Icmp(m) => return icmp_query_key(p.addrs, p.proto, m.type_, m.code, m.id),
         // Linux keys PPTP GRE on the destination call id; the source key would come from the
@@ -199,6 +199,17 @@ pub fn key_of(p: &Packet<'_>) -> Option<KeyedPacket> {
         L4::Gre { call_id } => ports(0, call_id.unwrap_or(0)),
         L4::Other => ports(0, 0),
         L4::Fragment | L4::Malformed(_) => return None,
+    })
+}
+
+/// The key of a TCP segment carried between `addrs`: what [`key_of`] gives its packet.
+#[inline]
+pub fn key_of_segment(addrs: IpAddrs, seg: &TcpSeg<'_>) -> KeyedPacket {
+    FlowKey::from_ports(Endpoints {
+        addrs,
+        sport: seg.sport,
+        dport: seg.dport,
+        proto: crate::wire::proto::TCP,
     })
 }
 

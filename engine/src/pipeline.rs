@@ -84,7 +84,7 @@
 //! deletion, reload) is in [`crate::ops`].
 
 use crate::counters::{Counters, Ignored, Reason};
-use crate::flow::{self, Direction, Endpoints, FlowHasher, FlowKey, KeyedPacket};
+use crate::flow::{self, Direction, FlowHasher, KeyedPacket};
 use crate::observe::{
     Acct, Bounded, DestroyCause, EntryRecord, Event, EventKind, LogRecord, TokenBucket,
 };
@@ -550,12 +550,7 @@ impl Engine {
             parsed[i] = match tcp {
                 Some((addrs, seg)) if tcp::flags_valid(seg.flags) => {
                     // As `Engine::plan` plans its packet.
-                    let k = FlowKey::from_ports(Endpoints {
-                        addrs,
-                        sport: seg.sport,
-                        dport: seg.dport,
-                        proto: wire::proto::TCP,
-                    });
+                    let k = flow::key_of_segment(addrs, &seg);
                     plans[i] = Plan::Segment(k, self.table.hash(&k.key), seg);
                     continue;
                 }
