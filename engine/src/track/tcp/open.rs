@@ -123,36 +123,9 @@ mod tests {
     use crate::time::Ticks;
     use crate::track::CtFlags;
     use crate::track::tcp::F;
+    use crate::track::tcp::tests::options;
     use crate::track::tcp::{TcpTimeouts, flags_valid};
     use crate::wire::TcpFlags;
-
-    /// The option bytes of a first segment: well-formed SYN options in any order and number
-    /// (window scales past Linux's cap of 14 included), with NOP padding, EOL, unknown kinds,
-    /// known kinds with a wrong length, and silly or partial options that end the parse.
-    fn options() -> impl Strategy<Value = Vec<u8>> {
-        let one = prop_oneof![
-            4 => Just(vec![2, 4, 0x05, 0xb4]),              // MSS
-            4 => (0u8..=20).prop_map(|ws| vec![3, 3, ws]),  // window scale
-            4 => Just(vec![4, 2]),                          // SACK permitted
-            2 => any::<[u8; 8]>().prop_map(|ts| {           // timestamps
-                let mut o = vec![8, 10];
-                o.extend(ts);
-                o
-            }),
-            3 => Just(vec![1]),                             // NOP
-            1 => Just(vec![0]),                             // EOL
-            1 => Just(vec![3, 4, 7, 0]),                    // window scale, wrong length
-            1 => Just(vec![4, 3, 0]),                       // SACK permitted, wrong length
-            1 => (0u8..2).prop_map(|len| vec![3, len]),     // silly length
-            1 => Just(vec![3, 9, 7]),                       // partial
-            1 => proptest::collection::vec(any::<u8>(), 1..6), // anything
-        ];
-        proptest::collection::vec(one, 0..6).prop_map(|parts| {
-            let mut o: Vec<u8> = parts.concat();
-            o.truncate(40);
-            o
-        })
-    }
 
     /// A first segment's flags: mostly a SYN (with or without PSH, URG, ECE, CWR), else any
     /// combination `tcp_error` lets through.

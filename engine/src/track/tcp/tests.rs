@@ -1710,25 +1710,36 @@ fn tcp_options_by_the_wire_walk(opts: &[u8], scale: &mut u8, flags: &mut u8) {
     }
 }
 
-/// Option bytes: mostly well-formed options of every kind the walk tells apart (with right
-/// and wrong lengths), NOPs and EOLs, and random bytes; also a Linux SYN's, as they are and
-/// with a byte changed.
-fn option_bytes() -> impl Strategy<Value = Vec<u8>> {
+/// The option bytes of a first segment: well-formed SYN options in any order and number
+/// (window scales past Linux's cap of 14 included), with NOP padding, EOL, unknown kinds,
+/// known kinds with a wrong length, and silly or partial options that end the parse.
+pub(super) fn options() -> impl Strategy<Value = Vec<u8>> {
     let one = prop_oneof![
-        2 => Just(vec![option::NOP]),
-        1 => Just(vec![option::END]),
-        3 => any::<u8>().prop_map(|ws| vec![option::WINDOW_SCALE, 3, ws]),
-        1 => (0u8..6, any::<u8>()).prop_map(|(len, ws)| vec![option::WINDOW_SCALE, len, ws]),
-        3 => Just(vec![option::SACK_PERMITTED, 2]),
-        1 => (0u8..5).prop_map(|len| vec![option::SACK_PERMITTED, len]),
-        2 => any::<[u8; 2]>().prop_map(|m| vec![option::MSS, 4, m[0], m[1]]),
-        2 => any::<[u8; 8]>().prop_map(|t| {
-            let mut v = vec![option::TIMESTAMPS, 10];
-            v.extend(t);
-            v
+        4 => Just(vec![2, 4, 0x05, 0xb4]),              // MSS
+        4 => (0u8..=20).prop_map(|ws| vec![3, 3, ws]),  // window scale
+        4 => Just(vec![4, 2]),                          // SACK permitted
+        2 => any::<[u8; 8]>().prop_map(|ts| {           // timestamps
+            let mut o = vec![8, 10];
+            o.extend(ts);
+            o
         }),
-        2 => prop::collection::vec(any::<u8>(), 1..6),
+        3 => Just(vec![1]),                             // NOP
+        1 => Just(vec![0]),                             // EOL
+        1 => Just(vec![3, 4, 7, 0]),                    // window scale, wrong length
+        1 => Just(vec![4, 3, 0]),                       // SACK permitted, wrong length
+        1 => (0u8..2).prop_map(|len| vec![3, len]),     // silly length
+        1 => Just(vec![3, 9, 7]),                       // partial
+        1 => proptest::collection::vec(any::<u8>(), 1..6), // anything
     ];
+    proptest::collection::vec(one, 0..6).prop_map(|parts| {
+        let mut o: Vec<u8> = parts.concat();
+        o.truncate(40);
+        o
+    })
+}
+
+/// [`options`], and also a Linux SYN's options, as they are and with a byte changed.
+fn option_bytes() -> impl Strategy<Value = Vec<u8>> {
     // A Linux SYN's options (MSS, SACK-permitted, timestamps, NOP, window scale), which the
     // walk reads without walking, and the same with one byte changed.
     let linux = (any::<[u8; 20]>(), any::<u8>()).prop_map(|(random, ws)| {
@@ -1749,15 +1760,7 @@ fn option_bytes() -> impl Strategy<Value = Vec<u8>> {
         o[at] = b;
         o
     });
-    prop_oneof![
-        4 => prop::collection::vec(one, 0..8).prop_map(|v| {
-            let mut bytes: Vec<u8> = v.concat();
-            bytes.truncate(40);
-            bytes
-        }),
-        1 => linux,
-        1 => changed,
-    ]
+    prop_oneof![4 => options(), 1 => linux, 1 => changed]
 }
 
 proptest! {
