@@ -205,6 +205,24 @@ fn materialise(op: &Op) -> Flow {
     vec![one]
 }
 
+/// The packets of a burst's frames, sent with the NIC's checksum hint when `nic_checked`.
+fn packets(frames: &Flow, nic_checked: bool) -> Vec<Pkt<'_>> {
+    let csum = if nic_checked {
+        ChecksumHint::Good
+    } else {
+        ChecksumHint::Unknown
+    };
+    frames
+        .iter()
+        .map(|(d, port)| Pkt {
+            data: d,
+            tail: &[],
+            port: *port,
+            csum,
+        })
+        .collect()
+}
+
 /// A burst: a time jump (ticks) before it, its ops, and the checksum hint it is sent with.
 fn bursts() -> impl Strategy<Value = Vec<(u64, Vec<Op>, bool)>> {
     let jump = prop_oneof![
@@ -254,11 +272,7 @@ proptest! {
         for (jump, ops, nic_checked) in &bursts {
             fw.advance(*jump);
             let frames: Flow = ops.iter().flat_map(materialise).collect();
-            let csum = if *nic_checked { ChecksumHint::Good } else { ChecksumHint::Unknown };
-            let pkts: Vec<Pkt<'_>> = frames
-                .iter()
-                .map(|(d, port)| Pkt { data: d, tail: &[], port: *port, csum })
-                .collect();
+            let pkts = packets(&frames, *nic_checked);
             let mut out = vec![Verdict::default(); pkts.len()];
             fw.eng.process_burst(fw.now(), &pkts, &mut out);
             sent += pkts.len() as u64;
@@ -296,11 +310,7 @@ proptest! {
             whole.advance(*jump);
             single.advance(*jump);
             let frames: Flow = ops.iter().flat_map(materialise).collect();
-            let csum = if *nic_checked { ChecksumHint::Good } else { ChecksumHint::Unknown };
-            let pkts: Vec<Pkt<'_>> = frames
-                .iter()
-                .map(|(d, port)| Pkt { data: d, tail: &[], port: *port, csum })
-                .collect();
+            let pkts = packets(&frames, *nic_checked);
             let mut a = vec![Verdict::default(); pkts.len()];
             whole.eng.process_burst(whole.now(), &pkts, &mut a);
             let b: Vec<Verdict> = pkts.iter().map(|p| single.eng.process(single.now(), *p)).collect();
@@ -357,11 +367,7 @@ proptest! {
             lane.advance(*jump);
             full.advance(*jump);
             let frames: Flow = ops.iter().flat_map(materialise).collect();
-            let csum = if *nic_checked { ChecksumHint::Good } else { ChecksumHint::Unknown };
-            let pkts: Vec<Pkt<'_>> = frames
-                .iter()
-                .map(|(d, port)| Pkt { data: d, tail: &[], port: *port, csum })
-                .collect();
+            let pkts = packets(&frames, *nic_checked);
             let mut a = vec![Verdict::default(); pkts.len()];
             let mut b = vec![Verdict::default(); pkts.len()];
             lane.eng.process_burst(lane.now(), &pkts, &mut a);
