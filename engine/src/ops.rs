@@ -332,6 +332,7 @@ impl Engine {
         self.log_bucket.set_limits(cfg.log_rate, cfg.log_burst);
         self.rule_hits = vec![0; rules.len() + 1];
         self.rules = rules;
+        self.by_port = self.port_decisions();
         // The rule memos name rules of the old set: a new generation makes every one stale.
         // When the 8-bit generation comes round again (every 255 reloads), the old memos
         // could look valid: the sweeper clears them, a step per call (bounded work between

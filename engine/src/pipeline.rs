@@ -39,11 +39,13 @@
 //! of a NEW one, is often known without them: the rule set works out when it is built what
 //! such a decision can depend on ([`Dependence`]). When nothing (for ESTABLISHED, an
 //! `accept established` rule near the top, the classic policy), the packet takes the set's
-//! fixed decision; when only what one direction of a connection keeps for life, the ports
-//! and some TCP flags, the decision is remembered in the entry's memo and reused until the
-//! rule set changes (`Engine::evaluate_memo`; a NEW packet has an entry once its
-//! connection's first packet was accepted: a one-way stream, or a handshake retransmitted).
-//! Both are exactly what evaluating the rules gives: property tests in
+//! fixed decision; when only the ports it crosses (for NEW, the classic policy's "NEW from
+//! inside to outside"), the decision the engine worked out for its ingress port when the
+//! rules were loaded (`Engine::dependence`); when only what one direction of a connection
+//! keeps for life, the ports and some TCP flags, the decision is remembered in the entry's
+//! memo and reused until the rule set changes (`Engine::evaluate_memo`; a NEW packet has an
+//! entry once its connection's first packet was accepted: a one-way stream, or a handshake
+//! retransmitted). All three are exactly what evaluating the rules gives: property tests in
 //! `rules/classify/tests.rs`, scenarios in `tests/scenarios/rule_memo.rs`.
 //!
 //! Why stages 2 and 3 are loops of their own: a prefetch hint (`Table::prefetch_buckets`,
@@ -380,6 +382,12 @@ pub struct Engine {
     /// When the generation came round again: the next pool index whose memo
     /// [`Engine::sweep`] clears, a step at a time; memos are not used until it is done.
     pub(crate) memo_clear: Option<u32>,
+    /// For NEW and ESTABLISHED (indexed by the state), the rules' decision per ingress port
+    /// (leaving by its peer) when the set's decision in that state depends on nothing but
+    /// the ports crossed ([`Dependence::Ports`]); empty for the state otherwise. Worked out
+    /// when the engine is built and at each reload (`Engine::port_decisions`), so a few
+    /// bytes per port, allocated then.
+    pub(crate) by_port: [Box<[Decision]>; 2],
 }
 
 impl Engine {
@@ -434,7 +442,9 @@ impl Engine {
             now: Instant::default(),
             rules_gen: 1,
             memo_clear: None,
+            by_port: Default::default(),
         };
+        engine.by_port = engine.port_decisions();
         engine.update_observe();
         Ok(engine)
     }
@@ -752,7 +762,7 @@ impl Engine {
             // under a reason of its own that would always read zero in production.
             return self.drop(verdict, Reason::DefaultPolicy);
         };
-        let dependence = tracked.ct.and_then(|ct| self.rules.dependence(ct));
+        let dependence = tracked.ct.and_then(|ct| self.dependence(ct, pkt.port));
         let decision = match (tracked.ct, dependence, tracked.entry, tracked.dir) {
             // Most packets: the rule set decides every ESTABLISHED (or NEW) packet alike.
             (_, Some(Dependence::Fixed(d)), _, _) => d,
@@ -850,6 +860,49 @@ impl Engine {
         let memo = memo & !(0xffff_ffff << shift) | u64::from(word) << shift;
         self.table.set_memo(idx, memo);
         d
+    }
+
+    /// What the rules' decision for a packet in conntrack state `ct` entering by `in_port`
+    /// depends on ([`RuleSet::dependence`]), with a decision that depends on the ports alone
+    /// looked up as the fixed decision it is for this port (`None`, to be evaluated, for a
+    /// port without a peer).
+    #[inline(always)]
+    fn dependence(&self, ct: CtState, in_port: PortId) -> Option<Dependence> {
+        match self.rules.dependence(ct)? {
+            Dependence::Ports => {
+                let by_port = self.by_port.get(ct as usize)?;
+                by_port
+                    .get(usize::from(in_port.0))
+                    .map(|&d| Dependence::Fixed(d))
+            }
+            d => Some(d),
+        }
+    }
+
+    /// [`Engine::by_port`] for the current rules and peers: each port's decision, evaluated
+    /// once for a packet that tests nothing the rules read but its state and ports.
+    pub(crate) fn port_decisions(&self) -> [Box<[Decision]>; 2] {
+        [CtState::New, CtState::Established].map(|ct| {
+            if self.rules.dependence(ct) != Some(Dependence::Ports) {
+                return Box::default();
+            }
+            let ports = (0..=u16::MAX).map(PortId).zip(&self.cfg.peers);
+            ports
+                .map(|(in_port, &out_port)| {
+                    self.rules.evaluate(&RuleInput {
+                        ct: Some(ct),
+                        in_port,
+                        out_port,
+                        family: wire::Family::V4,
+                        proto: 0,
+                        src: 0,
+                        dst: 0,
+                        ports: None,
+                        tcp_flags: None,
+                    })
+                })
+                .collect()
+        })
     }
 
     fn drop(&mut self, mut v: Verdict, why: Reason) -> Verdict {

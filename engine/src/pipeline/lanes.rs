@@ -57,7 +57,8 @@ impl Engine {
     /// found at `idx`, with accounting and events off, leaving by `out_port`: an ACK or data
     /// segment of an ESTABLISHED TCP connection that the TCP fast path accepts
     /// ([`TcpConn::accept_established`]), then decided by the rules (the set's fixed
-    /// decision, the entry's memo, or an evaluation: [`Dependence`]). Its verdict, counted;
+    /// decision or its ingress port's, the entry's memo, or an evaluation: [`Dependence`],
+    /// `Engine::dependence`). Its verdict, counted;
     /// or `None`, having changed nothing, for any other packet, which `decide` then tracks
     /// and decides in full. What it does is what `track_found` and `decide` do for that case,
     /// with every test whose outcome the case fixes left out: no state change, an accepted
@@ -94,7 +95,7 @@ impl Engine {
         }
         entry.flags = meta.flags;
         entry.expires = meta.expires;
-        let decision = match self.rules.dependence(ct) {
+        let decision = match self.dependence(ct, pkt.port) {
             Some(Dependence::Fixed(d)) => d,
             Some(Dependence::PerFlow { flags_mask }) => {
                 let tcp_flags = Some(seg.flags.0);
@@ -102,7 +103,8 @@ impl Engine {
                     segment_input(pkt, k, seg, ct, out_port)
                 })
             }
-            None => self
+            // (`Ports` comes back fixed for every port with a peer.)
+            Some(Dependence::Ports) | None => self
                 .rules
                 .evaluate(&segment_input(pkt, k, seg, ct, out_port)),
         };
@@ -145,7 +147,7 @@ impl Engine {
             return None;
         };
         let ct = CtState::New;
-        let decision = match self.rules.dependence(ct) {
+        let decision = match self.dependence(ct, pkt.port) {
             Some(Dependence::Fixed(d)) => d,
             _ => self
                 .rules

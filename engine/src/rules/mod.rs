@@ -497,17 +497,29 @@ impl RuleSet {
 /// sets decide them all alike (an `accept established` rule near the top), so the pipeline
 /// asks this before it evaluates anything. NEW packets of a known entry are those of a
 /// connection whose other side has not answered yet (a one-way UDP stream stays NEW for
-/// life), and their decision too can be remembered.
+/// life), and their decision too can be remembered. A zone policy ("NEW from inside to
+/// outside") decides every NEW packet by the ports it crosses alone, which the pipeline
+/// works out per port when the rules are loaded.
 ///
 /// It is read off the rules in order. A rule whose state test excludes the state never
 /// matches such a packet and is skipped. The first rule that tests nothing but the state
 /// matches every packet in that state, so nothing after it matters; if no such rule exists the
 /// default policy is the last resort. The fields tested by the rules met before that point
 /// are all the decision can depend on.
+///
+/// `repr(u8)` gives the variants a tag byte of their own, which the pipeline tests with one
+/// compare per packet; left to the compiler, the tag shared a niche with the decision's
+/// fields and took a dozen instructions per established packet to decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Dependence {
     /// Every packet in the state gets this decision, whatever its other fields.
     Fixed(Decision),
+    /// The decision depends on the firewall ports the packet crosses and on nothing else:
+    /// two packets in the state that enter and leave by the same ports get the same
+    /// decision (zone policies: "NEW from inside to outside"). The pipeline works it out
+    /// per ingress port when the set is loaded (`Engine::dependence`).
+    Ports,
     /// The decision depends on fields that one direction of a connection keeps for its
     /// whole life (family, protocol, addresses, ports), on the firewall ports the packet
     /// crosses, and on its TCP flags only through the bits of `flags_mask`: two packets in
@@ -522,6 +534,8 @@ pub enum Dependence {
 impl Dependence {
     fn of(rules: &[Rule], default: Action, state: CtState) -> Dependence {
         let mut depends = false;
+        // Every rule met tests nothing but the state and the firewall ports.
+        let mut ports_only = true;
         let mut flags_mask = 0;
         for (i, r) in rules.iter().enumerate() {
             if !r.ct_ok(Some(state)) {
@@ -542,20 +556,19 @@ impl Dependence {
                 tcp_flags,
                 log: _,
             } = r;
-            let tests_more = in_port.is_some()
-                || out_port.is_some()
-                || family.is_some()
+            let tests_packet = family.is_some()
                 || proto.is_some()
                 || !src.is_empty()
                 || !dst.is_empty()
                 || !sport.is_empty()
                 || !dport.is_empty()
                 || tcp_flags.is_some();
+            let tests_more = in_port.is_some() || out_port.is_some() || tests_packet;
             if !tests_more {
                 // Matches every packet in the state: later rules and the default are
                 // unreachable.
                 return if depends {
-                    Dependence::PerFlow { flags_mask }
+                    Dependence::depending(ports_only, flags_mask)
                 } else {
                     // `new` bounds the length by `MAX_RULES`, so the index fits.
                     Dependence::Fixed(Decision {
@@ -565,15 +578,26 @@ impl Dependence {
                 };
             }
             depends = true;
+            ports_only &= !tests_packet;
             flags_mask |= tcp_flags.map_or(0, |t| t.mask());
         }
         if depends {
-            Dependence::PerFlow { flags_mask }
+            Dependence::depending(ports_only, flags_mask)
         } else {
             Dependence::Fixed(Decision {
                 action: default,
                 rule: None,
             })
+        }
+    }
+
+    /// A decision that depends on something: on the ports alone (`ports_only`), else per
+    /// flow.
+    fn depending(ports_only: bool, flags_mask: u8) -> Dependence {
+        if ports_only {
+            Dependence::Ports
+        } else {
+            Dependence::PerFlow { flags_mask }
         }
     }
 }

@@ -24,14 +24,18 @@ const SERVER: &str = "10.0.2.2:80";
 /// `drop` for packets from `client` in the states `states` (all states: `None`), ahead of
 /// the classic rules: a rule set whose ESTABLISHED decisions depend on the addresses.
 fn block_ahead(client: u32, states: Option<&[CtState]>) -> RuleSet {
-    let block = Rule {
+    let mut list = vec![("block".to_owned(), block_rule(client, states))];
+    list.extend(classic_rule_list());
+    rule_set(list)
+}
+
+/// `drop` for packets from `client` in the states `states` (all states: `None`).
+fn block_rule(client: u32, states: Option<&[CtState]>) -> Rule {
+    Rule {
         ct: states.map(CtStateSet::of),
         src: Box::new([Prefix::host(Family::V4, u128::from(client)).expect("host")]),
         ..Rule::new(Action::Drop)
-    };
-    let mut list = vec![("block".to_owned(), block)];
-    list.extend(classic_rule_list());
-    rule_set(list)
+    }
 }
 
 /// A rule set of the same shape that blocks nobody the tests use.
@@ -255,14 +259,17 @@ fn memos_survive_a_detour_through_a_set_that_does_not_use_them() {
 
 #[test]
 fn a_port_past_the_memo_s_width_is_evaluated_every_time() {
-    // 257 ports; established packets are accepted entering by ports 0 and 1 and dropped by
-    // any other. The memo holds ports below 128 only: ports 128 and 256 must not pass for
-    // port 0 (256 is port 0 in the low eight bits).
+    // 257 ports; established IPv4 packets are accepted entering by ports 0 and 1 and
+    // dropped by any other. The memo holds ports below 128 only: ports 128 and 256 must not
+    // pass for port 0 (256 is port 0 in the low eight bits). (The family test makes the
+    // decision depend on more than the ports, so it is remembered per entry rather than
+    // worked out per port.)
     let by_port = Rule {
         ct: Some(CtStateSet::of(&[CtState::Established])),
         in_port: PortSet::default()
             .with(INSIDE)
             .and_then(|s| s.with(OUTSIDE)),
+        family: Some(Family::V4),
         ..Rule::new(Action::Accept)
     };
     let drop_established = Rule {
@@ -386,7 +393,19 @@ fn a_decision_remembered_for_new_does_not_answer_for_established() {
     // NEW from the client is accepted by `new_c2s_accept`; once the server answered, the
     // client's packets are ESTABLISHED and decided by the block (dropped), then, after a
     // reload, by `estrel_accept`: never by what was remembered while the stream was NEW.
-    let blocked = block_ahead(v4(CLIENT), Some(&[CtState::Established]));
+    // `new_c2s_accept` for IPv4 only: a NEW decision that depends on more than the ports,
+    // so it is remembered per entry rather than worked out per port.
+    let mut list = vec![(
+        "block".to_owned(),
+        block_rule(v4(CLIENT), Some(&[CtState::Established])),
+    )];
+    for (name, mut rule) in classic_rule_list() {
+        if name == "new_c2s_accept" {
+            rule.family = Some(Family::V4);
+        }
+        list.push((name, rule));
+    }
+    let blocked = rule_set(list);
     assert_eq!(
         blocked.dependence(CtState::New),
         Some(Dependence::PerFlow { flags_mask: 0 })
@@ -423,5 +442,84 @@ fn a_decision_remembered_for_new_does_not_answer_for_established() {
             Some(0),
             "the block, not the remembered NEW decision"
         );
+    }
+}
+
+/// Zone rules: `estrel_accept`, then NEW accepted when it enters by `from`, ahead of them
+/// (when `block` is set) a drop for ESTABLISHED packets entering by OUTSIDE; default drop.
+/// Each state's decision depends on the ports alone.
+fn zones(from: PortId, block: bool) -> RuleSet {
+    let mut list = Vec::new();
+    if block {
+        let rule = Rule {
+            ct: Some(CtStateSet::of(&[CtState::Established])),
+            in_port: PortSet::default().with(OUTSIDE),
+            ..Rule::new(Action::Drop)
+        };
+        list.push(("block_outside".to_owned(), rule));
+    }
+    for (name, mut rule) in classic_rule_list() {
+        if name == "new_c2s_accept" {
+            rule.in_port = PortSet::default().with(from);
+            rule.out_port = None;
+        }
+        list.push((name, rule));
+    }
+    rule_set(list)
+}
+
+/// A decision that depends on the ports alone is worked out per port when the rules are
+/// loaded: each port gets its own, and a reload works them out again.
+#[test]
+fn a_decision_by_the_ports_alone_is_the_ports_and_follows_a_reload() {
+    let rules = zones(INSIDE, false);
+    assert_eq!(rules.dependence(CtState::New), Some(Dependence::Ports));
+    let mut fw = Fw::new(linux_defaults(1024), rules);
+    let syn = |client: &str| {
+        let mut s = TcpSim::new(
+            client.parse().expect("address"),
+            SERVER.parse().expect("address"),
+        );
+        s.syn();
+        s.take_packets().remove(0).data
+    };
+    // NEW from inside: the zone rule; NEW from outside: the default policy.
+    let v = fw.send(&syn("10.0.1.10:40000"), INSIDE);
+    assert_fwd(&v, CtState::New, OUTSIDE);
+    assert_eq!(v.rule, Some(1));
+    let v = fw.send(&syn("10.0.1.11:40000"), OUTSIDE);
+    assert_dropped(&v, Reason::DefaultPolicy);
+    assert_eq!(v.rule, None);
+    // The zones swapped: the other way round.
+    let cfg = linux_defaults(1024);
+    fw.eng.reload(zones(OUTSIDE, false), &cfg).expect("reload");
+    let v = fw.send(&syn("10.0.1.12:40000"), INSIDE);
+    assert_dropped(&v, Reason::DefaultPolicy);
+    let v = fw.send(&syn("10.0.1.13:40000"), OUTSIDE);
+    assert_fwd(&v, CtState::New, INSIDE);
+    assert_eq!(v.rule, Some(1));
+    assert_eq!(fw.eng.rule_hits(), [0, 1, 0, 1]);
+
+    // ESTABLISHED by the ports too: a connection accepted under the classic rules, then
+    // its packets entering by OUTSIDE dropped and those entering by INSIDE accepted.
+    fw.eng.reload(zones(INSIDE, false), &cfg).expect("reload");
+    let mut sim = sim();
+    sim.handshake().exchange(10, 10);
+    for p in sim.take_packets() {
+        assert!(fw.pkt(&p).forward.is_some(), "{:?}", p.side);
+    }
+    let blocking = zones(INSIDE, true);
+    assert_eq!(blocking.established(), Dependence::Ports);
+    fw.eng.reload(blocking, &cfg).expect("reload");
+    sim.exchange(10, 10);
+    let ps = sim.take_packets();
+    for (p, v) in ps.iter().zip(fw.pkts(&ps)) {
+        if port_of(p.side) == INSIDE {
+            assert_fwd_pkt(&v, CtState::Established, p);
+            assert_eq!(v.rule, Some(1), "estrel_accept");
+        } else {
+            assert_dropped(&v, Reason::RuleDrop);
+            assert_eq!(v.rule, Some(0), "block_outside");
+        }
     }
 }

@@ -617,12 +617,23 @@ fn a_group_too_big_for_its_limit_is_split_and_decides_the_same() {
 
 // ---- What an ESTABLISHED or a NEW packet's decision depends on ---------------------------
 
-/// Random rule sets, with a catch-all rule for `state` (a state test that admits it and
-/// nothing else, which decides every packet in that state) inserted at a random place half
-/// of the time.
+/// Zone rules: each tests at most the state and the firewall ports (the classic policy's
+/// shape), scanned or classified.
+fn zone_rules() -> impl Strategy<Value = Vec<Rule>> {
+    let zone = Field::ALL
+        .iter()
+        .take_while(|&&f| matches!(f, Field::Ct | Field::InPort | Field::OutPort))
+        .count();
+    let rule = shape_bits().prop_flat_map(move |shape| rule_with(shape & ((1 << zone) - 1)));
+    proptest::collection::vec(rule, 0..40)
+}
+
+/// Random rule sets (a quarter of them zone rules), with a catch-all rule for `state` (a
+/// state test that admits it and nothing else, which decides every packet in that state)
+/// inserted at a random place half of the time.
 fn rules_with_catch_all(state: CtState) -> impl Strategy<Value = Vec<Rule>> {
     (
-        rules(),
+        prop_oneof![3 => rules(), 1 => zone_rules()],
         proptest::option::of((any::<usize>(), any::<bool>(), any::<u8>())),
     )
         .prop_map(move |(mut rules, catch_all)| {
@@ -651,6 +662,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// `Dependence::Fixed` is the decision of every packet in the state; under
+    /// `Dependence::Ports`, two packets in the state that cross the same ports; under
     /// `Dependence::PerFlow`, two packets in the state that differ only in their TCP flags
     /// outside the mask get the same decision.
     #[test]
@@ -667,7 +679,7 @@ proptest! {
         if state == CtState::Established {
             prop_assert_eq!(set.established(), dependence);
         }
-        for (a, &(i, o, flags)) in aims.iter().zip(&others) {
+        for (j, (a, &(i, o, flags))) in aims.iter().zip(&others).enumerate() {
             let p = RuleInput { ct: Some(state), ..packet(&rules, a) };
             let d = set.evaluate(&p);
             match dependence {
@@ -680,6 +692,17 @@ proptest! {
                     };
                     prop_assert_eq!(d, fixed, "packet {:?}", p);
                     prop_assert_eq!(set.evaluate(&q), fixed, "packet {:?}", q);
+                }
+                Dependence::Ports => {
+                    // Every field but the state and the ports from another packet.
+                    let other = &aims[(j + 1) % aims.len()];
+                    let q = RuleInput {
+                        ct: p.ct,
+                        in_port: p.in_port,
+                        out_port: p.out_port,
+                        ..packet(&rules, other)
+                    };
+                    prop_assert_eq!(set.evaluate(&q), d, "{:?} against {:?}", q, p);
                 }
                 Dependence::PerFlow { flags_mask } => {
                     let q = RuleInput {
@@ -784,7 +807,19 @@ fn established_is_read_off_the_rules_in_order() {
             rule: Some(0)
         })
     );
-    // Ports of the firewall, and the flags a test looks at.
+    // Ports of the firewall alone, with more, and the flags a test looks at.
+    assert_eq!(
+        established_of(vec![from_port_1.clone(), accept_established.clone()]),
+        Dependence::Ports
+    );
+    assert_eq!(
+        established_of(vec![
+            from_port_1.clone(),
+            block_host.clone(),
+            accept_established.clone()
+        ]),
+        Dependence::PerFlow { flags_mask: 0 }
+    );
     assert_eq!(
         established_of(vec![block_host, from_port_1, accept_established.clone()]),
         Dependence::PerFlow { flags_mask: 0 }
@@ -806,10 +841,11 @@ fn the_new_dependence_is_read_off_the_rules_in_order() {
         ct: Some(CtStateSet::of(&[CtState::New])),
         ..accept()
     };
-    // The classic policy: NEW packets are told apart by the port they enter by.
+    // The classic policy: NEW packets are told apart by the port they enter by, and by
+    // nothing else.
     assert_eq!(
         new_of(vec![accept_established.clone(), new_from_inside.clone()]),
-        Dependence::PerFlow { flags_mask: 0 }
+        Dependence::Ports
     );
     // Rules that exclude NEW are skipped; a rule that admits every NEW packet decides.
     assert_eq!(
