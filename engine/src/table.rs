@@ -752,6 +752,11 @@ impl Table {
     /// `h` is the entry's hash. Fails only when the new key's neighbourhood holds nothing but
     /// live ASSURED connections; the failure puts the table under pressure (see the module
     /// documentation).
+    ///
+    /// Inlined for the common case, a free slot in one of the key's buckets and a free pool
+    /// index (what `room_for` finds first); anything else (displacing keys, reclaiming or
+    /// evicting a neighbour, failing) is `Table::insert_making_room`, out of line.
+    #[inline]
     pub fn insert(
         &mut self,
         h: &Hashed,
@@ -762,14 +767,43 @@ impl Table {
         // Whatever memo the index holds was stored for an earlier entry (one handed in with
         // the bit, a copy of a live entry, must not claim it).
         entry.flags.clear(MEMO);
+        let room = [h.b1, h.b2]
+            .into_iter()
+            .find_map(|b| Some((b, self.buckets[b as usize].free_slot()?)));
+        match (self.free.last(), room) {
+            (Some(&idx), Some((b, slot))) => {
+                self.free.pop();
+                self.place(idx, entry, b, slot, h.tag);
+                Ok((idx, InsertOutcome::default()))
+            }
+            _ => self.insert_making_room(h, entry, now),
+        }
+    }
+
+    /// Pool index `idx` (just taken off the free list) holds `entry`, which slot `slot` of
+    /// bucket `b` refers to under `tag`.
+    #[inline(always)]
+    fn place(&mut self, idx: u32, entry: Entry, b: u32, slot: usize, tag: u8) {
+        self.by_class[EntryClass::of(entry.family, &entry.state).index()] += 1;
+        self.entries[idx as usize] = entry;
+        self.buckets[b as usize].set(slot, tag, idx);
+    }
+
+    /// [`Table::insert`] when the key's buckets or the pool are full (`entry`'s flags already
+    /// set): room made by displacing keys, else by reclaiming or evicting a neighbour.
+    #[inline(never)]
+    fn insert_making_room(
+        &mut self,
+        h: &Hashed,
+        entry: Entry,
+        now: Tick,
+    ) -> Result<(u32, InsertOutcome), TableFull> {
         let mut outcome = InsertOutcome::default();
         for attempt in 0..2 {
             if !self.free.is_empty() {
                 if let Some((b, slot)) = self.room_for(h) {
                     let idx = self.free.pop().unwrap_or_default();
-                    self.by_class[EntryClass::of(entry.family, &entry.state).index()] += 1;
-                    self.entries[idx as usize] = entry;
-                    self.buckets[b as usize].set(slot, h.tag, idx);
+                    self.place(idx, entry, b, slot, h.tag);
                     return Ok((idx, outcome));
                 }
             }
