@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use ctfw_engine::pipeline::{EngineConfig, FragmentPolicy, NonIpPolicy, Pkt, Verdict};
 use ctfw_engine::rules::{
-    Action, CtStateSet, PortId, PortSet, Prefix, Rule, RuleSet, TcpFlagsMatch,
+    Action, CtStateSet, Dependence, PortId, PortSet, Prefix, Rule, RuleSet, TcpFlagsMatch,
 };
 use ctfw_engine::track::CtState;
 use ctfw_engine::wire::{ChecksumHint, Family, TcpFlags};
@@ -388,5 +388,97 @@ proptest! {
         prop_assert_eq!(a, b);
         prop_assert_eq!(all_views(&lane), all_views(&full));
         prop_assert_eq!(lane.eng.rule_hits(), full.eng.rule_hits());
+    }
+}
+
+/// Zone rule sets, whose NEW decision (and, with `block` set, ESTABLISHED decision) depends
+/// on the ports alone: the classic rules, behind a logging drop of ESTABLISHED packets
+/// entering by OUTSIDE when `block` is set.
+fn zone_rules(block: bool) -> Vec<(String, Rule)> {
+    let mut list = Vec::new();
+    if block {
+        let rule = Rule {
+            ct: Some(CtStateSet::of(&[CtState::Established])),
+            in_port: PortSet::default().with(OUTSIDE),
+            log: true,
+            ..Rule::new(Action::Drop)
+        };
+        list.push(("block_outside".to_owned(), rule));
+    }
+    list.extend(classic_rule_list());
+    list
+}
+
+/// The same rules, each rule that tests the ports also testing the source address against
+/// every address of both families: the same decisions, which the set no longer knows to
+/// depend on the ports alone.
+fn widened(list: Vec<(String, Rule)>) -> Vec<(String, Rule)> {
+    let any = [
+        Prefix::new(Family::V4, 0, 0).expect("any IPv4"),
+        Prefix::new(Family::V6, 0, 0).expect("any IPv6"),
+    ];
+    list.into_iter()
+        .map(|(name, mut rule)| {
+            if rule.in_port.is_some() || rule.out_port.is_some() {
+                rule.src = Box::new(any);
+            }
+            (name, rule)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A decision the engine works out per ingress port when the rules are loaded
+    /// (`Dependence::Ports`) is the decision the rules give: random traffic through an
+    /// engine whose zone rules depend on the ports alone and through one whose same rules,
+    /// widened, must be remembered or evaluated, gives the same verdicts (rules included),
+    /// drop logs, counters, rule hits and table, with events on or off.
+    #[test]
+    fn decisions_by_port_are_the_rules_decisions(
+        cfg in config(),
+        block in any::<bool>(),
+        events in any::<bool>(),
+        bursts in bursts(),
+    ) {
+        let zones = rule_set(zone_rules(block));
+        prop_assert_eq!(zones.dependence(CtState::New), Some(Dependence::Ports));
+        if block {
+            prop_assert_eq!(zones.established(), Dependence::Ports);
+        }
+        let wide = rule_set(widened(zone_rules(block)));
+        prop_assert_eq!(
+            wide.dependence(CtState::New),
+            Some(Dependence::PerFlow { flags_mask: 0 })
+        );
+        let mut by_port = Fw::new(cfg.clone(), zones);
+        let mut reference = Fw::new(cfg, wide);
+        by_port.eng.set_events(events);
+        reference.eng.set_events(events);
+        for (jump, ops, nic_checked) in &bursts {
+            by_port.advance(*jump);
+            reference.advance(*jump);
+            let frames: Flow = ops.iter().flat_map(materialise).collect();
+            let pkts = packets(&frames, *nic_checked);
+            let mut a = vec![Verdict::default(); pkts.len()];
+            let mut b = vec![Verdict::default(); pkts.len()];
+            by_port.eng.process_burst(by_port.now(), &pkts, &mut a);
+            reference.eng.process_burst(reference.now(), &pkts, &mut b);
+            prop_assert_eq!(a, b);
+            let (mut logs_a, mut logs_b) = (Vec::new(), Vec::new());
+            by_port.eng.drain_logs(|r| logs_a.push(*r));
+            reference.eng.drain_logs(|r| logs_b.push(*r));
+            prop_assert_eq!(logs_a, logs_b);
+            by_port.eng.drain_events(|_| {});
+            reference.eng.drain_events(|_| {});
+            if by_port.tick % 3 == 0 {
+                by_port.eng.sweep(by_port.now(), 7);
+                reference.eng.sweep(reference.now(), 7);
+            }
+        }
+        prop_assert_eq!(by_port.counters(), reference.counters());
+        prop_assert_eq!(all_views(&by_port), all_views(&reference));
+        prop_assert_eq!(by_port.eng.rule_hits(), reference.eng.rule_hits());
     }
 }

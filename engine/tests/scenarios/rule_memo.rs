@@ -445,9 +445,9 @@ fn a_decision_remembered_for_new_does_not_answer_for_established() {
     }
 }
 
-/// Zone rules: `estrel_accept`, then NEW accepted when it enters by `from`, ahead of them
-/// (when `block` is set) a drop for ESTABLISHED packets entering by OUTSIDE; default drop.
-/// Each state's decision depends on the ports alone.
+/// Zone rules: `estrel_accept`, then NEW accepted when it crosses from `from` to the other
+/// port, ahead of them (when `block` is set) a drop for ESTABLISHED packets entering by
+/// OUTSIDE; default drop. Each state's decision depends on the ports alone.
 fn zones(from: PortId, block: bool) -> RuleSet {
     let mut list = Vec::new();
     if block {
@@ -460,8 +460,9 @@ fn zones(from: PortId, block: bool) -> RuleSet {
     }
     for (name, mut rule) in classic_rule_list() {
         if name == "new_c2s_accept" {
+            let to = if from == INSIDE { OUTSIDE } else { INSIDE };
             rule.in_port = PortSet::default().with(from);
-            rule.out_port = None;
+            rule.out_port = PortSet::default().with(to);
         }
         list.push((name, rule));
     }
