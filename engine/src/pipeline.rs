@@ -41,7 +41,7 @@
 //! `accept established` rule near the top, the classic policy), the packet takes the set's
 //! fixed decision; when only the ports it crosses (for NEW, the classic policy's "NEW from
 //! inside to outside"), the decision the engine worked out for its ingress port when the
-//! rules were loaded (`Engine::dependence`); when only what one direction of a connection
+//! rules were loaded (`Engine::port_decisions`); when only what one direction of a connection
 //! keeps for life, the ports and some TCP flags, the decision is remembered in the entry's
 //! memo and reused until the rule set changes (`Engine::evaluate_memo`; a NEW packet has an
 //! entry once its connection's first packet was accepted: a one-way stream, or a handshake
@@ -450,8 +450,8 @@ impl Engine {
     }
 
     /// Bytes an engine under `cfg` allocates at start, what [`Engine::memory_bytes`] then
-    /// reports (the rule hit counters aside: a few bytes per rule): the table, the accounting
-    /// array and the event and log buffers.
+    /// reports (the rule hit counters and per-port decisions aside: a few bytes per rule and
+    /// per port): the table, the accounting array and the event and log buffers.
     pub fn bytes_for(cfg: &EngineConfig) -> usize {
         let capacity = cfg.capacity.clamp(table::MIN_CAPACITY, table::MAX_CAPACITY) as usize;
         Table::bytes_for(cfg.capacity)
@@ -597,9 +597,9 @@ impl Engine {
         // Stage 3: with the buckets in cache, find each packet's candidate entry, then fetch
         // the candidates (both cache lines of each, and its rule memo when ESTABLISHED
         // packets use memos: `Engine::evaluate_memo`) back to back. NEW packets of known
-        // entries read their memo unprefetched: most sets (the classic policy among them)
-        // decide every ESTABLISHED packet alike and NEW ones by the ports they cross, and
-        // most packets are ESTABLISHED, whose memo line a prefetch would fetch for nothing.
+        // entries that use memos read theirs unprefetched: most sets (the classic policy
+        // among them) decide every ESTABLISHED packet alike, and most packets are
+        // ESTABLISHED, whose memo line a prefetch would fetch for nothing.
         let mut cands = [0u32; BURST];
         for (c, plan) in cands.iter_mut().zip(&plans[..pkts.len()]) {
             if let Plan::Track(_, h) | Plan::Related(_, h) | Plan::Segment(_, h, _) = plan {
@@ -764,7 +764,8 @@ impl Engine {
         };
         let dependence = tracked.ct.and_then(|ct| self.dependence(ct, pkt.port));
         let decision = match (tracked.ct, dependence, tracked.entry, tracked.dir) {
-            // Most packets: the rule set decides every ESTABLISHED (or NEW) packet alike.
+            // Most packets: the rule set decides every ESTABLISHED (or NEW) packet alike, or
+            // every one entering by this port alike.
             (_, Some(Dependence::Fixed(d)), _, _) => d,
             (Some(ct), Some(Dependence::PerFlow { flags_mask }), Some(idx), Some(dir)) => {
                 let tcp_flags = match &p.l4 {
