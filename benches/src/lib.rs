@@ -180,9 +180,22 @@ pub struct FlowFactory {
 impl FlowFactory {
     /// A factory for IPv4 (`v6 == false`) or IPv6 flows, client port inside, server port 443.
     pub fn new(v6: bool) -> FlowFactory {
+        FlowFactory::build(v6, false)
+    }
+
+    /// As [`FlowFactory::new`], with the timestamp option on both sides, as Linux sends it by
+    /// default: the client's SYN carries Linux's option layout (MSS, SACK-permitted,
+    /// timestamps, NOP, window scale), and every later segment a timestamp.
+    pub fn with_timestamps(v6: bool) -> FlowFactory {
+        FlowFactory::build(v6, true)
+    }
+
+    fn build(v6: bool, timestamps: bool) -> FlowFactory {
         let (c, s) = AddressPlan::endpoints(0, v6, 443);
         let main = {
-            let mut sim = TcpSim::new(c, s).isn(TEMPLATE_ISN.0, TEMPLATE_ISN.1);
+            let mut sim = TcpSim::new(c, s)
+                .isn(TEMPLATE_ISN.0, TEMPLATE_ISN.1)
+                .timestamps(timestamps);
             sim.handshake().exchange(PAYLOAD, PAYLOAD);
             sim.take_packets()
         };
@@ -598,8 +611,12 @@ mod tests {
 
     #[test]
     fn frames_are_valid_for_software_checksums() {
-        for v6 in [false, true] {
-            let f = FlowFactory::new(v6);
+        for (v6, ts) in [(false, false), (true, false), (false, true), (true, true)] {
+            let f = if ts {
+                FlowFactory::with_timestamps(v6)
+            } else {
+                FlowFactory::new(v6)
+            };
             for flow in [0, 1, 77, 65_001, 9_999_999] {
                 for seg in Seg::ALL {
                     let frame = f.frame(flow, seg);
@@ -618,6 +635,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The SYN of `with_timestamps` is laid out as Linux lays out its own (`tcp_options_write`:
+    /// MSS, SACK-permitted, timestamps, NOP, window scale), the layout `tcp_options` reads
+    /// without walking; the plain factory's is not.
+    #[test]
+    fn timestamps_give_the_syn_linux_s_option_layout() {
+        let options = |f: &FlowFactory| {
+            let frame = f.frame(5, Seg::Syn);
+            let p = wire::parse(&frame, &ParseConfig::default(), ChecksumHint::Unknown)
+                .expect("a valid SYN");
+            let L4::Tcp(tcp) = p.l4 else {
+                panic!("not TCP: {:?}", p.l4)
+            };
+            tcp.options.to_vec()
+        };
+        let linux = options(&FlowFactory::with_timestamps(false));
+        assert_eq!(linux.len(), 20, "{linux:?}");
+        assert_eq!(&linux[..8], &[2, 4, 0x05, 0xb4, 4, 2, 8, 10], "{linux:?}");
+        assert_eq!(&linux[16..19], &[1, 3, 3], "{linux:?}");
+        let plain = options(&FlowFactory::new(false));
+        assert_ne!(&plain[4..6], &[4, 2], "{plain:?}");
     }
 
     #[test]

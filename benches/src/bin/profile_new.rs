@@ -1,10 +1,13 @@
 //! New connections as a plain program, for profilers: the `new_conns/empty_table` case of
 //! the criterion benchmarks without criterion.
 //!
-//! `profile_new [SYNS] [CAPACITY] [nic|sw]` sends SYNS client SYNs (default 256K) of distinct
-//! flows, in bursts, into an empty table of CAPACITY entries (default 1M), so every packet is
-//! a lookup miss, a new TCP connection accepted by the classic policy, and an insert; it
-//! prints ns per packet. Only `timed_bursts` processes packets, so
+//! `profile_new [SYNS] [CAPACITY] [nic|sw] [plain|linux]` sends SYNS client SYNs (default
+//! 256K) of distinct flows, in bursts, into an empty table of CAPACITY entries (default 1M),
+//! so every packet is a lookup miss, a new TCP connection accepted by the classic policy, and
+//! an insert; it prints ns per packet. `linux`: the SYNs carry Linux's option layout (MSS,
+//! SACK-permitted, timestamps, NOP, window scale; [`FlowFactory::with_timestamps`]) instead
+//! of tracegen's default without timestamps (MSS, NOP, window scale, SACK-permitted, NOP,
+//! NOP). Only `timed_bursts` processes packets, so
 //! `valgrind --tool=callgrind --toggle-collect=*timed_bursts*` counts the instructions of
 //! the pipeline alone (divide by SYNS).
 
@@ -26,7 +29,10 @@ fn main() {
         Some("sw") => ChecksumHint::Unknown,
         _ => ChecksumHint::Good,
     };
-    let factory = FlowFactory::new(false);
+    let factory = match args.get(4).map(String::as_str) {
+        Some("linux") => FlowFactory::with_timestamps(false),
+        _ => FlowFactory::new(false),
+    };
     let mut e = engine(capacity);
     let mut now = START;
     let mut frames = Frames::new(CHUNK_BURSTS * BURST, factory.max_len());
