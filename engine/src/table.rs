@@ -600,6 +600,25 @@ impl Table {
         }
     }
 
+    /// Whether an insert must make room first: every pool index is taken.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    /// Prefetch the first line (expiry, status, the start of the protocol state) of the
+    /// entries an insert of a key hashed `h` into a full table looks at to choose a victim
+    /// (`Table::evict_near`): the first `EVICT_CANDIDATES` (8) of its first bucket.
+    #[inline]
+    pub fn prefetch_neighbours(&self, h: &Hashed) {
+        let bucket = &self.buckets[h.b1 as usize];
+        for slot in 0..EVICT_CANDIDATES as usize {
+            if let Some(idx) = bucket.get(slot) {
+                prefetch::first_line(&self.entries[idx as usize]);
+            }
+        }
+    }
+
     /// Prefetch the line of candidate `c`'s memo (0: none), for a caller that will read it:
     /// one more line per packet from memory in a large table, so only then.
     #[inline]
