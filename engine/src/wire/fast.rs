@@ -58,11 +58,19 @@ pub(super) fn tcp<'a>(
     if proto != proto::TCP {
         return None;
     }
+    let seg = segment(&addrs, l4, verify_l4(cfg, hint))?;
+    Some((addrs, seg))
+}
+
+/// The segment of IP payload `l4` (carried between `addrs`) when it starts with a
+/// well-formed TCP header, with a checksum that verifies when `verify`.
+#[inline(always)]
+fn segment<'a>(addrs: &IpAddrs, l4: &'a [u8], verify: bool) -> Option<TcpSeg<'a>> {
     let tcp = TcpPacket::new_checked(l4).ok()?;
-    if verify_l4(cfg, hint) && !tcp.verify_checksum(&addrs) {
+    if verify && !tcp.verify_checksum(addrs) {
         return None;
     }
-    Some((addrs, TcpSeg::of(&tcp, l4.len())))
+    Some(TcpSeg::of(&tcp, l4.len()))
 }
 
 /// The addresses, transport protocol and IP payload of a common-case frame whose network
@@ -136,13 +144,13 @@ fn transport<'a>(
     general: impl FnOnce() -> Result<Packet<'a>, Reason>,
 ) -> Result<Packet<'a>, Reason> {
     match proto {
-        proto::TCP => match TcpPacket::new_checked(l4) {
-            Ok(tcp) if !verify || tcp.verify_checksum(&addrs) => Ok(Packet {
+        proto::TCP => match segment(&addrs, l4, verify) {
+            Some(seg) => Ok(Packet {
                 addrs,
                 proto,
-                l4: L4::Tcp(TcpSeg::of(&tcp, l4.len())),
+                l4: L4::Tcp(seg),
             }),
-            _ => general(),
+            None => general(),
         },
         proto::UDP => match UdpPacket::new_checked(l4) {
             Ok(udp) if !verify || udp.verify_checksum(&addrs) => Ok(Packet {
