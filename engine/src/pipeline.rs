@@ -345,6 +345,17 @@ enum Plan<'a> {
     Segment(KeyedPacket, Hashed, TcpSeg<'a>),
 }
 
+impl Plan<'_> {
+    /// The hash of the key the packet is looked up by, if it is looked up.
+    #[inline(always)]
+    fn hashed(&self) -> Option<&Hashed> {
+        match self {
+            Plan::Track(_, h) | Plan::Related(_, h) | Plan::Segment(_, h, _) => Some(h),
+            Plan::Drop(_) | Plan::Fixed(..) => None,
+        }
+    }
+}
+
 /// The flag bits that tell a segment's class: ACK or data (ACK set, none of SYN, FIN,
 /// RST), or SYN (SYN alone).
 const CLASS_BITS: u8 = TcpFlags::ACK | TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST;
@@ -591,7 +602,7 @@ impl Engine {
         }
         // Stage 2: prefetch every packet's buckets, back to back.
         for plan in &plans[..pkts.len()] {
-            if let Plan::Track(_, h) | Plan::Related(_, h) | Plan::Segment(_, h, _) = plan {
+            if let Some(h) = plan.hashed() {
                 self.table.prefetch_buckets(h);
             }
         }
@@ -603,7 +614,7 @@ impl Engine {
         // ESTABLISHED, whose memo line a prefetch would fetch for nothing.
         let mut cands = [0u32; BURST];
         for (c, plan) in cands.iter_mut().zip(&plans[..pkts.len()]) {
-            if let Plan::Track(_, h) | Plan::Related(_, h) | Plan::Segment(_, h, _) = plan {
+            if let Some(h) = plan.hashed() {
                 *c = self.table.candidate(h);
             }
         }
