@@ -1043,7 +1043,12 @@ impl Engine {
 
 /// A parsed packet's input to the rules, in conntrack state `ct`, leaving by `out_port`.
 #[inline]
-fn packet_input(pkt: &Pkt<'_>, p: &Packet<'_>, ct: Option<CtState>, out_port: PortId) -> RuleInput {
+pub(super) fn packet_input(
+    pkt: &Pkt<'_>,
+    p: &Packet<'_>,
+    ct: Option<CtState>,
+    out_port: PortId,
+) -> RuleInput {
     let (ports, tcp_flags) = match &p.l4 {
         L4::Tcp(s) => (Some((s.sport, s.dport)), Some(s.flags.0)),
         L4::Udp(d) => (Some((d.sport, d.dport)), None),

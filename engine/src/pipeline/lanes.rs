@@ -11,11 +11,11 @@
 //! (`tests/scenarios/fuzz.rs`) holds the two to the same verdicts, counters, rule hits and
 //! table.
 
-use super::track::{direction, state};
-use super::{CLASS_BITS, Engine, Lookup, Pkt, Plan, Verdict};
+use super::track::{direction, new_entry, state};
+use super::{CLASS_BITS, Engine, Lookup, Pkt, Plan, Verdict, packet_input};
 use crate::flow::{Direction, KeyedPacket};
 use crate::rules::{Dependence, PortId, RuleInput};
-use crate::table::{Entry, Hashed};
+use crate::table::Hashed;
 use crate::time::Tick;
 use crate::track::tcp::TcpConn;
 use crate::track::{CtFlags, CtState, EntryMeta, ProtoState, TrackVerdict};
@@ -156,8 +156,7 @@ impl Engine {
         // Inserted only if the rules accept it, as `decide` does; the tracker accepted the
         // SYN, so accounting would count it.
         let insert = |e: &mut Engine| {
-            let mut entry = Entry::new(&k.key, k.swapped, meta.expires, ProtoState::Tcp(conn));
-            entry.flags.set(meta.flags.0);
+            let entry = new_entry(k, &meta, ProtoState::Tcp(conn));
             e.insert_new(now, h, entry, true, pkt.data)
         };
         let verdict = Verdict {
@@ -179,26 +178,15 @@ pub(super) fn segment_packet<'a>(k: &KeyedPacket, seg: &TcpSeg<'a>) -> Packet<'a
     }
 }
 
-/// [`packet_input`] for a TCP segment keyed `k`, without its packet (the key holds its
-/// addresses).
+/// The rules' input for a TCP segment keyed `k`, in state `ct`, leaving by `out_port`: that
+/// of its packet ([`segment_packet`]).
 #[inline]
-pub(super) fn segment_input(
+fn segment_input(
     pkt: &Pkt<'_>,
     k: &KeyedPacket,
     seg: &TcpSeg<'_>,
     ct: CtState,
     out_port: PortId,
 ) -> RuleInput {
-    let addrs = k.addrs();
-    RuleInput {
-        ct: Some(ct),
-        in_port: pkt.port,
-        out_port,
-        family: addrs.family,
-        proto: k.key.proto,
-        src: addrs.src,
-        dst: addrs.dst,
-        ports: Some((seg.sport, seg.dport)),
-        tcp_flags: Some(seg.flags.0),
-    }
+    packet_input(pkt, &segment_packet(k, seg), Some(ct), out_port)
 }

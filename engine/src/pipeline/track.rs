@@ -250,8 +250,7 @@ impl Engine {
                 ProtoState::Generic
             }
         };
-        let mut entry = Entry::new(&k.key, k.swapped, meta.expires, state);
-        entry.flags.set(meta.flags.0);
+        let entry = new_entry(k, &meta, state);
         Tracked {
             ct: Some(CtState::New),
             invalid: None,
@@ -293,6 +292,14 @@ impl Engine {
             None => Tracked::invalid(Reason::IcmpNoRelated),
         }
     }
+}
+
+/// The entry of a new connection keyed `k`, its first packet tracked into `meta` and `state`.
+#[inline(always)]
+pub(super) fn new_entry(k: &KeyedPacket, meta: &EntryMeta, state: ProtoState) -> Entry {
+    let mut entry = Entry::new(&k.key, k.swapped, meta.expires, state);
+    entry.flags.set(meta.flags.0);
+    entry
 }
 
 /// The direction of a packet keyed `k` in the connection of an entry with status `flags`.
