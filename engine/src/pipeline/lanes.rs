@@ -11,7 +11,7 @@
 //! (`tests/scenarios/fuzz.rs`) holds the two to the same verdicts, counters, rule hits and
 //! table.
 
-use super::track::{direction, new_entry, state};
+use super::track::{direction, new_entry, state, write_back};
 use super::{CLASS_BITS, Engine, Lookup, Pkt, Plan, Verdict, packet_input};
 use crate::flow::{Direction, KeyedPacket};
 use crate::rules::{Dependence, PortId, RuleInput};
@@ -90,11 +90,7 @@ impl Engine {
             return None;
         }
         let ct = state(dir, entry.flags);
-        if dir == Direction::Reply {
-            meta.flags.set(CtFlags::SEEN_REPLY);
-        }
-        entry.flags = meta.flags;
-        entry.expires = meta.expires;
+        write_back(entry, dir, meta);
         let decision = match self.dependence(ct, pkt.port) {
             Some(Dependence::Fixed(d)) => d,
             Some(Dependence::PerFlow { flags_mask }) => {

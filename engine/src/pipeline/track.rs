@@ -125,11 +125,7 @@ impl Engine {
         };
         match action {
             TrackVerdict::Accept | TrackVerdict::Ignore(_) => {
-                if dir == Direction::Reply {
-                    meta.flags.set(CtFlags::SEEN_REPLY);
-                }
-                entry.flags = meta.flags;
-                entry.expires = meta.expires;
+                write_back(entry, dir, meta);
                 let ignored = match action {
                     TrackVerdict::Ignore(why) => {
                         self.counters.count_ignored(why);
@@ -292,6 +288,18 @@ impl Engine {
             None => Tracked::invalid(Reason::IcmpNoRelated),
         }
     }
+}
+
+/// Store what tracking made of a packet travelling `dir` that it accepted or ignored
+/// (`meta`) in its entry: the pipeline, not the trackers, sets SEEN_REPLY, for a REPLY
+/// packet.
+#[inline(always)]
+pub(super) fn write_back(entry: &mut Entry, dir: Direction, mut meta: EntryMeta) {
+    if dir == Direction::Reply {
+        meta.flags.set(CtFlags::SEEN_REPLY);
+    }
+    entry.flags = meta.flags;
+    entry.expires = meta.expires;
 }
 
 /// The entry of a new connection keyed `k`, its first packet tracked into `meta` and `state`.
