@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 use ctfw_engine::Instant;
 use ctfw_engine::flow::FlowKey;
 use ctfw_engine::pipeline::{Engine, EngineConfig, Pkt, Verdict};
-use ctfw_engine::rules::{Action, PortId, Rule, RuleSet};
+use ctfw_engine::rules::{Action, CtStateSet, PortId, PortSet, Rule, RuleSet};
 use ctfw_engine::table::Entry;
 use ctfw_engine::time::TICKS_PER_SEC;
 use ctfw_engine::track::tcp::{TcpConn, TcpState};
@@ -101,6 +101,32 @@ pub fn classic_rule_list() -> Vec<(String, Rule)> {
         .iter()
         .map(|(name, rule)| (name.to_owned(), rule.clone()))
         .collect()
+}
+
+/// Zone rules, whose NEW decision (and, with `block` set, ESTABLISHED decision) depends on
+/// the ports alone: the classic rules with NEW accepted when it crosses from `from` to the
+/// other port (`from` INSIDE: the classic rules themselves), behind a logging drop of
+/// ESTABLISHED packets entering by OUTSIDE when `block` is set.
+pub fn zone_rules(from: PortId, block: bool) -> Vec<(String, Rule)> {
+    let mut list = Vec::new();
+    if block {
+        let rule = Rule {
+            ct: Some(CtStateSet::of(&[CtState::Established])),
+            in_port: PortSet::default().with(OUTSIDE),
+            log: true,
+            ..Rule::new(Action::Drop)
+        };
+        list.push(("block_outside".to_owned(), rule));
+    }
+    for (name, mut rule) in classic_rule_list() {
+        if name == "new_c2s_accept" {
+            let to = if from == INSIDE { OUTSIDE } else { INSIDE };
+            rule.in_port = PortSet::default().with(from);
+            rule.out_port = PortSet::default().with(to);
+        }
+        list.push((name, rule));
+    }
+    list
 }
 
 /// A rule set from `(name, rule)` pairs with the classic policy's default, drop.

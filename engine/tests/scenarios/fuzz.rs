@@ -363,26 +363,7 @@ proptest! {
         let mut lane = Fw::new(cfg.clone(), lane_rules(which));
         let mut full = Fw::new(cfg, lane_rules(which));
         full.eng.set_events(true);
-        for (jump, ops, nic_checked) in &bursts {
-            lane.advance(*jump);
-            full.advance(*jump);
-            let frames: Flow = ops.iter().flat_map(materialise).collect();
-            let pkts = packets(&frames, *nic_checked);
-            let mut a = vec![Verdict::default(); pkts.len()];
-            let mut b = vec![Verdict::default(); pkts.len()];
-            lane.eng.process_burst(lane.now(), &pkts, &mut a);
-            full.eng.process_burst(full.now(), &pkts, &mut b);
-            prop_assert_eq!(a, b);
-            full.eng.drain_events(|_| {});
-            let (mut logs_a, mut logs_b) = (Vec::new(), Vec::new());
-            lane.eng.drain_logs(|r| logs_a.push(*r));
-            full.eng.drain_logs(|r| logs_b.push(*r));
-            prop_assert_eq!(logs_a, logs_b);
-            if lane.tick % 3 == 0 {
-                lane.eng.sweep(lane.now(), 7);
-                full.eng.sweep(full.now(), 7);
-            }
-        }
+        side_by_side(&mut lane, &mut full, &bursts)?;
         let (a, mut b) = (lane.counters().clone(), full.counters().clone());
         b.events_lost = a.events_lost;
         prop_assert_eq!(a, b);
@@ -391,22 +372,35 @@ proptest! {
     }
 }
 
-/// Zone rule sets, whose NEW decision (and, with `block` set, ESTABLISHED decision) depends
-/// on the ports alone: the classic rules, behind a logging drop of ESTABLISHED packets
-/// entering by OUTSIDE when `block` is set.
-fn zone_rules(block: bool) -> Vec<(String, Rule)> {
-    let mut list = Vec::new();
-    if block {
-        let rule = Rule {
-            ct: Some(CtStateSet::of(&[CtState::Established])),
-            in_port: PortSet::default().with(OUTSIDE),
-            log: true,
-            ..Rule::new(Action::Drop)
-        };
-        list.push(("block_outside".to_owned(), rule));
+/// Send `bursts` through two engines side by side: the same verdicts and drop-log records,
+/// burst by burst (their events drained, both swept alike).
+fn side_by_side(
+    a: &mut Fw,
+    b: &mut Fw,
+    bursts: &[(u64, Vec<Op>, bool)],
+) -> Result<(), TestCaseError> {
+    for (jump, ops, nic_checked) in bursts {
+        a.advance(*jump);
+        b.advance(*jump);
+        let frames: Flow = ops.iter().flat_map(materialise).collect();
+        let pkts = packets(&frames, *nic_checked);
+        let mut va = vec![Verdict::default(); pkts.len()];
+        let mut vb = vec![Verdict::default(); pkts.len()];
+        a.eng.process_burst(a.now(), &pkts, &mut va);
+        b.eng.process_burst(b.now(), &pkts, &mut vb);
+        prop_assert_eq!(va, vb);
+        let (mut logs_a, mut logs_b) = (Vec::new(), Vec::new());
+        a.eng.drain_logs(|r| logs_a.push(*r));
+        b.eng.drain_logs(|r| logs_b.push(*r));
+        prop_assert_eq!(logs_a, logs_b);
+        a.eng.drain_events(|_| {});
+        b.eng.drain_events(|_| {});
+        if a.tick % 3 == 0 {
+            a.eng.sweep(a.now(), 7);
+            b.eng.sweep(b.now(), 7);
+        }
     }
-    list.extend(classic_rule_list());
-    list
+    Ok(())
 }
 
 /// The same rules, each rule that tests the ports also testing the source address against
@@ -442,12 +436,12 @@ proptest! {
         events in any::<bool>(),
         bursts in bursts(),
     ) {
-        let zones = rule_set(zone_rules(block));
+        let zones = rule_set(zone_rules(INSIDE, block));
         prop_assert_eq!(zones.dependence(CtState::New), Some(Dependence::Ports));
         if block {
             prop_assert_eq!(zones.established(), Dependence::Ports);
         }
-        let wide = rule_set(widened(zone_rules(block)));
+        let wide = rule_set(widened(zone_rules(INSIDE, block)));
         prop_assert_eq!(
             wide.dependence(CtState::New),
             Some(Dependence::PerFlow { flags_mask: 0 })
@@ -456,27 +450,7 @@ proptest! {
         let mut reference = Fw::new(cfg, wide);
         by_port.eng.set_events(events);
         reference.eng.set_events(events);
-        for (jump, ops, nic_checked) in &bursts {
-            by_port.advance(*jump);
-            reference.advance(*jump);
-            let frames: Flow = ops.iter().flat_map(materialise).collect();
-            let pkts = packets(&frames, *nic_checked);
-            let mut a = vec![Verdict::default(); pkts.len()];
-            let mut b = vec![Verdict::default(); pkts.len()];
-            by_port.eng.process_burst(by_port.now(), &pkts, &mut a);
-            reference.eng.process_burst(reference.now(), &pkts, &mut b);
-            prop_assert_eq!(a, b);
-            let (mut logs_a, mut logs_b) = (Vec::new(), Vec::new());
-            by_port.eng.drain_logs(|r| logs_a.push(*r));
-            reference.eng.drain_logs(|r| logs_b.push(*r));
-            prop_assert_eq!(logs_a, logs_b);
-            by_port.eng.drain_events(|_| {});
-            reference.eng.drain_events(|_| {});
-            if by_port.tick % 3 == 0 {
-                by_port.eng.sweep(by_port.now(), 7);
-                reference.eng.sweep(reference.now(), 7);
-            }
-        }
+        side_by_side(&mut by_port, &mut reference, &bursts)?;
         prop_assert_eq!(by_port.counters(), reference.counters());
         prop_assert_eq!(all_views(&by_port), all_views(&reference));
         prop_assert_eq!(by_port.eng.rule_hits(), reference.eng.rule_hits());

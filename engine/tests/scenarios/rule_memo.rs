@@ -445,35 +445,11 @@ fn a_decision_remembered_for_new_does_not_answer_for_established() {
     }
 }
 
-/// Zone rules: `estrel_accept`, then NEW accepted when it crosses from `from` to the other
-/// port, ahead of them (when `block` is set) a drop for ESTABLISHED packets entering by
-/// OUTSIDE; default drop. Each state's decision depends on the ports alone.
-fn zones(from: PortId, block: bool) -> RuleSet {
-    let mut list = Vec::new();
-    if block {
-        let rule = Rule {
-            ct: Some(CtStateSet::of(&[CtState::Established])),
-            in_port: PortSet::default().with(OUTSIDE),
-            ..Rule::new(Action::Drop)
-        };
-        list.push(("block_outside".to_owned(), rule));
-    }
-    for (name, mut rule) in classic_rule_list() {
-        if name == "new_c2s_accept" {
-            let to = if from == INSIDE { OUTSIDE } else { INSIDE };
-            rule.in_port = PortSet::default().with(from);
-            rule.out_port = PortSet::default().with(to);
-        }
-        list.push((name, rule));
-    }
-    rule_set(list)
-}
-
 /// A decision that depends on the ports alone is worked out per port when the rules are
 /// loaded: each port gets its own, and a reload works them out again.
 #[test]
 fn a_decision_by_the_ports_alone_is_the_ports_and_follows_a_reload() {
-    let rules = zones(INSIDE, false);
+    let rules = rule_set(zone_rules(INSIDE, false));
     assert_eq!(rules.dependence(CtState::New), Some(Dependence::Ports));
     let mut fw = Fw::new(linux_defaults(1024), rules);
     let syn = |client: &str| {
@@ -493,7 +469,9 @@ fn a_decision_by_the_ports_alone_is_the_ports_and_follows_a_reload() {
     assert_eq!(v.rule, None);
     // The zones swapped: the other way round.
     let cfg = linux_defaults(1024);
-    fw.eng.reload(zones(OUTSIDE, false), &cfg).expect("reload");
+    fw.eng
+        .reload(rule_set(zone_rules(OUTSIDE, false)), &cfg)
+        .expect("reload");
     let v = fw.send(&syn("10.0.1.12:40000"), INSIDE);
     assert_dropped(&v, Reason::DefaultPolicy);
     let v = fw.send(&syn("10.0.1.13:40000"), OUTSIDE);
@@ -503,13 +481,15 @@ fn a_decision_by_the_ports_alone_is_the_ports_and_follows_a_reload() {
 
     // ESTABLISHED by the ports too: a connection accepted under the classic rules, then
     // its packets entering by OUTSIDE dropped and those entering by INSIDE accepted.
-    fw.eng.reload(zones(INSIDE, false), &cfg).expect("reload");
+    fw.eng
+        .reload(rule_set(zone_rules(INSIDE, false)), &cfg)
+        .expect("reload");
     let mut sim = sim();
     sim.handshake().exchange(10, 10);
     for p in sim.take_packets() {
         assert!(fw.pkt(&p).forward.is_some(), "{:?}", p.side);
     }
-    let blocking = zones(INSIDE, true);
+    let blocking = rule_set(zone_rules(INSIDE, true));
     assert_eq!(blocking.established(), Dependence::Ports);
     fw.eng.reload(blocking, &cfg).expect("reload");
     sim.exchange(10, 10);
