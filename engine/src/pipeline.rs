@@ -587,11 +587,7 @@ impl Engine {
                     continue;
                 }
                 // What `wire::parse` returns for the frame.
-                Some((addrs, seg)) => Ok(Packet {
-                    addrs,
-                    proto: wire::proto::TCP,
-                    l4: L4::Tcp(seg),
-                }),
+                Some((addrs, seg)) => Ok(Packet::tcp(addrs, seg)),
                 None if pkt.tail.is_empty() => wire::parse(pkt.data, &parse_cfg, pkt.csum),
                 None => wire::parse_span(pkt.frame(), &parse_cfg, pkt.csum),
             };

@@ -4,7 +4,7 @@
 //! anywhere past the head the parser reads headers from) must parse exactly as in one.
 #![no_main]
 
-use ctfw_engine::wire::{self, ChecksumHint, HEADER_SPAN, L4, Packet, ParseConfig, Span, proto};
+use ctfw_engine::wire::{self, ChecksumHint, HEADER_SPAN, Packet, ParseConfig, Span};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,8 +12,7 @@ fuzz_target!(|data: &[u8]| {
         let one = wire::parse(data, &ParseConfig::default(), hint);
         assert_eq!(one, wire::parse_general(data, &ParseConfig::default(), hint));
         if let Some((addrs, seg)) = wire::parse_tcp(data, &ParseConfig::default(), hint) {
-            let l4 = L4::Tcp(seg);
-            assert_eq!(one, Ok(Packet { addrs, proto: proto::TCP, l4 }));
+            assert_eq!(one, Ok(Packet::tcp(addrs, seg)));
         }
         // The last byte chooses where the frame is cut, at or past its head.
         let head = data.len().min(HEADER_SPAN);

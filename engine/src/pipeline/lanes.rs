@@ -1,12 +1,12 @@
 //! The pipeline's lanes: the established packet and the new connection in one piece each.
 //!
 //! Stage 4 takes a `Plan::Segment` (a TCP segment of a common frame, read by
-//! [`wire::parse_tcp`] while accounting and events are off) through
+//! [`crate::wire::parse_tcp`] while accounting and events are off) through
 //! `Engine::decide_segment`: the lane for established packets (`Engine::established`) when
 //! its entry is found, the lane for new connections (`Engine::opened`) when not. A lane does
 //! what the general way (`Engine::decide` with `Engine::track`) does for its case, with every
 //! test whose outcome the case fixes left out, or declines having changed nothing; a declined
-//! segment gets the packet [`wire::parse`] would have returned (`segment_packet`) and goes
+//! segment gets the packet [`crate::wire::parse`] would have returned (`segment_packet`) and goes
 //! the general way. The property test `the_lanes_decide_as_the_general_way`
 //! (`tests/scenarios/fuzz.rs`) holds the two to the same verdicts, counters, rule hits and
 //! table.
@@ -19,7 +19,7 @@ use crate::table::Hashed;
 use crate::time::Tick;
 use crate::track::tcp::TcpConn;
 use crate::track::{CtFlags, CtState, EntryMeta, ProtoState, TrackVerdict};
-use crate::wire::{self, L4, Packet, TcpFlags, TcpSeg};
+use crate::wire::{Packet, TcpFlags, TcpSeg};
 
 impl Engine {
     /// Stage 4 for a [`Plan::Segment`]: a lane when one takes the packet (the lane for
@@ -164,14 +164,10 @@ impl Engine {
     }
 }
 
-/// The packet of a [`Plan::Segment`]: what [`wire::parse`] returns for its frame.
+/// The packet of a [`Plan::Segment`]: what [`crate::wire::parse`] returns for its frame.
 #[inline]
 pub(super) fn segment_packet<'a>(k: &KeyedPacket, seg: &TcpSeg<'a>) -> Packet<'a> {
-    Packet {
-        addrs: k.addrs(),
-        proto: wire::proto::TCP,
-        l4: L4::Tcp(*seg),
-    }
+    Packet::tcp(k.addrs(), *seg)
 }
 
 /// The rules' input for a TCP segment keyed `k`, in state `ct`, leaving by `out_port`: that

@@ -145,11 +145,7 @@ fn transport<'a>(
 ) -> Result<Packet<'a>, Reason> {
     match proto {
         proto::TCP => match segment(&addrs, l4, verify) {
-            Some(seg) => Ok(Packet {
-                addrs,
-                proto,
-                l4: L4::Tcp(seg),
-            }),
+            Some(seg) => Ok(Packet::tcp(addrs, seg)),
             None => general(),
         },
         proto::UDP => match UdpPacket::new_checked(l4) {

@@ -147,6 +147,18 @@ pub struct Packet<'a> {
     pub l4: L4<'a>,
 }
 
+impl<'a> Packet<'a> {
+    /// The packet of TCP segment `seg` carried between `addrs`.
+    #[inline]
+    pub fn tcp(addrs: IpAddrs, seg: TcpSeg<'a>) -> Packet<'a> {
+        Packet {
+            addrs,
+            proto: proto::TCP,
+            l4: L4::Tcp(seg),
+        }
+    }
+}
+
 // The pipeline keeps a burst of these; `IpAddrs` above says why it is not larger.
 const _: () = assert!(core::mem::size_of::<Result<Packet<'static>, Reason>>() <= 104);
 
